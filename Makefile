@@ -1,0 +1,48 @@
+# Segmenter: the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+SEG := $(VENV)/bin/segmenter
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install kafka topics run test test-unit lint bench quality evaluate stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+kafka: install
+	$(SEG) kafka start
+
+topics: kafka
+	$(SEG) topics create
+
+## make run: broker, topics, one worker, and the simulator driving it.
+run: topics
+	scripts/demo.sh
+
+## make test: the same set-up, then every test (unit and integration) on the real broker.
+test: topics
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest -m "not integration"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: topics
+	$(PY) -m streams.bench
+
+stop:
+	-$(SEG) kafka stop
+
+clean: stop
+	rm -rf .segmenter

@@ -1,0 +1,846 @@
+"""Churn risk: an explainable score, levels with hysteresis, silence timers.
+
+The score is a logistic combination of five interpretable factors, each a
+number in ``[0, 1]`` computed from the flat feature dict of
+:func:`models.features.read_features` (any value may be ``None``; a missing
+value is "no evidence", factor 0)::
+
+    z     = bias + sum(weight[f] * value[f] for each factor f)
+    score = 1 / (1 + exp(-z))
+
+=====================  ========  ==================================================
+factor                 weight    value in [0, 1]
+=====================  ========  ==================================================
+``not_alive``          2.0       1 - P(alive) from BG/NBD (:mod:`models.btyd`);
+                                 only for customers with a purchase
+``inactivity``         3.0       silence relative to the customer's own rhythm:
+                                 ``u / (u + 3)``, ``u = max(0, days_silent / gap - 1)``
+``engagement_decline`` 1.5       drop of events (and sessions, when a 90-day count
+                                 exists) in the last 30 days vs the 60 before
+``support``            2.0       ``1 - exp(-load)``, load from tickets, escalations,
+                                 open and reopened tickets
+``sentiment``          1.5       noisy-or of detractor NPS, NPS drop, low CSAT,
+                                 low reviews
+=====================  ========  ==================================================
+
+with ``bias = -3`` (a customer with no risk signal scores 0.047). Each factor's
+contribution is ``weight * value`` in log-odds, so the factors explain the score
+additively and the top contributions become human-readable ``reasons``.
+Customers with no purchase have no BG/NBD factor: they are scored from
+engagement, support and sentiment alone.
+
+See ``docs/churn.md`` for the reasoning, levels, timers and evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from river import linear_model, optim
+
+from models.btyd import DEFAULT_PARAMS, BGNBDParams, prob_alive
+from models.eventtime import MS_PER_DAY, day_of
+
+__all__ = [
+    "DEFAULT_BIAS",
+    "DEFAULT_THRESHOLDS",
+    "DEFAULT_WEIGHTS",
+    "FACTORS",
+    "LEVELS",
+    "ChurnLearner",
+    "ChurnScore",
+    "ChurnScorer",
+    "LevelThresholds",
+    "churn_level",
+    "inactive_label",
+    "next_review_ms",
+    "precision_at_top",
+    "project_silence",
+    "recency_baseline_score",
+    "roc_auc",
+]
+
+#: Factor names, in the order they are computed.
+FACTORS: tuple[str, ...] = (
+    "not_alive",
+    "inactivity",
+    "engagement_decline",
+    "support",
+    "sentiment",
+)
+
+#: Hand-set log-odds weights (each factor value is in [0, 1]).
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "not_alive": 2.0,
+    "inactivity": 3.0,
+    "engagement_decline": 1.5,
+    "support": 2.0,
+    "sentiment": 1.5,
+}
+
+#: Log-odds of a customer with no risk signal (score 0.047).
+DEFAULT_BIAS = -3.0
+
+#: Churn levels, lowest first.
+LEVELS: tuple[str, ...] = ("low", "medium", "high")
+
+
+def _num(features: Mapping[str, Any], key: str) -> float | None:
+    """Feature as float, ``None`` when missing, ``None``, NaN or not a number."""
+    value = features.get(key)
+    if value is None or isinstance(value, str):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _plural(n: float, word: str) -> str:
+    k = round(n)
+    return f"{k} {word}" if k == 1 else f"{k} {word}s"
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnScore:
+    """Result of :meth:`ChurnScorer.score`.
+
+    Attributes
+    ----------
+    score
+        Churn risk in ``[0, 1]``.
+    factors
+        ``(factor, contribution)`` for every factor that applies, largest
+        contribution first; contributions are in log-odds (``weight * value``)
+        and add up with the bias to ``logit(score)``.
+    reasons
+        The top factors in words a retention agent understands.
+    values
+        The raw factor values in ``[0, 1]`` (what a learner trains on).
+    """
+
+    score: float
+    factors: list[tuple[str, float]]
+    reasons: list[str]
+    values: dict[str, float] = field(default_factory=dict)
+
+
+class ChurnScorer:
+    """Explainable churn score: logistic combination of interpretable factors.
+
+    Parameters
+    ----------
+    weights
+        Log-odds weight per factor; missing factors take
+        :data:`DEFAULT_WEIGHTS`. Stored merged with the defaults.
+    bias
+        Log-odds with no risk signal at all.
+    default_gap_days
+        The rhythm assumed when a customer has none we can measure
+        (no active day in 30 days and fewer than two purchase days).
+    min_gap_days, max_gap_days
+        Bounds on the measured rhythm. The upper bound makes a very long
+        silence count even for customers who were always slow.
+    max_reasons
+        How many reasons to return at most.
+    min_reason_contribution
+        A factor becomes a reason only when its contribution (log-odds)
+        reaches this value.
+
+    Examples
+    --------
+    >>> scorer = ChurnScorer()
+    >>> loyal = {"frequency": 20, "recency": 200, "T": 203, "orders": 21,
+    ...          "days_since_last_event": 1, "active_days_30d": 12,
+    ...          "events_30d": 40, "events_90d": 110, "tickets_90d": 0}
+    >>> r = scorer.score(loyal, None)
+    >>> round(r.score, 3), r.reasons
+    (0.052, ['no strong churn signals'])
+    >>> leaving = dict(loyal, days_since_last_event=41, days_since_last_purchase=41,
+    ...                T=241, active_days_30d=0, events_30d=0, events_90d=60,
+    ...                tickets_90d=3, escalations_90d=2, nps_last=3, nps_trend=-5,
+    ...                nps_category="detractor")
+    >>> r = scorer.score(leaving, None)
+    >>> round(r.score, 3)
+    0.986
+    >>> for reason in r.reasons:
+    ...     print(reason)
+    3 support tickets in 90 days, 2 escalated
+    no activity for 41 days (usually every 10 days)
+    NPS dropped by 5 points to 3 (detractor)
+    >>> [name for name, _ in r.factors]
+    ['support', 'inactivity', 'sentiment', 'engagement_decline', 'not_alive']
+    """
+
+    def __init__(
+        self,
+        weights: Mapping[str, float] | None = None,
+        bias: float = DEFAULT_BIAS,
+        default_gap_days: float = 14.0,
+        min_gap_days: float = 1.0,
+        max_gap_days: float = 45.0,
+        max_reasons: int = 3,
+        min_reason_contribution: float = 0.3,
+    ) -> None:
+        merged = dict(DEFAULT_WEIGHTS)
+        if weights is not None:
+            unknown = set(weights) - set(FACTORS)
+            if unknown:
+                raise ValueError(f"unknown churn factors: {sorted(unknown)}")
+            merged.update({k: float(v) for k, v in weights.items()})
+        if not 0 < min_gap_days <= default_gap_days <= max_gap_days:
+            raise ValueError("need 0 < min_gap_days <= default_gap_days <= max_gap_days")
+        self.weights = merged
+        self.bias = float(bias)
+        self.default_gap_days = float(default_gap_days)
+        self.min_gap_days = float(min_gap_days)
+        self.max_gap_days = float(max_gap_days)
+        self.max_reasons = int(max_reasons)
+        self.min_reason_contribution = float(min_reason_contribution)
+
+    def __repr__(self) -> str:
+        return (
+            f"ChurnScorer(weights={self.weights!r}, bias={self.bias!r}, "
+            f"default_gap_days={self.default_gap_days!r}, min_gap_days={self.min_gap_days!r}, "
+            f"max_gap_days={self.max_gap_days!r}, max_reasons={self.max_reasons!r}, "
+            f"min_reason_contribution={self.min_reason_contribution!r})"
+        )
+
+    # ----------------------------------------------------------------- pieces
+    def typical_gap_days(self, features: Mapping[str, Any]) -> tuple[float, bool]:
+        """The customer's usual number of days between active days.
+
+        Estimated from the activity *before* the current silence, so that the
+        silence being judged does not stretch the yardstick:
+
+        1. recent rhythm: ``n = active_days_30d`` active days in the
+           ``30 - days_since_last_event`` days before the silence gives
+           ``(30 - days_since_last_event) / (n - 0.5)`` (needs ``n >= 2``;
+           the last active day sits on the edge and counts half);
+        2. lifetime rhythm (buyers): ``(T - days_since_last_event) / sessions``,
+           the active span since the first purchase over lifetime sessions;
+        3. purchase rhythm: ``recency / frequency``, only when neither
+           engagement rhythm is measurable.
+
+        The shorter engagement estimate wins; the result is clipped to
+        ``[min_gap_days, max_gap_days]``; ``default_gap_days`` when nothing is
+        measurable. A numeric ``typical_gap_days`` entry in ``features`` pins
+        the rhythm instead (:func:`project_silence` uses this to judge a
+        projected silence by today's rhythm). Returns ``(gap, measured)``.
+
+        Examples
+        --------
+        >>> s = ChurnScorer()
+        >>> s.typical_gap_days({"active_days_30d": 5, "days_since_last_event": 3})
+        (6.0, True)
+        >>> s.typical_gap_days({"frequency": 2, "recency": 40})
+        (20.0, True)
+        >>> s.typical_gap_days({})
+        (14.0, False)
+        """
+        pinned = _num(features, "typical_gap_days")
+        if pinned is not None and pinned > 0:
+            return min(max(pinned, self.min_gap_days), self.max_gap_days), True
+        silent = _num(features, "days_since_last_event")
+        since = 0.0 if silent is None else max(silent, 0.0)
+        candidates = []
+        active = _num(features, "active_days_30d")
+        if active is not None and active >= 2 and since < 30:
+            candidates.append((30.0 - since) / (active - 0.5))
+        big_t = _num(features, "T")
+        sessions = _num(features, "sessions")
+        if big_t is not None and sessions is not None and sessions >= 2 and big_t - since > 0:
+            candidates.append((big_t - since) / sessions)
+        if not candidates:
+            freq = _num(features, "frequency")
+            rec = _num(features, "recency")
+            if freq is not None and freq >= 1 and rec is not None and rec > 0:
+                candidates.append(rec / freq)
+        if not candidates:
+            return self.default_gap_days, False
+        gap = min(max(min(candidates), self.min_gap_days), self.max_gap_days)
+        return gap, True
+
+    def factor_values(
+        self, features: Mapping[str, Any], params: BGNBDParams | None = None
+    ) -> dict[str, float]:
+        """Every applicable factor's value in ``[0, 1]`` (see the module doc).
+
+        ``not_alive`` is absent for customers without a purchase.
+
+        Examples
+        --------
+        >>> v = ChurnScorer().factor_values({"days_since_last_event": 30})
+        >>> sorted(v), round(v["inactivity"], 3)  # 30 days vs the default 14
+        (['engagement_decline', 'inactivity', 'sentiment', 'support'], 0.276)
+        """
+        return self._evaluate(features, params)[0]
+
+    def _evaluate(
+        self, features: Mapping[str, Any], params: BGNBDParams | None
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """Factor values, plus the raw numbers the reason texts need."""
+        values: dict[str, float] = {}
+        ctx: dict[str, Any] = {}
+
+        # (a) BG/NBD: 1 - P(alive), purchasers only.
+        freq = _num(features, "frequency")
+        big_t = _num(features, "T")
+        orders = _num(features, "orders")
+        if freq is not None and big_t is not None and (orders is None or orders > 0):
+            rec = _num(features, "recency") or 0.0
+            p_alive = prob_alive(freq, rec, big_t, params)
+            values["not_alive"] = 1.0 - p_alive
+            since_buy = _num(features, "days_since_last_purchase")
+            ctx["p_alive"] = p_alive
+            ctx["since_buy"] = max(big_t - rec, 0.0) if since_buy is None else since_buy
+
+        # (b) Inactivity relative to the customer's own rhythm.
+        silent = _num(features, "days_since_last_event")
+        if silent is None:
+            silent = _num(features, "days_since_last_purchase")
+        if silent is not None:
+            gap, measured = self.typical_gap_days(features)
+            excess = max(0.0, silent / gap - 1.0)
+            values["inactivity"] = excess / (excess + 3.0)
+            ctx["silent"], ctx["gap"], ctx["measured"] = silent, gap, measured
+
+        # (c) Engagement trend: last 30 days vs the monthly mean of the 60 before.
+        decline = 0.0
+        for noun in ("events", "sessions"):
+            recent = _num(features, f"{noun}_30d")
+            longer = _num(features, f"{noun}_90d")
+            if recent is None or longer is None:
+                continue
+            before = max(longer - recent, 0.0) / 2.0
+            if before <= 0:
+                continue
+            d = max(0.0, before - recent) / (before + 2.0)  # +2 shrinks tiny counts
+            if d > decline:
+                decline = d
+                ctx["trend"] = (noun, recent, before)
+        values["engagement_decline"] = decline
+
+        # (d) Support load.
+        tickets = _num(features, "tickets_90d") or 0.0
+        escalations = _num(features, "escalations_90d") or 0.0
+        open_tickets = _num(features, "open_tickets") or 0.0
+        reopened = _num(features, "reopened") or 0.0
+        load = 0.3 * tickets + 0.8 * escalations + 0.5 * open_tickets + 0.5 * reopened
+        values["support"] = 1.0 - math.exp(-load)
+        ctx["support"] = (tickets, escalations, open_tickets, reopened)
+
+        # (e) Sentiment: detractor NPS, NPS drop, low CSAT, low reviews (noisy-or).
+        nps = _num(features, "nps_last")
+        trend = _num(features, "nps_trend")
+        csat = _num(features, "csat_avg")
+        review = _num(features, "review_avg")
+        keep = 1.0
+        if nps is not None and nps <= 6:
+            keep *= 1.0 - (7.0 - nps) / 7.0
+        elif nps is None and features.get("nps_category") == "detractor":
+            keep *= 0.5
+        if trend is not None and trend < 0:
+            keep *= 1.0 - min(1.0, -trend / 4.0)
+        if csat is not None and csat < 3.5:
+            keep *= 1.0 - min(1.0, (3.5 - csat) / 2.5)
+        if review is not None and review < 3.5:
+            keep *= 1.0 - 0.5 * min(1.0, (3.5 - review) / 2.5)
+        values["sentiment"] = 1.0 - keep
+        ctx["sentiment"] = (nps, trend, csat, review, features.get("nps_category"))
+        return values, ctx
+
+    @staticmethod
+    def _reason(name: str, ctx: Mapping[str, Any]) -> str | None:
+        """The words for one factor (only built for the reasons shown)."""
+        if name == "not_alive":
+            return (
+                f"{round(100 * (1 - ctx['p_alive']))}% chance they have stopped buying "
+                f"(last purchase {_plural(ctx['since_buy'], 'day')} ago)"
+            )
+        if name == "inactivity":
+            usual = f" (usually every {_plural(ctx['gap'], 'day')})" if ctx["measured"] else ""
+            return f"no activity for {_plural(ctx['silent'], 'day')}{usual}"
+        if name == "engagement_decline":
+            if "trend" not in ctx:
+                return None
+            noun, recent, before = ctx["trend"]
+            drop = round(100 * (1 - recent / before))
+            return (
+                f"activity down {drop}% ({_plural(recent, noun[:-1])} in the last 30 days "
+                f"vs about {round(before)} a month before)"
+            )
+        if name == "support":
+            tickets, escalations, open_tickets, reopened = ctx["support"]
+            parts = []
+            if tickets > 0:
+                head = f"{_plural(tickets, 'support ticket')} in 90 days"
+                if escalations > 0:
+                    head += f", {round(escalations)} escalated"
+                parts.append(head)
+            elif escalations > 0:
+                parts.append(f"{_plural(escalations, 'escalated support ticket')} in 90 days")
+            if open_tickets > 0:
+                parts.append(f"{round(open_tickets)} still open")
+            if reopened > 0:
+                parts.append(f"{round(reopened)} reopened")
+            return ", ".join(parts) or None
+        if name == "sentiment":
+            nps, trend, csat, review, category = ctx["sentiment"]
+            detractor = (nps is not None and nps <= 6) or (nps is None and category == "detractor")
+            words = []
+            if trend is not None and trend < 0:
+                tail = f" to {round(nps)}" if nps is not None else ""
+                tag = " (detractor)" if detractor else ""
+                words.append(f"NPS dropped by {_plural(-trend, 'point')}{tail}{tag}")
+            elif detractor:
+                words.append(
+                    f"NPS {round(nps)} (detractor)" if nps is not None else "NPS detractor"
+                )
+            if csat is not None and csat < 3.5:
+                words.append(f"low satisfaction (CSAT {csat:.1f}/5)")
+            if review is not None and review < 3.5:
+                words.append(f"poor reviews ({review:.1f}/5)")
+            return ", ".join(words) or None
+        return None
+
+    # ------------------------------------------------------------------ score
+    def score(self, features: Mapping[str, Any], params: BGNBDParams | None = None) -> ChurnScore:
+        """Churn risk of one customer from their feature dict.
+
+        Parameters
+        ----------
+        features
+            Flat feature dict as of the stream clock (values may be ``None``).
+        params
+            BG/NBD parameters fitted on the customer base;
+            :data:`models.btyd.DEFAULT_PARAMS` when ``None``.
+
+        Examples
+        --------
+        >>> r = ChurnScorer().score({"days_since_last_event": 2, "active_days_30d": 10})
+        >>> round(r.score, 3), r.factors[0], r.reasons
+        (0.047, ('inactivity', 0.0), ['no strong churn signals'])
+        """
+        values, ctx = self._evaluate(features, params)
+        z = self.bias
+        contributions = []
+        for name in FACTORS:
+            if name in values:
+                c = self.weights[name] * values[name]
+                z += c
+                contributions.append((name, c))
+        contributions.sort(key=lambda item: -item[1])
+        score = 1.0 / (1.0 + math.exp(-z)) if z >= -700 else 0.0
+        reasons = []
+        for name, c in contributions[: self.max_reasons]:
+            if c >= self.min_reason_contribution:
+                text = self._reason(name, ctx)
+                if text:
+                    reasons.append(text)
+        if not reasons:
+            reasons = ["no strong churn signals"]
+        return ChurnScore(score=score, factors=contributions, reasons=reasons, values=values)
+
+    def model_version(self, params: BGNBDParams | None = None) -> str:
+        """Deterministic version label for ``model_version`` fields.
+
+        Examples
+        --------
+        >>> ChurnScorer().model_version()
+        'churn-3e110692+bgnbd-default'
+        """
+        p = DEFAULT_PARAMS if params is None else params
+        blob = repr(
+            (
+                sorted(self.weights.items()),
+                self.bias,
+                self.default_gap_days,
+                self.min_gap_days,
+                self.max_gap_days,
+            )
+        )
+        digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
+        return f"churn-{digest}+bgnbd-{p.version}"
+
+
+# ---------------------------------------------------------------- levels
+@dataclass(frozen=True, slots=True)
+class LevelThresholds:
+    """Enter/exit bands of the churn levels (hysteresis).
+
+    A customer enters ``high`` at ``score >= high_enter`` and leaves it only
+    when ``score < high_exit``; the same for ``medium``. ``exit <= enter``.
+
+    Examples
+    --------
+    >>> LevelThresholds(high_enter=0.8, high_exit=0.7).medium_enter
+    0.4
+    """
+
+    high_enter: float = 0.7
+    high_exit: float = 0.6
+    medium_enter: float = 0.4
+    medium_exit: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not (
+            0.0 <= self.medium_exit <= self.medium_enter <= self.high_enter <= 1.0
+            and self.medium_exit <= self.high_exit <= self.high_enter
+        ):
+            raise ValueError(
+                "need 0 <= medium_exit <= medium_enter <= high_enter <= 1 "
+                "and medium_exit <= high_exit <= high_enter"
+            )
+
+
+DEFAULT_THRESHOLDS = LevelThresholds()
+
+
+def churn_level(
+    score: float,
+    previous_level: str | None,
+    thresholds: LevelThresholds = DEFAULT_THRESHOLDS,
+) -> str:
+    """Churn level of ``score`` given the previous level, with hysteresis.
+
+    Moving *up* needs the enter threshold of the new level; staying needs only
+    its exit threshold, so a score that wobbles inside a band keeps its level.
+    A customer leaving ``high`` lands in ``medium`` unless the score is also
+    below ``medium_exit``. ``previous_level=None`` (first score) acts as ``low``.
+
+    Examples
+    --------
+    >>> churn_level(0.65, "low"), churn_level(0.65, "high"), churn_level(0.55, "high")
+    ('medium', 'high', 'medium')
+    >>> churn_level(0.35, "medium"), churn_level(0.25, "high"), churn_level(0.72, None)
+    ('medium', 'low', 'high')
+    """
+    if previous_level is not None and previous_level not in LEVELS:
+        raise ValueError(f"unknown churn level {previous_level!r}")
+    t = thresholds
+    if score >= t.high_enter:
+        up = 2
+    elif score >= t.medium_enter:
+        up = 1
+    else:
+        up = 0
+    prev = 0 if previous_level is None else LEVELS.index(previous_level)
+    if up > prev:
+        return LEVELS[up]
+    if prev == 2 and score >= t.high_exit:
+        return "high"
+    if prev >= 1 and score >= t.medium_exit:
+        return "medium"
+    return "low"
+
+
+# ---------------------------------------------------------------- timers
+_SILENCE_CLOCKS = ("days_since_last_event", "days_since_last_purchase", "T")
+
+
+def project_silence(
+    features: Mapping[str, Any], days: int, scorer: ChurnScorer | None = None
+) -> dict[str, Any]:
+    """The features ``days`` later if the customer stays silent (approximation).
+
+    Advances the clocks that grow with silence (``days_since_last_event``,
+    ``days_since_last_purchase``, ``T``) and ages the 30-day activity counts
+    (``events_30d``, ``sessions_30d``), assuming their events were spread
+    evenly over the part of the window before the silence; the events that
+    leave the 30-day window stay in the 90-day counts. The customer's rhythm
+    is pinned at today's (``typical_gap_days``, from ``scorer``'s
+    :meth:`ChurnScorer.typical_gap_days`) unless already pinned. Everything
+    else is unchanged. The approximation errs towards a higher score (nothing
+    ages out of the 90-day windows), so timers fire early rather than late.
+
+    Examples
+    --------
+    >>> g = project_silence({"T": 10, "days_since_last_event": 10, "events_30d": 40,
+    ...                      "orders": 2}, 5)
+    >>> g["T"], g["days_since_last_event"], g["events_30d"], g["orders"]
+    (15, 15, 30.0, 2)
+    >>> g["typical_gap_days"]  # no measurable rhythm: the default
+    14.0
+    """
+    out = dict(features)
+    if _num(features, "typical_gap_days") is None:
+        out["typical_gap_days"] = (scorer or ChurnScorer()).typical_gap_days(features)[0]
+    silent = _num(features, "days_since_last_event")
+    if silent is not None and silent < 30:
+        keep = max(0.0, 30.0 - silent - days) / (30.0 - silent)
+        for key in ("events_30d", "sessions_30d"):
+            count = _num(features, key)
+            if count is not None:
+                out[key] = count * keep
+    for key in _SILENCE_CLOCKS:
+        value = out.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value + days
+    return out
+
+
+def next_review_ms(
+    features: Mapping[str, Any],
+    now_ms: int,
+    level: str | None,
+    *,
+    params: BGNBDParams | None = None,
+    scorer: ChurnScorer | None = None,
+    thresholds: LevelThresholds = DEFAULT_THRESHOLDS,
+    max_wait_days: int = 7,
+) -> int:
+    """Event time at which a silent customer's churn level could next change.
+
+    Silence only raises the score (the inactivity ratio grows, BG/NBD's
+    ``P(alive)`` falls as ``T`` grows, recent activity ages out of the 30-day
+    window), so the score of the projected features (:func:`project_silence`)
+    is non-decreasing in the days of silence ``k``. A binary search finds the smallest ``k`` in
+    ``1..max_wait_days`` at which :func:`churn_level` moves up; the answer is
+    the start of that UTC day (whole-day features change at UTC midnight).
+    When no move happens within ``max_wait_days`` -- the customer is already
+    ``high``, or far from the next threshold -- the answer is
+    ``max_wait_days`` ahead anyway, because windowed counts ageing out (which
+    the projection ignores) can move the level either way.
+
+    The result is always in ``(now_ms, next UTC midnight + max_wait_days - 1]``,
+    so a streaming layer that re-scores silent customers at this time (on
+    the stream clock) does at most one re-score per customer per
+    ``max_wait_days`` and still sees every silence-driven change on its day.
+
+    Parameters
+    ----------
+    features
+        Features as of ``now_ms`` (the stream clock).
+    now_ms
+        The stream clock, epoch ms.
+    level
+        The customer's current churn level.
+    params, scorer, thresholds
+        As used for scoring (defaults when ``None``).
+    max_wait_days
+        Upper bound on the wait, >= 1.
+
+    Examples
+    --------
+    >>> f = {"days_since_last_event": 3, "active_days_30d": 10,  # every 3 days
+    ...      "events_30d": 30, "events_90d": 90}
+    >>> now = 20_000 * 86_400_000 + 5_000  # just after midnight, day 20000
+    >>> next_review_ms(f, now, "low", max_wait_days=30) // 86_400_000 - 20_000
+    13
+    >>> s = ChurnScorer()
+    >>> [churn_level(s.score(project_silence(f, k)).score, "low") for k in (12, 13)]
+    ['low', 'medium']
+    >>> next_review_ms(f, now, "low") == now - 5_000 + 7 * 86_400_000  # capped
+    True
+    """
+    if max_wait_days < 1:
+        raise ValueError("max_wait_days must be >= 1")
+    s = ChurnScorer() if scorer is None else scorer
+    today = day_of(now_ms)
+    pinned = dict(features)
+    if _num(features, "typical_gap_days") is None:
+        pinned["typical_gap_days"] = s.typical_gap_days(features)[0]
+
+    def changes(k: int) -> bool:
+        projected = s.score(project_silence(pinned, k, s), params).score
+        return churn_level(projected, level, thresholds) != (level or "low")
+
+    if changes(max_wait_days):
+        lo, hi = 1, max_wait_days  # smallest k in [lo, hi] with changes(k)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if changes(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        k = lo
+    else:
+        k = max_wait_days
+    return (today + k) * MS_PER_DAY
+
+
+# ---------------------------------------------------------------- learning
+def inactive_label(later_features: Mapping[str, Any], horizon_days: int) -> bool:
+    """Delayed outcome: was the customer silent for the whole horizon?
+
+    Read the features ``horizon_days`` after a scored moment; the customer is
+    labelled inactive (``True``) when nothing happened since, i.e.
+    ``days_since_last_event >= horizon_days``.
+
+    Examples
+    --------
+    >>> inactive_label({"days_since_last_event": 45}, 30)
+    True
+    >>> inactive_label({"days_since_last_event": 2}, 30)
+    False
+    """
+    silent = _num(later_features, "days_since_last_event")
+    return silent is not None and silent >= horizon_days
+
+
+class ChurnLearner:
+    """Online refinement of the factor weights from delayed outcomes (optional).
+
+    A river ``LogisticRegression`` over the factor *values*, warm-started at
+    the scorer's weights and bias, fed ``(values at t, inactive_label at
+    t + horizon)`` pairs. The streaming layer keeps ``ChurnScore.values`` of a
+    sample of scored moments and, ``horizon_days`` of stream time later,
+    calls :meth:`learn_one` with :func:`inactive_label` of the then-current
+    features. :meth:`to_scorer` returns the scorer to use: the hand-set one
+    until ``min_samples`` outcomes have been seen, then one with the learned
+    weights (clipped at 0 so every factor still reads as a risk).
+
+    Parameters
+    ----------
+    scorer
+        The starting scorer (its other settings are kept).
+    learning_rate
+        SGD step for weights and intercept.
+    l2
+        L2 regularisation.
+    min_samples
+        Outcomes needed before :meth:`to_scorer` uses the learned weights.
+    horizon_days
+        The outcome horizon, kept for the caller's scheduling.
+
+    Examples
+    --------
+    >>> learner = ChurnLearner(min_samples=2)
+    >>> learner.to_scorer().weights == DEFAULT_WEIGHTS
+    True
+    >>> learner.learn_one({"inactivity": 0.9, "support": 0.0}, True)
+    >>> learner.learn_one({"inactivity": 0.0, "support": 0.1}, False)
+    >>> learner.n_samples, learner.to_scorer().weights["inactivity"] > 3.0
+    (2, True)
+    """
+
+    def __init__(
+        self,
+        scorer: ChurnScorer | None = None,
+        learning_rate: float = 0.01,
+        l2: float = 0.0,
+        min_samples: int = 500,
+        horizon_days: int = 30,
+    ) -> None:
+        self.scorer = ChurnScorer() if scorer is None else scorer
+        self.learning_rate = float(learning_rate)
+        self.l2 = float(l2)
+        self.min_samples = int(min_samples)
+        self.horizon_days = int(horizon_days)
+        self.n_samples = 0
+        self.model = linear_model.LogisticRegression(
+            optimizer=optim.SGD(self.learning_rate),
+            l2=self.l2,
+            intercept_init=self.scorer.bias,
+            intercept_lr=self.learning_rate,
+        )
+        # Warm start at the hand-set weights (river has no public setter).
+        for name in FACTORS:
+            self.model._weights[name] = self.scorer.weights[name]
+
+    def learn_one(self, values: Mapping[str, float], inactive: bool) -> None:
+        """Learn from one ``(factor values at t, outcome at t + horizon)`` pair."""
+        x = {name: float(values.get(name, 0.0)) for name in FACTORS}
+        self.model.learn_one(x, bool(inactive))
+        self.n_samples += 1
+
+    def to_scorer(self) -> ChurnScorer:
+        """The scorer to use now (hand-set until ``min_samples`` outcomes)."""
+        if self.n_samples < self.min_samples:
+            return self.scorer
+        learned = self.model.weights
+        s = self.scorer
+        return ChurnScorer(
+            weights={name: max(0.0, float(learned.get(name, 0.0))) for name in FACTORS},
+            bias=float(self.model.intercept),
+            default_gap_days=s.default_gap_days,
+            min_gap_days=s.min_gap_days,
+            max_gap_days=s.max_gap_days,
+            max_reasons=s.max_reasons,
+            min_reason_contribution=s.min_reason_contribution,
+        )
+
+
+# ---------------------------------------------------------------- evaluation
+def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties).
+
+    Raises ``ValueError`` when only one class is present.
+
+    Examples
+    --------
+    >>> roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
+    0.75
+    >>> roc_auc([0.5, 0.5], [0, 1])
+    0.5
+    """
+    s = np.asarray(scores, dtype=float).ravel()
+    y = np.asarray(labels).ravel().astype(bool)
+    if s.shape != y.shape:
+        raise ValueError("scores and labels must have the same length")
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("roc_auc needs both classes")
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    ranks = np.empty(s.size, dtype=float)
+    # Average rank for each run of tied scores.
+    boundaries = np.flatnonzero(np.diff(sorted_s)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [s.size]))
+    avg = (starts + ends + 1) / 2.0  # mean of 1-based ranks start+1..end
+    ranks[order] = np.repeat(avg, ends - starts)
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def precision_at_top(scores: ArrayLike, labels: ArrayLike, fraction: float = 0.1) -> float:
+    """Share of positives among the ``ceil(fraction * n)`` highest scores.
+
+    The retention team's view: if they call the top 10 % of the ranking, how
+    many calls reach a real churner? Ties at the cut are broken by position
+    (stable sort), so the result is deterministic.
+
+    Examples
+    --------
+    >>> precision_at_top([0.9, 0.8, 0.1, 0.2, 0.7], [1, 0, 0, 0, 1], fraction=0.4)
+    0.5
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError("fraction must be in (0, 1]")
+    s = np.asarray(scores, dtype=float).ravel()
+    y = np.asarray(labels).ravel().astype(bool)
+    if s.shape != y.shape or s.size == 0:
+        raise ValueError("scores and labels must be non-empty and of the same length")
+    k = max(1, math.ceil(fraction * s.size - 1e-9))
+    top = np.argsort(-s, kind="mergesort")[:k]
+    return float(y[top].mean())
+
+
+def recency_baseline_score(features: Mapping[str, Any], scale_days: float = 30.0) -> float:
+    """Recency-only baseline: ``d / (d + scale_days)``, ``d = days_since_last_event``.
+
+    Monotone in the days of silence (so its ROC AUC is that of the raw
+    recency), in ``[0, 1)``; 0.5 when the recency is unknown.
+
+    Examples
+    --------
+    >>> recency_baseline_score({"days_since_last_event": 30})
+    0.5
+    >>> recency_baseline_score({"days_since_last_event": 0})
+    0.0
+    """
+    d = _num(features, "days_since_last_event")
+    if d is None:
+        return 0.5
+    d = max(d, 0.0)
+    return d / (d + scale_days)

@@ -1,0 +1,276 @@
+"""The Faust application: ``create_app(settings)`` and a module-level ``app``.
+
+``create_app`` reads nothing at import time; the module-level ``app`` (for
+``faust -A streams.app``) is built on first access from the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import CollectorRegistry
+
+from models.churn import ChurnScorer
+from models.eventtime import MS_PER_DAY
+from models.rules import RuleEngine, RulesConfig, load_rules
+from streams.broadcast import run_broadcast_reader
+from streams.codec import encode
+from streams.learner import LearnerHost
+from streams.logs import handlers_for
+from streams.metrics import Metrics
+from streams.pipeline import Pipeline
+from streams.processing import CustomerProcessor
+from streams.runtime import Runtime
+from streams.settings import Settings
+from streams.sweep import PartitionSweep, partition_keys
+from streams.topics import (
+    CLOCK_TOPIC,
+    INPUT_TOPICS,
+    MODELS_TOPIC,
+    OUTPUT_TOPICS,
+    TICKS_TOPIC,
+    TRAINING_TOPIC,
+)
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_CHUNK = 2000
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """Faust broker URLs from a Kafka bootstrap list.
+
+    >>> broker_urls("a:9092,b:9093")
+    ['kafka://a:9092', 'kafka://b:9093']
+    """
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """The worker's shared state and logic, without any Kafka wiring."""
+    config = load_rules(settings.segments_config) if settings.segments_config else RulesConfig()
+    rules = RuleEngine(config)
+    processor = CustomerProcessor(
+        rules=rules,
+        scorer=ChurnScorer(),
+        dedup_window_ms=int(settings.dedup_window_days * MS_PER_DAY),
+        rules_version=rules_version(config),
+    )
+    return Runtime(
+        settings=settings,
+        metrics=Metrics(CollectorRegistry()),
+        processor=processor,
+        worker_id=f"{settings.web_host}:{settings.web_port}",
+    )
+
+
+def rules_version(config: RulesConfig) -> str:
+    """A short, stable version of the rule configuration (changes when it does)."""
+    digest = hashlib.blake2b(repr(config).encode(), digest_size=4).hexdigest()
+    return f"rules-{digest}"
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    """Build a Segmenter worker app from ``settings`` (default: the environment)."""
+    settings = settings or Settings()
+    datadir = settings.data_dir / f"worker-{settings.web_port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    rt = build_runtime(settings)
+    app = faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.kafka_bootstrap),
+        store=settings.store,
+        datadir=str(datadir),
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        producer_linger_ms=5,
+        broker_commit_every=2000,
+        broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 5),
+        loghandlers=handlers_for(settings.log_format) or [],
+    )
+    app.segmenter = rt  # type: ignore[attr-defined]
+
+    def raw_topic(name: str, partitions: int | None = None) -> Any:
+        # Bytes in and out: we parse and validate ourselves, with orjson.
+        return app.topic(
+            settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+
+    inputs = {name: raw_topic(name) for name in INPUT_TOPICS}
+    outputs = {name: raw_topic(name) for name in OUTPUT_TOPICS}
+    training = raw_topic(TRAINING_TOPIC, partitions=1)
+    models = raw_topic(MODELS_TOPIC, partitions=1)
+    clock_topic = raw_topic(CLOCK_TOPIC, partitions=1)
+    ticks = raw_topic(TICKS_TOPIC)
+
+    # Faust's JSON codec is orjson when installed: table values are plain dicts.
+    customers = app.Table(
+        settings.topic("customers"), partitions=settings.partitions, key_type=str, default=None
+    )
+    suppressions = app.Table(
+        settings.topic("suppressions"), partitions=settings.partitions, key_type=str, default=None
+    )
+    pipeline = Pipeline(rt, customers, suppressions, outputs)
+    app.pipeline = pipeline  # type: ignore[attr-defined]
+
+    for name, topic in inputs.items():
+        app.agent(topic, name=f"segmenter.ingest.{name}", concurrency=1)(
+            _ingest_agent(pipeline, rt, name)
+        )
+
+    sweeps: dict[int, PartitionSweep] = {}
+
+    @app.agent(ticks, name="segmenter.clock-ticks", concurrency=1)
+    async def on_tick(stream: Any) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            sweep = sweeps.setdefault(partition, PartitionSweep(clock_ms=rt.clock.now_ms))
+            keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
+            await pipeline.review_partition(keys, sweep)
+            if len(keys) < SWEEP_CHUNK:  # the pass is complete
+                finish_sweep(rt, partition, sweep)
+                sweeps.pop(partition, None)
+            else:
+                sweep.cursor = cursor
+
+    learner = LearnerHost(rt)
+
+    @app.agent(training, name="segmenter.learner", concurrency=1)
+    async def on_training(stream: Any) -> None:
+        async for value in stream:
+            await rt.broadcast_caught_up.wait()  # resume from the latest snapshot first
+            learner.learn(orjson.loads(value).get("items", []))
+            if learner.should_publish():
+                await models.send(key=b"clusters", value=encode(learner.snapshot_message()))
+
+    @app.timer(interval=10.0)
+    async def publish_model_if_pending() -> None:
+        if learner.pending:
+            await models.send(key=b"clusters", value=encode(learner.snapshot_message()))
+
+    @app.timer(interval=0.5)
+    async def flush_training() -> None:
+        if rt.training_buffer:
+            batch, rt.training_buffer = rt.training_buffer, []
+            await training.send(value=encode({"worker": rt.worker_id, "items": batch}))
+
+    last_ticked: dict[int, int] = {}
+
+    @app.timer(interval=1.0)
+    async def tick_and_publish_clock() -> None:
+        now = rt.clock.now_ms
+        rt.metrics.set_stream_clock(now)
+        for partition in assigned_partitions(app, settings.topic("purchases")):
+            # A new pass starts when the clock has moved; a running pass goes on.
+            if partition in sweeps or last_ticked.get(partition, -1) < now:
+                last_ticked[partition] = now
+                await ticks.send(value=b"{}", partition=partition)
+            stats = rt.partition_stats.get(partition, {})
+            message = {"clock_ms": rt.partition_clock.get(partition, 0), **stats}
+            if message != rt.remote_stats.get(f"p{partition}"):
+                await clock_topic.send(key=f"p{partition}".encode(), value=encode(message))
+
+    @app.timer(interval=5.0)
+    async def observe_lag() -> None:
+        lags: dict[tuple[str, int], int] = {}
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:
+                continue
+            read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+            if highwater is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - ((read or -1) + 1))
+        rt.metrics.set_consumer_lag(lags)
+
+    @app.task
+    async def broadcast_reader() -> None:
+        await run_broadcast_reader(rt)
+
+    from streams.web import register_views
+
+    register_views(app, rt, customers)
+    return app
+
+
+def _ingest_agent(pipeline: Pipeline, rt: Runtime, name: str) -> Any:
+    async def ingest(stream: Any) -> None:
+        async for event in stream.events():
+            if not rt.broadcast_caught_up.is_set():
+                # Start with the shared stream clock and the latest model.
+                await rt.broadcast_caught_up.wait()
+            await pipeline.on_message(name, event.message)
+
+    ingest.__name__ = f"ingest_{name}"
+    return ingest
+
+
+def assigned_partitions(app: faust.App, topic: str) -> list[int]:
+    """Partitions of ``topic`` currently assigned to this worker."""
+    try:
+        return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+    except Exception:
+        return []
+
+
+def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
+    """Publish the statistics of a completed pass over a partition."""
+    previous = rt.partition_stats.get(partition, {})
+    day_ago = previous.get("sizes_day_ago", {})
+    if rt.clock.now_ms - previous.get("sizes_day_ago_ms", 0) >= MS_PER_DAY:
+        day_ago = previous.get("sizes", {})
+    rt.partition_stats[partition] = {
+        "sizes": {t: dict(c) for t, c in sweep.sizes.items()},
+        "sizes_day_ago": day_ago,
+        "sizes_day_ago_ms": previous.get("sizes_day_ago_ms", 0)
+        if day_ago is previous.get("sizes_day_ago")
+        else rt.clock.now_ms,
+        "churn_levels": dict(sweep.churn_levels),
+        "customers": sweep.customers,
+    }
+    totals: dict[str, Counter[str]] = {}
+    levels: Counter[str] = Counter()
+    customers = 0
+    for stats in rt.partition_stats.values():
+        for seg_type, counts in stats["sizes"].items():
+            totals.setdefault(seg_type, Counter()).update(counts)
+        levels.update(stats["churn_levels"])
+        customers += stats["customers"]
+    for seg_type, counts in totals.items():
+        rt.metrics.set_segment_sizes(seg_type, counts)
+    rt.metrics.set_churn_levels(levels)
+    rt.metrics.set_table_keys("customers", customers)
+
+
+_app: faust.App | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``app`` is built on first access, so importing this module reads no settings.
+    if name == "app":
+        global _app
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(name)

@@ -1,0 +1,270 @@
+"""The ``segmenter`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from tqdm import tqdm
+
+from streams.settings import Settings
+
+__all__ = ["main"]
+
+cli = typer.Typer(help="Segmenter: real-time customer segmentation on Kafka.", no_args_is_help=True)
+kafka_cli = typer.Typer(help="The local single-node Kafka broker (KRaft).", no_args_is_help=True)
+topics_cli = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+cli.add_typer(kafka_cli, name="kafka")
+cli.add_typer(topics_cli, name="topics")
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _local_broker(settings: Settings) -> Any:
+    from streams.broker import LocalBroker
+
+    host, _, port = settings.kafka_bootstrap.partition(":")
+    return LocalBroker(
+        settings.data_dir, host=host, port=int(port or 9092), heap=settings.kafka_heap
+    )
+
+
+def _external(settings: Settings) -> bool:
+    return settings.kafka_bootstrap != DEFAULT_BOOTSTRAP
+
+
+@kafka_cli.command("start")
+def kafka_start(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 90.0,
+) -> None:
+    """Fetch the pinned Kafka jars (Maven), format KRaft storage, start and wait."""
+    from streams.broker import BrokerError
+
+    settings = _settings()
+    if _external(settings):
+        typer.echo(f"SEGMENTER_KAFKA_BOOTSTRAP={settings.kafka_bootstrap}: using that cluster")
+        return
+    broker = _local_broker(settings)
+    try:
+        pid = broker.start(timeout=timeout)
+    except BrokerError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"kafka broker running on {broker.bootstrap} (pid {pid}, data {broker.home})")
+
+
+@kafka_cli.command("stop")
+def kafka_stop() -> None:
+    """Stop the broker that `segmenter kafka start` started (nothing else)."""
+    settings = _settings()
+    if _external(settings):
+        typer.echo("an external cluster is configured: nothing to stop")
+        return
+    stopped = _local_broker(settings).stop()
+    typer.echo("kafka broker stopped" if stopped else "no local broker was running")
+
+
+@kafka_cli.command("status")
+def kafka_status() -> None:
+    """Whether the broker runs and answers; exit code 1 when it does not."""
+    from streams.broker import metadata_ping
+
+    settings = _settings()
+    pid = None if _external(settings) else _local_broker(settings).pid()
+    try:
+        topics = asyncio.run(metadata_ping(settings.kafka_bootstrap))
+    except Exception as exc:
+        typer.echo(f"kafka on {settings.kafka_bootstrap}: not reachable ({exc!r}); pid {pid}")
+        raise typer.Exit(1) from exc
+    typer.echo(f"kafka on {settings.kafka_bootstrap}: up, {len(topics)} topics; local pid {pid}")
+
+
+@topics_cli.command("create")
+def topics_create() -> None:
+    """Create every input, output and internal topic (idempotent)."""
+    from streams.topics import create_topics
+
+    settings = _settings()
+    created, existing = asyncio.run(create_topics(settings))
+    for name in created:
+        typer.echo(f"created  {name}")
+    typer.echo(f"{len(created)} created, {len(existing)} already existed")
+
+
+@topics_cli.command("list")
+def topics_list() -> None:
+    """Show the topics Segmenter uses, with partitions and configuration."""
+    from streams.topics import all_topics
+
+    for spec in all_topics(_settings()):
+        typer.echo(f"{spec.name:45} partitions={spec.partitions} {spec.config}")
+
+
+@cli.command()
+def worker(
+    loglevel: Annotated[str | None, typer.Option(help="Override SEGMENTER_LOG_LEVEL.")] = None,
+) -> None:
+    """Run a Faust worker; start several (distinct SEGMENTER_WEB_PORT) to scale out."""
+    import faust
+
+    from streams.app import create_app
+
+    settings = _settings()
+    app = create_app(settings)
+    runner = faust.Worker(app, loglevel=loglevel or settings.log_level, quiet=True)
+    runner.execute_from_commandline()
+
+
+@cli.command()
+def simulate(
+    customers: Annotated[int, typer.Option(help="Number of synthetic customers.")] = 1000,
+    days: Annotated[int, typer.Option(help="Days of history to generate.")] = 90,
+    rate: Annotated[float | None, typer.Option(help="Events per second (default: max).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    bad_fraction: Annotated[float, typer.Option(help="Share of broken payloads.")] = 0.0,
+    duplicate_fraction: Annotated[float, typer.Option(help="Share of re-sent events.")] = 0.0,
+    truth: Annotated[Path | None, typer.Option(help="Ground-truth JSON Lines file.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write JSON Lines per topic to this folder instead.")
+    ] = None,
+) -> None:
+    """Produce synthetic customers (latent personas, churners) to the input topics."""
+    from streams.producing import produce
+    from streams.simulator import Simulation
+
+    settings = _settings()
+    sim = Simulation(
+        customers=customers,
+        days=days,
+        seed=seed,
+        bad_fraction=bad_fraction,
+        duplicate_fraction=duplicate_fraction,
+    )
+    truth = truth or settings.data_dir / "ground-truth.jsonl"
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    sim.write_ground_truth(truth)
+    counts: Counter[str] = Counter()
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        files: dict[str, Any] = {}
+        try:
+            for topic, _key, value in tqdm(sim.raw_records(), total=sim.count_hint(), unit="ev"):
+                if topic not in files:
+                    files[topic] = (output / f"{topic}.jsonl").open("wb")
+                files[topic].write(value + b"\n")
+                counts[topic] += 1
+        finally:
+            for handle in files.values():
+                handle.close()
+        typer.echo(f"wrote {sum(counts.values())} events to {output}: {dict(counts)}")
+        return
+    bar = tqdm(total=sim.count_hint(), unit="ev", desc="simulate", mininterval=0.5)
+
+    def on_sent(topic: str) -> None:
+        counts[topic] += 1
+        bar.update()
+
+    records = ((settings.topic(t), k, v) for t, k, v in sim.raw_records())
+    sent = asyncio.run(produce(settings.kafka_bootstrap, records, rate=rate, on_sent=on_sent))
+    bar.close()
+    typer.echo(f"sent {sent} events {dict(counts)}; ground truth in {truth}")
+
+
+@cli.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="JSON Lines file, one event per line.")],
+    topic: Annotated[str, typer.Option(help="Input topic (without prefix), e.g. purchases.")],
+    rate: Annotated[float | None, typer.Option(help="Events per second (default: max).")] = None,
+    send_invalid: Annotated[
+        bool,
+        typer.Option(help="Also send lines that fail validation (they will be dead-lettered)."),
+    ] = False,
+) -> None:
+    """Replay a JSON Lines file into an input topic, with a progress bar."""
+    from schemas import InvalidEvent, validate
+    from streams.producing import produce
+    from streams.topics import INPUT_TOPICS
+
+    if topic not in INPUT_TOPICS:
+        typer.secho(
+            f"unknown topic {topic!r}; one of {', '.join(INPUT_TOPICS)}", fg="red", err=True
+        )
+        raise typer.Exit(2)
+    settings = _settings()
+    rejected: Counter[str] = Counter()
+    full_topic = settings.topic(topic)
+
+    def records() -> Any:
+        with file.open("rb") as handle:
+            for line in tqdm(handle, unit="line", desc=f"replay {file.name}", mininterval=0.5):
+                line = line.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                try:
+                    event = validate(topic, line)
+                except InvalidEvent as err:
+                    rejected[err.reason] += 1
+                    if send_invalid:
+                        yield full_topic, None, line
+                    continue
+                yield full_topic, event["customer_id"].encode(), line
+
+    sent = asyncio.run(produce(settings.kafka_bootstrap, records(), rate=rate))
+    total_rejected = sum(rejected.values())
+    typer.echo(f"sent {sent} lines to {full_topic}; rejected {total_rejected} {dict(rejected)}")
+
+
+@cli.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Topic without prefix, e.g. segment-changes.")],
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
+) -> None:
+    """Pretty-print the records of an output topic as they arrive."""
+    from streams.tailing import tail_topic
+
+    settings = _settings()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail_topic(settings, settings.topic(topic), from_beginning, limit))
+
+
+@cli.command()
+def customer(
+    customer_id: Annotated[str, typer.Argument(help="The customer id.")],
+    raw: Annotated[bool, typer.Option(help="Print the JSON document as is.")] = False,
+) -> None:
+    """Show a customer's features, segments and churn risk (from any worker)."""
+    from streams.tailing import render_customer
+
+    settings = _settings()
+    url = f"http://{settings.web_host}:{settings.web_port}/customers/{customer_id}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            document = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        typer.secho(f"{customer_id}: {exc.code} {exc.read().decode(errors='replace')}", err=True)
+        raise typer.Exit(1) from exc
+    except urllib.error.URLError as exc:
+        typer.secho(f"no worker answers on {url}: {exc.reason}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    if raw:
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        render_customer(document)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

@@ -1,0 +1,637 @@
+"""Prometheus metrics of the Segmenter worker.
+
+Every metric lives on a :class:`~prometheus_client.CollectorRegistry` handed to
+:class:`Metrics` (one registry per Faust app), never on prometheus-client's
+global default registry: tests build many apps in one process and each must
+start from zero.
+
+Conventions (see ``docs/operations.md`` for the meaning of every metric):
+
+* every family name starts with ``segmenter_``; counters end in ``_total``,
+  durations are in seconds (``_seconds``), instants are Unix timestamps in
+  seconds (``_timestamp_seconds``);
+* label values come from small, bounded sets (topic names, rejection reasons,
+  segment types and ids, churn levels). A customer id is never a label;
+* ``topic`` labels carry the *logical* topic name (``purchases``, not
+  ``<prefix>purchases``), so dashboards do not depend on ``SEGMENTER_TOPIC_PREFIX``.
+
+>>> from prometheus_client import CollectorRegistry
+>>> registry = CollectorRegistry()
+>>> m = Metrics(registry)
+>>> m.consumed("purchases")
+>>> m.rejected("purchases", "invalid_json")
+>>> m.sample("segmenter_events_consumed_total", topic="purchases")
+1.0
+>>> m.sample("segmenter_events_rejected_total", topic="purchases", reason="invalid_json")
+1.0
+>>> b"segmenter_worker_ready 0.0" in render(registry)
+True
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+__all__ = [
+    "CHURN_LEVELS",
+    "CONTENT_TYPE",
+    "EMIT_LATENCY_BUCKETS",
+    "INPUT_TOPICS",
+    "LATENCY_OUTPUTS",
+    "METRIC_NAMES",
+    "OUTPUT_TOPICS",
+    "PRIVACY_ACTIONS",
+    "PROCESSING_BUCKETS",
+    "REJECT_REASONS",
+    "SEGMENT_TYPES",
+    "TABLES",
+    "Metrics",
+    "content_type",
+    "exported_names",
+    "exposition",
+    "render",
+]
+
+#: Input topics (logical names); their series are created at start-up with 0.
+INPUT_TOPICS: tuple[str, ...] = (
+    "purchases",
+    "browsing",
+    "support",
+    "feedback",
+    "profiles",
+    "privacy",
+)
+#: Output topics counted by ``segmenter_outputs_total``.
+OUTPUT_TOPICS: tuple[str, ...] = (
+    "segment-changes",
+    "churn-risk",
+    "dead-letters",
+    "privacy-confirmations",
+)
+#: Values of the ``output`` label of the event-to-emit latency histogram.
+LATENCY_OUTPUTS: tuple[str, ...] = ("segment_changes", "churn_risk")
+#: Why an event was rejected (sent to dead letters). Anything else becomes ``other``.
+REJECT_REASONS: frozenset[str] = frozenset(
+    {
+        "not_utf8",
+        "invalid_json",
+        "not_an_object",
+        "too_large",
+        "schema",
+        "bad_ts",
+        "late",
+        "processing_error",
+        "unknown_topic",
+        "other",
+    }
+)
+#: Built-in segment types; user-defined rule names are added when first seen.
+SEGMENT_TYPES: tuple[str, ...] = ("cluster", "lifecycle", "value", "nps")
+#: Churn-risk levels.
+CHURN_LEVELS: tuple[str, ...] = ("low", "medium", "high")
+#: Actions of the ``privacy`` topic.
+PRIVACY_ACTIONS: tuple[str, ...] = ("opt_out", "opt_in", "erase")
+#: Faust tables whose key counts are exported.
+TABLES: tuple[str, ...] = ("customers",)
+
+#: Event-to-emit latency buckets: 1 ms … 60 s.
+EMIT_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+#: Per-event processing time buckets: 10 µs … 1 s.
+PROCESSING_BUCKETS: tuple[float, ...] = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
+
+#: Content type of :func:`render` (the Prometheus text exposition format).
+CONTENT_TYPE: str = CONTENT_TYPE_LATEST
+
+_OTHER_REASON = "other"
+
+
+class Metrics:
+    """All metrics of one worker, registered on ``registry``.
+
+    Parameters
+    ----------
+    registry:
+        The app's own registry. Never the global default one.
+    input_topics, output_topics, segment_types:
+        Label values whose series are created up front (at 0), so that
+        ``rate()`` and dashboards see them before the first event.
+    process_metrics:
+        Also register the standard ``process_*``, ``python_info`` and
+        ``python_gc_*`` collectors on ``registry``.
+
+    Examples
+    --------
+    >>> from prometheus_client import CollectorRegistry
+    >>> m = Metrics(CollectorRegistry())
+    >>> m.processed("browsing"); m.processed("browsing")
+    >>> m.sample("segmenter_events_processed_total", topic="browsing")
+    2.0
+    >>> m.set_segment_sizes("lifecycle", {"active": 10, "lapsed": 3})
+    >>> m.sample("segmenter_segment_size", segment_type="lifecycle", segment="active")
+    10.0
+    >>> m.set_segment_sizes("lifecycle", {"active": 12})  # "lapsed" is gone
+    >>> m.sample("segmenter_segment_size", segment_type="lifecycle", segment="lapsed") is None
+    True
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        input_topics: Iterable[str] = INPUT_TOPICS,
+        output_topics: Iterable[str] = OUTPUT_TOPICS,
+        segment_types: Iterable[str] = SEGMENT_TYPES,
+        process_metrics: bool = True,
+    ) -> None:
+        self.registry = registry
+        r = registry
+
+        # -- input side ---------------------------------------------------
+        self.events_consumed = Counter(
+            "segmenter_events_consumed_total",
+            "Messages read from an input topic (before validation).",
+            ["topic"],
+            registry=r,
+        )
+        self.events_processed = Counter(
+            "segmenter_events_processed_total",
+            "Events validated and applied to customer state.",
+            ["topic"],
+            registry=r,
+        )
+        self.events_rejected = Counter(
+            "segmenter_events_rejected_total",
+            "Events rejected and sent to dead letters, by reason.",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.events_duplicate = Counter(
+            "segmenter_events_duplicate_total",
+            "Events skipped because their event_id was already processed.",
+            ["topic"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "segmenter_dead_letters_total",
+            "Records written to the dead-letters topic, by source topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.processing_seconds = Histogram(
+            "segmenter_processing_seconds",
+            "Time to process one event in the worker (validation to state write).",
+            ["topic"],
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "segmenter_consumer_lag",
+            "Messages between the committed/read offset and the end of the partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.stream_clock = Gauge(
+            "segmenter_stream_clock_timestamp_seconds",
+            "The stream clock (largest event time seen), as a Unix timestamp.",
+            registry=r,
+        )
+
+        # -- output side --------------------------------------------------
+        self.emit_latency = Histogram(
+            "segmenter_event_to_emit_latency_seconds",
+            "Wall clock at emit minus the Kafka timestamp of the input message.",
+            ["output"],
+            buckets=EMIT_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.outputs = Counter(
+            "segmenter_outputs_total",
+            "Records produced to an output topic.",
+            ["topic"],
+            registry=r,
+        )
+
+        # -- state and segments -------------------------------------------
+        self.table_keys = Gauge(
+            "segmenter_table_keys",
+            "Keys in a Faust table held by this worker (its active partitions).",
+            ["table"],
+            registry=r,
+        )
+        self.segment_size = Gauge(
+            "segmenter_segment_size",
+            "Customers currently in a segment (customers owned by this worker).",
+            ["segment_type", "segment"],
+            registry=r,
+        )
+        self.segment_transitions = Counter(
+            "segmenter_segment_transitions_total",
+            "Segment changes emitted, by segment type.",
+            ["segment_type"],
+            registry=r,
+        )
+        self.segment_flaps = Counter(
+            "segmenter_segment_flaps_total",
+            "Segment changes that return a customer to the segment it just left.",
+            ["segment_type"],
+            registry=r,
+        )
+        self.churn_level_customers = Gauge(
+            "segmenter_churn_risk_level_customers",
+            "Customers currently at a churn-risk level (owned by this worker).",
+            ["level"],
+            registry=r,
+        )
+        self.churn_events = Counter(
+            "segmenter_churn_risk_events_total",
+            "Churn-risk level changes emitted, by new level.",
+            ["level"],
+            registry=r,
+        )
+
+        # -- model ----------------------------------------------------------
+        self.model_version = Gauge(
+            "segmenter_model_version",
+            "Version of the cluster model this worker assigns with (0: none yet).",
+            registry=r,
+        )
+        self.model_last_refresh = Gauge(
+            "segmenter_model_last_refresh_timestamp_seconds",
+            "Wall-clock Unix time at which this worker loaded its current model.",
+            registry=r,
+        )
+        self.model_clusters = Gauge(
+            "segmenter_model_clusters",
+            "Number of clusters (k) of the current model.",
+            registry=r,
+        )
+
+        # -- privacy and health -------------------------------------------
+        self.privacy_requests = Counter(
+            "segmenter_privacy_requests_total",
+            "Privacy requests handled, by action.",
+            ["action"],
+            registry=r,
+        )
+        self.worker_ready = Gauge(
+            "segmenter_worker_ready",
+            "1 when partitions are assigned, tables recovered and a model is loaded.",
+            registry=r,
+        )
+        self.build_info = Info(
+            "segmenter_build",
+            "Version of the segmenter package and of Python.",
+            registry=r,
+        )
+        self.build_info.info({"version": _package_version(), "python": _python_version()})
+
+        if process_metrics:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
+
+        self._lag_keys: set[tuple[str, str]] = set()
+        self._segments: dict[str, set[str]] = {}
+        self._init_series(list(input_topics), list(output_topics), list(segment_types))
+
+    # ------------------------------------------------------------------
+    def _init_series(
+        self, input_topics: list[str], output_topics: list[str], segment_types: list[str]
+    ) -> None:
+        """Create the known label combinations at 0 so rate() sees them from the start."""
+        for topic in input_topics:
+            self.events_consumed.labels(topic)
+            self.events_processed.labels(topic)
+            self.events_duplicate.labels(topic)
+            self.dead_letters.labels(topic)
+            self.processing_seconds.labels(topic)
+            for reason in sorted(REJECT_REASONS):
+                self.events_rejected.labels(topic, reason)
+        for topic in output_topics:
+            self.outputs.labels(topic)
+        for output in LATENCY_OUTPUTS:
+            self.emit_latency.labels(output)
+        for segment_type in segment_types:
+            self.segment_transitions.labels(segment_type)
+            self.segment_flaps.labels(segment_type)
+        for level in CHURN_LEVELS:
+            self.churn_level_customers.labels(level)
+            self.churn_events.labels(level)
+        for action in PRIVACY_ACTIONS:
+            self.privacy_requests.labels(action)
+        for table in TABLES:
+            self.table_keys.labels(table)
+
+    # -- counters ----------------------------------------------------------
+    def consumed(self, topic: str) -> None:
+        """Count one message read from ``topic``."""
+        self.events_consumed.labels(topic).inc()
+
+    def processed(self, topic: str) -> None:
+        """Count one event of ``topic`` applied to state."""
+        self.events_processed.labels(topic).inc()
+
+    def rejected(self, topic: str, reason: str) -> None:
+        """Count one rejected event; unknown reasons are counted as ``other``.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.rejected("support", "no-such-reason")
+        >>> m.sample("segmenter_events_rejected_total", topic="support", reason="other")
+        1.0
+        """
+        if reason not in REJECT_REASONS:
+            reason = _OTHER_REASON
+        self.events_rejected.labels(topic, reason).inc()
+
+    def duplicate(self, topic: str) -> None:
+        """Count one event skipped as a repeated ``event_id``."""
+        self.events_duplicate.labels(topic).inc()
+
+    def dead_letter(self, topic: str) -> None:
+        """Count one dead-letter record whose source topic is ``topic``."""
+        self.dead_letters.labels(topic).inc()
+
+    def output(self, topic: str, n: int = 1) -> None:
+        """Count ``n`` records produced to the output topic ``topic``."""
+        self.outputs.labels(topic).inc(n)
+
+    def transition(self, segment_type: str, *, flap: bool = False) -> None:
+        """Count one segment change of ``segment_type`` (and a flap when ``flap``).
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.transition("value", flap=True)
+        >>> m.sample("segmenter_segment_transitions_total", segment_type="value")
+        1.0
+        >>> m.sample("segmenter_segment_flaps_total", segment_type="value")
+        1.0
+        """
+        self.segment_transitions.labels(segment_type).inc()
+        if flap:
+            self.segment_flaps.labels(segment_type).inc()
+
+    def churn_event(self, level: str) -> None:
+        """Count one churn-risk event whose new level is ``level``."""
+        self.churn_events.labels(level).inc()
+
+    def privacy_request(self, action: str) -> None:
+        """Count one privacy request (``opt_out``, ``opt_in``, ``erase``)."""
+        self.privacy_requests.labels(action).inc()
+
+    # -- histograms --------------------------------------------------------
+    def observe_emit_latency(
+        self, output: str, kafka_ts_ms: float | None, now: float | None = None
+    ) -> float | None:
+        """Observe wall clock ``now`` (default: time.time()) minus the input's Kafka timestamp.
+
+        ``output`` is ``segment_changes`` or ``churn_risk``. Returns the observed
+        latency in seconds, or ``None`` when the record carried no timestamp.
+        Negative values (clock skew between broker and worker) count as 0.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.observe_emit_latency("churn_risk", 1_000_000, now=1_000.25)
+        0.25
+        >>> m.sample("segmenter_event_to_emit_latency_seconds_bucket",
+        ...          output="churn_risk", le="0.25")
+        1.0
+        """
+        if kafka_ts_ms is None or kafka_ts_ms <= 0:
+            return None
+        wall = time.time() if now is None else now
+        latency = max(0.0, wall - kafka_ts_ms / 1000.0)
+        self.emit_latency.labels(output).observe(latency)
+        return latency
+
+    def observe_processing(self, topic: str, seconds: float) -> None:
+        """Observe the time taken to process one event of ``topic``."""
+        self.processing_seconds.labels(topic).observe(seconds)
+
+    @contextmanager
+    def time_processing(self, topic: str) -> Iterator[None]:
+        """Context manager timing one event of ``topic`` (monotonic clock).
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> with m.time_processing("feedback"):
+        ...     pass
+        >>> m.sample("segmenter_processing_seconds_count", topic="feedback")
+        1.0
+        """
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe_processing(topic, time.perf_counter() - start)
+
+    # -- gauges ------------------------------------------------------------
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        """Set the consumer lag (in messages) of one partition."""
+        key = (topic, str(partition))
+        self._lag_keys.add(key)
+        self.consumer_lag.labels(*key).set(max(0, lag))
+
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Replace all lag series by ``{(topic, partition): lag}``.
+
+        Partitions no longer assigned (after a rebalance) lose their series.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.set_consumer_lag({("purchases", 0): 5, ("purchases", 1): 0})
+        >>> m.set_consumer_lag({("purchases", 1): 2})
+        >>> m.sample("segmenter_consumer_lag", topic="purchases", partition="0") is None
+        True
+        >>> m.sample("segmenter_consumer_lag", topic="purchases", partition="1")
+        2.0
+        """
+        wanted = {(topic, str(partition)): lag for (topic, partition), lag in lags.items()}
+        for key in self._lag_keys - wanted.keys():
+            self.consumer_lag.remove(*key)
+        self._lag_keys = set(wanted)
+        for key, lag in wanted.items():
+            self.consumer_lag.labels(*key).set(max(0, lag))
+
+    def clear_lag(self) -> None:
+        """Drop every lag series (e.g. when partitions are revoked)."""
+        self.set_consumer_lag({})
+
+    def set_table_keys(self, table: str, n: int) -> None:
+        """Set the number of keys of ``table`` held locally."""
+        self.table_keys.labels(table).set(n)
+
+    def set_segment_sizes(self, segment_type: str, sizes: Mapping[str, int]) -> None:
+        """Replace the sizes of all segments of ``segment_type`` by ``sizes``.
+
+        Segments absent from ``sizes`` (e.g. a cluster removed when k shrank)
+        lose their series.
+        """
+        known = self._segments.setdefault(segment_type, set())
+        for segment in known - sizes.keys():
+            self.segment_size.remove(segment_type, segment)
+        known.clear()
+        for segment, size in sizes.items():
+            known.add(str(segment))
+            self.segment_size.labels(segment_type, str(segment)).set(size)
+
+    def set_churn_levels(self, counts: Mapping[str, int]) -> None:
+        """Set the number of customers per churn level; missing levels are 0."""
+        for level in CHURN_LEVELS:
+            self.churn_level_customers.labels(level).set(counts.get(level, 0))
+        for level, n in counts.items():
+            if level not in CHURN_LEVELS:
+                self.churn_level_customers.labels(level).set(n)
+
+    def model_refreshed(self, version: int, clusters: int, when: float | None = None) -> None:
+        """Record that model ``version`` with ``clusters`` clusters was loaded at ``when``.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.model_refreshed(3, 5, when=1_700_000_000.0)
+        >>> m.sample("segmenter_model_version"), m.sample("segmenter_model_clusters")
+        (3.0, 5.0)
+        """
+        self.model_version.set(version)
+        self.model_clusters.set(clusters)
+        self.model_last_refresh.set(time.time() if when is None else when)
+
+    def set_stream_clock(self, clock_ms: int) -> None:
+        """Set the stream clock from epoch milliseconds."""
+        self.stream_clock.set(clock_ms / 1000.0)
+
+    def set_ready(self, ready: bool) -> None:
+        """Set ``segmenter_worker_ready`` to 1 or 0."""
+        self.worker_ready.set(1 if ready else 0)
+
+    # -- introspection -----------------------------------------------------
+    def sample(self, name: str, **labels: str) -> float | None:
+        """Current value of the sample ``name`` with exactly ``labels``, or ``None``."""
+        return self.registry.get_sample_value(name, labels)
+
+
+def _package_version() -> str:
+    try:
+        return version("segmenter")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _python_version() -> str:
+    return "{}.{}.{}".format(*sys.version_info[:3])
+
+
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "info": ("_info",),
+    "stateset": ("",),
+    "unknown": ("",),
+}
+
+
+def exported_names(registry: CollectorRegistry) -> frozenset[str]:
+    """Every sample name ``registry`` can expose, whether or not a series exists yet.
+
+    Counters appear as ``<name>_total`` and histograms as ``<name>_bucket``,
+    ``_count`` and ``_sum``, exactly as PromQL sees them.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> names = exported_names(Metrics(CollectorRegistry(), process_metrics=False).registry)
+    >>> "segmenter_events_processed_total" in names
+    True
+    >>> "segmenter_event_to_emit_latency_seconds_bucket" in names
+    True
+    """
+    names: set[str] = set()
+    for family in registry.collect():
+        for suffix in _SUFFIXES.get(family.type, ("",)):
+            names.add(family.name + suffix)
+        names.update(s.name for s in family.samples)
+    return frozenset(names)
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The registry in the Prometheus text format (served with :data:`CONTENT_TYPE`)."""
+    return generate_latest(registry)
+
+
+def content_type() -> str:
+    """Content type of :func:`render`'s output."""
+    return CONTENT_TYPE
+
+
+def exposition(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
+    """Body and content type for a ``/metrics`` request with ``Accept: accept``.
+
+    Negotiates OpenMetrics when the scraper asks for it, else the text format.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> body, ctype = exposition(CollectorRegistry(), "text/plain")
+    >>> ctype.startswith("text/plain")
+    True
+    """
+    encoder, ctype = choose_encoder(accept or "")
+    return encoder(registry), ctype
+
+
+#: Metric names exported by a default :class:`Metrics` (segmenter_* only).
+METRIC_NAMES: frozenset[str] = frozenset(
+    n
+    for n in exported_names(Metrics(CollectorRegistry(), process_metrics=False).registry)
+    if n.startswith("segmenter_")
+)

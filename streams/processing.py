@@ -1,0 +1,363 @@
+"""What happens to one customer when an event (or a timer) arrives.
+
+This module holds no Kafka code: it takes the customer's stored state, the
+validated event and the stream clock, and returns the new state plus the
+output events to send. The Faust agents in :mod:`streams.agents` do the I/O.
+
+The whole customer lives in one JSON-serialisable dict, written to the table
+once per accepted event, so features, dedup memory, segments, churn level and
+the output sequence number always agree, also after a crash::
+
+    {"f": <models.features state>, "dedup": <models.dedup state>,
+     "seg": {segment_type: {"current", "since_ms", "label"}},
+     "churn": {"level", "score", "since_ms", "reasons", "review_ms"},
+     "seq": int, "train_day": int}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from models import dedup, features
+from models.churn import ChurnScorer, churn_level, next_review_ms
+from models.clustering import SegmentAssigner, cluster_vector
+from models.eventtime import MS_PER_DAY, day_of, format_ts
+from models.rules import RuleEngine
+
+__all__ = ["CustomerProcessor", "Result", "output_event_id"]
+
+BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
+FEATURE_TOPICS = BEHAVIOUR_TOPICS | {"profiles"}
+FLAP_WINDOW_MS = 7 * MS_PER_DAY
+
+
+def output_event_id(*parts: object) -> str:
+    """Deterministic id of an output event: the same trigger gives the same id.
+
+    Examples
+    --------
+    >>> a = output_event_id("c1", "e1", "lifecycle", "new")
+    >>> a == output_event_id("c1", "e1", "lifecycle", "new")
+    True
+    >>> a == output_event_id("c1", "e2", "lifecycle", "new")
+    False
+    >>> len(output_event_id("c1"))
+    32
+    """
+    text = "\x1f".join(str(p) for p in parts)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class Result:
+    """Outcome of handling one event or timer for one customer."""
+
+    status: str  # new | duplicate | late | opted_out | unchanged
+    state: dict[str, Any] | None
+    segment_changes: list[dict[str, Any]] = field(default_factory=list)
+    churn_events: list[dict[str, Any]] = field(default_factory=list)
+    training_vector: dict[str, float] | None = None
+    btyd: list[float] | None = None  # (frequency, recency, T) sample for the churn fit
+    flaps: list[str] = field(default_factory=list)  # segment types that flapped
+    write: bool = False  # whether the state must be written back
+
+
+@dataclass
+class CustomerProcessor:
+    """Per-customer logic: dedup, features, rule segments, clusters, churn.
+
+    Parameters
+    ----------
+    rules
+        The rule engine (lifecycle, value, nps and user-defined segments).
+    scorer
+        The churn scorer.
+    dedup_window_ms
+        How far back repeated event ids are recognised (per customer and topic).
+    """
+
+    rules: RuleEngine
+    scorer: ChurnScorer
+    dedup_window_ms: int = 7 * MS_PER_DAY
+    rules_version: str = "rules-1"
+
+    # -- events -----------------------------------------------------------
+    def handle(
+        self,
+        customer_id: str,
+        state: dict[str, Any] | None,
+        topic: str,
+        event: dict[str, Any],
+        clock_ms: int,
+        assigner: SegmentAssigner | None,
+        churn_params: Any = None,
+    ) -> Result:
+        """Apply one validated event (``ts`` in epoch ms) of ``topic``."""
+        if state is None:
+            state = new_customer_state()
+        elif state.get("opted_out"):
+            return Result("opted_out", state)
+        verdict = dedup.check(
+            state["dedup"], topic, event["event_id"], event["ts"], window_ms=self.dedup_window_ms
+        )
+        if verdict != "new":
+            # A duplicate changes nothing; a late event's id was not remembered.
+            return Result(verdict, state)
+        features.apply_event(state["f"], topic, event)
+        clock_ms = max(clock_ms, event["ts"])
+        result = self.evaluate(
+            customer_id, state, clock_ms, assigner, event["event_id"], churn_params
+        )
+        result.status = "new"
+        result.write = True
+        if topic in BEHAVIOUR_TOPICS:
+            today = day_of(event["ts"])
+            if state.get("train_day") != today:
+                # One training sample per customer and event day keeps the learner's
+                # input balanced between heavy and light customers.
+                state["train_day"] = today
+                feats = result_features(state, clock_ms)
+                result.training_vector = cluster_vector(feats)
+                if feats.get("T") is not None:
+                    result.btyd = [feats["frequency"], feats["recency"], feats["T"]]
+        return result
+
+    def review(
+        self,
+        customer_id: str,
+        state: dict[str, Any],
+        clock_ms: int,
+        assigner: SegmentAssigner | None,
+        churn_params: Any = None,
+    ) -> Result:
+        """Re-evaluate a customer as the stream clock moves on (no event of theirs)."""
+        if state.get("opted_out"):
+            return Result("opted_out", state)
+        trigger = f"clock:{day_of(clock_ms)}"
+        result = self.evaluate(customer_id, state, clock_ms, assigner, trigger, churn_params)
+        state["review_day"] = day_of(clock_ms)
+        result.write = True
+        result.status = "changed" if result.segment_changes or result.churn_events else "unchanged"
+        return result
+
+    def due_for_review(self, state: dict[str, Any], clock_ms: int) -> bool:
+        """Whether a silent customer should be re-evaluated at ``clock_ms``.
+
+        Every customer is re-evaluated once per day of stream time in which they
+        had no event, so lifecycle, value and churn move on without waiting for
+        the customer's next event; the churn model's own review time can ask
+        for it sooner.
+        """
+        if state.get("opted_out"):
+            return False
+        if state.get("review_day", -1) < day_of(clock_ms):
+            return True
+        review_ms = state.get("churn", {}).get("review_ms")
+        return review_ms is not None and review_ms <= clock_ms
+
+    def leave_all_segments(
+        self, customer_id: str, state: dict[str, Any], ts_ms: int, trigger: str
+    ) -> Result:
+        """Segment changes to ``None`` for every segment: the customer opted out."""
+        result = Result("opted_out", state)
+        ts = format_ts(ts_ms)
+        for seg_type, entry in sorted(state["seg"].items()):
+            if entry["current"] is None:
+                continue
+            result.segment_changes.append(
+                self._segment_change(
+                    customer_id,
+                    state,
+                    trigger,
+                    ts,
+                    seg_type,
+                    entry["current"],
+                    None,
+                    "Opted out of profiling",
+                    ["customer opted out of profiling"],
+                    self.rules_version,
+                )
+            )
+        return result
+
+    @staticmethod
+    def format_ts(ts_ms: int) -> str:
+        """RFC 3339 form of ``ts_ms`` used in every output event."""
+        return format_ts(ts_ms)
+
+    # -- evaluation ---------------------------------------------------------
+    def evaluate(
+        self,
+        customer_id: str,
+        state: dict[str, Any],
+        clock_ms: int,
+        assigner: SegmentAssigner | None,
+        trigger: str,
+        churn_params: Any = None,
+    ) -> Result:
+        """Assign segments and churn level at ``clock_ms``; emit what changed."""
+        feats = result_features(state, clock_ms)
+        result = Result("new", state)
+        ts = format_ts(clock_ms)
+        segments = state["seg"]
+        previous = {
+            k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in segments.items()
+        }
+        assignments = self.rules.assign(feats, previous, clock_ms)
+        for seg_type, assignment in assignments.items():
+            old = segments.get(seg_type, {}).get("current")
+            if assignment.current == old:
+                continue
+            self._record(result, segments, seg_type, assignment.current, assignment.label, clock_ms)
+            result.segment_changes.append(
+                self._segment_change(
+                    customer_id,
+                    state,
+                    trigger,
+                    ts,
+                    seg_type,
+                    old,
+                    assignment.current,
+                    assignment.label,
+                    list(assignment.reasons),
+                    self.rules_version,
+                )
+            )
+        if assigner is not None and feats.get("browsing_events", 0) + feats.get("orders", 0) > 0:
+            old = segments.get("cluster", {}).get("current")
+            cluster_id, _margin, reasons = assigner.assign(cluster_vector(feats), old)
+            if cluster_id is not None and cluster_id != old:
+                label = assigner.label(cluster_id)
+                self._record(result, segments, "cluster", cluster_id, label, clock_ms)
+                result.segment_changes.append(
+                    self._segment_change(
+                        customer_id,
+                        state,
+                        trigger,
+                        ts,
+                        "cluster",
+                        old,
+                        cluster_id,
+                        label,
+                        reasons,
+                        assigner.model_version,
+                    )
+                )
+        churn_event = self._churn(customer_id, state, feats, clock_ms, trigger, ts, churn_params)
+        if churn_event is not None:
+            result.churn_events.append(churn_event)
+        return result
+
+    @staticmethod
+    def _record(
+        result: Result,
+        segments: dict[str, Any],
+        seg_type: str,
+        current: str | None,
+        label: str,
+        clock_ms: int,
+    ) -> None:
+        old = segments.get(seg_type)
+        if (
+            old is not None
+            and old.get("previous") == current
+            and clock_ms - old["since_ms"] < FLAP_WINDOW_MS
+        ):
+            # Back where the customer was less than a week ago: a flap.
+            result.flaps.append(seg_type)
+        segments[seg_type] = {
+            "current": current,
+            "previous": old["current"] if old else None,
+            "since_ms": clock_ms,
+            "label": label,
+        }
+
+    def _segment_change(
+        self,
+        customer_id: str,
+        state: dict[str, Any],
+        trigger: str,
+        ts: str,
+        segment_type: str,
+        previous: str | None,
+        current: str | None,
+        label: str,
+        reasons: list[str],
+        model_version: str,
+    ) -> dict[str, Any]:
+        state["seq"] = state.get("seq", 0) + 1
+        return {
+            "event_id": output_event_id(customer_id, trigger, segment_type, current),
+            "customer_id": customer_id,
+            "seq": state["seq"],
+            "ts": ts,
+            "segment_type": segment_type,
+            "previous": previous,
+            "current": current,
+            "label": label,
+            "reasons": reasons,
+            "model_version": model_version,
+        }
+
+    def _churn(
+        self,
+        customer_id: str,
+        state: dict[str, Any],
+        feats: dict[str, Any],
+        clock_ms: int,
+        trigger: str,
+        ts: str,
+        churn_params: Any,
+    ) -> dict[str, Any] | None:
+        churn = state.setdefault("churn", {})
+        scored = self.scorer.score(feats, churn_params)
+        previous_level = churn.get("level")
+        level = churn_level(scored.score, previous_level)
+        churn["score"] = scored.score
+        churn["reasons"] = list(scored.reasons)
+        churn["review_ms"] = next_review_ms(
+            feats, clock_ms, level, params=churn_params, scorer=self.scorer
+        )
+        if level == previous_level:
+            return None
+        churn["level"] = level
+        churn["since_ms"] = clock_ms
+        return {
+            "event_id": output_event_id(customer_id, trigger, "churn", level),
+            "customer_id": customer_id,
+            "ts": ts,
+            "score": scored.score,
+            "level": level,
+            "previous_level": previous_level,
+            "reasons": list(scored.reasons),
+            "model_version": self.scorer.model_version(churn_params),
+        }
+
+    # -- reading ------------------------------------------------------------
+    def view(self, customer_id: str, state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
+        """The ``GET /customers/{id}`` document."""
+        churn = state.get("churn", {})
+        return {
+            "customer_id": customer_id,
+            "features": result_features(state, clock_ms),
+            "segments": {k: v["current"] for k, v in state["seg"].items()},
+            "segment_labels": {k: v.get("label") for k, v in state["seg"].items()},
+            "churn_risk": {
+                "score": churn.get("score"),
+                "level": churn.get("level"),
+                "reasons": churn.get("reasons", []),
+            },
+            "stream_clock": format_ts(clock_ms),
+        }
+
+
+def new_customer_state() -> dict[str, Any]:
+    """An empty customer: no features, no segments, nothing remembered."""
+    return {"f": features.new_state(), "dedup": dedup.new_dedup(), "seg": {}, "churn": {}, "seq": 0}
+
+
+def result_features(state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
+    """Features of ``state`` read at ``clock_ms``."""
+    return features.read_features(state["f"], clock_ms)

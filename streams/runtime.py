@@ -1,0 +1,58 @@
+"""Everything one worker shares between its agents, timers and views."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.btyd import BGNBDParams
+from models.clustering import SegmentAssigner
+from streams.clock import StreamClock
+from streams.metrics import Metrics
+from streams.processing import CustomerProcessor
+from streams.settings import Settings
+
+__all__ = ["Runtime"]
+
+
+@dataclass
+class Runtime:
+    """Shared, in-memory worker state. Nothing here is the source of truth:
+    customer state lives in the tables; models and clocks on their topics."""
+
+    settings: Settings
+    metrics: Metrics
+    processor: CustomerProcessor
+    worker_id: str
+    clock: StreamClock = field(default_factory=StreamClock)
+    assigner: SegmentAssigner | None = None
+    model_message: dict[str, Any] | None = None
+    churn_params: BGNBDParams | None = None
+    training_buffer: list[dict[str, Any]] = field(default_factory=list)
+    partition_clock: dict[int, int] = field(default_factory=dict)
+    partition_stats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    remote_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    broadcast_caught_up: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = field(default_factory=time.time)
+
+    def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
+        """Track the largest event time per input partition (and overall)."""
+        self.clock.observe(ts_ms)
+        if ts_ms > self.partition_clock.get(partition, 0):
+            self.partition_clock[partition] = ts_ms
+
+    def install_model(self, message: dict[str, Any]) -> None:
+        """Adopt a model snapshot published on the segment-models topic."""
+        self.model_message = message
+        snapshot = message.get("snapshot")
+        if snapshot and snapshot.get("centroids"):
+            self.assigner = SegmentAssigner.from_snapshot(snapshot)
+            self.metrics.model_refreshed(
+                int(snapshot.get("version", 0)),
+                len(snapshot["centroids"]),
+                snapshot.get("published_s"),
+            )
+        if message.get("churn_params"):
+            self.churn_params = BGNBDParams.from_dict(message["churn_params"])

@@ -1,0 +1,59 @@
+"""Typed settings, read from ``SEGMENTER_*`` environment variables.
+
+Settings are read inside :func:`streams.app.create_app`, never at import time, so
+tests can build apps with their own values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the CLI and the tools can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGMENTER_", extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers. When it is not the default, "
+        "`segmenter kafka start` starts nothing.",
+    )
+    topic_prefix: str = Field("", description="Prefix added to every topic name.")
+    web_port: int = Field(6066, description="HTTP port of the worker.")
+    web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    app_id: str = Field("segmenter", description="Faust app id: the consumer group.")
+    data_dir: Path = Field(Path(".segmenter"), description="Local state: broker, RocksDB.")
+    partitions: int = Field(4, ge=1, description="Partitions of input topics and tables.")
+    replication_factor: int = Field(1, ge=1, description="Replication of created topics.")
+    store: str = Field("rocksdb://", description="Faust table store URL.")
+    dedup_window_days: float = Field(
+        7.0,
+        gt=0,
+        description="How far back, per customer and topic, repeated event ids are "
+        "recognised; older events are rejected as late.",
+    )
+    max_future_skew_seconds: int = Field(
+        86_400, description="Events whose ts lies further ahead of the wall clock are rejected."
+    )
+    segments_config: Path | None = Field(
+        None, description="YAML file with user-defined rule segments."
+    )
+    log_format: str = Field("text", description="`text` or `json` (one object a line).")
+    log_level: str = Field("info", description="Log level of the worker.")
+    session_timeout_seconds: float = Field(
+        15.0,
+        gt=3,
+        description="Kafka consumer session timeout: how soon a dead worker's "
+        "partitions move to the others.",
+    )
+    kafka_heap: str = Field("512m", description="-Xmx of the local broker JVM.")
+
+    def topic(self, name: str) -> str:
+        """Return the full topic name of ``name`` with the configured prefix."""
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,97 @@
+"""Every topic Segmenter reads or writes, and how to create them.
+
+Input topics, output topics and the customer table's changelog share one
+partition count so they are co-partitioned by ``customer_id``. Internal
+broadcast topics have one partition: one learner owns the model; every worker
+reads every snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from streams.settings import Settings
+
+__all__ = [
+    "INPUT_TOPICS",
+    "OUTPUT_TOPICS",
+    "TopicSpec",
+    "all_topics",
+    "create_topics",
+]
+
+INPUT_TOPICS = ("purchases", "browsing", "support", "feedback", "profiles", "privacy")
+OUTPUT_TOPICS = ("segment-changes", "churn-risk", "dead-letters", "privacy-confirmations")
+TRAINING_TOPIC = "segment-training"
+MODELS_TOPIC = "segment-models"
+CLOCK_TOPIC = "stream-clock"
+TICKS_TOPIC = "clock-ticks"
+TABLE_NAMES = ("customers", "suppressions")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic's name (with prefix), partition count and configuration."""
+
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def all_topics(settings: Settings) -> list[TopicSpec]:
+    """Return the specs of every topic, in creation order.
+
+    Examples
+    --------
+    >>> specs = all_topics(Settings(topic_prefix="t-", partitions=3))
+    >>> [(s.name, s.partitions) for s in specs][:2]
+    [('t-purchases', 3), ('t-browsing', 3)]
+    >>> next(s for s in specs if s.name == 't-segment-models').config['cleanup.policy']
+    'compact'
+    """
+    n = settings.partitions
+    specs = [TopicSpec(settings.topic(name), n) for name in INPUT_TOPICS]
+    specs += [TopicSpec(settings.topic(name), n) for name in OUTPUT_TOPICS]
+    specs.append(TopicSpec(settings.topic(TRAINING_TOPIC), 1, {"retention.ms": "86400000"}))
+    compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+    specs.append(TopicSpec(settings.topic(MODELS_TOPIC), 1, dict(compact)))
+    specs.append(TopicSpec(settings.topic(CLOCK_TOPIC), 1, dict(compact)))
+    # Timer ticks for silent customers, co-partitioned with the customer table.
+    specs.append(TopicSpec(settings.topic(TICKS_TOPIC), n, {"retention.ms": "3600000"}))
+    # Faust would create changelogs itself; creating them here pins their
+    # partition count to the input topics' (co-partitioning).
+    for table in TABLE_NAMES:
+        specs.append(TopicSpec(changelog_topic(settings, table), n, dict(compact)))
+    return specs
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Faust's changelog topic name of ``table`` (``<app_id>-<table>-changelog``)."""
+    return f"{settings.app_id}-{settings.topic(table)}-changelog"
+
+
+async def create_topics(settings: Settings) -> tuple[list[str], list[str]]:
+    """Create missing topics; return (created, already_existing) names."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        specs = all_topics(settings)
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        name=s.name,
+                        num_partitions=s.partitions,
+                        replication_factor=settings.replication_factor,
+                        topic_configs=s.config,
+                    )
+                    for s in missing
+                ]
+            )
+        return [s.name for s in missing], sorted(s.name for s in specs if s.name in existing)
+    finally:
+        await admin.close()

@@ -1,0 +1,111 @@
+"""HTTP views of the worker: customers, segment catalogue, metrics, health."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from streams.metrics import exposition
+from streams.runtime import Runtime
+
+__all__ = ["register_views", "segment_catalogue"]
+
+JSON = "application/json"
+
+
+def register_views(app: Any, rt: Runtime, customers: Any) -> None:
+    """Add the contract's HTTP endpoints to the Faust app's web server."""
+
+    def json_response(web: Any, value: Any, status: int = 200) -> Any:
+        return web.bytes(orjson.dumps(value), content_type=JSON, status=status)
+
+    @app.page("/customers/{customer_id}")
+    @app.table_route(table=customers, match_info="customer_id")
+    async def get_customer(web: Any, request: Any, customer_id: str) -> Any:
+        state = customers.get(customer_id)
+        if state is None or state.get("opted_out"):
+            return json_response(
+                web, {"error": "unknown customer", "customer_id": customer_id}, 404
+            )
+        return json_response(web, rt.processor.view(customer_id, state, rt.clock.now_ms))
+
+    @app.page("/segments")
+    async def get_segments(web: Any, request: Any) -> Any:
+        return json_response(web, segment_catalogue(rt))
+
+    @app.page("/metrics")
+    async def get_metrics(web: Any, request: Any) -> Any:
+        body, content_type = exposition(rt.metrics.registry, request.headers.get("Accept"))
+        # aiohttp refuses a charset inside content_type=, so send the header as is.
+        return web.bytes(body, headers={"Content-Type": content_type})
+
+    @app.page("/health")
+    async def get_health(web: Any, request: Any) -> Any:
+        return json_response(web, {"status": "ok", "worker": rt.worker_id})
+
+    @app.page("/ready")
+    async def get_ready(web: Any, request: Any) -> Any:
+        checks = readiness(app, rt)
+        ready = all(checks.values())
+        rt.metrics.set_ready(ready)
+        return json_response(web, {"ready": ready, "checks": checks}, 200 if ready else 503)
+
+
+def readiness(app: Any, rt: Runtime) -> dict[str, bool]:
+    """What an orchestrator needs before sending traffic to this worker."""
+    try:
+        assigned = bool(app.consumer.assignment())
+    except Exception:
+        assigned = False
+    recovery = getattr(app.tables, "recovery", None)
+    recovered = bool(recovery is not None and recovery.completed.is_set())
+    return {
+        "partitions_assigned": assigned,
+        "tables_recovered": recovered,
+        "model_loaded": rt.broadcast_caught_up.is_set(),
+    }
+
+
+def segment_catalogue(rt: Runtime) -> dict[str, Any]:
+    """Every segment with its label, size (all partitions) and what defines it."""
+    sizes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    previous: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for stats in rt.remote_stats.values():
+        for seg_type, counts in (stats.get("sizes") or {}).items():
+            for seg, n in counts.items():
+                sizes[seg_type][seg] += n
+        for seg_type, counts in (stats.get("sizes_day_ago") or {}).items():
+            for seg, n in counts.items():
+                previous[seg_type][seg] += n
+    segments: list[dict[str, Any]] = []
+    for entry in rt.processor.rules.segment_catalogue():
+        seg_type, seg_id = entry["type"], entry["id"]
+        segments.append(
+            {
+                **entry,
+                "size": sizes[seg_type].get(seg_id, 0),
+                "growth_1d": sizes[seg_type].get(seg_id, 0) - previous[seg_type].get(seg_id, 0),
+            }
+        )
+    snapshot = (rt.model_message or {}).get("snapshot") or {}
+    for cluster_id, label in sorted((snapshot.get("labels") or {}).items()):
+        segments.append(
+            {
+                "type": "cluster",
+                "id": cluster_id,
+                "label": label,
+                "definition": "nearest centroid of the behavioural cluster model",
+                "profile": (snapshot.get("profiles") or {}).get(cluster_id, {}),
+                "size": sizes["cluster"].get(cluster_id, 0),
+                "growth_1d": sizes["cluster"].get(cluster_id, 0)
+                - previous["cluster"].get(cluster_id, 0),
+            }
+        )
+    return {
+        "model_version": snapshot.get("model_version"),
+        "clusters": snapshot.get("k", 0),
+        "quality": snapshot.get("quality", {}),
+        "segments": segments,
+    }

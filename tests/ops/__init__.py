@@ -1,0 +1,1 @@
+"""Tests of the operational files: metrics, Dockerfile, compose, Prometheus, Grafana."""
