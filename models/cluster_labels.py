@@ -38,13 +38,27 @@ _TRAIT_WORDS: dict[str, tuple[str, str]] = {
     "tenure": ("long-standing", "new"),
 }
 
-# Pairs of traits that read better as one phrase: ((feature, sign), ...) -> phrase.
-_COMBINED: tuple[tuple[tuple[tuple[str, int], ...], str], ...] = (
-    ((("support_load", 1), ("sentiment", -1)), "support-heavy detractors"),
-    ((("browse_intensity", 1), ("purchase_rate", -1)), "browsers who rarely buy"),
-    ((("browse_intensity", 1), ("cart_conversion", -1)), "browsers who rarely buy"),
-    ((("purchase_rate", 1), ("order_value", -1)), "frequent small-basket buyers"),
-    ((("purchase_rate", 1), ("order_value", 1)), "frequent high spenders"),
+# Traits that read better as one phrase: (required (feature, sign)s, absorbed ones, phrase).
+# Absorbed traits, when present with that sign, are covered by the phrase too.
+_Trait = tuple[str, int]
+_COMBINED: tuple[tuple[tuple[_Trait, ...], tuple[_Trait, ...], str], ...] = (
+    (
+        (("support_load", 1), ("sentiment", -1)),
+        (("escalation_share", 1),),
+        "support-heavy detractors",
+    ),
+    (
+        (("browse_intensity", 1), ("purchase_rate", -1)),
+        (("cart_conversion", -1),),
+        "browsers who rarely buy",
+    ),
+    (
+        (("browse_intensity", 1), ("cart_conversion", -1)),
+        (("purchase_rate", -1),),
+        "browsers who rarely buy",
+    ),
+    ((("purchase_rate", 1), ("order_value", -1)), (), "frequent small-basket buyers"),
+    ((("purchase_rate", 1), ("order_value", 1)), (), "frequent high spenders"),
 )
 
 
@@ -95,9 +109,10 @@ def _label_words(traits: list[tuple[str, float]], max_words: int) -> list[str]:
     signs = {f: (1 if z > 0 else -1) for f, z in traits}
     used: set[str] = set()
     scored: list[tuple[float, int, str]] = []
-    for order, (pattern, phrase) in enumerate(_COMBINED):
+    for order, (pattern, absorbed, phrase) in enumerate(_COMBINED):
         if all(signs.get(f) == s for f, s in pattern) and not any(f in used for f, _ in pattern):
             used.update(f for f, _ in pattern)
+            used.update(f for f, s in absorbed if signs.get(f) == s)
             scored.append((max(strength[f] for f, _ in pattern), order, phrase))
     for order, (f, z) in enumerate(traits, start=len(_COMBINED)):
         if f in used or f not in _TRAIT_WORDS:
@@ -134,7 +149,7 @@ def describe_clusters(snapshot: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     >>> {cid: d["label"] for cid, d in describe_clusters(snap).items()}
     ... # doctest: +NORMALIZE_WHITESPACE
     {'c0': 'frequent high spenders, promoters', 'c1': 'browsers who rarely buy',
-     'c2': 'support-heavy detractors, escalating'}
+     'c2': 'support-heavy detractors'}
     >>> describe_clusters(snap)["c2"]["traits"][0]
     'support tickets well above average'
     """

@@ -109,8 +109,8 @@ def _kmeans_pp(Z: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
 def _fit(
     Z: np.ndarray, k: int, rng: np.random.Generator, n_init: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best of ``n_init`` k-means++ + Lloyd runs: (centers, labels)."""
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Best of ``n_init`` k-means++ + Lloyd runs: (centers, labels, inertia)."""
     best: tuple[np.ndarray, np.ndarray, float] | None = None
     for _ in range(n_init):
         result = _lloyd(Z, _kmeans_pp(Z, k, rng))
@@ -264,8 +264,9 @@ class SegmentLearner:
     ``warmup`` distinct samples have been seen there are no clusters. Then the
     samples in the reservoir are standardised with the running river
     ``StandardScaler``, k is chosen in ``[k_min, k_max]`` by an elbow rule on
-    the within-cluster variance (see :meth:`bends`), and k-means++ (best of ``n_init``) centers are written
-    into a river ``KMeans`` which then learns incrementally. Every
+    the within-cluster variance (see :meth:`bends`), and k-means++ (best of
+    ``n_init``) centers are written into a river ``KMeans`` which then learns
+    incrementally. Every
     ``reevaluate_every`` samples the centers are refined by Lloyd iterations on
     the reservoir (ids unchanged) and k is re-evaluated with a hysteresis band
     of ``min_gain``; when k changes, the new centroids are matched to the old
@@ -651,16 +652,16 @@ class SegmentLearner:
             if cid is None:
                 cid = self._fresh_id()
                 row = overlap[j]
-                src = int(row.argmax()) if row.sum() > 0 else int(dist[j].argmin())
-                splits.setdefault(old_ids[src], []).append(cid)
+                parent = int(row.argmax()) if row.sum() > 0 else int(dist[j].argmin())
+                splits.setdefault(old_ids[parent], []).append(cid)
             new_ids.append(cid)
         merges: dict[str, list[str]] = {}
         for i, cid in enumerate(old_ids):
             if cid in new_ids:
                 continue
             col = overlap[:, i]
-            dst = int(col.argmax()) if col.sum() > 0 else int(dist[:, i].argmin())
-            merges.setdefault(new_ids[dst], []).append(cid)
+            heir = int(col.argmax()) if col.sum() > 0 else int(dist[:, i].argmin())
+            merges.setdefault(new_ids[heir], []).append(cid)
         for src, fresh in splits.items():
             into = ([src] if src in new_ids else []) + fresh
             self._event({"kind": "split", "from": src, "into": into})
@@ -872,10 +873,8 @@ class SegmentAssigner:
         centers = self._centers
         if not centers:
             return None, 0.0, []
-        z = []
-        for f, m, inv in self._scale:
-            v = x.get(f)
-            z.append(0.0 if v is None else (v - m) * inv)
+        get = x.get
+        z = [0.0 if (v := get(f)) is None else (v - m) * inv for f, m, inv in self._scale]
         d2 = []
         for c in centers:
             d = 0.0

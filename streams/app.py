@@ -67,7 +67,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         metrics=Metrics(CollectorRegistry()),
         processor=processor,
-        worker_id=f"{settings.web_host}:{settings.web_port}",
+        worker_id=f"{settings.reachable_host()}:{settings.web_port}",
     )
 
 
@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         datadir=str(datadir),
         web_port=settings.web_port,
         web_bind=settings.web_host,
-        web_host=settings.web_host,
+        web_host=settings.reachable_host(),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         processing_guarantee="at_least_once",

@@ -265,6 +265,63 @@ def customer(
         render_customer(document)
 
 
+@cli.command()
+def evaluate(
+    customers: Annotated[int, typer.Option(help="Simulate this many customers.")] = 2000,
+    days: Annotated[int, typer.Option(help="Simulated days.")] = 180,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 42,
+    history: Annotated[
+        list[Path] | None,
+        typer.Option(help="JSON Lines history (per-topic files or a `topic` field); repeatable."),
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            help="Cut-off date YYYY-MM-DD (required with --history; default for a "
+            "simulation: days - horizon)."
+        ),
+    ] = None,
+    horizon: Annotated[int, typer.Option(help="Days after the cut-off that define churn.")] = 30,
+    active_days: Annotated[
+        int, typer.Option(help="Population: customers active in these days before the cut-off.")
+    ] = 60,
+    mode: Annotated[
+        str, typer.Option(help="fast (one score per customer-day) or exact (worker code path).")
+    ] = "fast",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Replay a history through the churn logic and measure the churn-risk events."""
+    from streams.evaluation import (
+        evaluate_history,
+        evaluate_simulation,
+        render_report,
+        simulation_day,
+    )
+    from streams.simulator import Simulation
+
+    try:
+        if history:
+            if cutoff is None:
+                typer.secho("--history needs --cutoff YYYY-MM-DD", fg="red", err=True)
+                raise typer.Exit(2)
+            report = evaluate_history(
+                history, cutoff, horizon_days=horizon, active_days=active_days, mode=mode
+            )
+        else:
+            sim = Simulation(customers=customers, days=days, seed=seed)
+            cutoff_day = None if cutoff is None else simulation_day(sim, cutoff)
+            report = evaluate_simulation(
+                sim, cutoff_day=cutoff_day, horizon_days=horizon, active_days=active_days, mode=mode
+            )
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        render_report(report)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

@@ -88,7 +88,9 @@ OUTPUT_TOPICS: tuple[str, ...] = (
 )
 #: Values of the ``output`` label of the event-to-emit latency histogram.
 LATENCY_OUTPUTS: tuple[str, ...] = ("segment_changes", "churn_risk")
-#: Why an event was rejected (sent to dead letters). Anything else becomes ``other``.
+#: Why an event was rejected. All but ``erased`` and ``opted_out`` go to dead
+#: letters; those two are dropped on purpose (keeping them would keep personal
+#: data). Any other code is counted as ``other``.
 REJECT_REASONS: frozenset[str] = frozenset(
     {
         "not_utf8",
@@ -100,6 +102,9 @@ REJECT_REASONS: frozenset[str] = frozenset(
         "late",
         "processing_error",
         "unknown_topic",
+        "key_mismatch",
+        "erased",
+        "opted_out",
         "other",
     }
 )
@@ -212,7 +217,7 @@ class Metrics:
         )
         self.events_rejected = Counter(
             "segmenter_events_rejected_total",
-            "Events rejected and sent to dead letters, by reason.",
+            "Events rejected (dead-lettered, or dropped for privacy), by reason.",
             ["topic", "reason"],
             registry=r,
         )

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from models import dedup
 from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import encode
 from streams.processing import Result, new_customer_state, output_event_id
@@ -143,33 +144,39 @@ class Pipeline:
         action = event["action"]
         self.rt.metrics.privacy_request(action)
         state = self.customers.get(customer_id)
-        raw = state
-        details: dict[str, Any] = {}
+        details: dict[str, int] = {}
+        status = "done"
         if action == "opt_out":
             if state is not None and not state.get("opted_out"):
                 result = self.rt.processor.leave_all_segments(
                     customer_id, state, event["ts"], event["event_id"]
                 )
                 await self.emit(result, message)
-            details["state_dropped"] = state is not None
+                details["segments_left"] = len(result.segment_changes)
+            details["table_entries_cleared"] = int(state is not None)
             opted = new_customer_state()
             opted["opted_out"] = True
             opted["since_ms"] = event["ts"]
             opted["seq"] = (state or {}).get("seq", 0)
-            self.customers[customer_id] = opted
+            self.customers[customer_id] = opted  # features dropped; only the flag stays
         elif action == "opt_in":
             if state is not None and state.get("opted_out"):
                 del self.customers[customer_id]  # tombstone: profiling starts afresh
-            details["resumed"] = True
+                details["changelog_tombstones"] = 1
         elif action == "erase":
-            if raw is not None:
+            if state is not None:
+                details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
                 del self.customers[customer_id]  # tombstone on the changelog
-            details["customer_state_deleted"] = raw is not None
+                details["table_entries"] = 1
+                details["changelog_tombstones"] = 1
+            else:
+                status = "not_found"
+            # Only the id and the erase time stay, so a replay of older events
+            # cannot recreate the profile (see docs/privacy.md).
             self.suppressions[customer_id] = event["ts"]
             # The learner drops the customer's samples from its reservoir.
             self.rt.training_buffer.append({"erase": output_event_id(customer_id)[:16]})
-            details["model_samples_erased"] = True
-            details["dedup_state_deleted"] = raw is not None
+            details["model_erase_requests"] = 1
         await self.send(
             "privacy-confirmations",
             customer_id,
@@ -179,7 +186,7 @@ class Pipeline:
                 "action": action,
                 "request_event_id": event["event_id"],
                 "ts": self.rt.processor.format_ts(event["ts"]),
-                "status": "done",
+                "status": status,
                 "details": details,
             },
         )

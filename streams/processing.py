@@ -107,13 +107,17 @@ class CustomerProcessor:
             return Result(verdict, state)
         features.apply_event(state["f"], topic, event)
         clock_ms = max(clock_ms, event["ts"])
-        result = self.evaluate(
-            customer_id, state, clock_ms, assigner, event["event_id"], churn_params
-        )
+        today = day_of(event["ts"])
+        if self.can_skip_evaluation(state, topic, today):
+            result = Result("new", state)
+        else:
+            state["eval_day"] = today
+            result = self.evaluate(
+                customer_id, state, clock_ms, assigner, event["event_id"], churn_params
+            )
         result.status = "new"
         result.write = True
         if topic in BEHAVIOUR_TOPICS:
-            today = day_of(event["ts"])
             if state.get("train_day") != today:
                 # One training sample per customer and event day keeps the learner's
                 # input balanced between heavy and light customers.
@@ -123,6 +127,23 @@ class CustomerProcessor:
                 if feats.get("T") is not None:
                     result.btyd = [feats["frequency"], feats["recency"], feats["T"]]
         return result
+
+    @staticmethod
+    def can_skip_evaluation(state: dict[str, Any], topic: str, day: int) -> bool:
+        """Whether a browsing event may skip re-evaluating segments and churn.
+
+        Browsing is most of the traffic and rarely moves a segment: after the
+        first browsing event of a day has been evaluated, later ones that day
+        only update features, unless the customer is at medium or high churn
+        risk (where renewed activity should lower the level at once). Every
+        other topic is always evaluated, and the sweep re-evaluates everyone
+        once per day of stream time.
+        """
+        return (
+            topic == "browsing"
+            and state.get("eval_day") == day
+            and state.get("churn", {}).get("level") in (None, "low")
+        )
 
     def review(
         self,

@@ -6,6 +6,7 @@ tests can build apps with their own values.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field
@@ -27,6 +28,11 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("", description="Prefix added to every topic name.")
     web_port: int = Field(6066, description="HTTP port of the worker.")
     web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    advertised_host: str | None = Field(
+        None,
+        description="Host other workers use to reach this one (request routing); "
+        "default: web_host, or the machine's hostname when web_host is 0.0.0.0.",
+    )
     app_id: str = Field("segmenter", description="Faust app id: the consumer group.")
     data_dir: Path = Field(Path(".segmenter"), description="Local state: broker, RocksDB.")
     partitions: int = Field(4, ge=1, description="Partitions of input topics and tables.")
@@ -53,6 +59,14 @@ class Settings(BaseSettings):
         "partitions move to the others.",
     )
     kafka_heap: str = Field("512m", description="-Xmx of the local broker JVM.")
+
+    def reachable_host(self) -> str:
+        """The host name this worker advertises to the others."""
+        if self.advertised_host:
+            return self.advertised_host
+        if self.web_host in ("0.0.0.0", "::", ""):
+            return socket.gethostname()
+        return self.web_host
 
     def topic(self, name: str) -> str:
         """Return the full topic name of ``name`` with the configured prefix."""

@@ -212,8 +212,9 @@ class Persona:
         >>> 1 < PERSONAS["loyal_high_spender"].expected_events_per_day() < 5
         True
         """
-        purchase = self.purchase_rate * (1.0 + 0.55 * 2.5 + self.review_p)
-        browse = self.sessions_rate * self.actions_per_session
+        purchase = self.purchase_rate * (1.0 + 0.55 * 3.5 + self.review_p)
+        # Session length is 1 + floor(exponential), about half an action short.
+        browse = self.sessions_rate * (self.actions_per_session - 0.5)
         ticket = self.ticket_rate * (
             2.0 + self.updates_mean + self.escalation_p + 2.0 * self.reopen_p + self.csat_p
         )
@@ -737,6 +738,8 @@ class Simulation:
         """
         total = 0.0
         days = self.days
+        # Browsing dominates the volume: scale by its mean seasonal factor.
+        season = sum(_season(self.start_ms + d * MS_PER_DAY)[1] for d in range(days)) / days
         for c in self._roster():
             persona = PERSONAS[c.persona]
             first = max(c.signup_day, 0)
@@ -747,7 +750,7 @@ class Simulation:
                 active -= min(active, FADE_DAYS) * 0.5
             if c.persona == "new_customer":
                 active += min(7, active) * 0.5  # honeymoon boost
-            total += 1 + active * persona.expected_events_per_day() * c.activity
+            total += 1 + active * persona.expected_events_per_day() * c.activity * season
         return round(total)
 
     # ------------------------------------------------------------------ events

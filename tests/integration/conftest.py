@@ -226,6 +226,31 @@ class Stack:
             await consumer.stop()
         return records
 
+    async def consume_raw(
+        self, full_topic: str, timeout: float = 5.0
+    ) -> list[tuple[bytes | None, bytes | None]]:
+        """Every (key, value) of a topic (full name), from the beginning."""
+        consumer = AIOKafkaConsumer(
+            full_topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        records: list[tuple[bytes | None, bytes | None]] = []
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                if not batches and records:
+                    break
+                for batch in batches.values():
+                    records.extend((r.key, r.value) for r in batch)
+        finally:
+            await consumer.stop()
+        return records
+
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
@@ -269,3 +294,25 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: floa
             return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def metric_total(worker: Worker, name: str, **labels: str) -> float:
+    """Sum of a metric's samples on a worker's /metrics, filtered by labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(worker.text("/metrics")):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def handled_total(workers: list[Worker]) -> float:
+    """Input messages a set of workers finished with: processed, duplicate or rejected."""
+    return sum(
+        metric_total(w, "segmenter_events_processed_total")
+        + metric_total(w, "segmenter_events_duplicate_total")
+        + metric_total(w, "segmenter_events_rejected_total")
+        for w in workers
+    )

@@ -183,7 +183,7 @@ def _blob_data(seed: int = 7, n: int = 2500):
 @pytest.fixture(scope="module")
 def trained():
     """A learner trained on 4 blobs (as bytes: every test restores its own copy)."""
-    xs, labels, C, rng = _blob_data()
+    xs, _, C, rng = _blob_data()
     learner = SegmentLearner(**BLOB_PARAMS)
     learner.learn_many(xs)
     return learner.to_bytes(), xs, C, rng
@@ -270,8 +270,9 @@ def test_k_never_exceeds_k_max():
     C = separated_centers(6, rng)
     xs, _ = blobs(C, 1000, 0.5, rng)
     for k_max in (3, 4):
-        learner = SegmentLearner(k_min=2, k_max=k_max, warmup=400, reservoir_size=600,
-                                 reevaluate_every=300, seed=1)
+        learner = SegmentLearner(
+            k_min=2, k_max=k_max, warmup=400, reservoir_size=600, reevaluate_every=300, seed=1
+        )
         learner.learn_many(xs)
         assert 2 <= learner.k <= k_max
         assert set(learner.bends(learner.inertia)) == set(range(2, k_max + 1))
@@ -556,5 +557,5 @@ def test_quality_online_vs_sklearn_batch_on_persona_like_data(capsys):
     assert "new" in labels["new_customer"].split(", ")
     assert describe_clusters(snap) == describe_clusters(json.loads(json.dumps(snap)))
     # reasons are words about the customer's distinguishing dimensions
-    cid, margin, reasons = assigner.assign(xs[0])
+    _, _, reasons = assigner.assign(xs[0])
     assert 1 <= len(reasons) <= 3 and all(isinstance(r, str) for r in reasons)

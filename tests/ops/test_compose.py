@@ -97,8 +97,9 @@ def test_topics_one_shot(services: dict[str, Any]) -> None:
 
 
 def test_workers(services: dict[str, Any], compose: dict[str, Any]) -> None:
-    published = []
-    volumes = []
+    published: list[str] = []
+    web_ports: list[str] = []
+    volumes: list[str] = []
     for name in WORKERS:
         worker = services[name]
         assert worker.get("build"), name
@@ -106,19 +107,21 @@ def test_workers(services: dict[str, Any], compose: dict[str, Any]) -> None:
         env = _env(worker)
         assert env["SEGMENTER_KAFKA_BOOTSTRAP"] == "kafka:9092"
         assert env["SEGMENTER_WEB_HOST"] == "0.0.0.0"
-        assert env["SEGMENTER_WEB_PORT"] == "6066"
         assert env.get("SEGMENTER_APP_ID", "segmenter") == "segmenter"  # one consumer group
         assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
         (port,) = worker["ports"]
         host, container = str(port).split(":")
-        assert container == "6066"
+        assert container == env["SEGMENTER_WEB_PORT"]
         published.append(host)
+        web_ports.append(env["SEGMENTER_WEB_PORT"])
         (volume,) = worker["volumes"]
         source, target = volume.split(":")[:2]
         assert target == "/app/.segmenter"
         assert source in compose["volumes"], "state must live in a named volume"
         volumes.append(source)
     assert sorted(published) == ["6066", "6067"]
+    # host:port is the worker's identity in the group: it must differ
+    assert len(set(web_ports)) == len(WORKERS)
     assert len(set(volumes)) == len(WORKERS), "each worker needs its own state volume"
 
 

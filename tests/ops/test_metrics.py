@@ -307,3 +307,34 @@ def _touch_everything(m: Metrics) -> None:
     m.set_stream_clock(1000)
     m.set_table_keys("customers", 1)
     m.observe_emit_latency("segment_changes", 1, now=1.0)
+
+
+def test_reject_reasons_cover_the_brief() -> None:
+    assert {
+        "not_utf8",
+        "invalid_json",
+        "not_an_object",
+        "too_large",
+        "schema",
+        "bad_ts",
+        "late",
+        "processing_error",
+        "unknown_topic",
+        "key_mismatch",
+        "erased",
+        "opted_out",
+        "other",
+    } <= REJECT_REASONS
+
+
+def test_reason_codes_used_in_the_code_are_known() -> None:
+    """Every literal reason in ``InvalidEvent("…")`` / ``rejected(topic, "…")`` is in the set,
+    so no rejection silently ends up as ``other``."""
+    from .conftest import ROOT
+
+    pattern = re.compile(r'(?:InvalidEvent\(\s*|\.rejected\(\s*\w+\s*,\s*)"([a-z_]+)"')
+    found: set[str] = set()
+    for package in ("schemas", "streams", "models"):
+        for path in (ROOT / package).glob("*.py"):
+            found |= set(pattern.findall(path.read_text()))
+    assert found <= REJECT_REASONS, sorted(found - REJECT_REASONS)

@@ -1,0 +1,113 @@
+"""The ingest agents through Faust's ``agent.test_context()``: no Kafka needed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas import validate_output
+from streams.app import create_app
+from streams.settings import Settings
+
+DAY = 86_400_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+class RecordingTopic:
+    """Stands in for an output topic: keeps what the pipeline sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, dict[str, Any]]] = []
+
+    async def send(self, key: bytes | None = None, value: bytes = b"", **_: Any) -> None:
+        self.sent.append((key, orjson.loads(value)))
+
+
+@pytest.fixture
+def app(tmp_path: Any) -> Any:
+    app = create_app(Settings(store="memory://", data_dir=tmp_path, app_id="agent-tests"))
+    app.segmenter.broadcast_caught_up.set()  # no broadcast topics in a test context
+    app.pipeline.outputs = defaultdict(RecordingTopic)
+    app.finalize()
+    app.conf.store = "memory://"
+    return app
+
+
+def event(event_id: str, ts: int, **fields: Any) -> bytes:
+    return orjson.dumps({"event_id": event_id, "customer_id": "c1", "ts": ts, **fields})
+
+
+def purchase(event_id: str, ts: int, amount: float = 50.0) -> bytes:
+    return event(event_id, ts, order_id=event_id, amount=amount, items=1, category="books",
+                 channel="web")  # fmt: skip
+
+
+async def test_purchases_update_features_and_emit_a_valid_lifecycle_change(app: Any) -> None:
+    agent = app.agents["segmenter.ingest.purchases"]
+    async with agent.test_context() as ctx:
+        await ctx.put(purchase("o1", T0), key=b"c1")
+        await ctx.put(purchase("o2", T0 + 3 * DAY, amount=70.0), key=b"c1")
+    state = app.pipeline.customers["c1"]
+    assert state["f"] is not None
+    view = app.segmenter.processor.view("c1", state, T0 + 3 * DAY)
+    assert view["features"]["orders"] == 2
+    assert view["features"]["frequency"] == 1
+    assert view["features"]["monetary_value"] == 70.0
+    changes = [v for _, v in app.pipeline.outputs["segment-changes"].sent]
+    lifecycle = [c for c in changes if c["segment_type"] == "lifecycle"]
+    assert lifecycle[0]["current"] == "new" and lifecycle[0]["previous"] is None
+    for change in changes:
+        validate_output("segment-changes", change)
+    assert [c["seq"] for c in changes] == list(range(1, len(changes) + 1))
+
+
+async def test_a_repeated_event_id_is_counted_once(app: Any) -> None:
+    agent = app.agents["segmenter.ingest.purchases"]
+    async with agent.test_context() as ctx:
+        for _ in range(3):
+            await ctx.put(purchase("o1", T0), key=b"c1")
+    view = app.segmenter.processor.view("c1", app.pipeline.customers["c1"], T0)
+    assert view["features"]["orders"] == 1
+    metrics = app.segmenter.metrics
+    assert metrics.sample("segmenter_events_duplicate_total", topic="purchases") == 2.0
+
+
+async def test_bad_messages_go_to_dead_letters_and_processing_goes_on(app: Any) -> None:
+    agent = app.agents["segmenter.ingest.purchases"]
+    async with agent.test_context() as ctx:
+        await ctx.put(b"{not json", key=b"c1")
+        await ctx.put(b"\xff\xfe\x00", key=b"c1")
+        await ctx.put(purchase("o-neg", T0, amount=-5.0), key=b"c1")
+        await ctx.put(purchase("o-key", T0), key=b"someone-else")
+        await ctx.put(purchase("o1", T0), key=b"c1")
+    dead = [v for _, v in app.pipeline.outputs["dead-letters"].sent]
+    assert [d["error"]["reason"] for d in dead] == [
+        "invalid_json", "not_utf8", "schema", "key_mismatch",
+    ]  # fmt: skip
+    assert dead[2]["error"]["field"] == "amount"
+    assert dead[1]["payload_encoding"] == "base64"
+    for record in dead:
+        validate_output("dead-letters", record)
+    view = app.segmenter.processor.view("c1", app.pipeline.customers["c1"], T0)
+    assert view["features"]["orders"] == 1
+
+
+async def test_erase_deletes_the_customer_and_confirms(app: Any) -> None:
+    purchases = app.agents["segmenter.ingest.purchases"]
+    privacy = app.agents["segmenter.ingest.privacy"]
+    async with purchases.test_context() as ctx:
+        await ctx.put(purchase("o1", T0), key=b"c1")
+    assert app.pipeline.customers.get("c1") is not None
+    async with privacy.test_context() as ctx:
+        await ctx.put(event("x1", T0 + DAY, action="erase"), key=b"c1")
+    assert app.pipeline.customers.get("c1") is None
+    confirmations = [v for _, v in app.pipeline.outputs["privacy-confirmations"].sent]
+    assert confirmations[0]["action"] == "erase" and confirmations[0]["status"] == "done"
+    validate_output("privacy-confirmations", confirmations[0])
+    # A replayed event from before the erasure does not bring the customer back.
+    async with purchases.test_context() as ctx:
+        await ctx.put(purchase("o1", T0), key=b"c1")
+    assert app.pipeline.customers.get("c1") is None
