@@ -53,7 +53,7 @@ from models.eventtime import MS_PER_DAY
 from streams.processing import output_event_id
 from streams.producing import RateLimiter
 from streams.settings import Settings
-from streams.topics import INPUT_TOPICS, all_topics, create_topics
+from streams.topics import INPUT_TOPICS, changelog_topic, create_topics
 
 __all__ = [
     "BenchConfig",
@@ -91,8 +91,8 @@ class BenchConfig:
     5000
     """
 
-    events: int = 150_000
-    customers: int = 3_000
+    events: int = 60_000
+    customers: int = 2_000
     latency_seconds: float = 30.0
     warmup_seconds: float = 3.0
     memory_customers: tuple[int, ...] = (100_000, 1_000_000)
@@ -121,9 +121,9 @@ class BenchConfig:
         config = cls(**overrides)
         if quick:
             config.quick = True
-            config.events = 30_000
-            config.customers = 1_000
-            config.latency_seconds = 15.0
+            config.events = 10_000
+            config.customers = 500
+            config.latency_seconds = 10.0
             config.memory_customers = (10_000, 50_000)
         if events is not None:
             config.events = events
@@ -165,6 +165,15 @@ def proc_status_kb(pid: int, field_name: str) -> int | None:
     except (OSError, ValueError):
         return None
     return None
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # -- Prometheus text ----------------------------------------------------------------
@@ -296,7 +305,13 @@ def history_records(
 
 
 def synthetic_records(
-    count: int, *, per_customer: int = 1, start: int = 0, ts_ms: int = 0, tag: str = "m"
+    count: int,
+    *,
+    per_customer: int = 1,
+    start: int = 0,
+    ts_ms: int = 0,
+    tag: str = "m",
+    id_tag: str = "",
 ) -> Iterator[Record]:
     """A minimal stream: one purchase per customer (and a profile when ``per_customer`` ≥ 2).
 
@@ -305,6 +320,7 @@ def synthetic_records(
     >>> orjson.loads(next(synthetic_records(1, ts_ms=5))[2])["amount"]
     25.0
     """  # noqa: E501
+    tag_bytes = id_tag.encode()
     for i in range(start, start + count):
         cid = f"{tag}{i:07d}"
         key = cid.encode()
@@ -319,8 +335,9 @@ def synthetic_records(
         yield (
             "purchases",
             key,
-            b'{"event_id":"o-%s","customer_id":"%s","ts":%d,"order_id":"o-%s",'
-            b'"amount":25.0,"items":1,"category":"books","channel":"web"}' % (key, key, ts, key),
+            b'{"event_id":"o%s-%s","customer_id":"%s","ts":%d,"order_id":"o%s-%s",'
+            b'"amount":25.0,"items":1,"category":"books","channel":"web"}'
+            % (tag_bytes, key, key, ts, tag_bytes, key),
         )
 
 
@@ -377,7 +394,10 @@ async def create_bench_topics(settings: Settings, extra: Iterable[str] = ()) -> 
     await admin.start()
     try:
         await admin.create_topics(
-            [NewTopic(name=n, num_partitions=settings.partitions, replication_factor=1) for n in names]
+            [
+                NewTopic(name=n, num_partitions=settings.partitions, replication_factor=1)
+                for n in names
+            ]
         )
     finally:
         await admin.close()
@@ -404,10 +424,16 @@ async def delete_topics(bootstrap: str, prefixes: Iterable[str]) -> int:
 class Throughput:
     events: int
     seconds: float
+    cpu_seconds: float | None = None  # CPU time of the measured process over the same span
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_rate(self) -> float | None:
+        """Events per CPU-second: comparable across runs on a loaded machine."""
+        return self.events / self.cpu_seconds if self.cpu_seconds else None
 
 
 async def run_baseline(bootstrap: str, prefix: str, total: int, timeout: float) -> Throughput:
@@ -434,7 +460,7 @@ async def run_baseline(bootstrap: str, prefix: str, total: int, timeout: float) 
     out = prefix + BASELINE_OUTPUT
     loads, dumps = orjson.loads, orjson.dumps
     seen = invalid = 0
-    first = 0.0
+    first = cpu_first = 0.0
     deadline = time.monotonic() + timeout
     try:
         while seen < total and time.monotonic() < deadline:
@@ -443,6 +469,7 @@ async def run_baseline(bootstrap: str, prefix: str, total: int, timeout: float) 
                 continue
             if not first:
                 first = time.perf_counter()
+                cpu_first = time.process_time()
             futures = []
             for records in batches.values():
                 for record in records:
@@ -457,12 +484,13 @@ async def run_baseline(bootstrap: str, prefix: str, total: int, timeout: float) 
             await asyncio.gather(*futures)
             await consumer.commit()
         elapsed = time.perf_counter() - first
+        cpu = time.process_time() - cpu_first
     finally:
         await consumer.stop()
         await producer.stop()
     if seen < total:
         raise RuntimeError(f"baseline read {seen} of {total} events before the timeout")
-    return Throughput(seen, elapsed)
+    return Throughput(seen, elapsed, cpu)
 
 
 # -- worker processes ---------------------------------------------------------------------
@@ -594,31 +622,36 @@ def drain(
     total: int,
     timeout: float,
     *,
-    interval: float = 0.25,
     progress: Callable[[int], None] | None = None,
 ) -> Throughput:
     """Poll the worker's counters until ``total`` events are handled.
 
     The rate is measured between the first scrape that saw work and the scrape
     that saw the last event, so start-up (group join, recovery) is not counted.
+    Scrapes are rare (every 2 s) while much work remains and frequent near the
+    end, so the measurement costs the worker little CPU and ends precisely.
     """
     deadline = time.monotonic() + timeout
-    first: tuple[float, int] | None = None
+    first: tuple[float, int, float | None] | None = None
     last_report = 0.0
     while time.monotonic() < deadline:
         worker.check_alive()
         now = time.perf_counter()
         done = events_handled(worker.metrics())
+        cpu = proc_cpu_seconds(worker.pid)
         if done and first is None:
-            first = (now, done)
-        if progress and now - last_report > 5:
+            first = (now, done, cpu)
+        if progress and now - last_report > 10:
             progress(done)
             last_report = now
         if done >= total:
             assert first is not None
-            if now == first[0]:
-                return Throughput(done, 0.0)
-            return Throughput(done - first[1], now - first[0])
+            cpu_used = cpu - first[2] if cpu is not None and first[2] is not None else None
+            return Throughput(done - first[1], now - first[0], cpu_used)
+        interval = 2.0
+        if first is not None and done > first[1]:
+            rate = (done - first[1]) / max(now - first[0], 1e-3)
+            interval = min(2.0, max(0.05, (total - done) / rate / 4))
         time.sleep(interval)
     raise RuntimeError(f"worker handled fewer than {total} events within {timeout:.0f}s")
 
@@ -632,6 +665,7 @@ class LatencyResult:
     matched: int
     outputs: int
     emit_ms: tuple[float | None, float | None]  # output record timestamp - input timestamp
+    emit_max_ms: float | None
     consume_ms: tuple[float | None, float | None]  # receive time - input timestamp
     histogram_ms: tuple[float | None, float | None]  # the worker's own histogram
     histogram_count: int
@@ -692,6 +726,10 @@ async def measure_latency(
                 limiter = RateLimiter(rate)  # do not catch up on the scrape's pause
             now_ms = int(time.time() * 1000)
             event = orjson.loads(value)
+            # Live traffic: event time is the send time, so the stream clock moves
+            # with the wall clock as in production (nothing else is changed).
+            event["ts"] = now_ms
+            value = orjson.dumps(event)
             sent_at.setdefault(event["customer_id"], []).append((event["event_id"], now_ms))
             await producer.send(prefix + topic, value=value, key=key, timestamp_ms=now_ms)
             await limiter.tick()
@@ -718,12 +756,12 @@ async def measure_latency(
 
     emit: list[float] = []
     consume: list[float] = []
-    for value, out_ts, seen in received:
-        cid = value.get("customer_id")
-        kind = "churn" if "level" in value else value.get("segment_type")
-        current = value.get("level") if kind == "churn" else value.get("current")
+    for output, out_ts, seen in received:
+        cid = str(output.get("customer_id"))
+        kind = "churn" if "level" in output else output.get("segment_type")
+        current = output.get("level") if kind == "churn" else output.get("current")
         for event_id, in_ts in reversed(sent_at.get(cid, ())):
-            if output_event_id(cid, event_id, kind, current) == value.get("event_id"):
+            if output_event_id(cid, event_id, kind, current) == output.get("event_id"):
                 if in_ts >= warm_until_ms:
                     emit.append(out_ts - in_ts)
                     consume.append(seen * 1000 - in_ts)
@@ -736,32 +774,16 @@ async def measure_latency(
         matched=len(emit),
         outputs=len(received),
         emit_ms=(quantile(emit, 0.5), quantile(emit, 0.99)),
+        emit_max_ms=max(emit) if emit else None,
         consume_ms=(quantile(consume, 0.5), quantile(consume, 0.99)),
         histogram_ms=tuple(  # type: ignore[arg-type]
-            None if (v := histogram_quantile(q, delta)) is None else v * 1000
-            for q in (0.5, 0.99)
+            None if (v := histogram_quantile(q, delta)) is None else v * 1000 for q in (0.5, 0.99)
         ),
         histogram_count=int(delta[-1][1]) if delta else 0,
     )
 
 
 # -- the run ----------------------------------------------------------------------------------
-@dataclass
-class MemoryPoint:
-    customers: int
-    events: int
-    idle_rss_kb: int | None
-    rss_kb: int | None
-    hwm_kb: int | None
-    throughput: Throughput
-
-    @property
-    def per_thousand_kb(self) -> float | None:
-        if self.rss_kb is None or self.idle_rss_kb is None or not self.customers:
-            return None
-        return (self.rss_kb - self.idle_rss_kb) / self.customers * 1000
-
-
 @dataclass
 class Results:
     config: BenchConfig
@@ -772,6 +794,7 @@ class Results:
     worker: WorkerRun | None = None
     latency: LatencyResult | None = None
     memory: list[MemoryPoint] = field(default_factory=list)
+    empty_rss_kb: int | None = None  # a ready worker without state
     notes: list[str] = field(default_factory=list)
 
 
@@ -918,6 +941,8 @@ def _run_phases(bench: Run, results: Results) -> None:
         )
         worker = bench.worker(prefix, "latency")
         worker.wait_ready()
+        time.sleep(2.0)
+        results.empty_rss_kb = worker.rss_kb()
         say(f"latency: {len(fresh):,} fresh events at {rate:,.0f}/s")
         results.latency = asyncio.run(measure_latency(worker, fresh, rate, config.warmup_seconds))
         lat = results.latency
@@ -926,33 +951,153 @@ def _run_phases(bench: Run, results: Results) -> None:
 
     # 5. memory per customer
     if "memory" not in config.skip:
+        if results.empty_rss_kb is None:
+            prefix = bench.prefix("empty")
+            asyncio.run(bench.topics(prefix))
+            worker = bench.worker(prefix, "empty")
+            worker.wait_ready()
+            time.sleep(2.0)
+            results.empty_rss_kb = worker.rss_kb()
+            worker.stop()
         for customers in config.memory_customers:
-            results.memory.append(memory_point(bench, customers, end_ms))
-            point = results.memory[-1]
+            point = memory_point(bench, customers, end_ms, results.empty_rss_kb)
+            results.memory.append(point)
             say(
-                f"memory: {customers:,} customers, RSS {point.rss_kb} kB, "
+                f"memory: {customers:,} customers, RSS {_mb(point.rss_kb)}, "
                 f"{point.per_thousand_kb} kB per 1000"
             )
 
 
-def memory_point(bench: Run, customers: int, end_ms: int) -> MemoryPoint:
-    """A worker's RSS once it holds state for ``customers`` (minimal events each)."""
-    per = bench.config.memory_events_per_customer
-    prefix = bench.prefix(f"mem{customers}")
-    asyncio.run(bench.topics(prefix))
-    total = customers * per
-    say(f"memory: preloading {total:,} synthetic events for {customers:,} customers")
-    records = synthetic_records(customers, per_customer=per, ts_ms=end_ms - MS_PER_DAY)
-    asyncio.run(produce_all(bench.bootstrap, prefix, records, progress=_progress("mem", total)))
-    worker = bench.worker(prefix, f"mem{customers}")
-    worker.wait_ready()
-    time.sleep(2.0)
-    idle = worker.rss_kb()
-    throughput = drain(
-        worker, total, bench.config.timeout, progress=_progress(f"mem {customers:,}", total)
+TEMPLATE_ID = "m0000000"
+
+
+def customer_state_template(ts_ms: int) -> bytes:
+    """A real stored customer: the worker's own processor applied to a profile and a purchase."""
+    from schemas import validate
+    from streams.app import build_runtime
+
+    rt = build_runtime(Settings())
+    state: dict[str, Any] | None = None
+    for topic, _key, value in synthetic_records(1, per_customer=2, ts_ms=ts_ms):
+        event = validate(topic, value, now_ms=ts_ms + MS_PER_DAY)
+        state = rt.processor.handle(TEMPLATE_ID, state, topic, event, ts_ms, None, None).state
+    return orjson.dumps(state)
+
+
+def changelog_records(
+    count: int, template: bytes, partitions: int
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """``(partition, key, value)`` of the customers table's changelog for ``count`` customers.
+
+    Keys are JSON strings (Faust's table key codec); each customer goes to the
+    partition its input events hash to (the default murmur2 partitioner), as
+    the worker itself would have written it.
+
+    >>> [(p, k) for p, k, _ in changelog_records(2, b'{"x":"m0000000"}', 4)][0][1]
+    b'"m0000000"'
+    """
+    from aiokafka.partitioner import DefaultPartitioner
+
+    partitioner = DefaultPartitioner()
+    every = list(range(partitions))
+    old = TEMPLATE_ID.encode()
+    for i in range(count):
+        cid = f"m{i:07d}".encode()
+        yield partitioner(cid, every, every), b'"%s"' % cid, template.replace(old, cid)
+
+
+async def produce_changelog(
+    bootstrap: str, topic: str, records: Iterable[tuple[int, bytes, bytes]], total: int
+) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1024 * 1024, acks=1
     )
-    time.sleep(3.0)  # let the first sweeps over the new state run
-    point = MemoryPoint(customers, total, idle, worker.rss_kb(), worker.hwm_kb(), throughput)
+    await producer.start()
+    sent = 0
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        for partition, key, value in records:
+            pending.append(await producer.send(topic, value=value, key=key, partition=partition))
+            sent += 1
+            if len(pending) >= 50_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                if sent % 200_000 == 0:
+                    say(f"changelog: {sent:,}/{total:,}")
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+@dataclass
+class MemoryPoint:
+    customers: int
+    restore_seconds: float
+    ready_rss_kb: int | None
+    rss_kb: int | None
+    hwm_kb: int | None
+    live: Throughput
+    idle_cpu: float | None  # fraction of one core while idle, after the live events
+    empty_rss_kb: int | None = None
+
+    @property
+    def per_thousand_kb(self) -> float | None:
+        if self.rss_kb is None or self.empty_rss_kb is None or not self.customers:
+            return None
+        return (self.rss_kb - self.empty_rss_kb) / self.customers * 1000
+
+
+def memory_point(bench: Run, customers: int, end_ms: int, empty_rss_kb: int | None) -> MemoryPoint:
+    """A worker's RSS once it holds state for ``customers``.
+
+    Processing millions of events through one worker would take far longer than
+    a benchmark may, so the state is written the way a worker restarting on a
+    new machine gets it: the customers table's changelog is filled with a real
+    customer state (a profile and a purchase, computed by the worker's own
+    processor) for each of ``customers`` ids, and the worker restores it into
+    RocksDB before it is ready. Then live events for 1 % of the customers (at
+    most 2,000) go through the full path, and the worker idles for 15 s.
+    """
+    prefix = bench.prefix(f"mem{customers}")
+    settings = asyncio.run(bench.topics(prefix))
+    template = customer_state_template(end_ms - MS_PER_DAY)
+    say(f"memory: {customers:,} customer states ({len(template):,} bytes each) to the changelog")
+    asyncio.run(
+        produce_changelog(
+            bench.bootstrap,
+            changelog_topic(settings, "customers"),
+            changelog_records(customers, template, bench.config.partitions),
+            customers,
+        )
+    )
+    worker = bench.worker(prefix, f"mem{customers}")
+    restore = worker.wait_ready(timeout=bench.config.timeout)
+    ready_rss = worker.rss_kb()
+    say(f"memory: restored {customers:,} customers in {restore:.0f} s; RSS {_mb(ready_rss)}")
+    live = min(2_000, max(100, customers // 100))
+    now_ms = int(time.time() * 1000)
+    asyncio.run(
+        produce_all(
+            bench.bootstrap,
+            prefix,
+            synthetic_records(live, ts_ms=now_ms - 60_000, start=1, id_tag="live"),
+            progress=lambda _n: None,
+        )
+    )
+    throughput = drain(worker, live, bench.config.timeout)
+    cpu_before = proc_cpu_seconds(worker.pid)
+    time.sleep(15.0)
+    cpu_after = proc_cpu_seconds(worker.pid)
+    idle = None
+    if cpu_before is not None and cpu_after is not None:
+        idle = (cpu_after - cpu_before) / 15.0
+    point = MemoryPoint(
+        customers, restore, ready_rss, worker.rss_kb(), worker.hwm_kb(), throughput, idle,
+        empty_rss_kb,
+    )  # fmt: skip
     worker.stop()
     return point
 
@@ -963,7 +1108,15 @@ def render_profile(profile: Path) -> None:
     pyinstrument = str(Path(sys.executable).with_name("pyinstrument"))
     for renderer, suffix in (("text", ".txt"), ("html", ".html")):
         subprocess.run(
-            [pyinstrument, "--load", str(session), "-r", renderer, "-o", str(profile.with_suffix(suffix))],
+            [
+                pyinstrument,
+                "--load",
+                str(session),
+                "-r",
+                renderer,
+                "-o",
+                str(profile.with_suffix(suffix)),
+            ],
             check=False,
         )
     say(f"profile: {profile.with_suffix('.txt')} and {profile.with_suffix('.html')}")
@@ -972,6 +1125,11 @@ def render_profile(profile: Path) -> None:
 # -- the table ----------------------------------------------------------------------------------
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f} ms"
+
+
+def _per_cpu(t: Throughput) -> str:
+    rate = t.cpu_rate
+    return "CPU n/a" if rate is None else f"{rate:,.0f} events per CPU-second"
 
 
 def _mb(kb: int | float | None) -> str:
@@ -1000,24 +1158,28 @@ def render_table(results: Results) -> str:
         "|---|---|",
     ]
     if results.preload:
-        lines.append(f"| preload (producer, not measured below) | {results.preload.rate:,.0f} events/s |")
+        lines.append(
+            f"| preload (producer, not measured below) | {results.preload.rate:,.0f} events/s |"
+        )
     if results.baseline:
         b = results.baseline
         lines.append(
             f"| baseline: aiokafka + orjson, 1 output per event | **{b.rate:,.0f} events/s** "
-            f"({b.events:,} in {b.seconds:.1f} s) |"
+            f"({b.events:,} in {b.seconds:.1f} s; {_per_cpu(b)}) |"
         )
     if results.worker:
         w = results.worker
         lines.append(
             f"| segmenter worker (1 process) | **{w.throughput.rate:,.0f} events/s** "
-            f"({w.throughput.events:,} in {w.throughput.seconds:.1f} s; ready after "
-            f"{w.ready_seconds:.1f} s) |"
+            f"({w.throughput.events:,} in {w.throughput.seconds:.1f} s; "
+            f"{_per_cpu(w.throughput)}; ready after {w.ready_seconds:.1f} s) |"
         )
         if results.baseline and results.baseline.rate:
-            lines.append(
-                f"| ratio worker / baseline | **{w.throughput.rate / results.baseline.rate:.1%}** |"
-            )
+            ratio = f"**{w.throughput.rate / results.baseline.rate:.1%}** (wall clock)"
+            b_cpu, w_cpu = results.baseline.cpu_rate, w.throughput.cpu_rate
+            if b_cpu and w_cpu:
+                ratio += f"; {w_cpu / b_cpu:.1%} per CPU-second"
+            lines.append(f"| ratio worker / baseline | {ratio} |")
         lines.append(
             f"| worker RSS: idle → after run, peak (VmHWM) | {_mb(w.idle_rss_kb)} → "
             f"{_mb(w.rss_kb)}, peak **{_mb(w.hwm_kb)}** |"
@@ -1028,27 +1190,34 @@ def render_table(results: Results) -> str:
             f"| latency run | {lat.sent:,} fresh events at {lat.rate:,.0f}/s (½ worker max) for "
             f"{lat.seconds:.0f} s, first {c.warmup_seconds:g} s excluded; {lat.outputs:,} outputs, "
             f"{lat.matched:,} matched to their input |",
-            f"| event → emit p50 / p99 (output record ts − input record ts) | "
-            f"**{_ms(lat.emit_ms[0])} / {_ms(lat.emit_ms[1])}** |",
+            f"| event → emit p50 / p99 (output record ts minus input record ts) | "
+            f"**{_ms(lat.emit_ms[0])} / {_ms(lat.emit_ms[1])}** (max {_ms(lat.emit_max_ms)}) |",
             f"| event → downstream consumer p50 / p99 | {_ms(lat.consume_ms[0])} / "
             f"{_ms(lat.consume_ms[1])} |",
             f"| worker histogram p50 / p99 ({lat.histogram_count:,} observations, bucket-"
             f"interpolated) | {_ms(lat.histogram_ms[0])} / {_ms(lat.histogram_ms[1])} |",
         ]
+    if results.memory:
+        lines.append(
+            f"| memory: a ready worker without state (RSS) | {_mb(results.empty_rss_kb)} |"
+        )
     for point in results.memory:
         per = point.per_thousand_kb
+        idle = "n/a" if point.idle_cpu is None else f"{point.idle_cpu:.0%} of a core"
         lines.append(
-            f"| memory: {point.customers:,} customers ({point.events:,} minimal events, "
-            f"{point.throughput.rate:,.0f} events/s) | RSS {_mb(point.idle_rss_kb)} idle → "
+            f"| memory: {point.customers:,} customers restored from the changelog in "
+            f"{point.restore_seconds:.0f} s, then {point.live.events:,} live events "
+            f"({point.live.rate:,.0f}/s) | RSS {_mb(point.ready_rss_kb)} when ready → "
             f"{_mb(point.rss_kb)}, peak {_mb(point.hwm_kb)}; "
-            f"**{'n/a' if per is None else f'{per:,.1f} kB'} per 1000 customers** |"
+            f"**{'n/a' if per is None else f'{per:,.1f} kB'} per 1000 customers**; "
+            f"CPU while idle {idle} |"
         )
     if len(results.memory) >= 2:
-        a, b = results.memory[0], results.memory[-1]
-        if a.rss_kb is not None and b.rss_kb is not None and b.customers > a.customers:
-            slope = (b.rss_kb - a.rss_kb) / (b.customers - a.customers) * 1000
+        small, big = results.memory[0], results.memory[-1]
+        if small.rss_kb and big.rss_kb and big.customers > small.customers:
+            slope = (big.rss_kb - small.rss_kb) / (big.customers - small.customers) * 1000
             lines.append(
-                f"| memory: marginal RSS {a.customers:,} → {b.customers:,} customers | "
+                f"| memory: marginal RSS {small.customers:,} → {big.customers:,} customers | "
                 f"{slope:,.1f} kB per 1000 customers |"
             )
     if results.notes:
@@ -1056,9 +1225,11 @@ def render_table(results: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
-# -- command line -----------------------------------------------------------------------------------
+# -- command line ---------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> BenchConfig:
-    parser = argparse.ArgumentParser(prog="python -m streams.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.bench", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--events", type=int, help="events in the preloaded history")
     parser.add_argument("--customers", type=int, help="customers in the preloaded history")
     parser.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes)")
@@ -1102,7 +1273,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    command = shlex.join(["python", "-m", "streams.bench", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(
+        ["python", "-m", "streams.bench", *(sys.argv[1:] if argv is None else argv)]
+    )
     results = run(config, command)
     table = render_table(results)
     print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import contextlib
 import json
 import urllib.error
@@ -139,16 +140,27 @@ def simulate(
     output: Annotated[
         Path | None, typer.Option(help="Write JSON Lines per topic to this folder instead.")
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First simulated day, YYYY-MM-DD (default: DAYS days before today)."),
+    ] = None,
 ) -> None:
     """Produce synthetic customers (latent personas, churners) to the input topics."""
+    from models.eventtime import MS_PER_DAY, parse_ts
     from streams.producing import produce
     from streams.simulator import Simulation
 
     settings = _settings()
+    if start is not None:
+        start_ms = parse_ts(f"{start}T00:00:00Z")
+    else:
+        # End the history today, so no event lies in the future (those are rejected).
+        start_ms = (int(time.time() * 1000) // MS_PER_DAY - days + 1) * MS_PER_DAY
     sim = Simulation(
         customers=customers,
         days=days,
         seed=seed,
+        start_ms=start_ms,
         bad_fraction=bad_fraction,
         duplicate_fraction=duplicate_fraction,
     )

@@ -50,6 +50,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from schemas import INPUT_TOPICS, OUTPUT_TOPICS
+
 __all__ = [
     "CHURN_LEVELS",
     "CONTENT_TYPE",
@@ -70,22 +72,8 @@ __all__ = [
     "render",
 ]
 
-#: Input topics (logical names); their series are created at start-up with 0.
-INPUT_TOPICS: tuple[str, ...] = (
-    "purchases",
-    "browsing",
-    "support",
-    "feedback",
-    "profiles",
-    "privacy",
-)
-#: Output topics counted by ``segmenter_outputs_total``.
-OUTPUT_TOPICS: tuple[str, ...] = (
-    "segment-changes",
-    "churn-risk",
-    "dead-letters",
-    "privacy-confirmations",
-)
+# Input and output topics (logical names) come from the published schemas;
+# their series are created at start-up with 0.
 #: Values of the ``output`` label of the event-to-emit latency histogram.
 LATENCY_OUTPUTS: tuple[str, ...] = ("segment_changes", "churn_risk")
 #: Why an event was rejected. All but ``erased`` and ``opted_out`` go to dead

@@ -172,7 +172,7 @@ class Pipeline:
             else:
                 status = "not_found"
             # Only the id and the erase time stay, so a replay of older events
-            # cannot recreate the profile (see docs/privacy.md).
+            # cannot recreate the profile (README, "Privacy").
             self.suppressions[customer_id] = event["ts"]
             # The learner drops the customer's samples from its reservoir.
             self.rt.training_buffer.append({"erase": output_event_id(customer_id)[:16]})

@@ -117,15 +117,14 @@ class CustomerProcessor:
             )
         result.status = "new"
         result.write = True
-        if topic in BEHAVIOUR_TOPICS:
-            if state.get("train_day") != today:
-                # One training sample per customer and event day keeps the learner's
-                # input balanced between heavy and light customers.
-                state["train_day"] = today
-                feats = result_features(state, clock_ms)
-                result.training_vector = cluster_vector(feats)
-                if feats.get("T") is not None:
-                    result.btyd = [feats["frequency"], feats["recency"], feats["T"]]
+        if topic in BEHAVIOUR_TOPICS and state.get("train_day") != today:
+            # One training sample per customer and event day keeps the learner's
+            # input balanced between heavy and light customers.
+            state["train_day"] = today
+            feats = result_features(state, clock_ms)
+            result.training_vector = cluster_vector(feats)
+            if feats.get("T") is not None:
+                result.btyd = [feats["frequency"], feats["recency"], feats["T"]]
         return result
 
     @staticmethod

@@ -31,6 +31,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -447,8 +448,12 @@ def format_rfc3339(ts_ms: int, offset_minutes: int = 0) -> str:
     '2023-11-14T17:13:20.500-05:00'
     """
     local = ts_ms + offset_minutes * _MS_PER_MIN
-    moment = _EPOCH + timedelta(milliseconds=local - local % 1000)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{local % 1000:03d}"
+    seconds, millis = divmod(local, 1000)
+    t = time.gmtime(seconds)
+    text = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}"
+    )
     if offset_minutes == 0:
         return text + "Z"
     sign = "+" if offset_minutes > 0 else "-"
@@ -524,7 +529,7 @@ def _action_table(
                 entries.append(((action, 3, page), weight / 2 / len(_GENERIC_PAGES)))
         else:
             entries.append(((action, 3, fixed.get(action, "/")), weight))
-    table = _table(tuple(entries), 400)
+    table = _table(tuple(entries), 512)  # indexed with 9 random bits
     return (
         tuple(e[0] for e in table),
         tuple(e[1] for e in table),
@@ -532,6 +537,13 @@ def _action_table(
     )
 
 
+def _category_table(categories: tuple[str, ...]) -> tuple[str, ...]:
+    """32 entries (5 random bits) with linearly decreasing weights: first is favourite."""
+    count = len(categories)
+    return _table(tuple((c, float(count - i)) for i, c in enumerate(categories)), 32)
+
+
+_PERSONA_CATEGORY_TABLES = {name: _category_table(p.categories) for name, p in PERSONAS.items()}
 _PERSONA_ACTION_TABLES = {name: _action_table(p.action_weights) for name, p in PERSONAS.items()}
 _ALL_CATEGORIES = sorted({c for p in PERSONAS.values() for c in p.categories})
 _SEARCH_PAGES = {c: f"/search?q={c}" for c in _ALL_CATEGORIES}
@@ -772,6 +784,7 @@ class Simulation:
         rng = random.Random(f"segmenter-simulator-events-{self.seed}")
         ts_rng = random.Random(f"segmenter-simulator-ts-{self.seed}")
         rand = rng.random
+        bits = rng.getrandbits
         ts_rand = ts_rng.random
         rfc_fraction = self.rfc3339_fraction
         start = self.start_ms
@@ -799,7 +812,17 @@ class Simulation:
             for idx, spec in enumerate(specs):
                 if first_days[idx] <= day < end_days[idx]:
                     counters[idx] = customer_day(
-                        spec, idx, day, day_start, season, rand, batch, future, counters[idx], plans
+                        spec,
+                        idx,
+                        day,
+                        day_start,
+                        season,
+                        rand,
+                        bits,
+                        batch,
+                        future,
+                        counters[idx],
+                        plans,
                     )
             # Stable sort by event time: deterministic order for equal stamps.
             order = sorted(range(len(stamps)), key=stamps.__getitem__)
@@ -850,7 +873,7 @@ class Simulation:
             actions,
             kinds,
             fixed_pages,
-            len(actions),
+            _PERSONA_CATEGORY_TABLES[cust.persona],
             math.log(persona.order_median * cust.spend),
         )
 
@@ -862,6 +885,7 @@ class Simulation:
         day_start: int,
         season: tuple[float, float],
         rand: Any,
+        bits: Any,
         batch: tuple[list[int], list[str], list[dict[str, Any]]],
         future: dict[int, list[tuple[int, str, dict[str, Any]]]],
         n: int,
@@ -884,7 +908,7 @@ class Simulation:
             actions,
             kinds,
             fixed_pages,
-            n_actions,
+            category_table,
             mu,
         ) = spec
         day_end = day_start + MS_PER_DAY
@@ -944,6 +968,7 @@ class Simulation:
         category_pages = _CATEGORY_PAGES
         gaps = _GAP_TABLE
         mean_extra = persona.actions_per_session - 1.0
+        browse_prefix = f"br-{cid}-"
         for _ in range(_poisson(rand, persona.sessions_rate * act * season_browse)):
             if uniform_times:
                 ts = lo + int(rand() * span)
@@ -956,17 +981,19 @@ class Simulation:
             n += 1
             session = f"s-{cid}-{n}"
             platform = platforms[int(rand() * n_platforms)]
-            category = categories[int(rand() * rand() * n_cat)]
+            category = category_table[bits(5)]
             length = 1 + int(-math.log(1.0 - rand()) * mean_extra)
             for _ in range(length):
-                u = rand() * n_actions
-                k = int(u)
-                u -= k  # the fractional part is a fresh uniform draw
-                if u < 0.2:
-                    category = categories[int(u * 5.0 * n_cat)]
+                # One 39-bit draw per action: bits 0-8 the action, 9-11 whether
+                # the category changes (1 in 8), 12-16 the new category, 17-26
+                # the gap to the next action, 27-38 the product number.
+                b = bits(39)
+                k = b & 511
+                if not b & 0xE00:
+                    category = category_table[(b >> 12) & 31]
                 kind = kinds[k]
                 if kind == 0:
-                    page = f"/p/{category}/{int(rand() * 5000)}"
+                    page = f"/p/{category}/{b >> 27}"
                 elif kind == 1:
                     page = search_pages[category]
                 elif kind == 2:
@@ -975,7 +1002,7 @@ class Simulation:
                     page = fixed_pages[k]
                 n += 1
                 event = {
-                    "event_id": f"br-{cid}-{n}",
+                    "event_id": f"{browse_prefix}{n}",
                     "customer_id": cid,
                     "ts": ts,
                     "session_id": session,
@@ -990,7 +1017,7 @@ class Simulation:
                     add_event(event)
                 else:
                     later(ts, "browsing", event)
-                ts += gaps[int(rand() * 1024)]
+                ts += gaps[(b >> 17) & 1023]
 
         # ---- purchases (often preceded by a short checkout session)
         if season_purchase > 1.2:

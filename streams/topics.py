@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from schemas import INPUT_TOPICS, OUTPUT_TOPICS
 from streams.settings import Settings
 
 __all__ = [
@@ -20,8 +21,6 @@ __all__ = [
     "create_topics",
 ]
 
-INPUT_TOPICS = ("purchases", "browsing", "support", "feedback", "profiles", "privacy")
-OUTPUT_TOPICS = ("segment-changes", "churn-risk", "dead-letters", "privacy-confirmations")
 TRAINING_TOPIC = "segment-training"
 MODELS_TOPIC = "segment-models"
 CLOCK_TOPIC = "stream-clock"

@@ -1,0 +1,34 @@
+"""Local state lost: the worker rebuilds the customer table from its changelog."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.conftest import Stack
+from tests.integration.fault.conftest import history, wait_committed, wait_features
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def test_wiped_rocksdb_is_rebuilt_from_the_changelog(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    stack = stack_factory()
+    hist = history(customers=60, days=40, seed=9)
+    worker = stack.worker("w1")
+    asyncio.run(stack.produce(hist.events))
+    wait_features(worker, hist.expected, timeout=150)
+    wait_committed(stack, timeout=60)
+    worker.stop()
+
+    state_dir = stack.root / "w1" / f"worker-{worker.port}"
+    assert any(state_dir.rglob("*.sst")) or any(state_dir.rglob("*.log")), "no RocksDB found"
+    shutil.rmtree(state_dir)
+
+    worker.start()
+    worker.wait_ready()
+    wait_features(worker, hist.expected, timeout=120)
