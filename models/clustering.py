@@ -731,6 +731,10 @@ class SegmentLearner:
         payload = pickle.loads(data)  # our own internal state, never foreign bytes
         if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
             raise ValueError("unsupported SegmentLearner state format")
+        missing = set(cls().__dict__) - set(payload["state"])
+        if missing:
+            # Written by another release whose layout differs: refuse, never half-restore.
+            raise ValueError(f"SegmentLearner state lacks {sorted(missing)}")
         learner = cls.__new__(cls)
         learner.__dict__.update(payload["state"])
         return learner

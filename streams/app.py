@@ -145,8 +145,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
         async for event in stream.events():
             partition = event.message.partition
             sweep = sweeps.setdefault(partition, PartitionSweep(clock_ms=rt.clock.now_ms))
-            keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
-            await pipeline.review_partition(keys, sweep)
+            try:
+                keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
+                await pipeline.review_partition(keys, sweep)
+            except Exception:  # never let a timer stop the worker; the next tick retries
+                log.exception("sweep of partition %s failed", partition)
+                sweeps.pop(partition, None)
+                continue
             if len(keys) < SWEEP_CHUNK:  # the pass is complete
                 finish_sweep(rt, partition, sweep)
                 sweeps.pop(partition, None)
@@ -159,14 +164,22 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def on_training(stream: Any) -> None:
         async for value in stream:
             await rt.broadcast_caught_up.wait()  # resume from the latest snapshot first
-            learner.learn(orjson.loads(value).get("items", []))
-            if learner.should_publish():
-                await models.send(key=b"clusters", value=encode(learner.snapshot_message()))
+            try:
+                learner.learn(orjson.loads(value).get("items", []))
+                if learner.should_publish():
+                    await models.send(key=b"clusters", value=encode(learner.snapshot_message()))
+            except Exception:  # a bad batch must not stop the worker
+                log.exception("learner failed on a training batch; batch skipped")
 
     @app.timer(interval=10.0)
     async def publish_model_if_pending() -> None:
         if learner.pending:
-            await models.send(key=b"clusters", value=encode(learner.snapshot_message()))
+            try:
+                message = learner.snapshot_message()
+            except Exception:
+                log.exception("could not snapshot the learner")
+                return
+            await models.send(key=b"clusters", value=encode(message))
 
     @app.timer(interval=0.5)
     async def flush_training() -> None:

@@ -91,11 +91,11 @@ class BenchConfig:
     5000
     """
 
-    events: int = 60_000
-    customers: int = 2_000
+    events: int = 40_000
+    customers: int = 1_500
     latency_seconds: float = 30.0
     warmup_seconds: float = 3.0
-    memory_customers: tuple[int, ...] = (100_000, 1_000_000)
+    memory_customers: tuple[int, ...] = (20_000, 100_000)
     memory_events_per_customer: int = 1
     partitions: int = 4
     seed: int = 42
@@ -124,7 +124,7 @@ class BenchConfig:
             config.events = 10_000
             config.customers = 500
             config.latency_seconds = 10.0
-            config.memory_customers = (10_000, 50_000)
+            config.memory_customers = (5_000, 20_000)
         if events is not None:
             config.events = events
         if customers is not None:
@@ -536,7 +536,7 @@ class WorkerProcess:
                 "SEGMENTER_PARTITIONS": str(self.partitions),
                 "SEGMENTER_WEB_PORT": str(self.port),
                 "SEGMENTER_DATA_DIR": str(self.data_dir),
-                "SEGMENTER_LOG_LEVEL": "warning",
+                "SEGMENTER_LOG_LEVEL": os.environ.get("SEGMENTER_BENCH_LOG_LEVEL", "info"),
             }
         )
         with self.log_path.open("ab") as log:
@@ -882,9 +882,29 @@ def run(config: BenchConfig, command: str = "") -> Results:
 def _run_phases(bench: Run, results: Results) -> None:
     config = bench.config
     end_ms = (int(time.time() * 1000) // MS_PER_DAY - 1) * MS_PER_DAY
-
-    # 1. preload the history
     prefix = bench.prefix("main")
+    total = _preload_phase(bench, results, prefix, end_ms)
+    if "baseline" not in config.skip:
+        _phase(results, "baseline", lambda: _baseline_phase(bench, results, prefix, total))
+    if "worker" not in config.skip:
+        _phase(results, "worker", lambda: _worker_phase(bench, results, prefix, total))
+    if "latency" not in config.skip:
+        _phase(results, "latency", lambda: _latency_phase(bench, results, end_ms))
+    if "memory" not in config.skip:
+        _phase(results, "memory", lambda: _memory_phase(bench, results, end_ms))
+
+
+def _phase(results: Results, name: str, body: Callable[[], None]) -> None:
+    """Run one phase; a failure becomes a note in the table instead of ending the run."""
+    try:
+        body()
+    except Exception as exc:
+        say(f"{name} phase failed: {exc}")
+        results.notes.append(f"{name} phase failed: {str(exc).splitlines()[0]}")
+
+
+def _preload_phase(bench: Run, results: Results, prefix: str, end_ms: int) -> int:
+    config = bench.config
     asyncio.run(bench.topics(prefix, extra=[BASELINE_OUTPUT]))
     say(f"preloading {config.events:,} events of {config.customers:,} customers to {prefix}*")
     started = time.perf_counter()
@@ -902,73 +922,79 @@ def _run_phases(bench: Run, results: Results) -> None:
     results.preload = Throughput(total, time.perf_counter() - started)
     if total < config.events:
         results.notes.append(f"the simulated history held only {total:,} events")
+    return total
 
-    # 2. baseline
-    if "baseline" not in config.skip:
-        say("baseline: aiokafka consume → orjson → produce")
-        results.baseline = asyncio.run(run_baseline(bench.bootstrap, prefix, total, config.timeout))
-        say(f"baseline: {results.baseline.rate:,.0f} events/s")
 
-    # 3. the worker on the same topics
-    if "worker" not in config.skip:
-        say("worker: starting a segmenter worker on the preloaded topics")
-        worker = bench.worker(prefix, "main", profile=config.profile)
-        ready = worker.wait_ready()
-        idle = worker.rss_kb()
-        throughput = drain(worker, total, config.timeout, progress=_progress("worker", total))
-        results.worker = WorkerRun(throughput, ready, worker.hwm_kb(), worker.rss_kb(), idle)
-        say(f"worker: {throughput.rate:,.0f} events/s")
-        worker.stop()
-        if config.profile is not None:
-            render_profile(config.profile)
+def _baseline_phase(bench: Run, results: Results, prefix: str, total: int) -> None:
+    say("baseline: aiokafka consume → orjson → produce")
+    results.baseline = asyncio.run(
+        run_baseline(bench.bootstrap, prefix, total, bench.config.timeout)
+    )
+    say(f"baseline: {results.baseline.rate:,.0f} events/s")
 
-    # 4. latency at half the worker's rate
-    if "latency" not in config.skip:
-        max_rate = results.worker.throughput.rate if results.worker else 1000.0
-        rate = max(50.0, max_rate / 2)
-        count = int(rate * (config.latency_seconds + config.warmup_seconds))
-        prefix = bench.prefix("lat")
-        asyncio.run(bench.topics(prefix))
-        fresh = list(
-            history_records(
-                max(200, config.customers // 2),
-                count,
-                seed=config.seed + 1,
-                end_ms=end_ms,
-                bad=0.0,
-                dup=0.0,
-            )
+
+def _worker_phase(bench: Run, results: Results, prefix: str, total: int) -> None:
+    config = bench.config
+    say("worker: starting a segmenter worker on the preloaded topics")
+    worker = bench.worker(prefix, "main", profile=config.profile)
+    ready = worker.wait_ready()
+    idle = worker.rss_kb()
+    throughput = drain(worker, total, config.timeout, progress=_progress("worker", total))
+    results.worker = WorkerRun(throughput, ready, worker.hwm_kb(), worker.rss_kb(), idle)
+    say(f"worker: {throughput.rate:,.0f} events/s")
+    worker.stop()
+    if config.profile is not None:
+        render_profile(config.profile)
+
+
+def _latency_phase(bench: Run, results: Results, end_ms: int) -> None:
+    config = bench.config
+    max_rate = results.worker.throughput.rate if results.worker else 200.0
+    rate = max(20.0, max_rate / 2)
+    count = int(rate * (config.latency_seconds + config.warmup_seconds))
+    prefix = bench.prefix("lat")
+    asyncio.run(bench.topics(prefix))
+    fresh = list(
+        history_records(
+            max(200, config.customers // 2),
+            count,
+            seed=config.seed + 1,
+            end_ms=end_ms,
+            bad=0,
+            dup=0,
         )
-        worker = bench.worker(prefix, "latency")
+    )
+    worker = bench.worker(prefix, "latency")
+    worker.wait_ready()
+    time.sleep(2.0)
+    results.empty_rss_kb = worker.rss_kb()
+    say(f"latency: {len(fresh):,} fresh events at {rate:,.0f}/s")
+    results.latency = asyncio.run(measure_latency(worker, fresh, rate, config.warmup_seconds))
+    lat = results.latency
+    say(f"latency: emit p50/p99 {lat.emit_ms} ms; histogram {lat.histogram_ms} ms")
+    worker.stop()
+
+
+def _memory_phase(bench: Run, results: Results, end_ms: int) -> None:
+    if results.empty_rss_kb is None:
+        prefix = bench.prefix("empty")
+        asyncio.run(bench.topics(prefix))
+        worker = bench.worker(prefix, "empty")
         worker.wait_ready()
         time.sleep(2.0)
         results.empty_rss_kb = worker.rss_kb()
-        say(f"latency: {len(fresh):,} fresh events at {rate:,.0f}/s")
-        results.latency = asyncio.run(measure_latency(worker, fresh, rate, config.warmup_seconds))
-        lat = results.latency
-        say(f"latency: emit p50/p99 {lat.emit_ms} ms; histogram {lat.histogram_ms} ms")
         worker.stop()
-
-    # 5. memory per customer
-    if "memory" not in config.skip:
-        if results.empty_rss_kb is None:
-            prefix = bench.prefix("empty")
-            asyncio.run(bench.topics(prefix))
-            worker = bench.worker(prefix, "empty")
-            worker.wait_ready()
-            time.sleep(2.0)
-            results.empty_rss_kb = worker.rss_kb()
-            worker.stop()
-        for customers in config.memory_customers:
-            point = memory_point(bench, customers, end_ms, results.empty_rss_kb)
-            results.memory.append(point)
-            say(
-                f"memory: {customers:,} customers, RSS {_mb(point.rss_kb)}, "
-                f"{point.per_thousand_kb} kB per 1000"
-            )
+    for customers in bench.config.memory_customers:
+        point = memory_point(bench, customers, end_ms, results.empty_rss_kb)
+        results.memory.append(point)
+        say(
+            f"memory: {customers:,} customers, RSS {_mb(point.rss_kb)}, "
+            f"{point.per_thousand_kb} kB per 1000"
+        )
 
 
 TEMPLATE_ID = "m0000000"
+IDLE_SECONDS = 10.0
 
 
 def customer_state_template(ts_ms: int) -> bytes:
@@ -1059,7 +1085,7 @@ def memory_point(bench: Run, customers: int, end_ms: int, empty_rss_kb: int | No
     customer state (a profile and a purchase, computed by the worker's own
     processor) for each of ``customers`` ids, and the worker restores it into
     RocksDB before it is ready. Then live events for 1 % of the customers (at
-    most 2,000) go through the full path, and the worker idles for 15 s.
+    most 2,000) go through the full path, and the worker idles for ``IDLE_SECONDS``.
     """
     prefix = bench.prefix(f"mem{customers}")
     settings = asyncio.run(bench.topics(prefix))
@@ -1089,11 +1115,11 @@ def memory_point(bench: Run, customers: int, end_ms: int, empty_rss_kb: int | No
     )
     throughput = drain(worker, live, bench.config.timeout)
     cpu_before = proc_cpu_seconds(worker.pid)
-    time.sleep(15.0)
+    time.sleep(IDLE_SECONDS)
     cpu_after = proc_cpu_seconds(worker.pid)
     idle = None
     if cpu_before is not None and cpu_after is not None:
-        idle = (cpu_after - cpu_before) / 15.0
+        idle = (cpu_after - cpu_before) / IDLE_SECONDS
     point = MemoryPoint(
         customers, restore, ready_rss, worker.rss_kb(), worker.hwm_kb(), throughput, idle,
         empty_rss_kb,

@@ -44,16 +44,30 @@ class LearnerHost:
         """Restore the learner from the latest snapshot, or start a fresh one."""
         if self.learner is None:
             message = self.rt.model_message or {}
-            state = message.get("state")
-            if state:
-                self.learner = SegmentLearner.from_bytes(base64.b64decode(state))
+            self.learner = self._restore(message) or SegmentLearner(seed=self.seed)
+            if message.get("snapshot"):
                 self.btyd = list(message.get("btyd_reservoir", []))
                 self.btyd_seen = int(message.get("btyd_seen", len(self.btyd)))
                 self.churn_params = message.get("churn_params")
-                log.info("learner restored from model version %s", message["snapshot"]["version"])
-            else:
-                self.learner = SegmentLearner(seed=self.seed)
         return self.learner
+
+    @staticmethod
+    def _restore(message: dict[str, Any]) -> SegmentLearner | None:
+        """The published learner state; else a learner resumed from the snapshot alone."""
+        if message.get("state"):
+            try:
+                learner = SegmentLearner.from_bytes(base64.b64decode(message["state"]))
+                log.info("learner restored from model version %s", learner.version)
+                return learner
+            except Exception:
+                # An incompatible state (another release) must not stop the worker.
+                log.exception("cannot restore the learner state; resuming from the snapshot")
+        if message.get("snapshot"):
+            try:
+                return SegmentLearner.from_snapshot(message["snapshot"])
+            except Exception:
+                log.exception("cannot resume from the snapshot; starting a fresh learner")
+        return None
 
     def learn(self, items: list[dict[str, Any]]) -> None:
         """Learn from one batch sent by a worker."""

@@ -224,9 +224,13 @@ class Pipeline:
             if state is None or state.get("opted_out"):
                 continue
             if processor.due_for_review(state, clock_ms):
-                result = processor.review(
-                    customer_id, state, clock_ms, self.rt.assigner, self.rt.churn_params
-                )
+                try:
+                    result = processor.review(
+                        customer_id, state, clock_ms, self.rt.assigner, self.rt.churn_params
+                    )
+                except Exception:  # one customer's bad state must not stop the sweep
+                    log.exception("review failed for a customer of this partition")
+                    continue
                 self.customers[customer_id] = state
                 if result.segment_changes or result.churn_events:
                     await self.emit(result, None)

@@ -54,7 +54,7 @@ async def tail_topic(
     settings: Settings, topic: str, from_beginning: bool, limit: int | None
 ) -> None:
     """Print records of ``topic`` until interrupted (or ``limit`` records)."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.kafka_bootstrap,
