@@ -94,6 +94,7 @@ class BenchConfig:
     events: int = 40_000
     customers: int = 1_500
     latency_seconds: float = 30.0
+    latency_rate: float | None = None  # default: half the measured worker rate
     warmup_seconds: float = 3.0
     memory_customers: tuple[int, ...] = (20_000, 100_000)
     memory_events_per_customer: int = 1
@@ -237,7 +238,7 @@ def histogram_buckets(samples: Samples, name: str) -> list[tuple[float, float]]:
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
     """Prometheus' ``histogram_quantile``: linear interpolation inside the bucket.
 
-    >>> histogram_quantile(0.5, [(0.01, 0), (0.1, 10), (math.inf, 10)])
+    >>> round(histogram_quantile(0.5, [(0.01, 0), (0.1, 10), (math.inf, 10)]), 6)
     0.055
     >>> histogram_quantile(0.99, [(1.0, 0), (math.inf, 4)])  # beyond the last bound
     1.0
@@ -523,7 +524,8 @@ class WorkerProcess:
             return [segmenter, "worker"]
         pyinstrument = str(Path(sys.executable).with_name("pyinstrument"))
         session = str(self.profile.with_suffix(".pyisession"))
-        return [pyinstrument, "-r", "pyisession", "-o", session, segmenter, "worker"]
+        # A 5 ms sampling interval keeps the session small enough to render quickly.
+        return [pyinstrument, "-i", "0.005", "-r", "pyisession", "-o", session, segmenter, "worker"]
 
     def start(self) -> WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -563,11 +565,21 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def metrics(self) -> Samples:
-        status, body = self.get("/metrics")
-        if status != 200:
-            raise RuntimeError(f"/metrics answered {status}")
-        return parse_metrics(body.decode())
+    def metrics(self, attempts: int = 20) -> Samples:
+        """Scrape ``/metrics``; a refused or failed scrape is retried while the worker lives."""
+        for attempt in range(attempts):
+            self.check_alive()
+            try:
+                status, body = self.get("/metrics")
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"/metrics failed: {exc}\n{self.log_tail()}") from exc
+                time.sleep(0.5)
+                continue
+            if status == 200:
+                return parse_metrics(body.decode())
+            time.sleep(0.5)
+        raise RuntimeError(f"/metrics kept failing\n{self.log_tail()}")
 
     def check_alive(self) -> None:
         assert self.proc is not None
@@ -666,6 +678,7 @@ class LatencyResult:
     outputs: int
     emit_ms: tuple[float | None, float | None]  # output record timestamp - input timestamp
     emit_max_ms: float | None
+    emit_thirds_ms: tuple[float | None, ...]  # p50 of the first, middle and last third of the run
     consume_ms: tuple[float | None, float | None]  # receive time - input timestamp
     histogram_ms: tuple[float | None, float | None]  # the worker's own histogram
     histogram_count: int
@@ -756,6 +769,7 @@ async def measure_latency(
 
     emit: list[float] = []
     consume: list[float] = []
+    timeline: list[tuple[int, float]] = []
     for output, out_ts, seen in received:
         cid = str(output.get("customer_id"))
         kind = "churn" if "level" in output else output.get("segment_type")
@@ -764,6 +778,7 @@ async def measure_latency(
             if output_event_id(cid, event_id, kind, current) == output.get("event_id"):
                 if in_ts >= warm_until_ms:
                     emit.append(out_ts - in_ts)
+                    timeline.append((in_ts, out_ts - in_ts))
                     consume.append(seen * 1000 - in_ts)
                 break
     delta = bucket_delta(histogram_after, histogram_before or [])
@@ -775,12 +790,32 @@ async def measure_latency(
         outputs=len(received),
         emit_ms=(quantile(emit, 0.5), quantile(emit, 0.99)),
         emit_max_ms=max(emit) if emit else None,
+        emit_thirds_ms=_thirds(timeline),
         consume_ms=(quantile(consume, 0.5), quantile(consume, 0.99)),
         histogram_ms=tuple(  # type: ignore[arg-type]
             None if (v := histogram_quantile(q, delta)) is None else v * 1000 for q in (0.5, 0.99)
         ),
         histogram_count=int(delta[-1][1]) if delta else 0,
     )
+
+
+def _thirds(timeline: list[tuple[int, float]]) -> tuple[float | None, ...]:
+    """Median latency of the first, middle and last third of the run (by send time).
+
+    A backlog that grows during the run (the rate is above what the worker
+    sustains) shows as rising thirds.
+
+    >>> _thirds([(t, float(t)) for t in range(9)])
+    (1.0, 4.0, 7.0)
+    """
+    if not timeline:
+        return (None, None, None)
+    start, end = min(t for t, _ in timeline), max(t for t, _ in timeline)
+    span = max(1, end - start + 1)
+    parts: list[list[float]] = [[], [], []]
+    for sent, latency in timeline:
+        parts[min(2, (sent - start) * 3 // span)].append(latency)
+    return tuple(quantile(part, 0.5) for part in parts)
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -815,6 +850,8 @@ class Run:
 
     def prefix(self, phase: str) -> str:
         prefix = f"{self.tag}-{phase}-"
+        if prefix in self.prefixes:  # a retried phase gets fresh topics
+            prefix = f"{self.tag}-{phase}{len(self.prefixes)}-"
         self.prefixes.append(prefix)
         return prefix
 
@@ -823,12 +860,15 @@ class Run:
         await create_bench_topics(settings, extra)
         return settings
 
-    def worker(self, prefix: str, name: str, profile: Path | None = None) -> WorkerProcess:
+    def worker(
+        self, prefix: str, name: str, profile: Path | None = None, app_id: str = ""
+    ) -> WorkerProcess:
+        """Start a worker on ``prefix`` (consumer group ``app_id``, default ``<prefix>app``)."""
         worker = WorkerProcess(
             bootstrap=self.bootstrap,
             prefix=prefix,
-            app_id=f"{prefix}app",
-            data_dir=self.root / name,
+            app_id=app_id or f"{prefix}app",
+            data_dir=self.root / f"{name}-{len(self.workers)}",
             partitions=self.config.partitions,
             profile=profile,
         )
@@ -894,13 +934,21 @@ def _run_phases(bench: Run, results: Results) -> None:
         _phase(results, "memory", lambda: _memory_phase(bench, results, end_ms))
 
 
-def _phase(results: Results, name: str, body: Callable[[], None]) -> None:
-    """Run one phase; a failure becomes a note in the table instead of ending the run."""
-    try:
-        body()
-    except Exception as exc:
-        say(f"{name} phase failed: {exc}")
-        results.notes.append(f"{name} phase failed: {str(exc).splitlines()[0]}")
+def _phase(results: Results, name: str, body: Callable[[], None], attempts: int = 2) -> None:
+    """Run one phase; retry it once, then a failure becomes a note in the table.
+
+    On a shared machine a worker can die of causes outside the bench (it has
+    been seen to receive SIGTERM from elsewhere); the retry and the note keep
+    the rest of the run and say what happened.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            body()
+            return
+        except Exception as exc:
+            say(f"{name} phase failed (attempt {attempt}): {exc}")
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            results.notes.append(f"{name} phase attempt {attempt} failed: {first_line}")
 
 
 def _preload_phase(bench: Run, results: Results, prefix: str, end_ms: int) -> int:
@@ -936,7 +984,8 @@ def _baseline_phase(bench: Run, results: Results, prefix: str, total: int) -> No
 def _worker_phase(bench: Run, results: Results, prefix: str, total: int) -> None:
     config = bench.config
     say("worker: starting a segmenter worker on the preloaded topics")
-    worker = bench.worker(prefix, "main", profile=config.profile)
+    # A fresh consumer group per attempt: a retry starts from the beginning again.
+    worker = bench.worker(prefix, "main", config.profile, app_id=f"{prefix}app{len(bench.workers)}")
     ready = worker.wait_ready()
     idle = worker.rss_kb()
     throughput = drain(worker, total, config.timeout, progress=_progress("worker", total))
@@ -950,7 +999,7 @@ def _worker_phase(bench: Run, results: Results, prefix: str, total: int) -> None
 def _latency_phase(bench: Run, results: Results, end_ms: int) -> None:
     config = bench.config
     max_rate = results.worker.throughput.rate if results.worker else 200.0
-    rate = max(20.0, max_rate / 2)
+    rate = config.latency_rate or max(20.0, max_rate / 2)
     count = int(rate * (config.latency_seconds + config.warmup_seconds))
     prefix = bench.prefix("lat")
     asyncio.run(bench.topics(prefix))
@@ -984,7 +1033,10 @@ def _memory_phase(bench: Run, results: Results, end_ms: int) -> None:
         time.sleep(2.0)
         results.empty_rss_kb = worker.rss_kb()
         worker.stop()
+    done = {point.customers for point in results.memory}
     for customers in bench.config.memory_customers:
+        if customers in done:  # measured before a retry
+            continue
         point = memory_point(bench, customers, end_ms, results.empty_rss_kb)
         results.memory.append(point)
         say(
@@ -1213,11 +1265,15 @@ def render_table(results: Results) -> str:
     if results.latency:
         lat = results.latency
         lines += [
-            f"| latency run | {lat.sent:,} fresh events at {lat.rate:,.0f}/s (½ worker max) for "
+            f"| latency run | {lat.sent:,} fresh events at {lat.rate:,.0f}/s "
+            f"({'fixed' if c.latency_rate else '½ worker max'}) for "
             f"{lat.seconds:.0f} s, first {c.warmup_seconds:g} s excluded; {lat.outputs:,} outputs, "
             f"{lat.matched:,} matched to their input |",
             f"| event → emit p50 / p99 (output record ts minus input record ts) | "
             f"**{_ms(lat.emit_ms[0])} / {_ms(lat.emit_ms[1])}** (max {_ms(lat.emit_max_ms)}) |",
+            "| event → emit p50 in the first / middle / last third of the run | "
+            + " / ".join(_ms(v) for v in lat.emit_thirds_ms)
+            + " |",
             f"| event → downstream consumer p50 / p99 | {_ms(lat.consume_ms[0])} / "
             f"{_ms(lat.consume_ms[1])} |",
             f"| worker histogram p50 / p99 ({lat.histogram_count:,} observations, bucket-"
@@ -1263,6 +1319,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         "--latency-seconds", type=float, help="seconds of fixed-rate load in the latency phase"
     )
     parser.add_argument(
+        "--latency-rate", type=float, help="events/s of the latency phase (default: ½ worker max)"
+    )
+    parser.add_argument(
         "--memory-customers",
         type=lambda s: tuple(int(x) for x in s.split(",") if x),
         help="population sizes of the memory phase, comma-separated",
@@ -1291,6 +1350,7 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     )
     if args.latency_seconds is not None:
         config.latency_seconds = args.latency_seconds
+    config.latency_rate = args.latency_rate
     if args.memory_customers is not None:
         config.memory_customers = args.memory_customers
     config.output = args.output

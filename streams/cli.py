@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import contextlib
 import json
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -155,7 +155,7 @@ def simulate(
         start_ms = parse_ts(f"{start}T00:00:00Z")
     else:
         # End the history today, so no event lies in the future (those are rejected).
-        start_ms = (int(time.time() * 1000) // MS_PER_DAY - days + 1) * MS_PER_DAY
+        start_ms = (int(time.time() * 1000) // MS_PER_DAY - days) * MS_PER_DAY
     sim = Simulation(
         customers=customers,
         days=days,

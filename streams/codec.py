@@ -1,4 +1,4 @@
-"""How output events are serialised (tables use Faust's orjson-backed JSON codec)."""
+"""Bytes in, bytes out: customer states and output events, serialised once with orjson."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["encode"]
+__all__ = ["decode_state", "encode"]
 
 
 def encode(value: Any) -> bytes:
@@ -16,3 +16,17 @@ def encode(value: Any) -> bytes:
     b'{"a":1}'
     """
     return orjson.dumps(value)
+
+
+def decode_state(raw: bytes | None) -> dict[str, Any] | None:
+    """Deserialise a stored customer state (``None`` for a missing key).
+
+    >>> decode_state(b'{"seq":3}')
+    {'seq': 3}
+    >>> decode_state(None) is None
+    True
+    """
+    if raw is None:
+        return None
+    value: dict[str, Any] = orjson.loads(raw)
+    return value

@@ -44,15 +44,16 @@ class LearnerHost:
         """Restore the learner from the latest snapshot, or start a fresh one."""
         if self.learner is None:
             message = self.rt.model_message or {}
-            self.learner = self._restore(message) or SegmentLearner(seed=self.seed)
+            self.learner = self._restore(message) or SegmentLearner(
+                warmup=self.rt.settings.cluster_warmup, seed=self.seed
+            )
             if message.get("snapshot"):
                 self.btyd = list(message.get("btyd_reservoir", []))
                 self.btyd_seen = int(message.get("btyd_seen", len(self.btyd)))
                 self.churn_params = message.get("churn_params")
         return self.learner
 
-    @staticmethod
-    def _restore(message: dict[str, Any]) -> SegmentLearner | None:
+    def _restore(self, message: dict[str, Any]) -> SegmentLearner | None:
         """The published learner state; else a learner resumed from the snapshot alone."""
         if message.get("state"):
             try:
@@ -64,7 +65,9 @@ class LearnerHost:
                 log.exception("cannot restore the learner state; resuming from the snapshot")
         if message.get("snapshot"):
             try:
-                return SegmentLearner.from_snapshot(message["snapshot"])
+                return SegmentLearner.from_snapshot(
+                    message["snapshot"], warmup=self.rt.settings.cluster_warmup, seed=self.seed
+                )
             except Exception:
                 log.exception("cannot resume from the snapshot; starting a fresh learner")
         return None

@@ -14,7 +14,7 @@ from typing import Any
 
 from models import dedup
 from schemas import InvalidEvent, dead_letter, validate
-from streams.codec import encode
+from streams.codec import decode_state, encode
 from streams.processing import Result, new_customer_state, output_event_id
 from streams.runtime import Runtime
 from streams.sweep import PartitionSweep
@@ -72,13 +72,13 @@ class Pipeline:
         customer_id = event["customer_id"]
         metrics = self.rt.metrics
         erased_at = self.suppressions.get(customer_id)
-        if erased_at is not None and event["ts"] <= erased_at:
+        if erased_at is not None and event["ts"] <= int(erased_at):
             # An event from before the customer's erasure (a replay, a late
             # producer): dropped on purpose and not dead-lettered, since the
             # dead-letter topic would keep the personal data we just erased.
             metrics.rejected(topic, "erased")
             return
-        state = self.customers.get(customer_id)
+        state = decode_state(self.customers.get(customer_id))
         result = self.rt.processor.handle(
             customer_id,
             state,
@@ -102,7 +102,7 @@ class Pipeline:
             metrics.rejected(topic, "opted_out")
             return
         self.rt.observe_partition_clock(message.partition, event["ts"])
-        self.customers[customer_id] = result.state
+        self.customers[customer_id] = encode(result.state)
         await self.emit(result, message)
         if result.training_vector is not None:
             self.add_training_sample(customer_id, result)
@@ -143,7 +143,7 @@ class Pipeline:
         customer_id = event["customer_id"]
         action = event["action"]
         self.rt.metrics.privacy_request(action)
-        state = self.customers.get(customer_id)
+        state = decode_state(self.customers.get(customer_id))
         details: dict[str, int] = {}
         status = "done"
         if action == "opt_out":
@@ -158,7 +158,7 @@ class Pipeline:
             opted["opted_out"] = True
             opted["since_ms"] = event["ts"]
             opted["seq"] = (state or {}).get("seq", 0)
-            self.customers[customer_id] = opted  # features dropped; only the flag stays
+            self.customers[customer_id] = encode(opted)  # features dropped; only the flag stays
         elif action == "opt_in":
             if state is not None and state.get("opted_out"):
                 del self.customers[customer_id]  # tombstone: profiling starts afresh
@@ -173,7 +173,7 @@ class Pipeline:
                 status = "not_found"
             # Only the id and the erase time stay, so a replay of older events
             # cannot recreate the profile (README, "Privacy").
-            self.suppressions[customer_id] = event["ts"]
+            self.suppressions[customer_id] = str(event["ts"]).encode()
             # The learner drops the customer's samples from its reservoir.
             self.rt.training_buffer.append({"erase": output_event_id(customer_id)[:16]})
             details["model_erase_requests"] = 1
@@ -220,7 +220,7 @@ class Pipeline:
         clock_ms = self.rt.clock.now_ms
         processor = self.rt.processor
         for customer_id in keys:
-            state = self.customers.get(customer_id)
+            state = decode_state(self.customers.get(customer_id))
             if state is None or state.get("opted_out"):
                 continue
             if processor.due_for_review(state, clock_ms):
@@ -231,7 +231,7 @@ class Pipeline:
                 except Exception:  # one customer's bad state must not stop the sweep
                     log.exception("review failed for a customer of this partition")
                     continue
-                self.customers[customer_id] = state
+                self.customers[customer_id] = encode(state)
                 if result.segment_changes or result.churn_events:
                     await self.emit(result, None)
                     changed += 1

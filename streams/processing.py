@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import dedup, features
-from models.churn import ChurnScorer, churn_level, next_review_ms
+from models.churn import ChurnScorer, churn_level
 from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.rules import RuleEngine
@@ -165,24 +165,20 @@ class CustomerProcessor:
     def due_for_review(self, state: dict[str, Any], clock_ms: int) -> bool:
         """Whether a silent customer should be re-evaluated at ``clock_ms``.
 
-        Every customer is re-evaluated once per day of stream time in which they
-        had no event, so lifecycle, value and churn move on without waiting for
-        the customer's next event; the churn model's own review time can ask
-        for it sooner.
+        Every customer is re-evaluated once per day of stream time, so lifecycle,
+        value and churn move on without waiting for the customer's next event.
+        (Day granularity is the resolution of every duration feature, so a
+        finer timer could not change an answer.)
         """
         if state.get("opted_out"):
             return False
-        if state.get("review_day", -1) < day_of(clock_ms):
-            return True
-        review_ms = state.get("churn", {}).get("review_ms")
-        return review_ms is not None and review_ms <= clock_ms
+        return bool(state.get("review_day", -1) < day_of(clock_ms))
 
     def leave_all_segments(
         self, customer_id: str, state: dict[str, Any], ts_ms: int, trigger: str
     ) -> Result:
         """Segment changes to ``None`` for every segment: the customer opted out."""
         result = Result("opted_out", state)
-        ts = format_ts(ts_ms)
         for seg_type, entry in sorted(state["seg"].items()):
             if entry["current"] is None:
                 continue
@@ -191,7 +187,7 @@ class CustomerProcessor:
                     customer_id,
                     state,
                     trigger,
-                    ts,
+                    ts_ms,
                     seg_type,
                     entry["current"],
                     None,
@@ -220,7 +216,6 @@ class CustomerProcessor:
         """Assign segments and churn level at ``clock_ms``; emit what changed."""
         feats = result_features(state, clock_ms)
         result = Result("new", state)
-        ts = format_ts(clock_ms)
         segments = state["seg"]
         previous = {
             k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in segments.items()
@@ -236,7 +231,7 @@ class CustomerProcessor:
                     customer_id,
                     state,
                     trigger,
-                    ts,
+                    clock_ms,
                     seg_type,
                     old,
                     assignment.current,
@@ -256,7 +251,7 @@ class CustomerProcessor:
                         customer_id,
                         state,
                         trigger,
-                        ts,
+                        clock_ms,
                         "cluster",
                         old,
                         cluster_id,
@@ -265,7 +260,7 @@ class CustomerProcessor:
                         assigner.model_version,
                     )
                 )
-        churn_event = self._churn(customer_id, state, feats, clock_ms, trigger, ts, churn_params)
+        churn_event = self._churn(customer_id, state, feats, clock_ms, trigger, churn_params)
         if churn_event is not None:
             result.churn_events.append(churn_event)
         return result
@@ -299,7 +294,7 @@ class CustomerProcessor:
         customer_id: str,
         state: dict[str, Any],
         trigger: str,
-        ts: str,
+        clock_ms: int,
         segment_type: str,
         previous: str | None,
         current: str | None,
@@ -312,7 +307,7 @@ class CustomerProcessor:
             "event_id": output_event_id(customer_id, trigger, segment_type, current),
             "customer_id": customer_id,
             "seq": state["seq"],
-            "ts": ts,
+            "ts": format_ts(clock_ms),
             "segment_type": segment_type,
             "previous": previous,
             "current": current,
@@ -328,7 +323,6 @@ class CustomerProcessor:
         feats: dict[str, Any],
         clock_ms: int,
         trigger: str,
-        ts: str,
         churn_params: Any,
     ) -> dict[str, Any] | None:
         churn = state.setdefault("churn", {})
@@ -337,9 +331,6 @@ class CustomerProcessor:
         level = churn_level(scored.score, previous_level)
         churn["score"] = scored.score
         churn["reasons"] = list(scored.reasons)
-        churn["review_ms"] = next_review_ms(
-            feats, clock_ms, level, params=churn_params, scorer=self.scorer
-        )
         if level == previous_level:
             return None
         churn["level"] = level
@@ -347,7 +338,7 @@ class CustomerProcessor:
         return {
             "event_id": output_event_id(customer_id, trigger, "churn", level),
             "customer_id": customer_id,
-            "ts": ts,
+            "ts": format_ts(clock_ms),
             "score": scored.score,
             "level": level,
             "previous_level": previous_level,

@@ -108,8 +108,8 @@ class QualityConfig:
         ``n_init`` of the scikit-learn baseline.
     """
 
-    customers: int = 2000
-    days: int = 150
+    customers: int = 1000
+    days: int = 90
     seed: int = 42
     batch_size: int = 200
     publish_every: int = LearnerHost.publish_every
@@ -349,7 +349,9 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
     batch_same = _kmeans(Z, k_online, config) if k_online >= 2 else [0] * len(ids)
     batch_true = _kmeans(Z, k_true, config)
     refreshed = (
-        [rt.assigner.assign(v)[0] or "none" for v in vectors] if rt.assigner else ["none"] * len(ids)
+        [rt.assigner.assign(v)[0] or "none" for v in vectors]
+        if rt.assigner
+        else ["none"] * len(ids)
     )
 
     keep = [i for i, p in enumerate(persona) if p != NEW_CUSTOMER]
@@ -419,7 +421,7 @@ def _kmeans(Z: np.ndarray, k: int, config: QualityConfig) -> list[int]:
 
 
 def _f(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def render_markdown(report: QualityReport, command: str = "") -> str:
@@ -450,10 +452,9 @@ def render_markdown(report: QualityReport, command: str = "") -> str:
         f"{_f(r.ari_batch_true_k_excl_new)} |",
         f"| **ratio online / batch (same k)** | **{_f(r.ratio, 2)}** | "
         f"**{_f(r.ratio_excl_new, 2)}** |",
-        f"| diagnostic: final model, fresh nearest-centroid assignment | "
-        f"{_f(r.ari_refreshed)} | |",
+        f"| diagnostic: final model, fresh nearest-centroid assignment | {_f(r.ari_refreshed)} | |",
         "",
-        f"Goal: online ≥ 0.9 × batch (same k): "
+        f"Goal: online >= 0.9 x batch (same k): "
         f"{'met' if r.ratio >= 0.9 else 'NOT met'} ({_f(r.ratio, 2)}).",
         "",
         f"Chosen k = {r.k_online} (true personas: {r.k_true}); elbow bend at k = "
@@ -533,9 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run_quality(
         config, progress=lambda n: print(f"  {n:,} events", file=sys.stderr, flush=True)
     )
-    command = "python -m streams.quality " + " ".join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
+    command = "python -m streams.quality " + " ".join(sys.argv[1:] if argv is None else list(argv))
     text = render_markdown(report, command.strip())
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from streams.codec import decode_state
 from streams.metrics import exposition
 from streams.runtime import Runtime
 
@@ -24,7 +25,7 @@ def register_views(app: Any, rt: Runtime, customers: Any) -> None:
     @app.page("/customers/{customer_id}")
     @app.table_route(table=customers, match_info="customer_id")
     async def get_customer(web: Any, request: Any, customer_id: str) -> Any:
-        state = customers.get(customer_id)
+        state = decode_state(customers.get(customer_id))
         if state is None or state.get("opted_out"):
             return json_response(
                 web, {"error": "unknown customer", "customer_id": customer_id}, 404

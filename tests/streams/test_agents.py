@@ -10,6 +10,7 @@ import pytest
 
 from schemas import validate_output
 from streams.app import create_app
+from streams.codec import decode_state
 from streams.settings import Settings
 
 DAY = 86_400_000
@@ -50,8 +51,8 @@ async def test_purchases_update_features_and_emit_a_valid_lifecycle_change(app: 
     async with agent.test_context() as ctx:
         await ctx.put(purchase("o1", T0), key=b"c1")
         await ctx.put(purchase("o2", T0 + 3 * DAY, amount=70.0), key=b"c1")
-    state = app.pipeline.customers["c1"]
-    assert state["f"] is not None
+    state = decode_state(app.pipeline.customers["c1"])
+    assert state is not None
     view = app.segmenter.processor.view("c1", state, T0 + 3 * DAY)
     assert view["features"]["orders"] == 2
     assert view["features"]["frequency"] == 1
@@ -69,7 +70,7 @@ async def test_a_repeated_event_id_is_counted_once(app: Any) -> None:
     async with agent.test_context() as ctx:
         for _ in range(3):
             await ctx.put(purchase("o1", T0), key=b"c1")
-    view = app.segmenter.processor.view("c1", app.pipeline.customers["c1"], T0)
+    view = app.segmenter.processor.view("c1", decode_state(app.pipeline.customers["c1"]), T0)
     assert view["features"]["orders"] == 1
     metrics = app.segmenter.metrics
     assert metrics.sample("segmenter_events_duplicate_total", topic="purchases") == 2.0
@@ -91,7 +92,7 @@ async def test_bad_messages_go_to_dead_letters_and_processing_goes_on(app: Any) 
     assert dead[1]["payload_encoding"] == "base64"
     for record in dead:
         validate_output("dead-letters", record)
-    view = app.segmenter.processor.view("c1", app.pipeline.customers["c1"], T0)
+    view = app.segmenter.processor.view("c1", decode_state(app.pipeline.customers["c1"]), T0)
     assert view["features"]["orders"] == 1
 
 

@@ -206,7 +206,8 @@ def segment_chain_breaks(
             served = segments[customer_id].get(seg_type)
             if served != current:
                 breaks.append(
-                    f"{customer_id}/{seg_type}: changes end at {current!r}, worker serves {served!r}"
+                    f"{customer_id}/{seg_type}: changes end at {current!r}, "
+                    f"worker serves {served!r}"
                 )
     return breaks
 

@@ -62,8 +62,12 @@ def test_sigkill_mid_replay_loses_nothing_and_counts_nothing_twice(
     assert changes and churn
     assert output_conflicts(changes, SEGMENT_FIELDS) == []
     assert output_conflicts(churn, CHURN_FIELDS) == []
-    breaks = segment_chain_breaks(changes, served_segments(worker, sorted(hist.expected)))
     print(
-        f"\n{len(breaks)} chain breaks, e.g. {breaks[:8]}\nkilled after {handled_at_kill:.0f}/{total} handled; "
+        f"\nkilled after {handled_at_kill:.0f}/{total} handled; "
         f"segment-changes {duplicate_stats(changes)}, churn-risk {duplicate_stats(churn)}"
     )
+    # Consistent segments: a consumer that de-duplicates by event_id sees, per
+    # customer and segment type, an unbroken chain ending where the worker is.
+    # (A kill in the few ms between the RocksDB write and the producer flush
+    # would lose an output and break a chain: see docs/delivery.md.)
+    assert segment_chain_breaks(changes, served_segments(worker, sorted(hist.expected))) == []

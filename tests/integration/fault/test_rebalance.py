@@ -24,7 +24,6 @@ from tests.integration.fault.conftest import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-
 def test_worker_leaves_and_rejoins_features_stay_exact(
     stack_factory: Callable[..., Stack],
 ) -> None:
