@@ -95,7 +95,7 @@ class BenchConfig:
     customers: int = 1_500
     latency_seconds: float = 30.0
     latency_rate: float | None = None  # default: half the measured worker rate
-    warmup_seconds: float = 3.0
+    warmup_seconds: float = 5.0
     memory_customers: tuple[int, ...] = (20_000, 100_000)
     memory_events_per_customer: int = 1
     partitions: int = 4
@@ -728,7 +728,9 @@ async def measure_latency(
     histogram_before: list[tuple[float, float]] = []
     warm_until_ms = 0
     try:
-        limiter = RateLimiter(rate)
+        # The warm-up runs at a quarter of the rate: a cold worker (no model yet,
+        # cold caches) must not start the measured part with a backlog.
+        limiter = RateLimiter(rate / 4)
         started = time.time()
         warm_until_ms = int((started + warmup) * 1000)
         for topic, key, value in records:
@@ -736,7 +738,7 @@ async def measure_latency(
                 histogram_before = histogram_buckets(
                     await asyncio.to_thread(worker.metrics), LATENCY_HISTOGRAM
                 )
-                limiter = RateLimiter(rate)  # do not catch up on the scrape's pause
+                limiter = RateLimiter(rate)
             now_ms = int(time.time() * 1000)
             event = orjson.loads(value)
             # Live traffic: event time is the send time, so the stream clock moves
@@ -1000,7 +1002,7 @@ def _latency_phase(bench: Run, results: Results, end_ms: int) -> None:
     config = bench.config
     max_rate = results.worker.throughput.rate if results.worker else 200.0
     rate = config.latency_rate or max(20.0, max_rate / 2)
-    count = int(rate * (config.latency_seconds + config.warmup_seconds))
+    count = int(rate * (config.latency_seconds + config.warmup_seconds / 4))
     prefix = bench.prefix("lat")
     asyncio.run(bench.topics(prefix))
     fresh = list(

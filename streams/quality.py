@@ -31,7 +31,7 @@ personas is the adjusted Rand index (ARI). See ``docs/quality.md``.
 
 Examples
 --------
->>> ari([0, 0, 1, 1], ["a", "a", "b", "b"]), ari([0, 1, 0, 1], ["a", "a", "b", "b"])
+>>> ari([0, 0, 1, 1], ["a", "a", "b", "b"]), round(ari([0, 1, 0, 1], ["a", "a", "b", "b"]), 3)
 (1.0, -0.5)
 >>> standardise([[1.0, None], [3.0, 2.0]]).tolist()
 [[-1.0, 0.0], [1.0, 0.0]]
