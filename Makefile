@@ -26,8 +26,14 @@ topics: kafka
 run: topics
 	scripts/demo.sh
 
+## make prometheus: Debian's prometheus (for tests/integration/test_prometheus.py);
+## a no-op when installed, a message (and a skipped test) without root or apt-get.
+.PHONY: prometheus
+prometheus:
+	scripts/install-prometheus.sh
+
 ## make test: the same set-up, then every test (unit and integration) on the real broker.
-test: topics
+test: topics prometheus
 	$(PY) -m pytest
 
 test-unit: install

@@ -87,6 +87,12 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 #: Log-odds of a customer with no risk signal (score 0.047).
 DEFAULT_BIAS = -3.0
 
+_SUPPORT_LOAD = (0.3, 0.8, 0.5, 0.5)
+_SUPPORT_LEVEL_SHARE = 0.25
+_SUPPORT_RISE_K = 0.7
+_SENTIMENT_LEVEL_SHARE = 0.3
+_NPS_DROP_FULL = 4.0
+
 #: Churn levels, lowest first.
 LEVELS: tuple[str, ...] = ("low", "medium", "high")
 
@@ -328,16 +334,33 @@ class ChurnScorer:
                 ctx["trend"] = (noun, recent, before)
         values["engagement_decline"] = decline
 
-        # (d) Support load.
-        tickets = _num(features, "tickets_90d") or 0.0
+        # (d) Support: a rise of tickets over the customer's own rate, plus a
+        # small share for the load itself.
+        t90 = _num(features, "tickets_90d")
+        t30 = _num(features, "tickets_30d")
         escalations = _num(features, "escalations_90d") or 0.0
         open_tickets = _num(features, "open_tickets") or 0.0
         reopened = _num(features, "reopened") or 0.0
-        load = 0.3 * tickets + 0.8 * escalations + 0.5 * open_tickets + 0.5 * reopened
-        values["support"] = 1.0 - math.exp(-load)
-        ctx["support"] = (tickets, escalations, open_tickets, reopened)
+        tickets = t90 or 0.0
+        load = (
+            _SUPPORT_LOAD[0] * tickets
+            + _SUPPORT_LOAD[1] * escalations
+            + _SUPPORT_LOAD[2] * open_tickets
+            + _SUPPORT_LOAD[3] * reopened
+        )
+        support = _SUPPORT_LEVEL_SHARE * (1.0 - math.exp(-load))
+        usual = None
+        if t30 is not None and t90 is not None:
+            usual = max(t90 - t30, 0.0) / 2.0  # a month's tickets in the 60 days before
+            rise = max(0.0, t30 - usual)
+            if rise > 0:
+                surge = rise / math.sqrt(usual + 1.0)
+                support += (1.0 - _SUPPORT_LEVEL_SHARE) * (1.0 - math.exp(-_SUPPORT_RISE_K * surge))
+        values["support"] = support
+        ctx["support"] = (tickets, escalations, open_tickets, reopened, t30, usual)
 
-        # (e) Sentiment: detractor NPS, NPS drop, low CSAT, low reviews (noisy-or).
+        # (e) Sentiment: an NPS drop, plus a small share for chronic
+        # dissatisfaction (detractor NPS, low CSAT, low reviews; noisy-or).
         nps = _num(features, "nps_last")
         trend = _num(features, "nps_trend")
         csat = _num(features, "csat_avg")
@@ -347,13 +370,14 @@ class ChurnScorer:
             keep *= 1.0 - (7.0 - nps) / 7.0
         elif nps is None and features.get("nps_category") == "detractor":
             keep *= 0.5
-        if trend is not None and trend < 0:
-            keep *= 1.0 - min(1.0, -trend / 4.0)
         if csat is not None and csat < 3.5:
             keep *= 1.0 - min(1.0, (3.5 - csat) / 2.5)
         if review is not None and review < 3.5:
             keep *= 1.0 - 0.5 * min(1.0, (3.5 - review) / 2.5)
-        values["sentiment"] = 1.0 - keep
+        sentiment = _SENTIMENT_LEVEL_SHARE * (1.0 - keep)
+        if trend is not None and trend < 0:
+            sentiment += (1.0 - _SENTIMENT_LEVEL_SHARE) * min(1.0, -trend / _NPS_DROP_FULL)
+        values["sentiment"] = sentiment
         ctx["sentiment"] = (nps, trend, csat, review, features.get("nps_category"))
         return values, ctx
 
@@ -378,7 +402,7 @@ class ChurnScorer:
                 f"vs about {round(before)} a month before)"
             )
         if name == "support":
-            tickets, escalations, open_tickets, reopened = ctx["support"]
+            tickets, escalations, open_tickets, reopened, _t30, _usual = ctx["support"]
             parts = []
             if tickets > 0:
                 head = f"{_plural(tickets, 'support ticket')} in 90 days"

@@ -555,10 +555,27 @@ class SegmentLearner:
         return out
 
     def _choose_k(self, inertia: Mapping[int, float], current: int | None = None) -> int:
-        """Largest bend wins; a change away from ``current`` needs ``min_gain`` more."""
+        """The finest significant elbow: the largest k whose bend is significant.
+
+        Customer data are often hierarchical (one far-away group, then the
+        finer personas): the *largest* bend would stop at the coarse level.
+        ``k_min`` always qualifies (``bends`` floors it), so data without
+        structure stay at ``k_min``. The current k is kept while both it and
+        the candidate are within ``min_gain`` of the threshold, so k does not
+        flip on noise.
+        """
         bend = self.bends(inertia)
-        best = max(sorted(bend), key=lambda k: bend[k])  # ties: smaller k
-        if current is not None and current in bend and bend[best] < bend[current] + self.min_gain:
+        # Significant: at least ``elbow`` and at least half the sharpest bend, so
+        # the small bends Gaussian noise makes at high k do not count.
+        threshold = max(self.elbow, 0.5 * max(bend.values()))
+        best = max(k for k in bend if bend[k] >= threshold)
+        if (
+            current is not None
+            and current in bend
+            and current != best
+            and bend[current] >= threshold - self.min_gain
+            and bend[best] < threshold + self.min_gain
+        ):
             return current
         return best
 

@@ -225,7 +225,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
 def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
     """A table of raw bytes values: we serialise once (orjson) for the store and the
     changelog alike, where Faust's JSON codec would serialise twice per write."""
-    table: Any = app.Table(name, partitions=partitions, key_type=str, value_type=bytes, default=None)
+    table: Any = app.Table(
+        name, partitions=partitions, key_type=str, value_type=bytes, default=None
+    )
     table.value_serializer = "raw"
     return table
 

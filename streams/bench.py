@@ -97,7 +97,7 @@ class BenchConfig:
     latency_rate: float | None = None  # default: half the measured worker rate
     warmup_seconds: float = 5.0
     memory_customers: tuple[int, ...] = (20_000, 100_000)
-    memory_events_per_customer: int = 1
+    idle_seconds: float = 10.0  # memory phase: how long the worker idles after the live events
     partitions: int = 4
     seed: int = 42
     bad_fraction: float = 0.001
@@ -124,8 +124,10 @@ class BenchConfig:
             config.quick = True
             config.events = 10_000
             config.customers = 500
-            config.latency_seconds = 10.0
-            config.memory_customers = (5_000, 20_000)
+            config.latency_seconds = 8.0
+            config.warmup_seconds = 4.0
+            config.idle_seconds = 5.0
+            config.memory_customers = (2_000, 10_000)
         if events is not None:
             config.events = events
         if customers is not None:
@@ -1048,7 +1050,6 @@ def _memory_phase(bench: Run, results: Results, end_ms: int) -> None:
 
 
 TEMPLATE_ID = "m0000000"
-IDLE_SECONDS = 10.0
 
 
 def customer_state_template(ts_ms: int) -> bytes:
@@ -1139,7 +1140,7 @@ def memory_point(bench: Run, customers: int, end_ms: int, empty_rss_kb: int | No
     customer state (a profile and a purchase, computed by the worker's own
     processor) for each of ``customers`` ids, and the worker restores it into
     RocksDB before it is ready. Then live events for 1 % of the customers (at
-    most 2,000) go through the full path, and the worker idles for ``IDLE_SECONDS``.
+    most 2,000) go through the full path, and the worker idles for ``idle_seconds``.
     """
     prefix = bench.prefix(f"mem{customers}")
     settings = asyncio.run(bench.topics(prefix))
@@ -1168,12 +1169,13 @@ def memory_point(bench: Run, customers: int, end_ms: int, empty_rss_kb: int | No
         )
     )
     throughput = drain(worker, live, bench.config.timeout)
+    idle_seconds = bench.config.idle_seconds
     cpu_before = proc_cpu_seconds(worker.pid)
-    time.sleep(IDLE_SECONDS)
+    time.sleep(idle_seconds)
     cpu_after = proc_cpu_seconds(worker.pid)
     idle = None
     if cpu_before is not None and cpu_after is not None:
-        idle = (cpu_after - cpu_before) / IDLE_SECONDS
+        idle = (cpu_after - cpu_before) / idle_seconds
     point = MemoryPoint(
         customers, restore, ready_rss, worker.rss_kb(), worker.hwm_kb(), throughput, idle,
         empty_rss_kb,

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         "partitions move to the others.",
     )
     cluster_warmup: int = Field(
-        200, ge=20, description="Distinct customers the learner sees before it forms clusters.",
+        200,
+        ge=20,
+        description="Distinct customers the learner sees before it forms clusters.",
     )
     kafka_heap: str = Field("512m", description="-Xmx of the local broker JVM.")
 

@@ -173,7 +173,9 @@ class Stack:
             worker.wait_ready()
         return worker
 
-    async def produce(self, records: list[tuple[str, Any]], key: Callable[[Any], Any] = None) -> None:  # type: ignore[assignment]
+    async def produce(
+        self, records: list[tuple[str, Any]], key: Callable[[Any], Any] | None = None
+    ) -> None:
         """Send (topic, event-or-bytes) records keyed by customer_id."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
         await producer.start()

@@ -569,6 +569,7 @@ def _features_at(
         "active_days_30d": len(in30),
         "sessions_30d": len(in30),
         "sessions": len(events),
+        "tickets_30d": sum(1 for d, _ in tickets if d > clock - 30),
         "tickets_90d": sum(1 for d, _ in tickets if d > clock - 90),
         "escalations_90d": sum(1 for d, e in tickets if e and d > clock - 90),
         "open_tickets": sum(1 for d, _ in tickets if d > clock - 7),

@@ -113,6 +113,7 @@ def test_every_phase_runs_on_the_broker(tmp_path: Path) -> None:
     config.latency_seconds = 2.0
     config.warmup_seconds = 1.0
     config.memory_customers = (50,)
+    config.idle_seconds = 1.0
     config.timeout = 240.0
     config.output = tmp_path / "results.md"
     results = bench.run(config, "pytest")

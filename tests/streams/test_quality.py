@@ -50,10 +50,6 @@ def test_online_is_at_least_nine_tenths_of_batch_with_the_same_k(report: Quality
     assert report.ari_online > 0.05
 
 
-@pytest.mark.xfail(
-    reason="the largest-bend k rule stops at k = 2 on persona data; see docs/quality.md",
-    strict=False,
-)
 def test_online_is_at_least_nine_tenths_of_batch_with_the_true_k(report: QualityReport) -> None:
     assert report.ari_online >= 0.9 * report.ari_batch_true_k, render_markdown(report)
 
