@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -16,7 +17,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from models.churn import ChurnScorer
-from models.eventtime import MS_PER_DAY
+from models.eventtime import MS_PER_DAY, day_of
 from models.rules import RuleEngine, RulesConfig, load_rules
 from streams.broadcast import run_broadcast_reader
 from streams.codec import encode
@@ -42,6 +43,15 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 2000
+SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall clock)
+# Faust's RocksDB defaults (64 MB x 3 write buffers, a 2 GB block cache) apply
+# per partition database: bound them so memory does not scale with partitions.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 16 << 20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 64 << 20,
+    "block_cache_compressed_size": 16 << 20,
+}
 
 
 def broker_urls(bootstrap: str) -> list[str]:
@@ -182,16 +192,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
             batch, rt.training_buffer = rt.training_buffer, []
             await training.send(value=encode({"worker": rt.worker_id, "items": batch}))
 
-    last_ticked: dict[int, int] = {}
+    last_pass: dict[int, tuple[int, float]] = {}  # partition -> (stream day, wall time)
 
     @app.timer(interval=1.0)
     async def tick_and_publish_clock() -> None:
         now = rt.clock.now_ms
         rt.metrics.set_stream_clock(now)
+        wall = time.monotonic()
         for partition in assigned_partitions(app, settings.topic("purchases")):
-            # A new pass starts when the clock has moved; a running pass goes on.
-            if partition in sweeps or last_ticked.get(partition, -1) < now:
-                last_ticked[partition] = now
+            # A running pass goes on; a new one starts when the stream clock enters
+            # a new day (silent customers move on) or every SWEEP_EVERY_SECONDS
+            # (fresh segment statistics).
+            day, started = last_pass.get(partition, (-1, 0.0))
+            if partition in sweeps or day_of(now) > day or wall - started > SWEEP_EVERY_SECONDS:
+                if partition not in sweeps:
+                    last_pass[partition] = (day_of(now), wall)
                 await ticks.send(value=b"{}", partition=partition)
             stats = rt.partition_stats.get(partition, {})
             message = {"clock_ms": rt.partition_clock.get(partition, 0), **stats}
@@ -223,12 +238,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
 
 def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
-    """A table of raw bytes values: we serialise once (orjson) for the store and the
-    changelog alike, where Faust's JSON codec would serialise twice per write."""
+    """A table of raw bytes: keys are customer ids as UTF-8, values serialised once
+    (orjson) for the store and the changelog alike, where Faust's JSON codec would
+    serialise twice per write."""
     table: Any = app.Table(
-        name, partitions=partitions, key_type=str, value_type=bytes, default=None
+        name,
+        partitions=partitions,
+        key_type=str,
+        value_type=bytes,
+        default=None,
+        options=ROCKSDB_OPTIONS,
     )
     table.value_serializer = "raw"
+    # Raw keys too: Faust routes GET /customers/{id} by hashing the serialised
+    # key, which must be the same bytes producers key the input topics with.
+    table.key_serializer = "raw"
     return table
 
 

@@ -157,22 +157,26 @@ class CustomerProcessor:
             return Result("opted_out", state)
         trigger = f"clock:{day_of(clock_ms)}"
         result = self.evaluate(customer_id, state, clock_ms, assigner, trigger, churn_params)
-        state["review_day"] = day_of(clock_ms)
-        result.write = True
-        result.status = "changed" if result.segment_changes or result.churn_events else "unchanged"
+        # Written back only when something changed; an unchanged customer is not
+        # due again before the next stream day's pass anyway.
+        result.write = bool(result.segment_changes or result.churn_events)
+        if result.write:
+            state["eval_day"] = day_of(clock_ms)
+        result.status = "changed" if result.write else "unchanged"
         return result
 
     def due_for_review(self, state: dict[str, Any], clock_ms: int) -> bool:
         """Whether a silent customer should be re-evaluated at ``clock_ms``.
 
-        Every customer is re-evaluated once per day of stream time, so lifecycle,
-        value and churn move on without waiting for the customer's next event.
+        A customer not evaluated yet on the current day of stream time is
+        re-evaluated by the sweep, so lifecycle, value and churn move on without
+        waiting for the customer's next event.
         (Day granularity is the resolution of every duration feature, so a
         finer timer could not change an answer.)
         """
         if state.get("opted_out"):
             return False
-        return bool(state.get("review_day", -1) < day_of(clock_ms))
+        return bool(state.get("eval_day", -1) < day_of(clock_ms))
 
     def leave_all_segments(
         self, customer_id: str, state: dict[str, Any], ts_ms: int, trigger: str
@@ -348,11 +352,19 @@ class CustomerProcessor:
 
     # -- reading ------------------------------------------------------------
     def view(self, customer_id: str, state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
-        """The ``GET /customers/{id}`` document."""
-        churn = state.get("churn", {})
+        """The ``GET /customers/{id}`` document, as of ``clock_ms``.
+
+        Features and the churn score are computed at the moment of reading; the
+        churn level is the one last emitted (it moves with hysteresis).
+        """
+        churn = dict(state.get("churn", {}))
+        feats = result_features(state, clock_ms)
+        if churn.get("level") is not None:
+            scored = self.scorer.score(feats)
+            churn["score"], churn["reasons"] = scored.score, list(scored.reasons)
         return {
             "customer_id": customer_id,
-            "features": result_features(state, clock_ms),
+            "features": feats,
             "segments": {k: v["current"] for k, v in state["seg"].items()},
             "segment_labels": {k: v.get("label") for k, v in state["seg"].items()},
             "churn_risk": {

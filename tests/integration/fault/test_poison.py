@@ -1,17 +1,16 @@
-"""Schema-valid events that make processing fail go to dead letters; the partition goes on.
+"""Messages that cannot be processed go to dead letters; the partition goes on.
 
-The schemas bound neither ``amount`` (number >= 0) nor ``items`` (integer >= 1)
-from above, so values near the limits of a double and of a 64-bit integer are
-valid input. Summing them into a customer's state overflows:
+Two kinds of poison:
 
-* two purchases of ``amount`` 1e308 make ``revenue`` infinite, which orjson
-  stores as ``null`` in the table; the customer's next purchase then raises
-  ``TypeError`` in ``models.features._apply_purchase``;
-* ``items`` 2**64-1 followed by one more item makes the state's item count
-  exceed what orjson can serialise, so writing the table record raises.
+* out-of-range values (``amount`` 1e308, ``items`` 2**64-1) that would overflow
+  a customer's running totals: the schemas bound them, so they are rejected
+  with reason ``schema`` before they touch any state;
+* a customer whose stored state is unreadable (a record left in the table's
+  changelog by an incompatible release, restored into RocksDB at start-up):
+  every event of that customer raises during processing and is dead-lettered
+  with reason ``processing_error``.
 
-Each failing message must be dead-lettered with reason ``processing_error``,
-and later messages of the same partition must still be processed.
+In both cases later messages of the same partition must still be processed.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from models.eventtime import format_ts
@@ -64,15 +64,19 @@ def test_poison_messages_are_dead_lettered_and_the_partition_goes_on(
     # The poisoned customers share a partition with a customer of the history.
     witness = customers[0]
     part = partition_of(witness, stack.partitions)
-    poisoned = [f"poison-{i}" for i in range(200) if partition_of(f"poison-{i}", 4) == part][:2]
-    huge, wide = poisoned
+    poisoned = [f"poison-{i}" for i in range(300) if partition_of(f"poison-{i}", 4) == part][:3]
+    huge, wide, broken = poisoned
+
+    # An unreadable state record for `broken`, as an incompatible release might
+    # have left it in the changelog; the worker restores it at start-up.
+    changelog = f"{stack.app_id}-{stack.prefix}customers-changelog"
+    asyncio.run(produce_raw(stack, changelog, part, broken.encode(), b'{"f": 42}'))
 
     poison = [
         purchase(huge, 1, t0, amount=1e308),
-        purchase(huge, 2, t0 + MINUTE, amount=1e308),  # revenue overflows to inf
-        purchase(huge, 3, t0 + 2 * MINUTE),  # fails: the stored revenue is null
         purchase(wide, 1, t0, items=2**64 - 1),
-        purchase(wide, 2, t0 + MINUTE),  # fails: 2**64 items cannot be stored
+        purchase(broken, 1, t0),
+        purchase(broken, 2, t0 + MINUTE),
     ]
     # After the poison: one more purchase for every customer of the history.
     after = [purchase(c, 99, t0 + 30 * MINUTE + i) for i, c in enumerate(customers)]
@@ -85,23 +89,34 @@ def test_poison_messages_are_dead_lettered_and_the_partition_goes_on(
     wait_committed(stack, timeout=60)
     assert worker.proc is not None and worker.proc.poll() is None, worker.log_tail()
 
-    # Both failing events are dead-lettered with the reason, in the poisoned partition.
     def poison_letters() -> list[dict[str, Any]]:
         letters = asyncio.run(read_topic(stack, "dead-letters", timeout=3))
         return [d for d in letters if d["key"] in poisoned]
 
-    letters = wait_for(lambda: len(poison_letters()) >= 2 and poison_letters(), timeout=30)
+    letters = wait_for(lambda: len(poison_letters()) >= 4 and poison_letters(), timeout=30)
     by_event = {d["payload"].split('"event_id":"')[1].split('"')[0]: d for d in letters}
-    assert set(by_event) == {f"{huge}-p3", f"{wide}-p2"}, letters
+    assert set(by_event) == {f"{huge}-p1", f"{wide}-p1", f"{broken}-p1", f"{broken}-p2"}
+    assert by_event[f"{huge}-p1"]["error"]["reason"] == "schema"
+    assert by_event[f"{huge}-p1"]["error"]["field"] == "amount"
+    assert by_event[f"{wide}-p1"]["error"]["field"] == "items"
+    for event_id in (f"{broken}-p1", f"{broken}-p2"):
+        assert by_event[event_id]["error"]["reason"] == "processing_error"
     for letter in by_event.values():
-        assert letter["error"]["reason"] == "processing_error"
         assert letter["source_topic"] == stack.topic("purchases")
         assert letter["partition"] == part
-    assert "TypeError" in by_event[f"{huge}-p3"]["error"]["message"]
 
     # The worker keeps serving; the witness's later purchase was processed.
     status, body = worker.get(f"/customers/{witness}")
     assert status == 200 and body["features"]["last_purchase_ts"] == format_ts(after[0][1]["ts"])
+
+
+async def produce_raw(stack: Stack, topic: str, partition: int, key: bytes, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=key, partition=partition)
+    finally:
+        await producer.stop()
 
 
 def test_a_schema_valid_amount_never_corrupts_the_customer(
