@@ -17,15 +17,22 @@ factor                 weight    value in [0, 1]
                                  ``u / (u + 3)``, ``u = max(0, days_silent / gap - 1)``
 ``engagement_decline`` 1.5       drop of events (and sessions, when a 90-day count
                                  exists) in the last 30 days vs the 60 before
-``support``            2.0       ``1 - exp(-load)``, load from tickets, escalations,
-                                 open and reopened tickets
-``sentiment``          1.5       noisy-or of detractor NPS, NPS drop, low CSAT,
-                                 low reviews
+``support``            2.0       mostly a *rise* of tickets in the last 30 days over
+                                 the customer's own monthly rate (the 60 days
+                                 before); a quarter at most for the load itself
+                                 (tickets, escalations, open, reopened)
+``sentiment``          1.5       mostly an NPS *drop* against the customer's earlier
+                                 answers; 30 % at most for chronic dissatisfaction
+                                 (detractor NPS, low CSAT, low reviews)
 =====================  ========  ==================================================
 
 with ``bias = -3`` (a customer with no risk signal scores 0.047). Each factor's
 contribution is ``weight * value`` in log-odds, so the factors explain the score
 additively and the top contributions become human-readable ``reasons``.
+Support and sentiment read *change* against the customer's own history more
+than levels: a customer who always raises many tickets or always answers as a
+detractor is not at risk for that alone (chronic load reaches at most
+``0.5`` log-odds of support and ``0.45`` of sentiment).
 Customers with no purchase have no BG/NBD factor: they are scored from
 engagement, support and sentiment alone.
 
@@ -52,6 +59,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "DEFAULT_WEIGHTS",
     "FACTORS",
+    "FORMULA_VERSION",
     "LEVELS",
     "ChurnLearner",
     "ChurnScore",
@@ -87,11 +95,21 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 #: Log-odds of a customer with no risk signal (score 0.047).
 DEFAULT_BIAS = -3.0
 
+#: Support load: per ticket in 90 days, escalation in 90 days, open ticket,
+#: reopened ticket (``load``; the level part is ``1 - exp(-load)``).
 _SUPPORT_LOAD = (0.3, 0.8, 0.5, 0.5)
+#: Share of the support value that the load *level* can reach; the rest is
+#: for a rise of tickets over the customer's own monthly rate.
 _SUPPORT_LEVEL_SHARE = 0.25
+#: Rise part ``1 - exp(-k * surge)``, ``surge = rise / sqrt(usual + 1)``.
 _SUPPORT_RISE_K = 0.7
+#: Share of the sentiment value that chronic dissatisfaction can reach; the
+#: rest is for an NPS drop against the customer's own earlier answers.
 _SENTIMENT_LEVEL_SHARE = 0.3
+#: An NPS drop of this many points counts in full.
 _NPS_DROP_FULL = 4.0
+#: Bumped whenever a factor's formula changes (part of ``model_version``).
+FORMULA_VERSION = 2
 
 #: Churn levels, lowest first.
 LEVELS: tuple[str, ...] = ("low", "medium", "high")
@@ -171,18 +189,18 @@ class ChurnScorer:
     (0.052, ['no strong churn signals'])
     >>> leaving = dict(loyal, days_since_last_event=41, days_since_last_purchase=41,
     ...                T=241, active_days_30d=0, events_30d=0, events_90d=60,
-    ...                tickets_90d=3, escalations_90d=2, nps_last=3, nps_trend=-5,
-    ...                nps_category="detractor")
+    ...                tickets_30d=3, tickets_90d=5, escalations_90d=2, nps_last=3,
+    ...                nps_trend=-5, nps_category="detractor")
     >>> r = scorer.score(leaving, None)
     >>> round(r.score, 3)
-    0.986
+    0.975
     >>> for reason in r.reasons:
     ...     print(reason)
-    3 support tickets in 90 days, 2 escalated
     no activity for 41 days (usually every 10 days)
-    NPS dropped by 5 points to 3 (detractor)
+    3 support tickets in the last 30 days, usually 1 a month, 2 escalated in 90 days
+    activity down 100% (0 events in the last 30 days vs about 30 a month before)
     >>> [name for name, _ in r.factors]
-    ['support', 'inactivity', 'sentiment', 'engagement_decline', 'not_alive']
+    ['inactivity', 'support', 'engagement_decline', 'sentiment', 'not_alive']
     """
 
     def __init__(
@@ -402,9 +420,19 @@ class ChurnScorer:
                 f"vs about {round(before)} a month before)"
             )
         if name == "support":
-            tickets, escalations, open_tickets, reopened, _t30, _usual = ctx["support"]
+            tickets, escalations, open_tickets, reopened, t30, usual = ctx["support"]
             parts = []
-            if tickets > 0:
+            if usual is not None and t30 > usual:
+                if usual <= 0:
+                    was = "usually none"
+                elif usual < 1:
+                    was = "usually less than 1 a month"
+                else:
+                    was = f"usually {round(usual)} a month"
+                parts.append(f"{_plural(t30, 'support ticket')} in the last 30 days, {was}")
+                if escalations > 0:
+                    parts.append(f"{round(escalations)} escalated in 90 days")
+            elif tickets > 0:
                 head = f"{_plural(tickets, 'support ticket')} in 90 days"
                 if escalations > 0:
                     head += f", {round(escalations)} escalated"
@@ -479,7 +507,7 @@ class ChurnScorer:
         Examples
         --------
         >>> ChurnScorer().model_version()
-        'churn-3e110692+bgnbd-default'
+        'churn-66e679f6+bgnbd-default'
         """
         p = DEFAULT_PARAMS if params is None else params
         blob = repr(
@@ -489,6 +517,7 @@ class ChurnScorer:
                 self.default_gap_days,
                 self.min_gap_days,
                 self.max_gap_days,
+                FORMULA_VERSION,
             )
         )
         digest = hashlib.sha256(blob.encode()).hexdigest()[:8]

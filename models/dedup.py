@@ -77,7 +77,7 @@ from __future__ import annotations
 import sys
 from array import array
 from binascii import a2b_base64, b2a_base64
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 from hashlib import blake2b
 from typing import Any
 
@@ -102,6 +102,7 @@ FORMAT = 2
 """Layout version written in every topic entry (``"v"``)."""
 
 _KEY_CHARS = 8
+_PENDING = 8  # offsets kept as a JSON list before being packed
 _U32 = next(code for code in "IL" if array(code).itemsize == 4)
 _SWAP = sys.byteorder != "little"
 
@@ -122,7 +123,7 @@ def id_key(text: str) -> str:
     ('G11eUfVP', 8)
     """
     digest = blake2b(text.encode(), digest_size=8).digest()
-    return b2a_base64(digest[:6], newline=False).decode("ascii")
+    return b2a_base64(digest[:6], newline=False).decode()
 
 
 def _key_of_hex(digest_hex: str) -> str:
@@ -169,7 +170,7 @@ def pack_offsets(offsets: Sequence[int], width: int) -> str:
     return b2a_base64(raw, newline=False).decode("ascii")
 
 
-def decode_times(text: str, width: int) -> Sequence[int]:
+def decode_times(text: str, width: int) -> MutableSequence[int]:
     """Unpack every offset of ``text`` (add the base to get the timestamps).
 
     Examples
@@ -284,19 +285,6 @@ def id_count(state_dedup: dict[str, Any]) -> int:
     )
 
 
-def _upgrade(entry: dict[str, Any], window_ms: int) -> dict[str, Any]:
-    """Convert a format-1 entry (``"ids": {hex digest: ts}``) to format 2."""
-    ids: dict[str, int] = entry.get("ids") or {}
-    new = {"v": FORMAT, "hi": entry["hi"], "fl": entry["fl"], "sw": entry["sw"]}
-    _store(new, "".join(map(_key_of_hex, ids)), list(ids.values()), entry["hi"] - window_ms)
-    return new
-
-
-def _store(entry: dict[str, Any], keys: str, values: Sequence[int], floor: int) -> None:
-    entry["b"], entry["w"], entry["t"] = encode_times(values, floor)
-    entry["h"] = keys
-
-
 def check(
     state_dedup: dict[str, Any],
     topic: str,
@@ -356,6 +344,7 @@ def check(
             "w": 4,
             "h": "",
             "t": "",
+            "p": [],
         }
     elif entry.get("v") != FORMAT:
         entry = state_dedup[topic] = _upgrade(entry, window_ms)
@@ -366,23 +355,23 @@ def check(
     if floor is not None and ts_ms < floor:
         return "late"
     keys = entry["h"]
-    key = id_key(event_id)
+    key = b2a_base64(blake2b(event_id.encode(), digest_size=8).digest()[:6], newline=False).decode()
     at = keys.find(key)
     while at & 7 and at > 0:  # a match straddling two keys is not a key
         at = keys.find(key, at + 1)
     if at >= 0:
         return "duplicate"
-    width = entry["w"]
+    entry["h"] = keys = keys + key
     offset = ts_ms - entry["b"]
-    if offset >= 0 and not offset >> (width << 3):
-        count = len(keys) >> 3
-        entry["t"] = append_time(entry["t"], count * width, offset.to_bytes(width, "little"))
-        entry["h"] = keys + key
+    if offset >= 0 and not offset >> (entry["w"] << 3):
+        pending = entry["p"]
+        pending.append(offset)
+        if len(pending) >= _PENDING:
+            _flush(entry)
     else:  # outside the packed range: re-pack with a new base / width
-        base = entry["b"]
-        values = [base + off for off in decode_times(entry["t"], width)]
+        values = _timestamps(entry)
         values.append(ts_ms)
-        _store(entry, keys + key, values, hi - window_ms)
+        _repack(entry, keys, values, hi - window_ms)
     if ts_ms > hi:
         entry["hi"] = hi = ts_ms
         if hi - entry["sw"] >= window_ms >> 3:
@@ -394,37 +383,85 @@ def check(
     return "new"
 
 
+def _upgrade(entry: dict[str, Any], window_ms: int) -> dict[str, Any]:
+    """Convert a format-1 entry (``"ids": {hex digest: ts}``) to format 2."""
+    ids: dict[str, int] = entry.get("ids") or {}
+    new = {"v": FORMAT, "hi": entry["hi"], "fl": entry["fl"], "sw": entry["sw"]}
+    _repack(new, "".join(map(_key_of_hex, ids)), list(ids.values()), entry["hi"] - window_ms)
+    return new
+
+
+def _repack(entry: dict[str, Any], keys: str, values: Sequence[int], floor: int) -> None:
+    """Store ``keys`` with absolute ``values``, choosing a new base and width."""
+    entry["b"], entry["w"], entry["t"] = encode_times(values, floor)
+    entry["h"] = keys
+    entry["p"] = []
+
+
+def _offsets(entry: dict[str, Any]) -> MutableSequence[int]:
+    """Every offset, packed ones then pending ones (the order of the keys)."""
+    offsets = decode_times(entry["t"], entry["w"])
+    pending = entry["p"]
+    if not pending:
+        return offsets
+    if isinstance(offsets, array):
+        offsets.extend(pending)
+        return offsets
+    return [*offsets, *pending]
+
+
+def _timestamps(entry: dict[str, Any]) -> list[int]:
+    """Every remembered ts (absolute), in the order of the keys."""
+    base = entry["b"]
+    return [base + offset for offset in _offsets(entry)]
+
+
+def _flush(entry: dict[str, Any]) -> None:
+    """Append the pending offsets to the packed ones."""
+    pending = entry["p"]
+    width = entry["w"]
+    done = (len(entry["h"]) >> 3) - len(pending)
+    if width == 4:
+        packed = array(_U32, pending)
+        if _SWAP:  # pragma: no cover - big-endian hosts
+            packed.byteswap()
+        chunk = packed.tobytes()
+    else:
+        chunk = b"".join(offset.to_bytes(width, "little") for offset in pending)
+    entry["t"] = append_time(entry["t"], done * width, chunk)
+    entry["p"] = []
+
+
 def _sweep(entry: dict[str, Any], cutoff: int) -> None:
     """Drop ids older than ``cutoff`` (they can only be answered ``late`` now)."""
     entry["sw"] = entry["hi"]
     keys = entry["h"]
     if not keys:
         return
-    width = entry["w"]
-    offsets = decode_times(entry["t"], width)
+    offsets = _offsets(entry)
     cut = cutoff - entry["b"]
-    if min(offsets) >= cut:
-        return
     # Ids mostly arrive in ts order: the stale ones are usually a prefix.
     n = len(offsets)
     lead = 0
     while lead < n and offsets[lead] < cut:
         lead += 1
-    if lead == n or min(offsets[lead:]) >= cut:
+    rest = offsets[lead:] if lead else offsets
+    if lead == n or min(rest) >= cut:
+        if not lead:
+            return
         entry["h"] = keys[lead << 3 :]
-        entry["t"] = pack_offsets(offsets[lead:], width)
-        return
-    kept = [i for i in range(lead, n) if offsets[i] >= cut]
-    entry["h"] = "".join([keys[i << 3 : (i + 1) << 3] for i in kept])
-    entry["t"] = pack_offsets([offsets[i] for i in kept], width)
+        entry["t"] = pack_offsets(rest, entry["w"])
+    else:
+        kept = [i for i in range(lead, n) if offsets[i] >= cut]
+        entry["h"] = "".join([keys[i << 3 : (i + 1) << 3] for i in kept])
+        entry["t"] = pack_offsets([offsets[i] for i in kept], entry["w"])
+    entry["p"] = []
 
 
 def _overflow(entry: dict[str, Any], max_ids: int) -> None:
     """Drop the oldest ids (with their ties) and raise the floor above them."""
     keys = entry["h"]
-    width = entry["w"]
-    base = entry["b"]
-    offsets = decode_times(entry["t"], width)
+    offsets = _offsets(entry)
     ordered = sorted(offsets)
     n = len(ordered)
     drop = max(1, n - max_ids + max_ids // 16)
@@ -434,7 +471,8 @@ def _overflow(entry: dict[str, Any], max_ids: int) -> None:
         drop += 1
     kept = [i for i in range(n) if offsets[i] > cut]
     entry["h"] = "".join([keys[i << 3 : (i + 1) << 3] for i in kept])
-    entry["t"] = pack_offsets([offsets[i] for i in kept], width)
-    floor = base + (ordered[drop] if drop < n else cut + 1)
+    entry["t"] = pack_offsets([offsets[i] for i in kept], entry["w"])
+    entry["p"] = []
+    floor = entry["b"] + (ordered[drop] if drop < n else cut + 1)
     if entry["fl"] is None or floor > entry["fl"]:
         entry["fl"] = floor

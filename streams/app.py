@@ -253,6 +253,9 @@ def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
     # Raw keys too: Faust routes GET /customers/{id} by hashing the serialised
     # key, which must be the same bytes producers key the input topics with.
     table.key_serializer = "raw"
+    # The changelog topic was built with the JSON serialisers at construction;
+    # rebuild it so writes and recovery (which decodes through it) agree.
+    table.changelog_topic = table._new_changelog_topic()
     return table
 
 

@@ -102,6 +102,7 @@ def test_loyal_customer_is_low_and_leaving_customer_is_high() -> None:
         events_30d=0,
         events_90d=50,
         sessions_30d=0,
+        tickets_30d=2,
         tickets_90d=2,
         escalations_90d=2,
         nps_last=3,
@@ -114,8 +115,10 @@ def test_loyal_customer_is_low_and_leaving_customer_is_high() -> None:
     assert len(r.reasons) == 3
     text = " | ".join(r.reasons)
     assert "no activity for 41 days (usually every 10 days)" in text
-    assert "2 support tickets in 90 days, 2 escalated" in text
-    assert "NPS dropped by 6 points to 3 (detractor)" in text
+    assert "2 support tickets in the last 30 days, usually none, 2 escalated in 90 days" in text
+    assert "activity down 100%" in text
+    more = ChurnScorer(max_reasons=4).score(leaving).reasons
+    assert more[3] == "NPS dropped by 6 points to 3 (detractor)"
 
 
 def test_every_none_feature_dict_scores_at_the_bias() -> None:
@@ -159,7 +162,7 @@ def test_each_factor_raises_the_score_monotonically() -> None:
     # Rhythm from lifetime sessions, so that varying the silence alone is consistent.
     loyal = dict(LOYAL, active_days_30d=None, sessions=60)
     base = s.score(loyal).score
-    variations = {
+    variations: dict[str, list[float]] = {
         "days_since_last_event": [5, 20, 60, 120],
         "escalations_90d": [1, 2, 4],
         "tickets_90d": [1, 3, 6],
@@ -176,6 +179,67 @@ def test_each_factor_raises_the_score_monotonically() -> None:
             assert cur >= prev - 1e-12, (key, v)
             prev = cur
         assert prev > base, key
+
+
+def test_support_reads_a_rise_over_the_customers_own_rate() -> None:
+    """Chronic ticket load counts little; a rise over the customer's usual rate counts."""
+    s = ChurnScorer()
+    # 15 tickets in 90 days, 5 of them in the last 30: their usual 5 a month.
+    chronic = dict(LOYAL, tickets_30d=5, tickets_90d=15, escalations_90d=5, reopened=4)
+    # Same 90-day load, but 11 in the last 30 days against 2 a month before.
+    rising = dict(chronic, tickets_30d=11)
+    quiet = dict(LOYAL, tickets_30d=0, tickets_90d=0)
+    v_chronic = s.score(chronic).values["support"]
+    v_rising = s.score(rising).values["support"]
+    assert 0.2 < v_chronic <= 0.25  # the level share only
+    assert v_rising > 0.85
+    assert s.score(quiet).values["support"] == 0.0
+    assert s.score(rising).reasons[0] == (
+        "11 support tickets in the last 30 days, usually 2 a month, "
+        "5 escalated in 90 days, 4 reopened"
+    )
+    # A level-only support factor stays below the reason threshold... unless it is high.
+    assert all("support" not in r for r in s.score(dict(LOYAL, tickets_90d=2)).reasons)
+    # More recent tickets over the same earlier rate: never less risk.
+    prev = 0.0
+    for t30 in range(8):
+        v = s.score(dict(LOYAL, tickets_30d=t30, tickets_90d=t30 + 4)).values["support"]
+        assert v >= prev
+        prev = v
+    # One ticket for someone who never needed support vs for someone who
+    # usually has two a month.
+    first = s.score(dict(LOYAL, tickets_30d=1, tickets_90d=1)).values["support"]
+    usual = s.score(dict(LOYAL, tickets_30d=1, tickets_90d=5)).values["support"]
+    assert first > 0.3 > usual
+    words = s.score(dict(LOYAL, days_since_last_event=40, tickets_30d=3, tickets_90d=3)).reasons
+    assert "3 support tickets in the last 30 days, usually none" in words
+    low = ChurnScorer(min_reason_contribution=0.0)
+    one = low.score(dict(LOYAL, tickets_30d=2, tickets_90d=3)).reasons
+    assert "2 support tickets in the last 30 days, usually less than 1 a month" in one
+
+
+def test_sentiment_reads_a_drop_more_than_a_chronic_detractor() -> None:
+    s = ChurnScorer()
+    chronic = dict(LOYAL, nps_last=2, nps_category="detractor", nps_trend=0.5, csat_avg=1.8)
+    dropped = dict(LOYAL, nps_last=5, nps_category="detractor", nps_trend=-4.0)
+    v_chronic = s.score(chronic).values["sentiment"]
+    v_dropped = s.score(dropped).values["sentiment"]
+    assert v_chronic <= 0.3  # the level share only
+    assert v_dropped > 0.7
+    assert s.score(dropped).reasons == ["NPS dropped by 4 points to 5 (detractor)"]
+    # Chronic dissatisfaction is still named, but weighs at most 0.45 log-odds...
+    r = s.score(chronic)
+    assert dict(r.factors)["sentiment"] <= 0.45 + 1e-12
+    assert r.reasons == ["NPS 2 (detractor), low satisfaction (CSAT 1.8/5)"]
+    assert churn_level(r.score, None) == "low"
+    # ...and does not make a customer with heavy chronic support and detractor feedback a
+    # `high` one after a few quiet days.
+    heavy = dict(chronic, tickets_30d=5, tickets_90d=16, escalations_90d=6, reopened=6)
+    heavy.update(days_since_last_event=6, active_days_30d=8)
+    assert churn_level(s.score(heavy).score, None) == "low"
+    # The same customer whose tickets and NPS turned for the worse is `high`.
+    turning = dict(heavy, tickets_30d=12, nps_trend=-3.0)
+    assert churn_level(s.score(turning).score, None) == "high"
 
 
 def test_rhythm_makes_the_same_silence_mean_different_risk() -> None:
@@ -553,7 +617,7 @@ def _features_at(
     nps_trend = None
     if len(nps_sorted) >= 2:
         earlier = [s for _, s in nps_sorted[:-1]]
-        nps_trend = nps_last - sum(earlier) / len(earlier)
+        nps_trend = nps_sorted[-1][1] - sum(earlier) / len(earlier)
     category = None
     if nps_last is not None:
         category = "promoter" if nps_last >= 9 else "passive" if nps_last >= 7 else "detractor"

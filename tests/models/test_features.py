@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run from anywhere, installed or not
     sys.path.insert(0, str(ROOT))
 
+from models.dedup import decode_times, id_key  # noqa: E402
 from models.eventtime import MS_PER_DAY, format_ts  # noqa: E402
 from models.features import (  # noqa: E402
     FEATURE_NAMES,
@@ -121,6 +122,11 @@ def build(events: list[Event]) -> dict[str, Any]:
     for topic, event in events:
         apply_event(state, topic, event)
     return state
+
+
+def session_count(state: dict[str, Any]) -> int:
+    """How many session ids the packed memory holds (8 key characters each)."""
+    return len(state["sid"][2]) // 8
 
 
 # ----------------------------------------------------------------------------- purchases
@@ -238,7 +244,7 @@ def test_many_sequential_sessions_are_counted_exactly() -> None:
     events = [browse(i / 10, "page_view", f"s{i}") for i in range(3 * SESSION_MEMORY)]
     state = build(events)
     assert read_features(state, BASE + 20 * DAY)["sessions"] == 3 * SESSION_MEMORY
-    assert len(state["sid"]) == SESSION_MEMORY
+    assert session_count(state) == SESSION_MEMORY
 
 
 # ----------------------------------------------------------------------------- support
@@ -578,7 +584,7 @@ def test_two_years_of_daily_activity_stays_bounded_and_exact() -> None:
     state = build(events)
     assert len(state["d"]) <= 100
     assert len(state["t"]) <= 5
-    assert len(state["sid"]) == SESSION_MEMORY
+    assert session_count(state) == SESSION_MEMORY
     assert len(orjson.dumps(state)) < 12_000
     clock = BASE + 731 * DAY
     expected = reference_features(events, clock)["c1"]
@@ -653,3 +659,71 @@ def test_costs() -> None:
     print(f"apply_event {apply_us:.2f} us, read_features {read_us:.1f} us, state {size} bytes")
     # ~10x headroom over a loaded CI box: catches complexity regressions, not jitter
     assert apply_us < 100 and read_us < 2_000 and size < 8_000
+
+
+# ----------------------------------------------------------------------------- packed session ids
+
+
+def _v1_sessions(events: list[Event]) -> tuple[int, dict[str, int]]:
+    """Layout-1 session memory (a dict, the reference): (sessions counted, memory)."""
+    sids: dict[str, int] = {}
+    counted = 0
+    for _topic, event in events:
+        session, ts = event["session_id"], event["ts"]
+        start = sids.get(session)
+        if start is None:
+            counted += 1
+            sids[session] = ts
+            if len(sids) > SESSION_MEMORY:
+                del sids[min(sids, key=sids.__getitem__)]
+        elif ts < start:
+            sids[session] = ts
+    return counted, sids
+
+
+def _packed_sessions(state: dict[str, Any]) -> list[tuple[str, int]]:
+    base, width, keys, text = state["sid"]
+    starts = [base + offset for offset in decode_times(text, width)]
+    return list(zip([keys[i : i + 8] for i in range(0, len(keys), 8)], starts, strict=True))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32),
+    sessions=st.sampled_from([3, 70, 400]),
+    span=st.sampled_from([3, DAY, 200 * DAY]),
+    migrate_at=st.one_of(st.none(), st.integers(0, 300)),
+)
+def test_session_memory_matches_layout_1(
+    seed: int, sessions: int, span: int, migrate_at: int | None
+) -> None:
+    """Same sessions counted and same (id, start) memory, in the same order, as layout 1
+    (ties on the start included); a layout-1 state handed over mid-stream converts."""
+    rng = random.Random(seed)
+    events = [browse(0, "page_view", f"s{rng.randrange(sessions)}") for _ in range(300)]
+    for _topic, event in events:
+        event["ts"] = BASE - 3 * DAY + rng.randrange(span)
+    state = new_state()
+    for i, (topic, event) in enumerate(events):
+        if i == migrate_at:
+            state = orjson.loads(orjson.dumps(build(events[:i])))
+            state["v"], state["sid"] = 1, _v1_sessions(events[:i])[1]  # as stored before
+        apply_event(state, topic, event)
+        if rng.random() < 0.2:
+            state = orjson.loads(orjson.dumps(state))
+    counted, sids = _v1_sessions(events)
+    assert state["v"] == 2 and state["b"][7] == counted
+    assert _packed_sessions(state) == [(id_key(s), ts) for s, ts in sids.items()]
+    clock = BASE + span + DAY
+    assert read_features(state, clock) == read_features(build(events), clock)
+
+
+def test_session_memory_is_compact() -> None:
+    events = [browse(i / 2, "page_view", f"session-{i:06d}-{i * 7919}") for i in range(90)]
+    state = build(events)
+    assert session_count(state) == SESSION_MEMORY and state["sid"][1] == 4
+    assert len(orjson.dumps(state["sid"])) <= 14 * SESSION_MEMORY
+    restored = orjson.loads(orjson.dumps(state))
+    assert restored == state
+    apply_event(restored, *browse(44.6, "search", "session-000089-704791"))
+    assert read_features(restored, BASE + 50 * DAY)["sessions"] == 90  # a known session
