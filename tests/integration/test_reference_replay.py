@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from models.eventtime import format_ts, parse_ts
+from schemas import validate_output
 from streams.simulator import Simulation
 from tests.integration.conftest import Stack, handled_total, metric_total, wait_for
 from tests.reference import compare_features, reference_features
@@ -47,4 +48,11 @@ async def test_replayed_history_matches_the_pandas_reference(stack: Stack) -> No
         mismatches += [f"{customer_id}: {m}" for m in compare_features(body["features"], want)]
     assert mismatches == []
     assert len(expected) >= 90
+
+    # Every event the worker emitted on the way validates against its schema.
+    for topic in ("segment-changes", "churn-risk"):
+        records = await stack.consume(topic, until=lambda rs: False, timeout=5)
+        assert records, topic
+        for record in records:
+            validate_output(topic, record["value"])
     assert metric_total(worker, "segmenter_events_rejected_total") == 0
