@@ -71,14 +71,14 @@ class Pipeline:
     async def on_event(self, topic: str, event: dict[str, Any], message: Any) -> None:
         customer_id = event["customer_id"]
         metrics = self.rt.metrics
-        erased_at = self.suppressions.data.get(customer_id)  # one read (Table.get reads twice)
+        erased_at = self.suppressions.get(customer_id)
         if erased_at is not None and event["ts"] <= int(erased_at):
             # An event from before the customer's erasure (a replay, a late
             # producer): dropped on purpose and not dead-lettered, since the
             # dead-letter topic would keep the personal data we just erased.
             metrics.rejected(topic, "erased")
             return
-        state = decode_state(self.customers.data.get(customer_id))
+        state = decode_state(self.customers.get(customer_id))
         result = self.rt.processor.handle(
             customer_id,
             state,
@@ -143,7 +143,7 @@ class Pipeline:
         customer_id = event["customer_id"]
         action = event["action"]
         self.rt.metrics.privacy_request(action)
-        state = decode_state(self.customers.data.get(customer_id))
+        state = decode_state(self.customers.get(customer_id))
         details: dict[str, int] = {}
         status = "done"
         if action == "opt_out":
@@ -220,7 +220,7 @@ class Pipeline:
         clock_ms = self.rt.clock.now_ms
         processor = self.rt.processor
         for customer_id in keys:
-            state = decode_state(self.customers.data.get(customer_id))
+            state = decode_state(self.customers.get(customer_id))
             if state is None or state.get("opted_out"):
                 continue
             if processor.due_for_review(state, clock_ms):

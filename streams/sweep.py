@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 __all__ = ["PartitionSweep", "partition_keys"]
 
 FAUST_OFFSET_KEY = b"__faust\0offset__"
@@ -17,7 +19,7 @@ def partition_keys(
     """Up to ``limit`` customer ids stored for ``partition`` after the cursor ``after``.
 
     Returns the ids and the cursor for the next call. Works on the RocksDB
-    store (one database per partition, keys are the UTF-8 ids) and, for
+    store (one database per partition, keys JSON-encoded by Faust) and, for
     tests, on the in-memory store (which does not separate partitions).
     """
     store = table.data
@@ -31,9 +33,9 @@ def partition_keys(
             if len(raw_keys) >= limit:
                 break
     else:
-        ordered = sorted(k if isinstance(k, bytes) else str(k).encode() for k in store)
+        ordered = sorted(orjson.dumps(k) for k in store)
         raw_keys = [k for k in ordered if after is None or k > after][:limit]
-    ids = [k.decode() for k in raw_keys]
+    ids = [orjson.loads(k) for k in raw_keys]
     return ids, (raw_keys[-1] if raw_keys else after)
 
 

@@ -16,14 +16,20 @@ __all__ = ["register_views", "segment_catalogue"]
 JSON = "application/json"
 
 
-def register_views(app: Any, rt: Runtime, customers: Any) -> None:
-    """Add the contract's HTTP endpoints to the Faust app's web server."""
+def register_views(app: Any, rt: Runtime, customers: Any, route_topic: Any) -> None:
+    """Add the contract's HTTP endpoints to the Faust app's web server.
+
+    ``GET /customers/{id}`` is routed by the partition of an input topic
+    (co-partitioned with the table): Faust's table routing would hash the
+    table's JSON-encoded key, not the raw key producers use, and could send the
+    request to a worker that does not hold the customer.
+    """
 
     def json_response(web: Any, value: Any, status: int = 200) -> Any:
         return web.bytes(orjson.dumps(value), content_type=JSON, status=status)
 
     @app.page("/customers/{customer_id}")
-    @app.table_route(table=customers, match_info="customer_id")
+    @app.topic_route(topic=route_topic, match_info="customer_id")
     async def get_customer(web: Any, request: Any, customer_id: str) -> Any:
         state = decode_state(customers.get(customer_id))
         if state is None or state.get("opted_out"):

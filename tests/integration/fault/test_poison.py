@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -70,7 +71,7 @@ def test_poison_messages_are_dead_lettered_and_the_partition_goes_on(
     # An unreadable state record for `broken`, as an incompatible release might
     # have left it in the changelog; the worker restores it at start-up.
     changelog = f"{stack.app_id}-{stack.prefix}customers-changelog"
-    asyncio.run(produce_raw(stack, changelog, part, broken.encode(), b'{"f": 42}'))
+    asyncio.run(produce_raw(stack, changelog, part, orjson.dumps(broken), b'{"f": 42}'))
 
     poison = [
         purchase(huge, 1, t0, amount=1e308),
