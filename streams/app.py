@@ -192,7 +192,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
             batch, rt.training_buffer = rt.training_buffer, []
             await training.send(value=encode({"worker": rt.worker_id, "items": batch}))
 
-    last_pass: dict[int, tuple[int, float]] = {}  # partition -> (stream day, wall time)
+    # partition -> (stream day, wall time, model version) when its last pass started
+    last_pass: dict[int, tuple[int, float, str | None]] = {}
 
     @app.timer(interval=1.0)
     async def tick_and_publish_clock() -> None:
@@ -201,12 +202,19 @@ def create_app(settings: Settings | None = None) -> faust.App:
         wall = time.monotonic()
         for partition in assigned_partitions(app, settings.topic("purchases")):
             # A running pass goes on; a new one starts when the stream clock enters
-            # a new day (silent customers move on) or every SWEEP_EVERY_SECONDS
+            # a new day (silent customers move on), when a new model arrives
+            # (customers move to its clusters), or every SWEEP_EVERY_SECONDS
             # (fresh segment statistics).
-            day, started = last_pass.get(partition, (-1, 0.0))
-            if partition in sweeps or day_of(now) > day or wall - started > SWEEP_EVERY_SECONDS:
+            model = rt.assigner_signature()
+            day, started, seen_model = last_pass.get(partition, (-1, 0.0, None))
+            if (
+                partition in sweeps
+                or day_of(now) > day
+                or model != seen_model
+                or wall - started > SWEEP_EVERY_SECONDS
+            ):
                 if partition not in sweeps:
-                    last_pass[partition] = (day_of(now), wall)
+                    last_pass[partition] = (day_of(now), wall, model)
                 await ticks.send(value=b"{}", partition=partition)
             stats = rt.partition_stats.get(partition, {})
             message = {"clock_ms": rt.partition_clock.get(partition, 0), **stats}

@@ -219,11 +219,12 @@ class Pipeline:
         changed = 0
         clock_ms = self.rt.clock.now_ms
         processor = self.rt.processor
+        model_version = self.rt.assigner_signature()
         for customer_id in keys:
             state = decode_state(self.customers.get(customer_id))
             if state is None or state.get("opted_out"):
                 continue
-            if processor.due_for_review(state, clock_ms):
+            if processor.due_for_review(state, clock_ms, model_version):
                 try:
                     result = processor.review(
                         customer_id, state, clock_ms, self.rt.assigner, self.rt.churn_params

@@ -26,7 +26,7 @@ from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.rules import RuleEngine
 
-__all__ = ["CustomerProcessor", "Result", "output_event_id"]
+__all__ = ["CustomerProcessor", "Result", "assigner_signature", "output_event_id"]
 
 BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 FEATURE_TOPICS = BEHAVIOUR_TOPICS | {"profiles"}
@@ -165,17 +165,22 @@ class CustomerProcessor:
         result.status = "changed" if result.write else "unchanged"
         return result
 
-    def due_for_review(self, state: dict[str, Any], clock_ms: int) -> bool:
+    def due_for_review(
+        self, state: dict[str, Any], clock_ms: int, model_version: str | None = None
+    ) -> bool:
         """Whether a silent customer should be re-evaluated at ``clock_ms``.
 
         A customer not evaluated yet on the current day of stream time is
         re-evaluated by the sweep, so lifecycle, value and churn move on without
-        waiting for the customer's next event.
+        waiting for the customer's next event; so is a customer not yet placed
+        by the current cluster model.
         (Day granularity is the resolution of every duration feature, so a
         finer timer could not change an answer.)
         """
         if state.get("opted_out"):
             return False
+        if model_version is not None and state.get("model") != model_version:
+            return True  # new or changed clusters: place the customer among them
         return bool(state.get("eval_day", -1) < day_of(clock_ms))
 
     def leave_all_segments(
@@ -244,6 +249,8 @@ class CustomerProcessor:
                     self.rules_version,
                 )
             )
+        if assigner is not None:
+            state["model"] = assigner_signature(assigner)
         if assigner is not None and feats.get("browsing_events", 0) + feats.get("orders", 0) > 0:
             old = segments.get("cluster", {}).get("current")
             cluster_id, _margin, reasons = assigner.assign(cluster_vector(feats), old)
@@ -374,6 +381,15 @@ class CustomerProcessor:
             },
             "stream_clock": format_ts(clock_ms),
         }
+
+
+def assigner_signature(assigner: SegmentAssigner) -> str:
+    """The cluster ids of a model: a customer is re-placed when they change.
+
+    Refreshed centroids with the same ids move customers only on their next
+    event or the daily pass; new, split or merged clusters re-place everyone.
+    """
+    return ",".join(sorted(assigner.ids))
 
 
 def new_customer_state() -> dict[str, Any]:

@@ -43,6 +43,14 @@ class Runtime:
         if ts_ms > self.partition_clock.get(partition, 0):
             self.partition_clock[partition] = ts_ms
 
+    def assigner_signature(self) -> str | None:
+        """Signature (cluster ids) of the model in use, ``None`` before the first."""
+        if self.assigner is None:
+            return None
+        from streams.processing import assigner_signature
+
+        return assigner_signature(self.assigner)
+
     def install_model(self, message: dict[str, Any]) -> None:
         """Adopt a model snapshot published on the segment-models topic."""
         self.model_message = message

@@ -114,5 +114,7 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
         "model_version": snapshot.get("model_version"),
         "clusters": snapshot.get("k", 0),
         "quality": snapshot.get("quality", {}),
+        # Splits and merges of clusters, announced rather than silently renumbered.
+        "model_events": snapshot.get("events", []),
         "segments": segments,
     }

@@ -47,14 +47,31 @@ def test_restart_keeps_cluster_ids_and_model(stack_factory: Callable[..., Stack]
     worker.stop()
     worker.start()
     worker.wait_ready()
-    assert clusters(worker, customers) == before  # served from the recovered table
-    after_restart = catalogue()
-    assert after_restart["model_version"] == model_before["model_version"]
+    # Served from the recovered table: the same ids (a model refresh right after
+    # the restart may move a few customers, with hysteresis, never renumber).
+    after = clusters(worker, customers)
+    same = sum(after.get(c) == cid for c, cid in before.items())
+    assert same >= 0.9 * len(before), (same, len(before))
+    model_after = catalogue()
+    assert version(model_after) >= version(model_before)  # restored, not restarted
+    ids_now = {s["id"] for s in model_after["segments"] if s["type"] == "cluster"}
+    assert ids_before <= ids_now | retired(model_after), (ids_before, ids_now)
 
     # Learning goes on from the restored model: the clusters it had keep their ids.
     asyncio.run(stack.produce(rest))
-    wait_for(lambda: catalogue()["model_version"] != model_before["model_version"], timeout=120)
-    ids_after = {s["id"] for s in catalogue()["segments"] if s["type"] == "cluster"}
-    assert ids_before & ids_after, (ids_before, ids_after)
-    assert not any(cid.startswith("c") and cid not in ids_before | ids_after
-                   for cid in before.values() if cid)  # fmt: skip
+    wait_for(lambda: version(catalogue()) > version(model_after), timeout=120)
+    ids_later = {s["id"] for s in catalogue()["segments"] if s["type"] == "cluster"}
+    assert ids_before & ids_later, (ids_before, ids_later)
+
+
+def version(catalogue: dict) -> int:
+    return int(str(catalogue["model_version"]).removeprefix("km-"))
+
+
+def retired(catalogue: dict) -> set[str]:
+    """Ids merged away, as announced in the model's events; only these may disappear."""
+    gone: set[str] = set()
+    for event in catalogue.get("model_events", []):
+        if event.get("kind") == "merge":
+            gone |= set(event["from"]) - {event["into"]}
+    return gone
