@@ -51,6 +51,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from schemas import INPUT_TOPICS, OUTPUT_TOPICS
+from schemas import REASONS as VALIDATION_REASONS
 
 __all__ = [
     "CHURN_LEVELS",
@@ -79,23 +80,14 @@ LATENCY_OUTPUTS: tuple[str, ...] = ("segment_changes", "churn_risk")
 #: Why an event was rejected. All but ``erased`` and ``opted_out`` go to dead
 #: letters; those two are dropped on purpose (keeping them would keep personal
 #: data). Any other code is counted as ``other``.
-REJECT_REASONS: frozenset[str] = frozenset(
-    {
-        "not_utf8",
-        "invalid_json",
-        "not_an_object",
-        "too_large",
-        "schema",
-        "bad_ts",
-        "late",
-        "processing_error",
-        "unknown_topic",
-        "key_mismatch",
-        "erased",
-        "opted_out",
-        "other",
-    }
-)
+REJECT_REASONS: frozenset[str] = VALIDATION_REASONS | {
+    "late",
+    "processing_error",
+    "key_mismatch",
+    "erased",
+    "opted_out",
+    "other",
+}
 #: Built-in segment types; user-defined rule names are added when first seen.
 SEGMENT_TYPES: tuple[str, ...] = ("cluster", "lifecycle", "value", "nps")
 #: Churn-risk levels.

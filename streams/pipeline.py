@@ -15,7 +15,7 @@ from typing import Any
 from models import dedup
 from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import decode_state, encode
-from streams.processing import Result, new_customer_state, output_event_id
+from streams.processing import Result, learner_key, new_customer_state, training_sample
 from streams.runtime import Runtime
 from streams.sweep import PartitionSweep
 
@@ -109,14 +109,7 @@ class Pipeline:
         metrics.processed(topic)
 
     def add_training_sample(self, customer_id: str, result: Result) -> None:
-        assert result.state is not None and result.training_vector is not None
-        self.rt.training_buffer.append(
-            {
-                "k": output_event_id(customer_id)[:16],  # a hash: the learner never sees ids
-                "x": result.training_vector,
-                "btyd": result.btyd,
-            }
-        )
+        self.rt.training_buffer.append(training_sample(customer_id, result))
 
     async def emit(self, result: Result, message: Any | None) -> None:
         """Send the result's output events; count transitions, flaps, latency."""
@@ -175,7 +168,7 @@ class Pipeline:
             # cannot recreate the profile (README, "Privacy").
             self.suppressions[customer_id] = str(event["ts"]).encode()
             # The learner drops the customer's samples from its reservoir.
-            self.rt.training_buffer.append({"erase": output_event_id(customer_id)[:16]})
+            self.rt.training_buffer.append({"erase": learner_key(customer_id)})
             details["model_erase_requests"] = 1
         await self.send(
             "privacy-confirmations",

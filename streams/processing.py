@@ -26,7 +26,14 @@ from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.rules import RuleEngine
 
-__all__ = ["CustomerProcessor", "Result", "assigner_signature", "output_event_id"]
+__all__ = [
+    "CustomerProcessor",
+    "Result",
+    "assigner_signature",
+    "learner_key",
+    "output_event_id",
+    "training_sample",
+]
 
 BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 FEATURE_TOPICS = BEHAVIOUR_TOPICS | {"profiles"}
@@ -381,6 +388,20 @@ class CustomerProcessor:
             },
             "stream_clock": format_ts(clock_ms),
         }
+
+
+def learner_key(customer_id: str) -> str:
+    """The id-free key under which the learner holds a customer's sample.
+
+    >>> len(learner_key("c1")), learner_key("c1") == learner_key("c1")
+    (16, True)
+    """
+    return output_event_id(customer_id)[:16]
+
+
+def training_sample(customer_id: str, result: Result) -> dict[str, Any]:
+    """The learner's sample of one customer: vector, BG/NBD triple, hashed key."""
+    return {"k": learner_key(customer_id), "x": result.training_vector, "btyd": result.btyd}
 
 
 def assigner_signature(assigner: SegmentAssigner) -> str:

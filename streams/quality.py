@@ -63,8 +63,8 @@ from streams.metrics import Metrics
 from streams.processing import (
     FLAP_WINDOW_MS,
     CustomerProcessor,
-    output_event_id,
     result_features,
+    training_sample,
 )
 from streams.runtime import Runtime
 from streams.settings import Settings
@@ -319,13 +319,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
         record(result)
         if result.training_vector is not None:
             n_training += 1
-            buffer.append(
-                {
-                    "k": output_event_id(cid)[:16],
-                    "x": result.training_vector,
-                    "btyd": result.btyd,
-                }
-            )
+            buffer.append(training_sample(cid, result))
             if len(buffer) >= config.batch_size:
                 flush()
         if progress is not None and n_events % 200_000 == 0:
