@@ -24,10 +24,12 @@ from streams.codec import encode
 from streams.learner import LearnerHost
 from streams.logs import handlers_for
 from streams.metrics import Metrics
+from streams.outbox import ProducerTopic
 from streams.pipeline import Pipeline
 from streams.processing import CustomerProcessor
 from streams.runtime import Runtime
 from streams.settings import Settings
+from streams.state_table import StateTable, producer_send
 from streams.sweep import PartitionSweep, partition_keys
 from streams.topics import (
     CLOCK_TOPIC,
@@ -106,7 +108,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
-        producer_linger_ms=5,
+        producer_linger_ms=1,
         broker_commit_every=2000,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout_seconds,
@@ -127,7 +129,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         )
 
     inputs = {name: raw_topic(name) for name in INPUT_TOPICS}
-    outputs = {name: raw_topic(name) for name in OUTPUT_TOPICS}
+    # Outputs go straight to the producer (see streams.outbox); the topics are
+    # created by `segmenter topics create`.
+    outputs = {name: ProducerTopic(app, settings.topic(name)) for name in OUTPUT_TOPICS}
     training = raw_topic(TRAINING_TOPIC, partitions=1)
     models = raw_topic(MODELS_TOPIC, partitions=1)
     clock_topic = raw_topic(CLOCK_TOPIC, partitions=1)
@@ -135,12 +139,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     customers = bytes_table(app, settings.topic("customers"), settings.partitions)
     suppressions = bytes_table(app, settings.topic("suppressions"), settings.partitions)
-    pipeline = Pipeline(rt, customers, suppressions, outputs)
+    send = producer_send(app)
+    pipeline = Pipeline(rt, StateTable(customers, send), StateTable(suppressions, send), outputs)
     app.pipeline = pipeline  # type: ignore[attr-defined]
 
     for name, topic in inputs.items():
         app.agent(topic, name=f"segmenter.ingest.{name}", concurrency=1)(
-            _ingest_agent(pipeline, rt, name)
+            _ingest_agent(pipeline, rt, name, settings.batch_size, settings.batch_linger_ms)
         )
 
     sweeps: dict[int, PartitionSweep] = {}
@@ -152,7 +157,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
             sweep = sweeps.setdefault(partition, PartitionSweep(clock_ms=rt.clock.now_ms))
             try:
                 keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
-                await pipeline.review_partition(keys, sweep)
+                await pipeline.review_partition(keys, partition, sweep)
             except Exception:  # never let a timer stop the worker; the next tick retries
                 log.exception("sweep of partition %s failed", partition)
                 sweeps.pop(partition, None)
@@ -261,13 +266,17 @@ def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
     return table
 
 
-def _ingest_agent(pipeline: Pipeline, rt: Runtime, name: str) -> Any:
+def _ingest_agent(
+    pipeline: Pipeline, rt: Runtime, name: str, batch_size: int, linger_ms: float
+) -> Any:
     async def ingest(stream: Any) -> None:
-        async for event in stream.events():
+        # Batches amortise the state writes and the output acknowledgements
+        # (streams.pipeline); Faust acks a batch's messages after the body.
+        async for events in stream.take_events(batch_size, within=linger_ms / 1000):
             if not rt.broadcast_caught_up.is_set():
                 # Start with the shared stream clock and the latest model.
                 await rt.broadcast_caught_up.wait()
-            await pipeline.on_message(name, event.message)
+            await pipeline.on_batch(name, [event.message for event in events])
 
     ingest.__name__ = f"ingest_{name}"
     return ingest

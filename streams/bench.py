@@ -629,6 +629,20 @@ class WorkerRun:
     hwm_kb: int | None
     rss_kb: int | None
     idle_rss_kb: int | None
+    batch_events: float | None = None  # mean messages per ingest batch
+    commit_ms: float | None = None  # mean commit time of a batch
+
+
+def batch_stats(samples: Samples) -> tuple[float | None, float | None]:
+    """Mean ingest batch size and mean batch commit time (ms) from a worker's metrics."""
+    batches = metric_sum(samples, "segmenter_batch_messages_count")
+    if not batches:
+        return None, None
+    size = metric_sum(samples, "segmenter_batch_messages_sum") / batches
+    commits = metric_sum(samples, "segmenter_commit_seconds_count")
+    commit_sum = metric_sum(samples, "segmenter_commit_seconds_sum")
+    commit = commit_sum / commits * 1000 if commits else None
+    return size, commit
 
 
 def drain(
@@ -993,7 +1007,10 @@ def _worker_phase(bench: Run, results: Results, prefix: str, total: int) -> None
     ready = worker.wait_ready()
     idle = worker.rss_kb()
     throughput = drain(worker, total, config.timeout, progress=_progress("worker", total))
-    results.worker = WorkerRun(throughput, ready, worker.hwm_kb(), worker.rss_kb(), idle)
+    size, commit = batch_stats(worker.metrics())
+    results.worker = WorkerRun(
+        throughput, ready, worker.hwm_kb(), worker.rss_kb(), idle, size, commit
+    )
     say(f"worker: {throughput.rate:,.0f} events/s")
     worker.stop()
     if config.profile is not None:
@@ -1262,6 +1279,11 @@ def render_table(results: Results) -> str:
             if b_cpu and w_cpu:
                 ratio += f"; {w_cpu / b_cpu:.1%} per CPU-second"
             lines.append(f"| ratio worker / baseline | {ratio} |")
+        if w.batch_events is not None:
+            lines.append(
+                f"| worker batches (mean) | {w.batch_events:,.0f} messages, committed in "
+                f"{_ms(w.commit_ms)} (outputs acknowledged, then state written) |"
+            )
         lines.append(
             f"| worker RSS: idle → after run, peak (VmHWM) | {_mb(w.idle_rss_kb)} → "
             f"{_mb(w.rss_kb)}, peak **{_mb(w.hwm_kb)}** |"

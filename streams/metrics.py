@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -220,6 +221,20 @@ class Metrics:
             buckets=PROCESSING_BUCKETS,
             registry=r,
         )
+        self.batch_events = Histogram(
+            "segmenter_batch_messages",
+            "Messages in one ingest batch (processed and committed together).",
+            ["topic"],
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "segmenter_commit_seconds",
+            "Time to commit one batch: outputs acknowledged, then state written "
+            "(changelog acknowledged and local store), including waiting for earlier batches.",
+            buckets=PROCESSING_BUCKETS,
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "segmenter_consumer_lag",
             "Messages between the committed/read offset and the end of the partition.",
@@ -321,6 +336,16 @@ class Metrics:
         )
         self.build_info.info({"version": _package_version(), "python": _python_version()})
 
+        # Children looked up once per label set: `labels()` costs more than the
+        # increment itself, and these run for every event.
+        self._consumed = functools.cache(self.events_consumed.labels)
+        self._processed = functools.cache(self.events_processed.labels)
+        self._duplicate = functools.cache(self.events_duplicate.labels)
+        self._rejected = functools.cache(self.events_rejected.labels)
+        self._outputs = functools.cache(self.outputs.labels)
+        self._processing = functools.cache(self.processing_seconds.labels)
+        self._emit_latency = functools.cache(self.emit_latency.labels)
+
         if process_metrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -341,6 +366,7 @@ class Metrics:
             self.events_duplicate.labels(topic)
             self.dead_letters.labels(topic)
             self.processing_seconds.labels(topic)
+            self.batch_events.labels(topic)
             for reason in sorted(REJECT_REASONS):
                 self.events_rejected.labels(topic, reason)
         for topic in output_topics:
@@ -361,11 +387,11 @@ class Metrics:
     # -- counters ----------------------------------------------------------
     def consumed(self, topic: str) -> None:
         """Count one message read from ``topic``."""
-        self.events_consumed.labels(topic).inc()
+        self._consumed(topic).inc()
 
     def processed(self, topic: str) -> None:
         """Count one event of ``topic`` applied to state."""
-        self.events_processed.labels(topic).inc()
+        self._processed(topic).inc()
 
     def rejected(self, topic: str, reason: str) -> None:
         """Count one rejected event; unknown reasons are counted as ``other``.
@@ -378,11 +404,11 @@ class Metrics:
         """
         if reason not in REJECT_REASONS:
             reason = _OTHER_REASON
-        self.events_rejected.labels(topic, reason).inc()
+        self._rejected(topic, reason).inc()
 
     def duplicate(self, topic: str) -> None:
         """Count one event skipped as a repeated ``event_id``."""
-        self.events_duplicate.labels(topic).inc()
+        self._duplicate(topic).inc()
 
     def dead_letter(self, topic: str) -> None:
         """Count one dead-letter record whose source topic is ``topic``."""
@@ -390,7 +416,7 @@ class Metrics:
 
     def output(self, topic: str, n: int = 1) -> None:
         """Count ``n`` records produced to the output topic ``topic``."""
-        self.outputs.labels(topic).inc(n)
+        self._outputs(topic).inc(n)
 
     def transition(self, segment_type: str, *, flap: bool = False) -> None:
         """Count one segment change of ``segment_type`` (and a flap when ``flap``).
@@ -437,12 +463,17 @@ class Metrics:
             return None
         wall = time.time() if now is None else now
         latency = max(0.0, wall - kafka_ts_ms / 1000.0)
-        self.emit_latency.labels(output).observe(latency)
+        self._emit_latency(output).observe(latency)
         return latency
 
     def observe_processing(self, topic: str, seconds: float) -> None:
         """Observe the time taken to process one event of ``topic``."""
-        self.processing_seconds.labels(topic).observe(seconds)
+        self._processing(topic).observe(seconds)
+
+    def observe_batch(self, topic: str, events: int, commit_seconds: float) -> None:
+        """Observe one committed ingest batch of ``topic``: its size and commit time."""
+        self.batch_events.labels(topic).observe(events)
+        self.commit_seconds.observe(commit_seconds)
 
     @contextmanager
     def time_processing(self, topic: str) -> Iterator[None]:

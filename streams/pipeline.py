@@ -1,27 +1,50 @@
-"""The hot path: one input message in, table write and output events out.
+"""The hot path: a batch of input messages in, outputs and state out.
 
-Each input agent calls :meth:`Pipeline.on_message` for every message. A message
-that cannot be parsed, validated or processed goes to ``dead-letters`` with
-the reason; the worker never stops on one bad message.
+Each input agent hands :meth:`Pipeline.on_batch` the messages of one
+``stream.take_events`` batch. Processing is synchronous and in order; then
+:meth:`Pipeline.commit` sends the batch's outputs, waits for their
+acknowledgements, and only then writes the changed customers (one changelog
+record and one RocksDB write per customer per batch, see
+:mod:`streams.state_table`). Faust acks the messages after that, so their
+offsets are committed only once everything they caused is durable.
+
+A message that cannot be parsed, validated or processed goes to
+``dead-letters`` with the reason; the worker never stops on one bad message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from models import dedup
 from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import decode_state, encode
+from streams.outbox import Outbox
 from streams.processing import Result, learner_key, new_customer_state, training_sample
 from streams.runtime import Runtime
+from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
 
-__all__ = ["Pipeline"]
+__all__ = ["Batch", "Pipeline"]
 
 log = logging.getLogger(__name__)
+
+LATENCY_KIND = {"segment-changes": "segment_changes", "churn-risk": "churn_risk"}
+
+
+@dataclass
+class Batch:
+    """What one batch has produced and not yet committed."""
+
+    outbox: Outbox
+    customers: Layer
+    suppressions: Layer
+    # Privacy confirmations say "done": they are sent once the state is durable.
+    confirmations: Outbox
 
 
 @dataclass
@@ -29,13 +52,63 @@ class Pipeline:
     """Bind the runtime to the app's tables and output topics."""
 
     rt: Runtime
-    customers: Any  # faust Table[str, bytes]
-    suppressions: Any  # faust Table[str, bytes]: erased customers -> erase time
-    outputs: dict[str, Any]  # logical output name -> faust Topic
+    customers: StateTable  # customer id -> encoded state
+    suppressions: StateTable  # erased customer id -> erase time
+    outputs: dict[str, Any]  # logical output name -> OutputTopic
+    # Batches commit one at a time, in the order they were processed, so a
+    # customer's state is never durable before the outputs that led to it.
+    _commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    # -- entry point ----------------------------------------------------------
+    # -- entry points -------------------------------------------------------------
+    def open_batch(self) -> Batch:
+        """Start a batch: outputs and writes collected until :meth:`commit`."""
+        return Batch(
+            Outbox(self.outputs),
+            self.customers.open_layer(),
+            self.suppressions.open_layer(),
+            Outbox(self.outputs),
+        )
+
+    async def on_batch(self, topic: str, messages: list[Any]) -> None:
+        """Process the messages of the logical input ``topic`` and commit them."""
+        batch = self.open_batch()
+        for message in messages:
+            self.process(topic, message, batch)
+        started = time.perf_counter()
+        await self.commit(batch)
+        self.rt.metrics.observe_batch(topic, len(messages), time.perf_counter() - started)
+
     async def on_message(self, topic: str, message: Any) -> None:
-        """Process one Kafka message of the logical input ``topic``."""
+        """Process one message (a batch of one)."""
+        await self.on_batch(topic, [message])
+
+    async def commit(self, batch: Batch) -> None:
+        """Send the outputs, wait for the acks, then make the state durable.
+
+        Retries until it succeeds (for example while the broker is down): the
+        batch's messages are not acked before, so nothing is lost; outputs sent
+        twice carry the same ``event_id``.
+        """
+        delay = 0.2
+        async with self._commit_lock:
+            while True:
+                try:
+                    for output, kind, kafka_ts_ms in await batch.outbox.flush():
+                        self.rt.metrics.output(output)
+                        if kind is not None:
+                            self.rt.metrics.observe_emit_latency(kind, kafka_ts_ms)
+                    await self.customers.flush(batch.customers)
+                    await self.suppressions.flush(batch.suppressions)
+                    for output, _, _ in await batch.confirmations.flush():
+                        self.rt.metrics.output(output)
+                    return
+                except Exception:
+                    log.exception("could not commit a batch; retrying in %.1f s", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    def process(self, topic: str, message: Any, batch: Batch) -> None:
+        """Process one Kafka message of the logical input ``topic`` into ``batch``."""
         metrics = self.rt.metrics
         started = time.perf_counter()
         metrics.consumed(topic)
@@ -54,31 +127,36 @@ class Pipeline:
                     f"message key {key!r} differs from customer_id; produce with key = customer_id",
                 )
             if topic == "privacy":
-                await self.on_privacy(event, message)
+                self.on_privacy(event, message, batch)
             else:
-                await self.on_event(topic, event, message)
+                self.on_event(topic, event, message, batch)
         except InvalidEvent as err:
-            await self.reject(topic, message, err, err.reason)
+            self.reject(topic, message, err, err.reason, batch)
         except Exception as exc:  # a poison message must not stop the partition
             log.exception(
                 "processing failed for %s[%s]@%s", message.topic, message.partition, message.offset
             )
-            await self.reject(topic, message, exc, "processing_error")
+            self.reject(topic, message, exc, "processing_error", batch)
         else:
             metrics.observe_processing(topic, time.perf_counter() - started)
 
     # -- behaviour and profile events ------------------------------------------
-    async def on_event(self, topic: str, event: dict[str, Any], message: Any) -> None:
+    def on_event(self, topic: str, event: dict[str, Any], message: Any, batch: Batch) -> None:
         customer_id = event["customer_id"]
+        partition = message.partition
         metrics = self.rt.metrics
-        erased_at = self.suppressions.get(customer_id)
+        erased_at = self.suppressions.get(customer_id, partition)
         if erased_at is not None and event["ts"] <= int(erased_at):
             # An event from before the customer's erasure (a replay, a late
             # producer): dropped on purpose and not dead-lettered, since the
             # dead-letter topic would keep the personal data we just erased.
             metrics.rejected(topic, "erased")
             return
-        state = decode_state(self.customers.get(customer_id))
+        state = decode_state(self.customers.get(customer_id, partition))
+        if already_applied(state, topic, partition, message.offset):
+            # Re-delivered after a crash: the state already holds this message.
+            metrics.duplicate(topic)
+            return
         result = self.rt.processor.handle(
             customer_id,
             state,
@@ -101,9 +179,11 @@ class Pipeline:
         if result.status == "opted_out":
             metrics.rejected(topic, "opted_out")
             return
-        self.rt.observe_partition_clock(message.partition, event["ts"])
-        self.customers[customer_id] = encode(result.state)
-        await self.emit(result, message)
+        assert result.state is not None
+        mark_applied(result.state, topic, partition, message.offset)
+        self.rt.observe_partition_clock(partition, event["ts"])
+        self.customers.put(batch.customers, customer_id, partition, encode(result.state))
+        self.emit(result, message, batch)
         if result.training_vector is not None:
             self.add_training_sample(customer_id, result)
         metrics.processed(topic)
@@ -111,32 +191,43 @@ class Pipeline:
     def add_training_sample(self, customer_id: str, result: Result) -> None:
         self.rt.training_buffer.append(training_sample(customer_id, result))
 
-    async def emit(self, result: Result, message: Any | None) -> None:
-        """Send the result's output events; count transitions, flaps, latency."""
+    def emit(self, result: Result, message: Any | None, batch: Batch) -> None:
+        """Queue the result's output events; count transitions and flaps."""
         metrics = self.rt.metrics
         kafka_ts = getattr(message, "timestamp", None) if message is not None else None
         kafka_ts_ms = kafka_ts * 1000 if kafka_ts else None
         for change in result.segment_changes:
-            await self.send("segment-changes", change["customer_id"], change)
+            self.send(batch, "segment-changes", change["customer_id"], change, kafka_ts_ms)
             metrics.transition(change["segment_type"], flap=change["segment_type"] in result.flaps)
-            metrics.observe_emit_latency("segment_changes", kafka_ts_ms)
         for churn in result.churn_events:
-            await self.send("churn-risk", churn["customer_id"], churn)
+            self.send(batch, "churn-risk", churn["customer_id"], churn, kafka_ts_ms)
             metrics.churn_event(churn["level"])
-            metrics.observe_emit_latency("churn_risk", kafka_ts_ms)
 
-    async def send(self, output: str, key: str | None, value: dict[str, Any]) -> None:
-        await self.outputs[output].send(
-            key=key.encode() if key is not None else None, value=encode(value)
+    @staticmethod
+    def send(
+        batch: Batch,
+        output: str,
+        key: str | None,
+        value: dict[str, Any],
+        kafka_ts_ms: float | None = None,
+        *,
+        confirmation: bool = False,
+    ) -> None:
+        (batch.confirmations if confirmation else batch.outbox).add(
+            output,
+            key.encode() if key is not None else None,
+            encode(value),
+            LATENCY_KIND.get(output),
+            kafka_ts_ms,
         )
-        self.rt.metrics.output(output)
 
     # -- privacy ------------------------------------------------------------------
-    async def on_privacy(self, event: dict[str, Any], message: Any) -> None:
+    def on_privacy(self, event: dict[str, Any], message: Any, batch: Batch) -> None:
         customer_id = event["customer_id"]
+        partition = message.partition
         action = event["action"]
         self.rt.metrics.privacy_request(action)
-        state = decode_state(self.customers.get(customer_id))
+        state = decode_state(self.customers.get(customer_id, partition))
         details: dict[str, int] = {}
         status = "done"
         if action == "opt_out":
@@ -144,33 +235,39 @@ class Pipeline:
                 result = self.rt.processor.leave_all_segments(
                     customer_id, state, event["ts"], event["event_id"]
                 )
-                await self.emit(result, message)
+                self.emit(result, message, batch)
                 details["segments_left"] = len(result.segment_changes)
             details["table_entries_cleared"] = int(state is not None)
             opted = new_customer_state()
             opted["opted_out"] = True
             opted["since_ms"] = event["ts"]
             opted["seq"] = (state or {}).get("seq", 0)
-            self.customers[customer_id] = encode(opted)  # features dropped; only the flag stays
+            # features dropped; only the flag stays
+            self.customers.put(batch.customers, customer_id, partition, encode(opted))
         elif action == "opt_in":
             if state is not None and state.get("opted_out"):
-                del self.customers[customer_id]  # tombstone: profiling starts afresh
+                # tombstone: profiling starts afresh
+                self.customers.put(batch.customers, customer_id, partition, None)
                 details["changelog_tombstones"] = 1
         elif action == "erase":
+            erased_at = self.suppressions.get(customer_id, partition)
             if state is not None:
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
-                del self.customers[customer_id]  # tombstone on the changelog
+                self.customers.put(batch.customers, customer_id, partition, None)  # tombstone
                 details["table_entries"] = 1
                 details["changelog_tombstones"] = 1
-            else:
-                status = "not_found"
+            elif erased_at is None or int(erased_at) != event["ts"]:
+                status = "not_found"  # (a re-delivered request stays "done")
             # Only the id and the erase time stay, so a replay of older events
             # cannot recreate the profile (README, "Privacy").
-            self.suppressions[customer_id] = str(event["ts"]).encode()
+            self.suppressions.put(
+                batch.suppressions, customer_id, partition, str(event["ts"]).encode()
+            )
             # The learner drops the customer's samples from its reservoir.
             self.rt.training_buffer.append({"erase": learner_key(customer_id)})
             details["model_erase_requests"] = 1
-        await self.send(
+        self.send(
+            batch,
             "privacy-confirmations",
             customer_id,
             {
@@ -182,39 +279,41 @@ class Pipeline:
                 "status": status,
                 "details": details,
             },
+            confirmation=True,
         )
         self.rt.metrics.processed("privacy")
 
     # -- rejections -----------------------------------------------------------------
-    async def reject(self, topic: str, message: Any, error: Exception, reason: str) -> None:
+    def reject(self, topic: str, message: Any, error: Exception, reason: str, batch: Batch) -> None:
         metrics = self.rt.metrics
         metrics.rejected(topic, reason)
-        record = dead_letter(
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            raw=message.value,
-            error=error,
-            now_ms=int(time.time() * 1000),
-        )
         try:
-            await self.send("dead-letters", None, record)
+            record = dead_letter(
+                source_topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                raw=message.value,
+                error=error,
+                now_ms=int(time.time() * 1000),
+            )
+            self.send(batch, "dead-letters", None, record)
             metrics.dead_letter(topic)
-        except Exception:  # never lose the worker because the DLQ send failed
+        except Exception:  # never lose the worker because a dead letter cannot be built
             log.exception(
                 "could not dead-letter %s[%s]@%s", message.topic, message.partition, message.offset
             )
 
     # -- timers -----------------------------------------------------------------------
-    async def review_partition(self, keys: list[str], sweep: PartitionSweep) -> int:
+    async def review_partition(self, keys: list[str], partition: int, sweep: PartitionSweep) -> int:
         """Re-evaluate silent customers at the stream clock; gather statistics."""
         changed = 0
         clock_ms = self.rt.clock.now_ms
         processor = self.rt.processor
         model_version = self.rt.assigner_signature()
+        batch = self.open_batch()
         for customer_id in keys:
-            state = decode_state(self.customers.get(customer_id))
+            state = decode_state(self.customers.get(customer_id, partition))
             if state is None or state.get("opted_out"):
                 continue
             if processor.due_for_review(state, clock_ms, model_version):
@@ -226,8 +325,35 @@ class Pipeline:
                     log.exception("review failed for a customer of this partition")
                     continue
                 if result.write:
-                    self.customers[customer_id] = encode(state)
-                    await self.emit(result, None)
+                    self.customers.put(batch.customers, customer_id, partition, encode(state))
+                    self.emit(result, None, batch)
                     changed += 1
             sweep.count(state)
+        await self.commit(batch)
         return changed
+
+
+def already_applied(state: dict[str, Any] | None, topic: str, partition: int, offset: int) -> bool:
+    """Whether the message at ``offset`` of ``topic``/``partition`` is already in ``state``.
+
+    All of a customer's messages of one topic are on one partition (keyed by
+    customer id), in offset order, so the last applied offset tells exactly
+    which re-delivered messages (after a crash, before the offsets were
+    committed) the state already holds, however old their event time is.
+
+    >>> state = {}
+    >>> mark_applied(state, "purchases", 3, 41)
+    >>> already_applied(state, "purchases", 3, 41), already_applied(state, "purchases", 3, 42)
+    (True, False)
+    >>> already_applied(state, "browsing", 3, 7), already_applied(None, "purchases", 3, 1)
+    (False, False)
+    """
+    if state is None:
+        return False
+    seen = state.get("off", {}).get(topic)
+    return seen is not None and seen[0] == partition and offset <= seen[1]
+
+
+def mark_applied(state: dict[str, Any], topic: str, partition: int, offset: int) -> None:
+    """Record that ``state`` holds the message at ``offset`` (see :func:`already_applied`)."""
+    state.setdefault("off", {})[topic] = [partition, offset]

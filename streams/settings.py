@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         description="Distinct customers the learner sees before it forms clusters.",
     )
     kafka_heap: str = Field("512m", description="-Xmx of the local broker JVM.")
+    batch_size: int = Field(
+        1000,
+        ge=1,
+        description="Most messages an ingest agent processes and commits as one batch "
+        "(one state write per customer and one wait for acknowledgements per batch).",
+    )
+    batch_linger_ms: float = Field(
+        10.0,
+        gt=0,
+        description="How long an ingest agent waits to fill a batch: the latency "
+        "it adds when traffic is light.",
+    )
 
     def reachable_host(self) -> str:
         """The host name this worker advertises to the others."""

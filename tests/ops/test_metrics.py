@@ -53,8 +53,8 @@ def test_names_follow_conventions() -> None:
         assert family.documentation.strip(), family.name
         if family.type == "counter":
             assert not family.name.endswith("_total")  # client adds it on exposition
-        if family.type == "histogram":
-            assert family.name.endswith("_seconds"), family.name
+        if family.type == "histogram":  # a base unit in the name
+            assert family.name.endswith(("_seconds", "_messages")), family.name
         if family.type == "gauge":
             assert not family.name.endswith("_total"), family.name
         assert not re.search(r"_(ms|millis|milliseconds|minutes|hours)\b", family.name)
@@ -87,6 +87,8 @@ def test_expected_metric_names_exported() -> None:
         "segmenter_dead_letters_total",
         "segmenter_event_to_emit_latency_seconds_bucket",
         "segmenter_processing_seconds_bucket",
+        "segmenter_batch_messages_bucket",
+        "segmenter_commit_seconds_bucket",
         "segmenter_consumer_lag",
         "segmenter_table_keys",
         "segmenter_segment_size",

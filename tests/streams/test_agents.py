@@ -32,9 +32,22 @@ def app(tmp_path: Any) -> Any:
     app = create_app(Settings(store="memory://", data_dir=tmp_path, app_id="agent-tests"))
     app.segmenter.broadcast_caught_up.set()  # no broadcast topics in a test context
     app.pipeline.outputs = defaultdict(RecordingTopic)
+    changelog: list[tuple[str, bytes, bytes | None, int]] = []
+
+    async def record_changelog(topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        changelog.append((topic, key, value, partition))
+
+    app.pipeline.customers.send = record_changelog
+    app.pipeline.suppressions.send = record_changelog
+    app.changelog = changelog
     app.finalize()
     app.conf.store = "memory://"
     return app
+
+
+def stored(app: Any, customer_id: str) -> bytes | None:
+    """The customer's committed state (test contexts deliver on partition 0)."""
+    return app.pipeline.customers.get(customer_id, 0)  # type: ignore[no-any-return]
 
 
 def event(event_id: str, ts: int, **fields: Any) -> bytes:
@@ -51,7 +64,7 @@ async def test_purchases_update_features_and_emit_a_valid_lifecycle_change(app: 
     async with agent.test_context() as ctx:
         await ctx.put(purchase("o1", T0), key=b"c1")
         await ctx.put(purchase("o2", T0 + 3 * DAY, amount=70.0), key=b"c1")
-    state = decode_state(app.pipeline.customers["c1"])
+    state = decode_state(stored(app, "c1"))
     assert state is not None
     view = app.segmenter.processor.view("c1", state, T0 + 3 * DAY)
     assert view["features"]["orders"] == 2
@@ -70,7 +83,7 @@ async def test_a_repeated_event_id_is_counted_once(app: Any) -> None:
     async with agent.test_context() as ctx:
         for _ in range(3):
             await ctx.put(purchase("o1", T0), key=b"c1")
-    view = app.segmenter.processor.view("c1", decode_state(app.pipeline.customers["c1"]), T0)
+    view = app.segmenter.processor.view("c1", decode_state(stored(app, "c1")), T0)
     assert view["features"]["orders"] == 1
     metrics = app.segmenter.metrics
     assert metrics.sample("segmenter_events_duplicate_total", topic="purchases") == 2.0
@@ -92,7 +105,7 @@ async def test_bad_messages_go_to_dead_letters_and_processing_goes_on(app: Any) 
     assert dead[1]["payload_encoding"] == "base64"
     for record in dead:
         validate_output("dead-letters", record)
-    view = app.segmenter.processor.view("c1", decode_state(app.pipeline.customers["c1"]), T0)
+    view = app.segmenter.processor.view("c1", decode_state(stored(app, "c1")), T0)
     assert view["features"]["orders"] == 1
 
 
@@ -101,14 +114,33 @@ async def test_erase_deletes_the_customer_and_confirms(app: Any) -> None:
     privacy = app.agents["segmenter.ingest.privacy"]
     async with purchases.test_context() as ctx:
         await ctx.put(purchase("o1", T0), key=b"c1")
-    assert app.pipeline.customers.get("c1") is not None
+    assert stored(app, "c1") is not None
     async with privacy.test_context() as ctx:
         await ctx.put(event("x1", T0 + DAY, action="erase"), key=b"c1")
-    assert app.pipeline.customers.get("c1") is None
+    assert stored(app, "c1") is None
     confirmations = [v for _, v in app.pipeline.outputs["privacy-confirmations"].sent]
     assert confirmations[0]["action"] == "erase" and confirmations[0]["status"] == "done"
     validate_output("privacy-confirmations", confirmations[0])
     # A replayed event from before the erasure does not bring the customer back.
     async with purchases.test_context() as ctx:
         await ctx.put(purchase("o1", T0), key=b"c1")
-    assert app.pipeline.customers.get("c1") is None
+    assert stored(app, "c1") is None
+
+
+async def test_messages_redelivered_after_a_crash_are_not_applied_again(app: Any) -> None:
+    # After a kill -9 the consumer resumes from the last committed offset, behind
+    # the state. Re-delivered messages are skipped by offset, even one whose event
+    # time is far older than the dedup window (it would otherwise be "late").
+    agent = app.agents["segmenter.ingest.purchases"]
+    async with agent.test_context() as ctx:
+        await ctx.put(purchase("o1", T0), key=b"c1")
+        await ctx.put(purchase("o2", T0 + 30 * DAY), key=b"c1")
+        ctx.sent_offset = 0  # the same two messages again, at their offsets
+        await ctx.put(purchase("o1", T0), key=b"c1")
+        await ctx.put(purchase("o2", T0 + 30 * DAY), key=b"c1")
+        await ctx.put(purchase("o3", T0 + 31 * DAY), key=b"c1")  # offset 2: new
+    view = app.segmenter.processor.view("c1", decode_state(stored(app, "c1")), T0 + 31 * DAY)
+    assert view["features"]["orders"] == 3
+    metrics = app.segmenter.metrics
+    assert metrics.sample("segmenter_events_duplicate_total", topic="purchases") == 2.0
+    assert app.pipeline.outputs["dead-letters"].sent == []
