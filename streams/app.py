@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
@@ -24,6 +26,7 @@ from streams.codec import encode
 from streams.learner import LearnerHost
 from streams.logs import handlers_for
 from streams.metrics import Metrics
+from streams.monitor import LeanMonitor
 from streams.outbox import ProducerTopic
 from streams.pipeline import Pipeline
 from streams.processing import CustomerProcessor
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     rt = build_runtime(settings)
     app = faust.App(
         settings.app_id,
+        monitor=LeanMonitor(),
         broker=broker_urls(settings.kafka_bootstrap),
         store=settings.store,
         datadir=str(datadir),
@@ -169,15 +173,22 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 sweep.cursor = cursor
 
     learner = LearnerHost(rt)
+    # Refits and the BG/NBD fit take up to seconds: they run on one thread of
+    # their own (so they stay serialised) while the event loop keeps ingesting.
+    learner_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner")
+
+    async def off_loop(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(learner_thread, fn, *args)
 
     @app.agent(training, name="segmenter.learner", concurrency=1)
     async def on_training(stream: Any) -> None:
         async for value in stream:
             await rt.broadcast_caught_up.wait()  # resume from the latest snapshot first
             try:
-                learner.learn(orjson.loads(value).get("items", []))
+                await off_loop(learner.learn, orjson.loads(value).get("items", []))
                 if learner.should_publish():
-                    await models.send(key=b"clusters", value=encode(learner.snapshot_message()))
+                    message = await off_loop(learner.snapshot_message)
+                    await models.send(key=b"clusters", value=encode(message))
             except Exception:  # a bad batch must not stop the worker
                 log.exception("learner failed on a training batch; batch skipped")
 
@@ -185,7 +196,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def publish_model_if_pending() -> None:
         if learner.pending:
             try:
-                message = learner.snapshot_message()
+                message = await off_loop(learner.snapshot_message)
             except Exception:
                 log.exception("could not snapshot the learner")
                 return

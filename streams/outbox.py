@@ -81,6 +81,14 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    def extend(self, other: Outbox) -> None:
+        """Queue a copy of everything ``other`` holds (``other`` keeps it)."""
+        self._items.extend(other._items)
+
+    def clear(self) -> None:
+        """Forget everything queued (after it was sent elsewhere)."""
+        self._items.clear()
+
     async def flush(self) -> list[tuple[str, str | None, float | None]]:
         """Send everything queued and wait for the acknowledgements.
 

@@ -55,9 +55,9 @@ class Pipeline:
     customers: StateTable  # customer id -> encoded state
     suppressions: StateTable  # erased customer id -> erase time
     outputs: dict[str, Any]  # logical output name -> OutputTopic
-    # Batches commit one at a time, in the order they were processed, so a
-    # customer's state is never durable before the outputs that led to it.
-    _commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Batches waiting to commit, in the order they were processed (group commit).
+    _queue: list[tuple[Batch, asyncio.Future[None]]] = field(default_factory=list)
+    _committer: asyncio.Future[None] | None = None
 
     # -- entry points -------------------------------------------------------------
     def open_batch(self) -> Batch:
@@ -83,29 +83,61 @@ class Pipeline:
         await self.on_batch(topic, [message])
 
     async def commit(self, batch: Batch) -> None:
-        """Send the outputs, wait for the acks, then make the state durable.
+        """Send the batch's outputs, wait for the acks, then make its state durable.
 
-        Retries until it succeeds (for example while the broker is down): the
-        batch's messages are not acked before, so nothing is lost; outputs sent
-        twice carry the same ``event_id``.
+        Group commit: batches of all agents that are ready while a commit is
+        under way are committed together next, in the order they were
+        processed — one round of output acknowledgements and one changelog
+        record per customer for the whole group. Retries until it succeeds (for
+        example while the broker is down): the batch's messages are not acked
+        before, so nothing is lost; outputs sent twice carry the same ``event_id``.
         """
-        delay = 0.2
-        async with self._commit_lock:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, done))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.ensure_future(self._commit_queued())
+        await done
+
+    async def _commit_queued(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue, []
+            delay = 0.2
             while True:
                 try:
-                    for output, kind, kafka_ts_ms in await batch.outbox.flush():
-                        self.rt.metrics.output(output)
-                        if kind is not None:
-                            self.rt.metrics.observe_emit_latency(kind, kafka_ts_ms)
-                    await self.customers.flush(batch.customers)
-                    await self.suppressions.flush(batch.suppressions)
-                    for output, _, _ in await batch.confirmations.flush():
-                        self.rt.metrics.output(output)
-                    return
+                    await self._commit_group([batch for batch, _ in group])
+                    break
                 except Exception:
-                    log.exception("could not commit a batch; retrying in %.1f s", delay)
+                    log.exception(
+                        "could not commit %d batches; retrying in %.1f s", len(group), delay
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+            for _, done in group:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _commit_group(self, batches: list[Batch]) -> None:
+        # 1. every output of the group, acknowledged
+        outputs = Outbox(self.outputs)
+        for batch in batches:
+            outputs.extend(batch.outbox)
+        for output, kind, kafka_ts_ms in await outputs.flush():
+            self.rt.metrics.output(output)
+            if kind is not None:
+                self.rt.metrics.observe_emit_latency(kind, kafka_ts_ms)
+        for batch in batches:
+            batch.outbox.clear()
+        # 2. the state, changelog first (a customer's newest value only)
+        await self.customers.flush(*(batch.customers for batch in batches))
+        await self.suppressions.flush(*(batch.suppressions for batch in batches))
+        # 3. privacy confirmations, now that erasures are durable
+        confirmations = Outbox(self.outputs)
+        for batch in batches:
+            confirmations.extend(batch.confirmations)
+        for output, _, _ in await confirmations.flush():
+            self.rt.metrics.output(output)
+        for batch in batches:
+            batch.confirmations.clear()
 
     def process(self, topic: str, message: Any, batch: Batch) -> None:
         """Process one Kafka message of the logical input ``topic`` into ``batch``."""
@@ -305,13 +337,26 @@ class Pipeline:
             )
 
     # -- timers -----------------------------------------------------------------------
-    async def review_partition(self, keys: list[str], partition: int, sweep: PartitionSweep) -> int:
-        """Re-evaluate silent customers at the stream clock; gather statistics."""
+    async def review_partition(
+        self, keys: list[str], partition: int, sweep: PartitionSweep, chunk: int = 100
+    ) -> int:
+        """Re-evaluate silent customers at the stream clock; gather statistics.
+
+        Works ``chunk`` customers at a time, each chunk a batch of its own, so
+        ingest batches run in between and their latency stays low.
+        """
+        changed = 0
+        for start in range(0, len(keys), chunk):
+            batch = self.open_batch()
+            changed += self._review(keys[start : start + chunk], partition, sweep, batch)
+            await self.commit(batch)
+        return changed
+
+    def _review(self, keys: list[str], partition: int, sweep: PartitionSweep, batch: Batch) -> int:
         changed = 0
         clock_ms = self.rt.clock.now_ms
         processor = self.rt.processor
         model_version = self.rt.assigner_signature()
-        batch = self.open_batch()
         for customer_id in keys:
             state = decode_state(self.customers.get(customer_id, partition))
             if state is None or state.get("opted_out"):
@@ -329,7 +374,6 @@ class Pipeline:
                     self.emit(result, None, batch)
                     changed += 1
             sweep.count(state)
-        await self.commit(batch)
         return changed
 
 

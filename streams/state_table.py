@@ -119,32 +119,37 @@ class StateTable:
         """Set (or, with ``None``, delete) ``key`` in ``layer``."""
         layer.setdefault(partition, {})[self.key_bytes(key)] = value
 
-    async def flush(self, layer: Layer) -> int:
-        """Make ``layer`` durable: changelog first, then the local store.
+    async def flush(self, *layers: Layer) -> int:
+        """Make ``layers`` durable: changelog first, then the local store.
 
-        Call it for layers in the order they were opened (the pipeline's commit
-        lock does). On an error the layer stays readable and can be flushed again.
+        Pass layers in the order they were opened (later ones win for a key
+        written in several); the pipeline's group commit does. Returns the
+        number of keys written. On an error the layers stay readable and can
+        be flushed again.
         """
-        if not layer:
+        merged: Layer = {}
+        for layer in layers:
+            for partition, values in layer.items():
+                merged.setdefault(partition, {}).update(values)
+        if merged:
+            topic = self.table.changelog_topic.get_topic_name()
+            futures = [
+                await self.send(topic, key, value, partition)
+                for partition, values in merged.items()
+                for key, value in values.items()
+            ]
+            offsets: dict[int, int] = {}
+            for metadata in await asyncio.gather(*(f for f in futures if f is not None)):
+                partition = metadata.partition
+                offsets[partition] = max(metadata.offset, offsets.get(partition, -1))
+            for partition, values in merged.items():
+                self._write(partition, values)
+            for partition, offset in offsets.items():
+                self.table.data.set_persisted_offset(TP(topic, partition), offset)
+        for layer in layers:
             self._drop(layer)
-            return 0
-        topic = self.table.changelog_topic.get_topic_name()
-        futures = [
-            await self.send(topic, key, value, partition)
-            for partition, values in layer.items()
-            for key, value in values.items()
-        ]
-        offsets: dict[int, int] = {}
-        for metadata in await asyncio.gather(*(f for f in futures if f is not None)):
-            offsets[metadata.partition] = max(metadata.offset, offsets.get(metadata.partition, -1))
-        for partition, values in layer.items():
-            self._write(partition, values)
-        for partition, offset in offsets.items():
-            self.table.data.set_persisted_offset(TP(topic, partition), offset)
-        self._drop(layer)
-        written = sum(len(values) for values in layer.values())
-        layer.clear()  # flushing it again is a no-op
-        return written
+            layer.clear()  # flushing it again is a no-op
+        return sum(len(values) for values in merged.values())
 
     def _drop(self, layer: Layer) -> None:
         self._layers = [other for other in self._layers if other is not layer]
