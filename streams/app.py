@@ -183,6 +183,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.agent(training, name="segmenter.learner", concurrency=1)
     async def on_training(stream: Any) -> None:
         async for value in stream:
+            if not settings.learning:  # frozen model: the batch is consumed, not learned
+                continue
             await rt.broadcast_caught_up.wait()  # resume from the latest snapshot first
             try:
                 await off_loop(learner.learn, orjson.loads(value).get("items", []))
@@ -194,7 +196,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.timer(interval=10.0)
     async def publish_model_if_pending() -> None:
-        if learner.pending:
+        if settings.learning and learner.pending:
             try:
                 message = await off_loop(learner.snapshot_message)
             except Exception:

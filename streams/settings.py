@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         ge=20,
         description="Distinct customers the learner sees before it forms clusters.",
     )
+    learning: bool = Field(
+        True,
+        description="false freezes the published model: workers keep assigning with "
+        "the latest snapshot on segment-models and the learner neither learns nor publishes.",
+    )
     kafka_heap: str = Field("512m", description="-Xmx of the local broker JVM.")
     batch_size: int = Field(
         1000,
