@@ -183,12 +183,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.agent(training, name="segmenter.learner", concurrency=1)
     async def on_training(stream: Any) -> None:
         async for value in stream:
-            if not settings.learning:  # frozen model: the batch is consumed, not learned
-                continue
             await rt.broadcast_caught_up.wait()  # resume from the latest snapshot first
             try:
-                await off_loop(learner.learn, orjson.loads(value).get("items", []))
-                if learner.should_publish():
+                items = orjson.loads(value).get("items", [])
+                # A frozen model (SEGMENTER_LEARNING=false) learns nothing, but an
+                # erasure still removes the customer's sample and is republished.
+                forgotten = await off_loop(learner.learn, items, settings.learning)
+                if learner.should_publish() or (forgotten and not settings.learning):
                     message = await off_loop(learner.snapshot_message)
                     await models.send(key=b"clusters", value=encode(message))
             except Exception:  # a bad batch must not stop the worker

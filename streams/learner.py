@@ -72,17 +72,25 @@ class LearnerHost:
                 log.exception("cannot resume from the snapshot; starting a fresh learner")
         return None
 
-    def learn(self, items: list[dict[str, Any]]) -> None:
-        """Learn from one batch sent by a worker."""
+    def learn(self, items: list[dict[str, Any]], learning: bool = True) -> int:
+        """Learn from one batch sent by a worker; return how many samples erasures removed.
+
+        With ``learning=False`` (a frozen model) only the erasures are applied:
+        privacy requests are honoured whatever the model's state.
+        """
         learner = self.ensure_learner()
+        forgotten = 0
         for item in items:
             if "erase" in item:
-                learner.forget(item["erase"])
+                forgotten += learner.forget(item["erase"])
+                continue
+            if not learning:
                 continue
             learner.learn_one(item["x"], key=item.get("k"))
             self.pending += 1
             if item.get("btyd") is not None:
                 self._reservoir_add(item["btyd"])
+        return forgotten
 
     def _reservoir_add(self, sample: list[float]) -> None:
         # Algorithm R: a uniform sample of the whole customer base's history.

@@ -11,7 +11,7 @@ the output sequence number always agree, also after a crash::
     {"f": <models.features state>, "dedup": <models.dedup state>,
      "seg": {segment_type: {"current", "since_ms", "label"}},
      "churn": {"level", "score", "since_ms", "reasons", "review_ms"},
-     "seq": int, "train_day": int}
+     "seq": int, "train_day": int, "browse_day": int, "off": {topic: [partition, offset]}}
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ class CustomerProcessor:
             result = Result("new", state)
         else:
             state["eval_day"] = today
+            if topic == "browsing":
+                state["browse_day"] = today
             result = self.evaluate(
                 customer_id, state, clock_ms, assigner, event["event_id"], churn_params
             )
@@ -147,7 +149,7 @@ class CustomerProcessor:
         """
         return (
             topic == "browsing"
-            and state.get("eval_day") == day
+            and state.get("browse_day") == day  # not just any evaluation today
             and state.get("churn", {}).get("level") in (None, "low")
         )
 
@@ -365,16 +367,19 @@ class CustomerProcessor:
         }
 
     # -- reading ------------------------------------------------------------
-    def view(self, customer_id: str, state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
+    def view(
+        self, customer_id: str, state: dict[str, Any], clock_ms: int, churn_params: Any = None
+    ) -> dict[str, Any]:
         """The ``GET /customers/{id}`` document, as of ``clock_ms``.
 
-        Features and the churn score are computed at the moment of reading; the
-        churn level is the one last emitted (it moves with hysteresis).
+        Features and the churn score are computed at the moment of reading, with
+        the same fitted ``churn_params`` the levels are decided with; the churn
+        level is the one last emitted (it moves with hysteresis).
         """
         churn = dict(state.get("churn", {}))
         feats = result_features(state, clock_ms)
         if churn.get("level") is not None:
-            scored = self.scorer.score(feats)
+            scored = self.scorer.score(feats, churn_params)
             churn["score"], churn["reasons"] = scored.score, list(scored.reasons)
         return {
             "customer_id": customer_id,

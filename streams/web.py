@@ -36,7 +36,8 @@ def register_views(app: Any, rt: Runtime, customers: Any, route_topic: Any) -> N
             return json_response(
                 web, {"error": "unknown customer", "customer_id": customer_id}, 404
             )
-        return json_response(web, rt.processor.view(customer_id, state, rt.clock.now_ms))
+        view = rt.processor.view(customer_id, state, rt.clock.now_ms, rt.churn_params)
+        return json_response(web, view)
 
     @app.page("/segments")
     async def get_segments(web: Any, request: Any) -> Any:
