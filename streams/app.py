@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     for name, topic in inputs.items():
         app.agent(topic, name=f"segmenter.ingest.{name}", concurrency=1)(
-            _ingest_agent(pipeline, rt, name, settings.batch_size, settings.batch_linger_ms)
+            _ingest_agent(app, pipeline, rt, name, settings.batch_size, settings.batch_linger_ms)
         )
 
     sweeps: dict[int, PartitionSweep] = {}
@@ -281,16 +281,35 @@ def bytes_table(app: faust.App, name: str, partitions: int) -> Any:
 
 
 def _ingest_agent(
-    pipeline: Pipeline, rt: Runtime, name: str, batch_size: int, linger_ms: float
+    app: faust.App,
+    pipeline: Pipeline,
+    rt: Runtime,
+    name: str,
+    batch_size: int,
+    linger_ms: float,
 ) -> Any:
     async def ingest(stream: Any) -> None:
         # Batches amortise the state writes and the output acknowledgements
         # (streams.pipeline); Faust acks a batch's messages after the body.
         async for events in stream.take_events(batch_size, within=linger_ms / 1000):
+            # take_events acks the batch when this body ends, also when the agent
+            # is cancelled mid-commit (worker stop): hold one more reference per
+            # message and release it only once the batch is committed, so an
+            # unfinished batch is delivered again instead of being committed.
+            for event in events:
+                event.message.incref()
             if not rt.broadcast_caught_up.is_set():
                 # Start with the shared stream clock and the latest model.
                 await rt.broadcast_caught_up.wait()
-            await pipeline.on_batch(name, [event.message for event in events])
+            # A rebalance since these were buffered: like Faust's own stream
+            # iteration, drop them (never acked: the partition's owner gets them
+            # again from the committed offset) so no worker writes the state of a
+            # partition it no longer owns.
+            generation = app.consumer_generation_id
+            current = [event for event in events if event.message.generation_id == generation]
+            await pipeline.on_batch(name, [event.message for event in current])
+            for event in current:
+                await stream.ack(event)
 
     ingest.__name__ = f"ingest_{name}"
     return ingest
