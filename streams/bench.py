@@ -660,7 +660,6 @@ def drain(
     end, so the measurement costs the worker little CPU and ends precisely.
     """
     deadline = time.monotonic() + timeout
-    called = time.perf_counter()
     first: tuple[float, int, float | None] | None = None
     last_report = 0.0
     while time.monotonic() < deadline:
@@ -675,8 +674,6 @@ def drain(
             last_report = now
         if done >= total:
             assert first is not None
-            if done == first[1]:  # all handled before the first scrape: time from the call
-                return Throughput(done, now - called, None)
             cpu_used = cpu - first[2] if cpu is not None and first[2] is not None else None
             return Throughput(done - first[1], now - first[0], cpu_used)
         interval = 2.0
