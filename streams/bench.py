@@ -660,6 +660,7 @@ def drain(
     end, so the measurement costs the worker little CPU and ends precisely.
     """
     deadline = time.monotonic() + timeout
+    called = time.perf_counter()
     first: tuple[float, int, float | None] | None = None
     last_report = 0.0
     while time.monotonic() < deadline:
@@ -674,6 +675,10 @@ def drain(
             last_report = now
         if done >= total:
             assert first is not None
+            if done == first[1]:
+                # All handled before the first scrape saw progress: a lower bound
+                # of the rate, timed from the call and at least one second.
+                return Throughput(done, max(now - called, 1.0), None)
             cpu_used = cpu - first[2] if cpu is not None and first[2] is not None else None
             return Throughput(done - first[1], now - first[0], cpu_used)
         interval = 2.0
@@ -1020,7 +1025,9 @@ def _worker_phase(bench: Run, results: Results, prefix: str, total: int) -> None
 def _latency_phase(bench: Run, results: Results, end_ms: int) -> None:
     config = bench.config
     max_rate = results.worker.throughput.rate if results.worker else 200.0
-    rate = config.latency_rate or max(20.0, max_rate / 2)
+    # Bounded, so a mis-measured maximum cannot make the phase generate events
+    # faster than any worker here handles (they are held in memory).
+    rate = config.latency_rate or min(5_000.0, max(20.0, max_rate / 2))
     count = int(rate * (config.latency_seconds + config.warmup_seconds / 4))
     prefix = bench.prefix("lat")
     asyncio.run(bench.topics(prefix))
