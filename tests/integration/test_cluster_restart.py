@@ -22,11 +22,6 @@ def clusters(worker, customers: list[str]) -> dict[str, str | None]:  # type: ig
     return out
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky since the batched hot path (open in issue 9): after a SIGTERM "
-    "restart ~10 % of customers were served another cluster in one of four runs",
-)
 def test_restart_keeps_cluster_ids_and_model(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory(SEGMENTER_CLUSTER_WARMUP="40")
     sim = Simulation(customers=80, days=30, seed=5)

@@ -24,11 +24,6 @@ from tests.integration.fault.conftest import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="regression of the batched hot path (open in issue 9): after a worker "
-    "leaves by SIGTERM, the other ends a few events short for some customers",
-)
 def test_worker_leaves_and_rejoins_features_stay_exact(
     stack_factory: Callable[..., Stack],
 ) -> None:
