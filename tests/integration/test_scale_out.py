@@ -39,6 +39,9 @@ removes them; any difference left is the scale-out's doing:
   has run (a new tick on every ``clock-ticks`` partition, all committed).
 
 That is the history lived through in order, as a live deployment sees it.
+
+A second test does the same while one worker of the pair leaves its group and
+comes back (partitions move and are recovered from the changelogs twice).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from streams.processing import CustomerProcessor, training_sample
 from streams.runtime import Runtime
 from streams.settings import Settings
 from streams.simulator import Simulation
-from streams.topics import MODELS_TOPIC, TICKS_TOPIC
+from streams.topics import INPUT_TOPICS, MODELS_TOPIC, TICKS_TOPIC
 from tests.integration.conftest import Stack, Worker, metric_total, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -138,18 +141,33 @@ def delivery_plan(events: Batch) -> list[tuple[bool, Batch]]:
 
 
 def handled(workers: list[Worker]) -> float:
-    """What :func:`handled_total` counts, read with a regular expression: the
-    exposition parser takes ~0.1 s a call, and this is polled after every batch."""
+    """What :func:`handled_total` counts over the running ``workers``, read with a
+    regular expression: the exposition parser takes ~0.1 s a call, and this is
+    polled after every batch."""
     return sum(
-        float(value) for worker in workers for value in HANDLED.findall(worker.text("/metrics"))
+        float(value)
+        for worker in workers
+        if worker.proc is not None and worker.proc.poll() is None
+        for value in HANDLED.findall(worker.text("/metrics"))
     )
 
 
 class Feeder:
-    """Sends the plan's batches to several stacks and waits for each to be handled."""
+    """Sends the plan's batches to several stacks and waits for each to be handled.
 
-    def __init__(self, stacks: list[Stack]) -> None:
+    ``changes`` maps a day's index in the plan to an action run before that day
+    starts (a worker leaving or joining its group), once every stack has handled
+    and committed everything sent so far; handled-message counters are then
+    re-based, since a restarted worker counts from zero.
+    """
+
+    def __init__(
+        self, stacks: list[Stack], changes: dict[int, Callable[[], None]] | None = None
+    ) -> None:
         self.stacks = stacks
+        self.changes = changes or {}
+        self.base = {stack.app_id: 0.0 for stack in stacks}
+        self.sent_base = 0
         self.ticks = {
             s.app_id: [TopicPartition(s.topic(TICKS_TOPIC), p) for p in range(s.partitions)]
             for s in stacks
@@ -165,7 +183,14 @@ class Feeder:
         await self.admin.start()
         try:
             sent = 0
+            day = -1
             for starts_day, batch in plan:
+                day += starts_day
+                if starts_day and day in self.changes:
+                    await self.wait(self.all_committed, None)
+                    await asyncio.get_running_loop().run_in_executor(None, self.changes[day])
+                    self.base = {stack.app_id: handled(stack.workers) for stack in self.stacks}
+                    self.sent_base = sent
                 ticks_before = await self.tick_ends() if starts_day else {}
                 for stack in self.stacks:
                     for topic, event in batch:
@@ -194,7 +219,26 @@ class Feeder:
 
     async def all_handled(self, count: int) -> bool:
         """Every stack's workers have handled ``count`` input messages."""
-        return all(handled(stack.workers) >= count for stack in self.stacks)
+        return all(
+            handled(stack.workers) - self.base[stack.app_id] >= count - self.sent_base
+            for stack in self.stacks
+        )
+
+    async def all_committed(self, _: None) -> bool:
+        """Every stack's group committed the end offset of every input partition."""
+        for stack in self.stacks:
+            tps = [
+                TopicPartition(stack.topic(topic), p)
+                for topic in INPUT_TOPICS
+                for p in range(stack.partitions)
+            ]
+            ends = await self.consumer.end_offsets(tps)
+            committed = await self.admin.list_consumer_group_offsets(stack.app_id, partitions=tps)
+            for tp in tps:
+                done = committed.get(tp)
+                if ends[tp] > (done.offset if done is not None and done.offset >= 0 else 0):
+                    return False
+        return True
 
     async def tick_ends(self) -> dict[TopicPartition, int]:
         tps = [tp for tps in self.ticks.values() for tp in tps]
@@ -267,13 +311,52 @@ def test_two_workers_assign_what_one_worker_does(stack_factory: Callable[..., St
             list(pool.map(Worker.stop, workers))
 
 
-def compare(single: Stack, pair: Stack, model: bytes, events: Batch) -> None:
+def test_a_worker_leaving_and_rejoining_changes_nothing(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    """As above, but one worker of the pair leaves its group (SIGTERM) on day 10
+    and comes back on day 20: its partitions move to the other worker and back,
+    each time recovered from the changelog, and every document still equals the
+    single worker's."""
+    model = frozen_model_message()
+    events = list(Simulation(customers=CUSTOMERS, days=DAYS, seed=29).events())
+    single = stack_factory(SEGMENTER_LEARNING="false")
+    pair = stack_factory(SEGMENTER_LEARNING="false")
+    for stack in (single, pair):
+        asyncio.run(stack.produce([(MODELS_TOPIC, model)], key=lambda _: b"clusters"))
+    a = single.worker("a1", start=False)
+    b1 = pair.worker("b1", start=False)
+    b2 = pair.worker("b2", start=False)
+    workers = [a, b1, b2]
+
+    def rejoin() -> None:
+        b2.start()
+        b2.wait_ready()
+
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.wait_ready()
+        compare(single, pair, model, events, changes={10: b2.stop, 20: rejoin})
+    finally:
+        with ThreadPoolExecutor(len(workers)) as pool:
+            list(pool.map(Worker.stop, workers))
+
+
+def compare(
+    single: Stack,
+    pair: Stack,
+    model: bytes,
+    events: Batch,
+    changes: dict[int, Callable[[], None]] | None = None,
+) -> None:
     """Feed both stacks, then compare what their workers serve."""
     (a,), (b1, b2) = single.workers, pair.workers
     customers = [*sorted({e["customer_id"] for _, e in events}), MIDNIGHT]
     clock = format_ts(max(parse_ts(e["ts"]) for _, e in events))
 
-    asyncio.run(Feeder([single, pair]).run(delivery_plan(events)))
+    asyncio.run(Feeder([single, pair], changes).run(delivery_plan(events)))
     # The partitions really were split: both workers of the pair handled events.
     processed = {w.port: metric_total(w, "segmenter_events_processed_total") for w in (b1, b2)}
     assert all(n > 0 for n in processed.values()), processed
