@@ -208,6 +208,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.offset_gaps = Counter(
+            "segmenter_input_offset_gaps_total",
+            "Offsets of an input topic never delivered to the pipeline (Faust took them "
+            "for a gap); should stay 0.",
+            ["topic"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "segmenter_dead_letters_total",
             "Records written to the dead-letters topic, by source topic.",
@@ -409,6 +416,10 @@ class Metrics:
     def duplicate(self, topic: str) -> None:
         """Count one event skipped as a repeated ``event_id``."""
         self._duplicate(topic).inc()
+
+    def offset_gap(self, topic: str, offsets: int) -> None:
+        """Count ``offsets`` offsets of ``topic`` that were skipped, not processed."""
+        self.offset_gaps.labels(topic).inc(offsets)
 
     def dead_letter(self, topic: str) -> None:
         """Count one dead-letter record whose source topic is ``topic``."""

@@ -20,8 +20,8 @@ offset; the pipeline recognises them by the offset stored with each customer
 (:func:`streams.pipeline.already_applied`), so this costs a little re-reading
 and never a double count.
 
-It also logs every gap Faust records on an input topic, so that a skipped
-offset is never silent.
+It also logs and counts (``segmenter_input_offset_gaps_total``) every gap
+Faust records on an input topic, so that a skipped offset is never silent.
 """
 
 from __future__ import annotations
@@ -58,7 +58,11 @@ def install() -> None:
 
     @functools.wraps(original_gap)
     async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-        if not self._is_changelog_tp(tp):
+        rt = getattr(self.app, "segmenter", None)  # streams.runtime.Runtime
+        if not self._is_changelog_tp(tp) and offset_to > offset_from:
+            if rt is not None:
+                topic = tp.topic.removeprefix(rt.settings.topic_prefix)
+                rt.metrics.offset_gap(topic, offset_to - offset_from)
             log.warning(
                 "offsets %d..%d of %s[%d] were not delivered; Faust treats them as a gap",
                 offset_from,

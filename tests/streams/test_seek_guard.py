@@ -58,3 +58,5 @@ def test_a_gap_on_an_input_topic_is_logged(consumer: Any, caplog: pytest.LogCapt
         asyncio.run(consumer._add_gap(PURCHASES, 10, 14))
     assert "offsets 10..13 of t-purchases[0] were not delivered" in caplog.text
     assert consumer._gap[PURCHASES]  # Faust's own bookkeeping still happens
+    metrics = consumer.app.segmenter.metrics
+    assert metrics.sample("segmenter_input_offset_gaps_total", topic="purchases") == 4
