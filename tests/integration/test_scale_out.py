@@ -285,9 +285,37 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
 
 
 def test_two_workers_assign_what_one_worker_does(stack_factory: Callable[..., Stack]) -> None:
+    single_and_pair(stack_factory, seed=23)
+
+
+def test_a_worker_leaving_and_rejoining_changes_nothing(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    """As above, but one worker of the pair leaves its group (SIGTERM) on day 10
+    and comes back on day 20: its partitions move to the other worker and back,
+    each time recovered from the changelog, and every document still equals the
+    single worker's."""
+
+    def leave_and_rejoin(b2: Worker) -> dict[int, Callable[[], None]]:
+        def rejoin() -> None:
+            b2.start()
+            b2.wait_ready()
+
+        return {10: b2.stop, 20: rejoin}
+
+    single_and_pair(stack_factory, seed=29, changes=leave_and_rejoin)
+
+
+def single_and_pair(
+    stack_factory: Callable[..., Stack],
+    seed: int,
+    changes: Callable[[Worker], dict[int, Callable[[], None]]] | None = None,
+) -> None:
+    """One simulated history through a single worker and a pair of workers
+    (``changes`` says what happens to the pair's second worker, by day); then
+    :func:`compare`."""
     model = frozen_model_message()
-    sim = Simulation(customers=CUSTOMERS, days=DAYS, seed=23)
-    events = list(sim.events())
+    events = list(Simulation(customers=CUSTOMERS, days=DAYS, seed=seed).events())
 
     single = stack_factory(SEGMENTER_LEARNING="false")
     pair = stack_factory(SEGMENTER_LEARNING="false")
@@ -305,41 +333,8 @@ def test_two_workers_assign_what_one_worker_does(stack_factory: Callable[..., St
             worker.start()
         for worker in workers:
             worker.wait_ready()
-        compare(single, pair, model, events)
+        compare(single, pair, model, events, changes(b2) if changes else None)
     finally:  # in parallel: each worker takes seconds to leave its group
-        with ThreadPoolExecutor(len(workers)) as pool:
-            list(pool.map(Worker.stop, workers))
-
-
-def test_a_worker_leaving_and_rejoining_changes_nothing(
-    stack_factory: Callable[..., Stack],
-) -> None:
-    """As above, but one worker of the pair leaves its group (SIGTERM) on day 10
-    and comes back on day 20: its partitions move to the other worker and back,
-    each time recovered from the changelog, and every document still equals the
-    single worker's."""
-    model = frozen_model_message()
-    events = list(Simulation(customers=CUSTOMERS, days=DAYS, seed=29).events())
-    single = stack_factory(SEGMENTER_LEARNING="false")
-    pair = stack_factory(SEGMENTER_LEARNING="false")
-    for stack in (single, pair):
-        asyncio.run(stack.produce([(MODELS_TOPIC, model)], key=lambda _: b"clusters"))
-    a = single.worker("a1", start=False)
-    b1 = pair.worker("b1", start=False)
-    b2 = pair.worker("b2", start=False)
-    workers = [a, b1, b2]
-
-    def rejoin() -> None:
-        b2.start()
-        b2.wait_ready()
-
-    try:
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.wait_ready()
-        compare(single, pair, model, events, changes={10: b2.stop, 20: rejoin})
-    finally:
         with ThreadPoolExecutor(len(workers)) as pool:
             list(pool.map(Worker.stop, workers))
 
