@@ -58,8 +58,8 @@ def install() -> None:
 
     @functools.wraps(original_gap)
     async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-        rt = getattr(self.app, "segmenter", None)  # streams.runtime.Runtime
         if not self._is_changelog_tp(tp) and offset_to > offset_from:
+            rt = getattr(self.app, "segmenter", None)  # streams.runtime.Runtime
             if rt is not None:
                 topic = tp.topic.removeprefix(rt.settings.topic_prefix)
                 rt.metrics.offset_gap(topic, offset_to - offset_from)

@@ -70,8 +70,9 @@ from streams.processing import CustomerProcessor, training_sample
 from streams.runtime import Runtime
 from streams.settings import Settings
 from streams.simulator import Simulation
-from streams.topics import INPUT_TOPICS, MODELS_TOPIC, TICKS_TOPIC
+from streams.topics import MODELS_TOPIC, TICKS_TOPIC
 from tests.integration.conftest import Stack, Worker, metric_total, wait_for
+from tests.integration.fault.conftest import committed_lag
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -225,20 +226,8 @@ class Feeder:
         )
 
     async def all_committed(self, _: None) -> bool:
-        """Every stack's group committed the end offset of every input partition."""
-        for stack in self.stacks:
-            tps = [
-                TopicPartition(stack.topic(topic), p)
-                for topic in INPUT_TOPICS
-                for p in range(stack.partitions)
-            ]
-            ends = await self.consumer.end_offsets(tps)
-            committed = await self.admin.list_consumer_group_offsets(stack.app_id, partitions=tps)
-            for tp in tps:
-                done = committed.get(tp)
-                if ends[tp] > (done.offset if done is not None and done.offset >= 0 else 0):
-                    return False
-        return True
+        """Every stack's group committed every input message."""
+        return all([await committed_lag(stack) == 0 for stack in self.stacks])
 
     async def tick_ends(self) -> dict[TopicPartition, int]:
         tps = [tp for tps in self.ticks.values() for tp in tps]
