@@ -49,6 +49,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 2000
+MAX_UNCOMMITTED_BATCHES = 2  # per ingest agent: processed, outputs sent, commit pending
 SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall clock)
 # Faust's RocksDB defaults (64 MB x 3 write buffers, a 2 GB block cache) apply
 # per partition database: bound them so memory does not scale with partitions.
@@ -292,12 +293,15 @@ def _ingest_agent(
 ) -> Any:
     async def ingest(stream: Any) -> None:
         # Batches amortise the state writes and the output acknowledgements
-        # (streams.pipeline); Faust acks a batch's messages after the body.
+        # (streams.pipeline). The agent processes its next batch while the
+        # previous ones commit (at most MAX_UNCOMMITTED_BATCHES), so an event
+        # that arrives during a commit does not wait for it.
+        uncommitted: set[asyncio.Future[None]] = set()
         async for events in stream.take_events(batch_size, within=linger_ms / 1000):
-            # take_events acks the batch when this body ends, also when the agent
-            # is cancelled mid-commit (worker stop): hold one more reference per
-            # message and release it only once the batch is committed, so an
-            # unfinished batch is delivered again instead of being committed.
+            # take_events acks the batch when this body ends: hold one more
+            # reference per message and release it only once the batch is
+            # committed, so an uncommitted batch (worker stopped, rebalance) is
+            # delivered again instead of being committed.
             for event in events:
                 event.message.incref()
             if not rt.broadcast_caught_up.is_set():
@@ -309,12 +313,22 @@ def _ingest_agent(
             # partition it no longer owns.
             generation = app.consumer_generation_id
             current = [event for event in events if event.message.generation_id == generation]
-            await pipeline.on_batch(name, [event.message for event in current])
-            for event in current:
-                await stream.ack(event)
+            committed = await pipeline.submit(name, [event.message for event in current])
+            acked = asyncio.ensure_future(_ack_when_committed(stream, current, committed))
+            uncommitted.add(acked)
+            acked.add_done_callback(uncommitted.discard)
+            if len(uncommitted) >= MAX_UNCOMMITTED_BATCHES:
+                await asyncio.wait(uncommitted, return_when=asyncio.FIRST_COMPLETED)
 
     ingest.__name__ = f"ingest_{name}"
     return ingest
+
+
+async def _ack_when_committed(stream: Any, events: list[Any], committed: Any) -> None:
+    """Ack a batch's events once its commit is done (then Faust commits their offsets)."""
+    await committed
+    for event in events:
+        await stream.ack(event)
 
 
 def assigned_partitions(app: faust.App, topic: str) -> list[int]:

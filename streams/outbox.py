@@ -1,8 +1,9 @@
-"""Output events of a batch, sent together and acknowledged before the state is written.
+"""Output events of a batch, sent at once and acknowledged before the state is written.
 
-The pipeline adds every output (segment change, churn risk, privacy
-confirmation, dead letter) while it processes a batch; :meth:`Outbox.flush`
-hands them all to the producer and waits for the broker's acknowledgements.
+The pipeline adds every output (segment change, churn risk, dead letter)
+while it processes a batch and hands them to the producer as soon as the
+batch is processed (:meth:`Outbox.send`); the commit then waits for the
+broker's acknowledgements (:meth:`Outbox.flush`).
 The pipeline writes the customers' new state only afterwards, so a crash can
 repeat an output (same deterministic ``event_id``) but never lose one.
 """
@@ -10,10 +11,11 @@ repeat an output (same deterministic ``event_id``) but never lose one.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Outbox", "OutputTopic", "ProducerTopic"]
+__all__ = ["Outbox", "OutputRecord", "OutputTopic", "ProducerTopic"]
 
 
 class OutputTopic(Protocol):
@@ -37,9 +39,26 @@ class ProducerTopic:
         )
 
 
+@dataclass(eq=False)
+class OutputRecord:
+    """One queued output, and what became of it once handed to the producer."""
+
+    output: str
+    key: bytes | None
+    value: bytes
+    latency_kind: str | None = None
+    kafka_ts_ms: float | None = None
+    sent_at: float | None = None  # wall clock when handed to the producer
+    ack: Any = None  # the producer's delivery future (None: not sent, or no future)
+
+
 @dataclass
 class Outbox:
-    """Outputs waiting to be sent, with what to observe once they are acknowledged.
+    """Outputs of a batch: sent as soon as the batch is processed, acknowledged at commit.
+
+    :meth:`send` hands queued records to the producer without waiting, so
+    downstream consumers see them while the batch waits for its commit;
+    :meth:`flush` sends what is left and waits for every acknowledgement.
 
     Examples
     --------
@@ -52,16 +71,16 @@ class Outbox:
     >>> box.add("segment-changes", b"c1", b"{}")
     >>> len(box)
     1
-    >>> asyncio.run(box.flush())
-    [('segment-changes', None, None)]
+    >>> asyncio.run(box.send()); Recorder.sent
+    [(b'c1', b'{}')]
+    >>> [(r.output, r.latency_kind) for r in asyncio.run(box.flush())]  # not sent again
+    [('segment-changes', None)]
     >>> Recorder.sent, len(box)
     ([(b'c1', b'{}')], 0)
     """
 
     topics: dict[str, Any]
-    _items: list[tuple[str, bytes | None, bytes, str | None, float | None]] = field(
-        default_factory=list
-    )
+    _records: list[OutputRecord] = field(default_factory=list)
 
     def add(
         self,
@@ -76,37 +95,42 @@ class Outbox:
         ``latency_kind`` and ``kafka_ts_ms`` (the input's Kafka timestamp) let the
         caller observe event-to-emit latency when the record is acknowledged.
         """
-        self._items.append((output, key, value, latency_kind, kafka_ts_ms))
+        self._records.append(OutputRecord(output, key, value, latency_kind, kafka_ts_ms))
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._records)
 
     def extend(self, other: Outbox) -> None:
-        """Queue a copy of everything ``other`` holds (``other`` keeps it)."""
-        self._items.extend(other._items)
+        """Queue everything ``other`` holds (the same records: ``other`` keeps them)."""
+        self._records.extend(other._records)
 
     def clear(self) -> None:
         """Forget everything queued (after it was sent elsewhere)."""
-        self._items.clear()
+        self._records.clear()
 
-    async def flush(self) -> list[tuple[str, str | None, float | None]]:
-        """Send everything queued and wait for the acknowledgements.
+    async def send(self) -> None:
+        """Hand every record not sent yet to the producer; do not wait for acks."""
+        for record in self._records:
+            if record.sent_at is None:
+                record.ack = await self.topics[record.output].send(
+                    key=record.key, value=record.value
+                )
+                record.sent_at = time.time()
 
-        Returns ``(output, latency_kind, kafka_ts_ms)`` per record sent. On an
-        error the records stay queued for the next call (they may be sent twice;
-        their ids are deterministic).
+    async def flush(self) -> list[OutputRecord]:
+        """Send what is not sent yet and wait for every acknowledgement.
+
+        Returns the records. On an error every record stays queued and is sent
+        again by the next call (a record may reach the topic twice; its
+        ``event_id`` is deterministic).
         """
-        if not self._items:
-            return []
-        items, self._items = self._items, []
+        records = list(self._records)
         try:
-            futures = []
-            for output, key, value, _, _ in items:
-                future = await self.topics[output].send(key=key, value=value)
-                if future is not None:
-                    futures.append(future)
-            await asyncio.gather(*futures)
+            await self.send()
+            await asyncio.gather(*(r.ack for r in records if r.ack is not None))
         except BaseException:
-            self._items = items + self._items
+            for record in records:
+                record.sent_at, record.ack = None, None
             raise
-        return [(output, kind, ts) for output, _, _, kind, ts in items]
+        del self._records[: len(records)]  # nothing is added while a batch commits
+        return records

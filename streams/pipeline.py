@@ -1,9 +1,9 @@
 """The hot path: a batch of input messages in, outputs and state out.
 
 Each input agent hands :meth:`Pipeline.on_batch` the messages of one
-``stream.take_events`` batch. Processing is synchronous and in order; then
-:meth:`Pipeline.commit` sends the batch's outputs, waits for their
-acknowledgements, and only then writes the changed customers (one changelog
+``stream.take_events`` batch. Processing is synchronous and in order; the
+batch's outputs go to the producer at once; then :meth:`Pipeline.commit`
+waits for their acknowledgements, and only then writes the changed customers (one changelog
 record and one RocksDB write per customer per batch, see
 :mod:`streams.state_table`). Faust acks the messages after that, so their
 offsets are committed only once everything they caused is durable.
@@ -71,12 +71,31 @@ class Pipeline:
 
     async def on_batch(self, topic: str, messages: list[Any]) -> None:
         """Process the messages of the logical input ``topic`` and commit them."""
+        await (await self.submit(topic, messages))
+
+    async def submit(self, topic: str, messages: list[Any]) -> asyncio.Future[None]:
+        """Process the messages, send their outputs, and queue the batch's commit.
+
+        Returns the future of the commit: the caller acks the messages when it
+        is done, and may process its next batch meanwhile. The outputs are
+        handed to the producer before returning, so downstream consumers get
+        them without waiting for the commits queued before this one.
+        """
         batch = self.open_batch()
         for message in messages:
             self.process(topic, message, batch)
+        try:
+            await batch.outbox.send()
+        except Exception:  # the commit sends them again, and retries until it succeeds
+            log.warning("could not send a batch's outputs yet; the commit retries", exc_info=True)
         started = time.perf_counter()
-        await self.commit(batch)
-        self.rt.metrics.observe_batch(topic, len(messages), time.perf_counter() - started)
+        committed = self.enqueue_commit(batch)
+
+        def observe(_: asyncio.Future[None]) -> None:
+            self.rt.metrics.observe_batch(topic, len(messages), time.perf_counter() - started)
+
+        committed.add_done_callback(observe)
+        return committed
 
     async def on_message(self, topic: str, message: Any) -> None:
         """Process one message (a batch of one)."""
@@ -92,11 +111,15 @@ class Pipeline:
         example while the broker is down): the batch's messages are not acked
         before, so nothing is lost; outputs sent twice carry the same ``event_id``.
         """
+        await self.enqueue_commit(batch)
+
+    def enqueue_commit(self, batch: Batch) -> asyncio.Future[None]:
+        """Queue ``batch`` for the group commit; the future is done once it is durable."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((batch, done))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.ensure_future(self._commit_queued())
-        await done
+        return done
 
     async def _commit_queued(self) -> None:
         while self._queue:
@@ -121,10 +144,12 @@ class Pipeline:
         outputs = Outbox(self.outputs)
         for batch in batches:
             outputs.extend(batch.outbox)
-        for output, kind, kafka_ts_ms in await outputs.flush():
-            self.rt.metrics.output(output)
-            if kind is not None:
-                self.rt.metrics.observe_emit_latency(kind, kafka_ts_ms)
+        for record in await outputs.flush():
+            self.rt.metrics.output(record.output)
+            if record.latency_kind is not None:
+                self.rt.metrics.observe_emit_latency(
+                    record.latency_kind, record.kafka_ts_ms, now=record.sent_at
+                )
         for batch in batches:
             batch.outbox.clear()
         # 2. the state, changelog first (a customer's newest value only)
@@ -134,8 +159,8 @@ class Pipeline:
         confirmations = Outbox(self.outputs)
         for batch in batches:
             confirmations.extend(batch.confirmations)
-        for output, _, _ in await confirmations.flush():
-            self.rt.metrics.output(output)
+        for record in await confirmations.flush():
+            self.rt.metrics.output(record.output)
         for batch in batches:
             batch.confirmations.clear()
 
