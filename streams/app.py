@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from models.churn import ChurnScorer
@@ -28,6 +29,7 @@ from streams.learner import LearnerHost
 from streams.logs import handlers_for
 from streams.metrics import Metrics
 from streams.monitor import LeanMonitor
+from streams.ordering import EventTimeOrder
 from streams.outbox import ProducerTopic
 from streams.pipeline import Pipeline
 from streams.processing import CustomerProcessor
@@ -49,7 +51,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 2000
-MAX_UNCOMMITTED_BATCHES = 2  # per ingest agent: processed, outputs sent, commit pending
+IDLE_SECONDS = 5.0  # a topic-partition silent this long no longer holds others back
 SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall clock)
 # Faust's RocksDB defaults (64 MB x 3 write buffers, a 2 GB block cache) apply
 # per partition database: bound them so memory does not scale with partitions.
@@ -147,8 +149,19 @@ def create_app(settings: Settings | None = None) -> faust.App:
     customers = bytes_table(app, settings.topic("customers"), settings.partitions)
     suppressions = bytes_table(app, settings.topic("suppressions"), settings.partitions)
     send = producer_send(app)
-    pipeline = Pipeline(rt, StateTable(customers, send), StateTable(suppressions, send), outputs)
+    pipeline = Pipeline(
+        rt,
+        StateTable(customers, send),
+        StateTable(suppressions, send),
+        outputs,
+        order=EventTimeOrder(INPUT_TOPICS, max_held=settings.order_max_held)
+        if settings.order_max_held > 0
+        else None,
+        caught_up=_caught_up_test(app, settings),
+        may_hold=lambda: not app.rebalancing,
+    )
     app.pipeline = pipeline  # type: ignore[attr-defined]
+    _drop_held_on_rebalance(app, pipeline)
 
     for name, topic in inputs.items():
         app.agent(topic, name=f"segmenter.ingest.{name}", concurrency=1)(
@@ -161,7 +174,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def on_tick(stream: Any) -> None:
         async for event in stream.events():
             partition = event.message.partition
-            sweep = sweeps.setdefault(partition, PartitionSweep(clock_ms=rt.clock.now_ms))
+            sweep = sweeps.get(partition)
+            if sweep is None:
+                # Every customer whose events are handled must be in the store
+                # before the pass lists the keys (see Runtime.reviewed_through).
+                await pipeline.drain()
+                sweep = PartitionSweep(clock_ms=pipeline.sweep_clock(partition))
+                sweeps[partition] = sweep
             try:
                 keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
                 await pipeline.review_partition(keys, partition, sweep)
@@ -217,23 +236,33 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # partition -> (stream day, wall time, model version) when its last pass started
     last_pass: dict[int, tuple[int, float, str | None]] = {}
 
+    @app.timer(interval=0.2)
+    async def release_held_events() -> None:
+        # Held events whose turn came without a new message (a topic caught up).
+        try:
+            await pipeline.release_due()
+        except Exception:
+            log.exception("could not release held events; retrying")
+        rt.metrics.set_events_held(len(pipeline.order or ()), getattr(pipeline.order, "forced", 0))
+
     @app.timer(interval=1.0)
     async def tick_and_publish_clock() -> None:
-        now = rt.clock.now_ms
-        rt.metrics.set_stream_clock(now)
+        rt.metrics.set_stream_clock(rt.clock.now_ms)
         wall = time.monotonic()
         for partition in assigned_partitions(app, settings.topic("purchases")):
+            now = pipeline.sweep_clock(partition)
             # A running pass goes on; a new one starts when the stream clock enters
             # a new day (silent customers move on), when a new model arrives
             # (customers move to its clusters), or every SWEEP_EVERY_SECONDS
             # (fresh segment statistics).
             model = rt.assigner_signature()
             day, started, seen_model = last_pass.get(partition, (-1, 0.0, None))
-            if (
-                partition in sweeps
-                or day_of(now) > day
-                or model != seen_model
-                or wall - started > SWEEP_EVERY_SECONDS
+            # (now is 0 while the partition's first events are still to come.)
+            if partition in sweeps or (
+                now > 0
+                and (
+                    day_of(now) > day or model != seen_model or wall - started > SWEEP_EVERY_SECONDS
+                )
             ):
                 if partition not in sweeps:
                     last_pass[partition] = (day_of(now), wall, model)
@@ -293,14 +322,12 @@ def _ingest_agent(
 ) -> Any:
     async def ingest(stream: Any) -> None:
         # Batches amortise the state writes and the output acknowledgements
-        # (streams.pipeline). The agent processes its next batch while the
-        # previous ones commit (at most MAX_UNCOMMITTED_BATCHES), so an event
-        # that arrives during a commit does not wait for it.
-        uncommitted: set[asyncio.Future[None]] = set()
+        # (streams.pipeline). The agent takes its next batch while earlier ones
+        # commit, or wait for their turn in event time (streams.ordering).
         async for events in stream.take_events(batch_size, within=linger_ms / 1000):
             # take_events acks the batch when this body ends: hold one more
-            # reference per message and release it only once the batch is
-            # committed, so an uncommitted batch (worker stopped, rebalance) is
+            # reference per message and release it only once the message is
+            # committed, so an uncommitted one (worker stopped, rebalance) is
             # delivered again instead of being committed.
             for event in events:
                 event.message.incref()
@@ -313,22 +340,78 @@ def _ingest_agent(
             # partition it no longer owns.
             generation = app.consumer_generation_id
             current = [event for event in events if event.message.generation_id == generation]
-            committed = await pipeline.submit(name, [event.message for event in current])
-            acked = asyncio.ensure_future(_ack_when_committed(stream, current, committed))
-            uncommitted.add(acked)
-            acked.add_done_callback(uncommitted.discard)
-            if len(uncommitted) >= MAX_UNCOMMITTED_BATCHES:
-                await asyncio.wait(uncommitted, return_when=asyncio.FIRST_COMPLETED)
+            done = await pipeline.submit(name, [event.message for event in current])
+            acked = asyncio.ensure_future(_ack_when_committed(app, stream, current, done))
+            pending_acks.add(acked)  # (a task nobody holds may be garbage-collected)
+            acked.add_done_callback(pending_acks.discard)
 
     ingest.__name__ = f"ingest_{name}"
     return ingest
 
 
-async def _ack_when_committed(stream: Any, events: list[Any], committed: Any) -> None:
-    """Ack a batch's events once its commit is done (then Faust commits their offsets)."""
-    await committed
-    for event in events:
-        await stream.ack(event)
+pending_acks: set[asyncio.Future[None]] = set()
+
+
+async def _ack_when_committed(app: faust.App, stream: Any, events: list[Any], done: Any) -> None:
+    """Ack a batch's events once all are committed (then Faust commits their offsets).
+
+    When a rebalance dropped some of them, ack none: the partition's next owner
+    reads them again from the committed offset. They are taken off Faust's
+    list of messages in flight, which a rebalance waits to see empty.
+    """
+    if await done:
+        for event in events:
+            await stream.ack(event)
+    else:
+        unacked = app.consumer._unacked_messages  # type: ignore[attr-defined]
+        for event in events:
+            unacked.discard(event.message)
+
+
+def _caught_up_test(app: faust.App, settings: Settings) -> Any:
+    """Whether a topic-partition has nothing left to read, for the event-time order.
+
+    Caught up: every offset below the broker's high watermark has reached the
+    pipeline. A topic-partition that delivered nothing for IDLE_SECONDS while
+    others did (not fetched yet, or paused) stops holding the others back.
+    """
+
+    def caught_up(topic: str, partition: int) -> bool:
+        pipeline: Pipeline = app.pipeline  # type: ignore[attr-defined]
+        tp = TP(settings.topic(topic), partition)
+        try:
+            highwater = app.consumer.highwater(tp)
+        except Exception:
+            highwater = None
+        received = pipeline.received.get((topic, partition))
+        if highwater is not None:
+            if received is not None:
+                position = received[0] + 1
+            else:
+                position = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
+            if position >= highwater:
+                return True
+        last = received[1] if received is not None else pipeline.receiving_since
+        return last is not None and time.monotonic() - last > IDLE_SECONDS
+
+    return caught_up
+
+
+def _drop_held_on_rebalance(app: faust.App, pipeline: Pipeline) -> None:
+    """Drop held events when a rebalance starts, before Faust waits for every
+    message it delivered to be acked (held ones never would be)."""
+    start = app.on_rebalance_start
+
+    def on_rebalance_start() -> None:
+        start()
+        # Called on the consumer's thread: drop on the event loop's.
+        loop = getattr(app, "loop", None)
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(pipeline.drop_held)
+        else:
+            pipeline.drop_held()
+
+    app.on_rebalance_start = on_rebalance_start  # type: ignore[method-assign]
 
 
 def assigned_partitions(app: faust.App, topic: str) -> list[int]:
@@ -353,6 +436,8 @@ def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
         else rt.clock.now_ms,
         "churn_levels": dict(sweep.churn_levels),
         "customers": sweep.customers,
+        # every customer of the partition is evaluated up to this day
+        "reviewed_through": max(rt.reviewed_through(partition), day_of(sweep.clock_ms)),
     }
     totals: dict[str, Counter[str]] = {}
     levels: Counter[str] = Counter()

@@ -1085,7 +1085,7 @@ def customer_state_template(ts_ms: int) -> bytes:
     state: dict[str, Any] | None = None
     for topic, _key, value in synthetic_records(1, per_customer=2, ts_ms=ts_ms):
         event = validate(topic, value, now_ms=ts_ms + MS_PER_DAY)
-        state = rt.processor.handle(TEMPLATE_ID, state, topic, event, ts_ms, None, None).state
+        state = rt.processor.handle(TEMPLATE_ID, state, topic, event, None, None).state
     return orjson.dumps(state)
 
 

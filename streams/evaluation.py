@@ -232,9 +232,9 @@ def replay(
         if exact:
             for cid, cust in customers.items():
                 st = cust.processor_state
-                if st is not None and processor.due_for_review(st, midnight):
+                if st is not None and processor.due_for_review(st, day):
                     n_scored += 1
-                    exact_record(cid, processor.review(cid, st, midnight, None, params), midnight)
+                    exact_record(cid, processor.review(cid, st, day, None, params), midnight)
             if day == cutoff_day:
                 take_cutoff()
             return
@@ -274,7 +274,7 @@ def replay(
         if cust is None:
             cust = customers[cid] = _Customer()
         if exact:
-            result = processor.handle(cid, cust.processor_state, topic, event, clock, None, params)
+            result = processor.handle(cid, cust.processor_state, topic, event, None, params)
             if result.status != "new":
                 rejected[result.status] = rejected.get(result.status, 0) + 1
                 continue

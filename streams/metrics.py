@@ -248,6 +248,18 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.events_held = Gauge(
+            "segmenter_events_held",
+            "Input events waiting for the other input topics of their partition to "
+            "catch up in event time (see docs/segments.md, Replays and order).",
+            registry=r,
+        )
+        self.events_released_early = Gauge(
+            "segmenter_events_released_out_of_order",
+            "Held events released before their turn because SEGMENTER_ORDER_MAX_HELD "
+            "was reached (order traded for memory).",
+            registry=r,
+        )
         self.stream_clock = Gauge(
             "segmenter_stream_clock_timestamp_seconds",
             "The stream clock (largest event time seen), as a Unix timestamp.",
@@ -481,10 +493,13 @@ class Metrics:
         """Observe the time taken to process one event of ``topic``."""
         self._processing(topic).observe(seconds)
 
-    def observe_batch(self, topic: str, events: int, commit_seconds: float) -> None:
-        """Observe one committed ingest batch of ``topic``: its size and commit time."""
+    def observe_batch(self, topic: str, events: int) -> None:
+        """Observe the size of one ingest batch of ``topic``."""
         self.batch_events.labels(topic).observe(events)
-        self.commit_seconds.observe(commit_seconds)
+
+    def observe_commit(self, seconds: float) -> None:
+        """Observe the time one batch took to commit."""
+        self.commit_seconds.observe(seconds)
 
     @contextmanager
     def time_processing(self, topic: str) -> Iterator[None]:
@@ -577,6 +592,11 @@ class Metrics:
     def set_stream_clock(self, clock_ms: int) -> None:
         """Set the stream clock from epoch milliseconds."""
         self.stream_clock.set(clock_ms / 1000.0)
+
+    def set_events_held(self, held: int, released_early: int) -> None:
+        """Set the event-time ordering's held and released-early counts."""
+        self.events_held.set(held)
+        self.events_released_early.set(released_early)
 
     def set_ready(self, ready: bool) -> None:
         """Set ``segmenter_worker_ready`` to 1 or 0."""

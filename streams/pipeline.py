@@ -17,22 +17,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from models import dedup
+from models.eventtime import day_of
 from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import decode_state, encode
+from streams.ordering import CaughtUp, EventTimeOrder
 from streams.outbox import Outbox
 from streams.processing import Result, learner_key, new_customer_state, training_sample
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
 
-__all__ = ["Batch", "Pipeline"]
+__all__ = ["Batch", "Pipeline", "Submission"]
 
 log = logging.getLogger(__name__)
 
+MAX_QUEUED_COMMITS = 8  # batches processed but not committed, before submit waits
 LATENCY_KIND = {"segment-changes": "segment_changes", "churn-risk": "churn_risk"}
 
 
@@ -45,6 +49,38 @@ class Batch:
     suppressions: Layer
     # Privacy confirmations say "done": they are sent once the state is durable.
     confirmations: Outbox
+    # One entry per input message handled in this batch: whose it was.
+    submissions: list[Submission] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Submission:
+    """The messages of one agent batch: done once each is committed (or dropped).
+
+    Messages may be held back by the event-time ordering and handled in a
+    later batch (of any agent); the agent acks its messages when ``done``
+    resolves to ``True``, and acks nothing when a rebalance dropped some
+    (``False``: the partition's next owner reads them again).
+    """
+
+    done: asyncio.Future[bool]
+    pending: int = 0
+    closed: bool = False
+    dropped: bool = False
+
+    def settle(self) -> None:
+        """One of the messages is committed (or dropped)."""
+        self.pending -= 1
+        self._resolve()
+
+    def close(self) -> None:
+        """Every message of the batch has been counted."""
+        self.closed = True
+        self._resolve()
+
+    def _resolve(self) -> None:
+        if self.closed and self.pending == 0 and not self.done.done():
+            self.done.set_result(not self.dropped)
 
 
 @dataclass
@@ -55,6 +91,15 @@ class Pipeline:
     customers: StateTable  # customer id -> encoded state
     suppressions: StateTable  # erased customer id -> erase time
     outputs: dict[str, Any]  # logical output name -> OutputTopic
+    # Event-time order across topics (None: handle messages as they come).
+    order: EventTimeOrder | None = None
+    # (logical topic, partition) -> nothing left to read there (see streams.app)
+    caught_up: CaughtUp = field(default=lambda topic, partition: True)
+    # Whether events may be held back now (not while a rebalance is under way).
+    may_hold: Callable[[], bool] = field(default=lambda: True)
+    # (logical topic, partition) -> offset and monotonic time of the last message received
+    received: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
+    receiving_since: float | None = None  # first message since the start or a rebalance
     # Batches waiting to commit, in the order they were processed (group commit).
     _queue: list[tuple[Batch, asyncio.Future[None]]] = field(default_factory=list)
     _committer: asyncio.Future[None] | None = None
@@ -70,20 +115,64 @@ class Pipeline:
         )
 
     async def on_batch(self, topic: str, messages: list[Any]) -> None:
-        """Process the messages of the logical input ``topic`` and commit them."""
+        """Handle the messages of the logical input ``topic`` and wait until committed.
+
+        Messages held back by the event-time ordering are waited for too.
+        """
         await (await self.submit(topic, messages))
 
-    async def submit(self, topic: str, messages: list[Any]) -> asyncio.Future[None]:
-        """Process the messages, send their outputs, and queue the batch's commit.
+    async def submit(self, topic: str, messages: list[Any]) -> asyncio.Future[bool]:
+        """Take in one agent batch; handle what is due; send outputs; queue the commit.
 
-        Returns the future of the commit: the caller acks the messages when it
-        is done, and may process its next batch meanwhile. The outputs are
-        handed to the producer before returning, so downstream consumers get
-        them without waiting for the commits queued before this one.
+        Returns a future that resolves once every message of the batch is
+        committed (``True``) or was dropped by a rebalance (``False``): the
+        agent acks its messages then, and may take its next batch meanwhile.
+        Invalid messages are dead-lettered at once. Valid ones go through the
+        event-time ordering (:mod:`streams.ordering`), so this batch also
+        handles other agents' events whose turn has come.
         """
+        if len(self._queue) >= MAX_QUEUED_COMMITS:
+            await self._queue[-1][1]  # the broker is slow: do not run ahead of it
+        submission = Submission(asyncio.get_running_loop().create_future())
         batch = self.open_batch()
+        now = time.monotonic()
+        if self.receiving_since is None:
+            self.receiving_since = now
+        order = self.order if self.order is not None and self.may_hold() else None
         for message in messages:
-            self.process(topic, message, batch)
+            self.received[(topic, message.partition)] = (message.offset, now)
+            submission.pending += 1
+            event = self.parse(topic, message, batch)
+            if event is None or order is None:
+                if event is not None:
+                    self.apply(topic, message, event, batch)
+                batch.submissions.append(submission)
+                continue
+            order.hold(
+                topic,
+                message.partition,
+                event["ts"],
+                message.offset,
+                (topic, message, event, submission),
+            )
+        submission.close()
+        self.rt.metrics.observe_batch(topic, len(messages))
+        await self._run(batch)
+        return submission.done
+
+    async def release_due(self) -> int:
+        """Handle held events whose turn has come without a new message (a timer)."""
+        if self.order is None or not len(self.order):
+            return 0
+        batch = self.open_batch()
+        await self._run(batch)
+        return len(batch.submissions)
+
+    async def _run(self, batch: Batch) -> None:
+        if self.order is not None:
+            for topic, message, event, submission in self.order.release(self.caught_up):
+                self.apply(topic, message, event, batch)
+                batch.submissions.append(submission)
         try:
             await batch.outbox.send()
         except Exception:  # the commit sends them again, and retries until it succeeds
@@ -91,11 +180,38 @@ class Pipeline:
         started = time.perf_counter()
         committed = self.enqueue_commit(batch)
 
-        def observe(_: asyncio.Future[None]) -> None:
-            self.rt.metrics.observe_batch(topic, len(messages), time.perf_counter() - started)
+        def settle(_: asyncio.Future[None]) -> None:
+            self.rt.metrics.observe_commit(time.perf_counter() - started)
+            for submission in batch.submissions:
+                submission.settle()
 
-        committed.add_done_callback(observe)
-        return committed
+        committed.add_done_callback(settle)
+
+    def drop_held(self) -> int:
+        """Forget the held events (a rebalance): their owners ack nothing of theirs."""
+        if self.order is None:
+            return 0
+        dropped = self.order.clear()
+        log.info("rebalance: %d held events dropped (read again by the new owner)", len(dropped))
+        self.received.clear()
+        self.receiving_since = None
+        for _, _, _, submission in dropped:
+            submission.dropped = True
+            submission.settle()
+        return len(dropped)
+
+    def sweep_clock(self, partition: int) -> int:
+        """How far the sweep may bring ``partition``'s silent customers.
+
+        The stream clock, but never past an event of the partition that is
+        still held back or not read yet, so the sweep does not evaluate a
+        customer at a day before their events of that day are in.
+        """
+        now = self.rt.clock.now_ms
+        if self.order is None:
+            return now
+        watermark = self.order.watermark(partition, self.caught_up)
+        return max(0, int(min(now, watermark))) if watermark > 0 else 0
 
     async def on_message(self, topic: str, message: Any) -> None:
         """Process one message (a batch of one)."""
@@ -165,10 +281,14 @@ class Pipeline:
             batch.confirmations.clear()
 
     def process(self, topic: str, message: Any, batch: Batch) -> None:
-        """Process one Kafka message of the logical input ``topic`` into ``batch``."""
-        metrics = self.rt.metrics
-        started = time.perf_counter()
-        metrics.consumed(topic)
+        """Handle one Kafka message of the logical input ``topic`` into ``batch`` now."""
+        event = self.parse(topic, message, batch)
+        if event is not None:
+            self.apply(topic, message, event, batch)
+
+    def parse(self, topic: str, message: Any, batch: Batch) -> dict[str, Any] | None:
+        """The validated event, or ``None`` after dead-lettering the message."""
+        self.rt.metrics.consumed(topic)
         try:
             event = validate(
                 topic,
@@ -183,6 +303,20 @@ class Pipeline:
                     "customer_id",
                     f"message key {key!r} differs from customer_id; produce with key = customer_id",
                 )
+            return event
+        except InvalidEvent as err:
+            self.reject(topic, message, err, err.reason, batch)
+        except Exception as exc:  # a poison message must not stop the partition
+            log.exception(
+                "validation failed for %s[%s]@%s", message.topic, message.partition, message.offset
+            )
+            self.reject(topic, message, exc, "processing_error", batch)
+        return None
+
+    def apply(self, topic: str, message: Any, event: dict[str, Any], batch: Batch) -> None:
+        """Apply one validated event to its customer; dead-letter it if that fails."""
+        started = time.perf_counter()
+        try:
             if topic == "privacy":
                 self.on_privacy(event, message, batch)
             else:
@@ -195,7 +329,7 @@ class Pipeline:
             )
             self.reject(topic, message, exc, "processing_error", batch)
         else:
-            metrics.observe_processing(topic, time.perf_counter() - started)
+            self.rt.metrics.observe_processing(topic, time.perf_counter() - started)
 
     # -- behaviour and profile events ------------------------------------------
     def on_event(self, topic: str, event: dict[str, Any], message: Any, batch: Batch) -> None:
@@ -219,9 +353,9 @@ class Pipeline:
             state,
             topic,
             event,
-            self.rt.clock.now_ms,
             self.rt.assigner,
             self.rt.churn_params,
+            self.rt.reviewed_through(partition),
         )
         if result.status == "duplicate":
             metrics.duplicate(topic)
@@ -365,7 +499,7 @@ class Pipeline:
     async def review_partition(
         self, keys: list[str], partition: int, sweep: PartitionSweep, chunk: int = 100
     ) -> int:
-        """Re-evaluate silent customers at the stream clock; gather statistics.
+        """Bring silent customers up to the sweep's day; gather statistics.
 
         Works ``chunk`` customers at a time, each chunk a batch of its own, so
         ingest batches run in between and their latency stays low.
@@ -377,19 +511,30 @@ class Pipeline:
             await self.commit(batch)
         return changed
 
+    async def drain(self) -> None:
+        """Wait until every batch processed so far is committed (in the store)."""
+        while self._committer is not None and not self._committer.done():
+            await asyncio.shield(self._committer)
+
     def _review(self, keys: list[str], partition: int, sweep: PartitionSweep, batch: Batch) -> int:
         changed = 0
-        clock_ms = self.rt.clock.now_ms
+        day = day_of(sweep.clock_ms)
+        reviewed_through = self.rt.reviewed_through(partition)
         processor = self.rt.processor
         model_version = self.rt.assigner_signature()
         for customer_id in keys:
             state = decode_state(self.customers.get(customer_id, partition))
             if state is None or state.get("opted_out"):
                 continue
-            if processor.due_for_review(state, clock_ms, model_version):
+            if processor.due_for_review(state, day, model_version):
                 try:
                     result = processor.review(
-                        customer_id, state, clock_ms, self.rt.assigner, self.rt.churn_params
+                        customer_id,
+                        state,
+                        day,
+                        self.rt.assigner,
+                        self.rt.churn_params,
+                        reviewed_through,
                     )
                 except Exception:  # one customer's bad state must not stop the sweep
                     log.exception("review failed for a customer of this partition")

@@ -11,7 +11,12 @@ the output sequence number always agree, also after a crash::
     {"f": <models.features state>, "dedup": <models.dedup state>,
      "seg": {segment_type: {"current", "since_ms", "label"}},
      "churn": {"level", "score", "since_ms", "reasons", "review_ms"},
-     "seq": int, "train_day": int, "browse_day": int, "off": {topic: [partition, offset]}}
+     "seq": int, "train_day": int, "browse_day": int, "off": {topic: [partition, offset]},
+     "eval_day": int, "t": int}
+
+``eval_day`` is the last day the customer was brought up to, and ``t`` their
+own clock: the time of their latest event, or of the latest evaluation that
+changed a segment or churn level.
 """
 
 from __future__ import annotations
@@ -70,6 +75,12 @@ class Result:
     flaps: list[str] = field(default_factory=list)  # segment types that flapped
     write: bool = False  # whether the state must be written back
 
+    def merge(self, later: Result) -> None:
+        """Append the outputs of a later evaluation of the same customer."""
+        self.segment_changes.extend(later.segment_changes)
+        self.churn_events.extend(later.churn_events)
+        self.flaps.extend(later.flaps)
+
 
 @dataclass
 class CustomerProcessor:
@@ -97,11 +108,21 @@ class CustomerProcessor:
         state: dict[str, Any] | None,
         topic: str,
         event: dict[str, Any],
-        clock_ms: int,
         assigner: SegmentAssigner | None,
         churn_params: Any = None,
+        reviewed_through: int = -1,
     ) -> Result:
-        """Apply one validated event (``ts`` in epoch ms) of ``topic``."""
+        """Apply one validated event (``ts`` in epoch ms) of ``topic``.
+
+        The customer is evaluated in their own event time: first at the start
+        of every day since their last evaluation up to the event's day (what
+        the daily sweep would have done, had it run before the event), then at
+        the event's ``ts`` (or at their last evaluation time, for an event older
+        than that). So the outcome depends on the customer's events alone, not
+        on how far other customers' events have moved the stream clock.
+        ``reviewed_through`` is the last day the sweep has evaluated every
+        customer of the partition at (those days are not evaluated again).
+        """
         if state is None:
             state = new_customer_state()
         elif state.get("opted_out"):
@@ -112,17 +133,19 @@ class CustomerProcessor:
         if verdict != "new":
             # A duplicate changes nothing; a late event's id was not remembered.
             return Result(verdict, state)
-        features.apply_event(state["f"], topic, event)
-        clock_ms = max(clock_ms, event["ts"])
         today = day_of(event["ts"])
-        if self.can_skip_evaluation(state, topic, today):
-            result = Result("new", state)
-        else:
-            state["eval_day"] = today
+        result = self.catch_up(customer_id, state, today, assigner, churn_params, reviewed_through)
+        features.apply_event(state["f"], topic, event)
+        clock_ms = max(state.get("t", 0), event["ts"])
+        state["t"] = clock_ms
+        if not self.can_skip_evaluation(state, topic, today):
+            state["eval_day"] = day_of(clock_ms)
             if topic == "browsing":
                 state["browse_day"] = today
-            result = self.evaluate(
-                customer_id, state, clock_ms, assigner, event["event_id"], churn_params
+            result.merge(
+                self.evaluate(
+                    customer_id, state, clock_ms, assigner, event["event_id"], churn_params
+                )
             )
         result.status = "new"
         result.write = True
@@ -134,6 +157,38 @@ class CustomerProcessor:
             result.training_vector = cluster_vector(feats)
             if feats.get("T") is not None:
                 result.btyd = [feats["frequency"], feats["recency"], feats["T"]]
+        return result
+
+    def catch_up(
+        self,
+        customer_id: str,
+        state: dict[str, Any],
+        until_day: int,
+        assigner: SegmentAssigner | None,
+        churn_params: Any = None,
+        reviewed_through: int = -1,
+    ) -> Result:
+        """Evaluate the customer at the start of each day after their last evaluation.
+
+        Days up to ``until_day``, skipping those up to ``reviewed_through``
+        (already evaluated by the sweep). A customer never evaluated has
+        nothing to catch up. Evaluating a day again that changed nothing
+        changes nothing, so the caller may drop the state of a catch-up without
+        outputs and repeat it later.
+        """
+        result = Result("unchanged", state)
+        if "eval_day" not in state or state.get("opted_out"):
+            return result
+        first = max(state["eval_day"], reviewed_through) + 1
+        for day in range(first, until_day + 1):
+            step = self.evaluate(
+                customer_id, state, day * MS_PER_DAY, assigner, f"clock:{day}", churn_params
+            )
+            if step.segment_changes or step.churn_events:
+                state["t"] = max(state.get("t", 0), day * MS_PER_DAY)
+                result.merge(step)
+        if first <= until_day:
+            state["eval_day"] = until_day
         return result
 
     @staticmethod
@@ -157,40 +212,49 @@ class CustomerProcessor:
         self,
         customer_id: str,
         state: dict[str, Any],
-        clock_ms: int,
+        day: int,
         assigner: SegmentAssigner | None,
         churn_params: Any = None,
+        reviewed_through: int = -1,
     ) -> Result:
-        """Re-evaluate a customer as the stream clock moves on (no event of theirs)."""
+        """Bring a customer without new events up to the start of ``day`` (the sweep).
+
+        Every day since their last evaluation is evaluated in turn
+        (:meth:`catch_up`). A customer whose clusters changed (a new model) and
+        who had nothing to catch up is placed again at their own latest time.
+        """
         if state.get("opted_out"):
             return Result("opted_out", state)
-        trigger = f"clock:{day_of(clock_ms)}"
-        result = self.evaluate(customer_id, state, clock_ms, assigner, trigger, churn_params)
-        # Written back only when something changed; an unchanged customer is not
-        # due again before the next stream day's pass anyway.
+        result = self.catch_up(customer_id, state, day, assigner, churn_params, reviewed_through)
+        if assigner is not None and state.get("model") != assigner_signature(assigner):
+            when = max(state.get("t", 0), day * MS_PER_DAY)
+            step = self.evaluate(customer_id, state, when, assigner, f"clock:{day}", churn_params)
+            if step.segment_changes or step.churn_events:
+                state["t"] = when
+                result.merge(step)
+        # Written back only when something changed; an unchanged customer is
+        # evaluated again (with the same outcome) only if the sweep's progress
+        # is lost.
         result.write = bool(result.segment_changes or result.churn_events)
-        if result.write:
-            state["eval_day"] = day_of(clock_ms)
         result.status = "changed" if result.write else "unchanged"
         return result
 
     def due_for_review(
-        self, state: dict[str, Any], clock_ms: int, model_version: str | None = None
+        self, state: dict[str, Any], day: int, model_version: str | None = None
     ) -> bool:
-        """Whether a silent customer should be re-evaluated at ``clock_ms``.
+        """Whether the sweep has anything to do for this customer at the start of ``day``.
 
-        A customer not evaluated yet on the current day of stream time is
-        re-evaluated by the sweep, so lifecycle, value and churn move on without
-        waiting for the customer's next event; so is a customer not yet placed
-        by the current cluster model.
-        (Day granularity is the resolution of every duration feature, so a
-        finer timer could not change an answer.)
+        A customer not evaluated yet on ``day`` is brought up to it, so
+        lifecycle, value and churn move on without waiting for the customer's
+        next event; so is a customer not yet placed by the current cluster
+        model. (Day granularity is the resolution of every duration feature,
+        so a finer timer could not change an answer.)
         """
         if state.get("opted_out"):
             return False
         if model_version is not None and state.get("model") != model_version:
             return True  # new or changed clusters: place the customer among them
-        return bool(state.get("eval_day", -1) < day_of(clock_ms))
+        return bool(state.get("eval_day", day) < day)
 
     def leave_all_segments(
         self, customer_id: str, state: dict[str, Any], ts_ms: int, trigger: str

@@ -294,8 +294,12 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
 
     def sweep(midnight: int) -> None:
         for cid, state in states.items():
-            if processor.due_for_review(state, midnight):
-                record(processor.review(cid, state, midnight, rt.assigner, rt.churn_params))
+            if processor.due_for_review(state, midnight // MS_PER_DAY):
+                record(
+                    processor.review(
+                        cid, state, midnight // MS_PER_DAY, rt.assigner, rt.churn_params
+                    )
+                )
 
     for topic, event in sim.events():
         ts = event["ts"] if type(event["ts"]) is int else parse_ts(event["ts"])
@@ -307,9 +311,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
                 sweep(d * MS_PER_DAY)
         current_day = day
         cid = event["customer_id"]
-        result = processor.handle(
-            cid, states.get(cid), topic, event, rt.clock.now_ms, rt.assigner, rt.churn_params
-        )
+        result = processor.handle(cid, states.get(cid), topic, event, rt.assigner, rt.churn_params)
         if result.status != "new" or result.state is None:
             continue
         n_events += 1

@@ -43,6 +43,17 @@ class Runtime:
         if ts_ms > self.partition_clock.get(partition, 0):
             self.partition_clock[partition] = ts_ms
 
+    def reviewed_through(self, partition: int) -> int:
+        """Last day the sweep brought every customer of ``partition`` up to.
+
+        Kept in the partition's stream-clock record, so a worker that takes
+        the partition over (or restarts) does not evaluate those days again.
+        """
+        day = self.partition_stats.get(partition, {}).get("reviewed_through")
+        if day is None:
+            day = self.remote_stats.get(f"p{partition}", {}).get("reviewed_through", -1)
+        return int(day)
+
     def assigner_signature(self) -> str | None:
         """Signature (cluster ids) of the model in use, ``None`` before the first."""
         if self.assigner is None:

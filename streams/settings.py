@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         "it adds when traffic is light.",
     )
 
+    order_max_held: int = Field(
+        50_000,
+        ge=0,
+        description="Most input events held back so that a partition's events are "
+        "handled in event-time order across the input topics (a backlog or replay); "
+        "beyond it the oldest go first. 0 handles events in arrival order.",
+    )
+
     def reachable_host(self) -> str:
         """The host name this worker advertises to the others."""
         if self.advertised_host:

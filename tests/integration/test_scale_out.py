@@ -6,37 +6,26 @@ one consumer group, partitions split between them). Afterwards
 every customer: features, every segment (lifecycle, value, nps, cluster, ...)
 with its label, churn level, score and reasons, and the stream clock.
 
-Three things make two runs differ even with ONE worker each, so the test
-removes them; any difference left is the scale-out's doing:
+The model is the one thing that makes two runs differ even with ONE worker
+each, so the test removes it: it is learned online and published as
+versioned snapshots, so which snapshot a customer was assigned with depends
+on timing. Both stacks get the same frozen snapshot on ``segment-models``
+before their workers start, and run with ``SEGMENTER_LEARNING=false``. The
+snapshot message is built in-process exactly as the learner worker builds it
+(a separate simulated population through :meth:`CustomerProcessor.handle`,
+its training samples through :class:`~streams.learner.LearnerHost`,
+``snapshot_message()``); seeded, so the same model on every run.
 
-* **The model.** It is learned online and published as versioned snapshots,
-  so which snapshot a customer was assigned with depends on timing. Both
-  stacks get the same frozen snapshot on ``segment-models`` before their
-  workers start, and run with ``SEGMENTER_LEARNING=false``. The snapshot
-  message is built in-process exactly as the learner worker builds it (a
-  separate simulated population through :meth:`CustomerProcessor.handle`,
-  its training samples through :class:`~streams.learner.LearnerHost`,
-  ``snapshot_message()``); seeded, so the same model on every run.
-* **Cross-topic order and the clock.** Kafka orders a customer's events
-  within one topic partition only; how a worker interleaves topics and
-  partitions is up to the consumer, and every evaluation happens at the
-  stream clock, the largest event time seen anywhere. Segments and churn
-  levels carry hysteresis, minimum dwell and labels frozen at the
-  transition, so they depend on that order and clock (measured: producing
-  the whole history at once into two single-worker stacks gave different
-  lifecycle labels for 23 of 80 customers and a different churn level for
-  one; with the history fed day by day, a cluster could still depend on
-  whether a customer's browsing or purchase of the same day came first).
-  The history is therefore delivered one UTC day at a time, in rounds in
-  which each customer's events come from one topic only
-  (:func:`delivery_plan`), each round handled by both stacks before the next.
-* **The daily sweep.** When the stream clock enters a new day, a pass
-  re-evaluates every customer not yet evaluated that day; if it reaches a
-  customer after their first events of that day, that midnight evaluation
-  never happens (a churn level can end ``low`` instead of ``medium``). Each
-  day therefore starts with a marker event at midnight (customer
-  ``zz-midnight``), and the day's events follow once every partition's pass
-  has run (a new tick on every ``clock-ticks`` partition, all committed).
+The history is delivered one UTC day at a time, each day starting with a
+marker event at midnight (customer ``zz-midnight``) and its events following
+once every partition's sweep pass has run, in rounds in which each customer's
+events come from one topic only (:func:`delivery_plan`), each round handled
+by both stacks before the next: live traffic, with a known point of the
+history at which a worker can leave or join. (Cross-topic order and the
+sweep's timing no longer change the outcome — the workers order each
+partition's events in event time and evaluate every customer in their own
+time — which ``tests/integration/test_backlog_order.py`` shows with the whole
+history produced at once.)
 
 That is the history lived through in order, as a live deployment sees it.
 
@@ -101,7 +90,7 @@ def frozen_model_message(customers: int = 200, days: int = DAYS, seed: int = 11)
     for topic, event in Simulation(customers=customers, days=days, seed=seed).events():
         event = dict(event, ts=parse_ts(event["ts"]))
         cid = event["customer_id"]
-        result = processor.handle(cid, states.get(cid), topic, event, rt.clock.now_ms, None)
+        result = processor.handle(cid, states.get(cid), topic, event, None)
         if result.status != "new" or result.state is None:
             continue
         rt.clock.observe(event["ts"])

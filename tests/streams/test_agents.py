@@ -29,7 +29,11 @@ class RecordingTopic:
 
 @pytest.fixture
 def app(tmp_path: Any) -> Any:
-    app = create_app(Settings(store="memory://", data_dir=tmp_path, app_id="agent-tests"))
+    # Events in arrival order: the event-time order needs a running consumer's
+    # high watermarks (tests/streams/test_ordering.py, tests/integration).
+    app = create_app(
+        Settings(store="memory://", data_dir=tmp_path, app_id="agent-tests", order_max_held=0)
+    )
     app.segmenter.broadcast_caught_up.set()  # no broadcast topics in a test context
     app.pipeline.outputs = defaultdict(RecordingTopic)
     changelog: list[tuple[str, bytes, bytes | None, int]] = []

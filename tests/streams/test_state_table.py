@@ -152,7 +152,9 @@ def purchase(event_id: str, ts: int) -> bytes:
 
 @pytest.fixture
 def ordered_app(tmp_path: Any) -> Any:
-    app = create_app(Settings(store="memory://", data_dir=tmp_path, app_id="order-tests"))
+    app = create_app(
+        Settings(store="memory://", data_dir=tmp_path, app_id="order-tests", order_max_held=0)
+    )
     app.segmenter.broadcast_caught_up.set()
     log: list[str] = []
     app.pipeline.outputs = {

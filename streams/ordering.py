@@ -1,0 +1,154 @@
+"""Hand a partition's events over in event-time order, whatever topic they came on.
+
+A customer's events arrive on several topics (purchases, browsing, ...) that
+the consumer reads at different speeds: in a backlog, one topic can be days of
+event time ahead of another on the same partition. Evaluating a customer in
+arrival order would then depend on those speeds (a purchase of day 20 seen
+before the browsing of day 12). :class:`EventTimeOrder` holds events back
+until every input topic of their partition has caught up to them, then hands
+them over in ``(ts, topic)`` order, each topic-partition in its own offset
+order (a merge of sorted streams), so a backlog is processed in the order it
+happened, on one worker or many.
+
+A topic-partition does not hold the others back when it is *caught up* (the
+caller says when: nothing left to read, or nothing read for a while). In live
+traffic every topic is caught up, so nothing waits. Out of memory's way, at
+most ``max_held`` events wait; beyond that the oldest are handed over anyway
+(and counted), trading order for progress.
+
+Pure Python, no Kafka: :mod:`streams.pipeline` supplies the caught-up test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CaughtUp", "EventTimeOrder"]
+
+CaughtUp = Callable[[str, int], bool]  # (logical topic, partition) -> nothing left to wait for
+
+
+@dataclass
+class EventTimeOrder:
+    """Per-partition event-time ordering across the input topics.
+
+    Each topic-partition keeps its own order (offsets are never overtaken
+    within a topic: the per-customer offset watermark relies on it); the
+    topics of a partition are merged by ``(ts, topic)``, as in a merge of
+    sorted streams.
+
+    Parameters
+    ----------
+    topics
+        The logical input topics; ties in ``ts`` are broken in this order.
+    max_held
+        Most events held at once; beyond it the oldest are released.
+
+    Examples
+    --------
+    Purchases run ahead of browsing on partition 0: the purchase at 30 waits
+    until browsing has gone past 30 (or has caught up).
+
+    >>> order = EventTimeOrder(["purchases", "browsing"])
+    >>> behind = lambda topic, partition: False  # both topics still have a backlog
+    >>> order.hold("purchases", 0, ts=30, offset=7, item="p@30")
+    >>> order.hold("browsing", 0, ts=10, offset=3, item="b@10")
+    >>> order.hold("browsing", 0, ts=20, offset=4, item="b@20")
+    >>> order.release(behind)  # browsing's next event may be older than 30
+    ['b@10', 'b@20']
+    >>> order.hold("browsing", 0, ts=40, offset=5, item="b@40")
+    >>> order.release(behind)  # purchases' next may be older than 40
+    ['p@30']
+    >>> order.release(lambda topic, partition: True)  # all caught up: nothing waits
+    ['b@40']
+    """
+
+    topics: Sequence[str]
+    max_held: int = 50_000
+    forced: int = 0  # events released before their turn because max_held was reached
+    # partition -> topic -> (ts, offset, item) in arrival (offset) order
+    _held: dict[int, dict[str, deque[tuple[int, int, Any]]]] = field(default_factory=dict)
+    _newest: dict[tuple[str, int], int] = field(default_factory=dict)
+    _count: int = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def hold(self, topic: str, partition: int, ts: int, offset: int, item: Any) -> None:
+        """Take in one event (it is released by a later :meth:`release`)."""
+        key = (topic, partition)
+        if ts > self._newest.get(key, -math.inf):
+            self._newest[key] = ts
+        queues = self._held.setdefault(partition, {})
+        queues.setdefault(topic, deque()).append((ts, offset, item))
+        self._count += 1
+
+    def _next(self, partition: int) -> tuple[float, str] | None:
+        """Time and topic of the partition's next event in order, if any is held."""
+        best: tuple[float, int, str] | None = None
+        for rank, topic in enumerate(self.topics):
+            queue = self._held.get(partition, {}).get(topic)
+            if queue:
+                candidate = (queue[0][0], rank, topic)
+                if best is None or candidate < best:
+                    best = candidate
+        return None if best is None else (best[0], best[2])
+
+    def _waiting_for(self, partition: int, caught_up: CaughtUp) -> float:
+        """Events of ``partition`` older than this cannot be overtaken: the newest
+        time seen on every topic with nothing held that is not caught up."""
+        bound = math.inf
+        queues = self._held.get(partition, {})
+        for topic in self.topics:
+            if not queues.get(topic) and not caught_up(topic, partition):
+                bound = min(bound, self._newest.get((topic, partition), -math.inf))
+        return bound
+
+    def watermark(self, partition: int, caught_up: CaughtUp) -> float:
+        """Every event of ``partition`` older than this has been released."""
+        upcoming = self._next(partition)
+        first = upcoming[0] if upcoming is not None else math.inf
+        return min(first, self._waiting_for(partition, caught_up))
+
+    def release(self, caught_up: CaughtUp) -> list[Any]:
+        """The events whose turn has come, in order within each partition."""
+        out: list[Any] = []
+        for partition in list(self._held):
+            while True:
+                upcoming = self._next(partition)
+                # Strictly older: a topic that is behind may still bring more
+                # events of its newest time.
+                if upcoming is None or upcoming[0] >= self._waiting_for(partition, caught_up):
+                    break
+                out.append(self._pop(partition, upcoming[1]))
+        while self._count > self.max_held:
+            partition = min(
+                (p for p in self._held if self._next(p) is not None),
+                key=lambda p: self._next(p),  # type: ignore[arg-type,return-value]
+            )
+            upcoming = self._next(partition)
+            assert upcoming is not None
+            out.append(self._pop(partition, upcoming[1]))
+            self.forced += 1
+        return out
+
+    def _pop(self, partition: int, topic: str) -> Any:
+        self._count -= 1
+        return self._held[partition][topic].popleft()[-1]
+
+    def clear(self) -> list[Any]:
+        """Forget every held event (a rebalance); returns them."""
+        items = [
+            entry[-1]
+            for queues in self._held.values()
+            for queue in queues.values()
+            for entry in queue
+        ]
+        self._held.clear()
+        self._newest.clear()
+        self._count = 0
+        return items
