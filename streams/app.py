@@ -322,8 +322,9 @@ def _ingest_agent(
 ) -> Any:
     async def ingest(stream: Any) -> None:
         # Batches amortise the state writes and the output acknowledgements
-        # (streams.pipeline). The agent takes its next batch while earlier ones
-        # commit, or wait for their turn in event time (streams.ordering).
+        # (streams.pipeline). The agent takes its next batch once this one is
+        # committed; its messages held for their turn in event time
+        # (streams.ordering) are acked later, by _ack_when_committed.
         async for events in stream.take_events(batch_size, within=linger_ms / 1000):
             # take_events acks the batch when this body ends: hold one more
             # reference per message and release it only once the message is
@@ -340,10 +341,14 @@ def _ingest_agent(
             # partition it no longer owns.
             generation = app.consumer_generation_id
             current = [event for event in events if event.message.generation_id == generation]
-            done = await pipeline.submit(name, [event.message for event in current])
-            acked = asyncio.ensure_future(_ack_when_committed(app, stream, current, done))
+            submission = await pipeline.submit(name, [event.message for event in current])
+            acked = asyncio.ensure_future(
+                _ack_when_committed(app, stream, current, submission.done)
+            )
             pending_acks.add(acked)  # (a task nobody holds may be garbage-collected)
             acked.add_done_callback(pending_acks.discard)
+            assert submission.committed is not None
+            await submission.committed
 
     ingest.__name__ = f"ingest_{name}"
     return ingest

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BrokerError", "LocalBroker"]
+__all__ = ["BrokerError", "LocalBroker", "new_cluster_id"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POM = REPO_ROOT / "kafka" / "pom.xml"
@@ -174,8 +174,8 @@ class LocalBroker:
     def _format_storage(self, props: Path) -> None:
         if (self.home / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props))
+        cluster_id = f"--cluster-id={new_cluster_id()}"
+        cmd = self._java("kafka.tools.StorageTool", "format", cluster_id, "-c", str(props))
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise BrokerError("formatting KRaft storage failed:\n" + result.stdout + result.stderr)
@@ -269,3 +269,19 @@ async def metadata_ping(bootstrap: str, timeout: float = 5.0) -> list[str]:
     finally:
         await admin.close()
         quiet.setLevel(level)
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 bytes, URL-safe base64, never starting with ``-``.
+
+    (``kafka-storage format -t -x…`` takes such an id for an option; Kafka's own
+    ``Uuid.randomUuid`` draws again in that case, and so do we.)
+
+    >>> ids = [new_cluster_id() for _ in range(2000)]
+    >>> any(i.startswith("-") for i in ids), {len(i) for i in ids}
+    (False, {22})
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

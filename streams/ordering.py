@@ -90,13 +90,19 @@ class EventTimeOrder:
     def _next(self, partition: int) -> tuple[float, str] | None:
         """Time and topic of the partition's next event in order, if any is held."""
         best: tuple[float, int, str] | None = None
-        for rank, topic in enumerate(self.topics):
-            queue = self._held.get(partition, {}).get(topic)
+        for rank, (topic, queue) in enumerate(self._queues(partition)):
             if queue:
                 candidate = (queue[0][0], rank, topic)
                 if best is None or candidate < best:
                     best = candidate
         return None if best is None else (best[0], best[2])
+
+    def _queues(self, partition: int) -> list[tuple[str, deque[tuple[int, int, Any]]]]:
+        """The partition's queues, one per topic in tie-break order."""
+        queues = self._held.get(partition)
+        if queues is None:
+            return []
+        return [(topic, queues[topic]) for topic in self.topics if topic in queues]
 
     def _waiting_for(self, partition: int, caught_up: CaughtUp) -> float:
         """Events of ``partition`` older than this cannot be overtaken: the newest
@@ -104,9 +110,14 @@ class EventTimeOrder:
         bound = math.inf
         queues = self._held.get(partition, {})
         for topic in self.topics:
-            if not queues.get(topic) and not caught_up(topic, partition):
-                bound = min(bound, self._newest.get((topic, partition), -math.inf))
+            if not queues.get(topic):
+                bound = min(bound, self._bound_of(topic, partition, caught_up))
         return bound
+
+    def _bound_of(self, topic: str, partition: int, caught_up: CaughtUp) -> float:
+        if caught_up(topic, partition):
+            return math.inf
+        return self._newest.get((topic, partition), -math.inf)
 
     def watermark(self, partition: int, caught_up: CaughtUp) -> float:
         """Every event of ``partition`` older than this has been released."""
@@ -117,14 +128,18 @@ class EventTimeOrder:
     def release(self, caught_up: CaughtUp) -> list[Any]:
         """The events whose turn has come, in order within each partition."""
         out: list[Any] = []
-        for partition in list(self._held):
+        for partition, queues in self._held.items():
+            bound = self._waiting_for(partition, caught_up)
             while True:
                 upcoming = self._next(partition)
                 # Strictly older: a topic that is behind may still bring more
                 # events of its newest time.
-                if upcoming is None or upcoming[0] >= self._waiting_for(partition, caught_up):
+                if upcoming is None or upcoming[0] >= bound:
                     break
-                out.append(self._pop(partition, upcoming[1]))
+                topic = upcoming[1]
+                out.append(self._pop(partition, topic))
+                if not queues[topic]:  # nothing held of it now: it bounds the others
+                    bound = min(bound, self._bound_of(topic, partition, caught_up))
         while self._count > self.max_held:
             partition = min(
                 (p for p in self._held if self._next(p) is not None),

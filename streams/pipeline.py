@@ -1,12 +1,14 @@
 """The hot path: a batch of input messages in, outputs and state out.
 
-Each input agent hands :meth:`Pipeline.on_batch` the messages of one
-``stream.take_events`` batch. Processing is synchronous and in order; the
-batch's outputs go to the producer at once; then :meth:`Pipeline.commit`
-waits for their acknowledgements, and only then writes the changed customers (one changelog
-record and one RocksDB write per customer per batch, see
-:mod:`streams.state_table`). Faust acks the messages after that, so their
-offsets are committed only once everything they caused is durable.
+Each input agent hands :meth:`Pipeline.submit` the messages of one
+``stream.take_events`` batch. Valid events go through the event-time order of
+their partition (:mod:`streams.ordering`); those whose turn has come are
+processed synchronously and in order; the batch's outputs go to the producer at
+once; then the commit waits for their acknowledgements, and only then writes
+the changed customers (one changelog record and one RocksDB write per customer
+per batch, see :mod:`streams.state_table`). The agent acks its messages after
+that, so their offsets are committed only once everything they caused is
+durable.
 
 A message that cannot be parsed, validated or processed goes to
 ``dead-letters`` with the reason; the worker never stops on one bad message.
@@ -64,6 +66,7 @@ class Submission:
     """
 
     done: asyncio.Future[bool]
+    committed: asyncio.Future[None] | None = None  # the batch its submit processed
     pending: int = 0
     closed: bool = False
     dropped: bool = False
@@ -119,14 +122,17 @@ class Pipeline:
 
         Messages held back by the event-time ordering are waited for too.
         """
-        await (await self.submit(topic, messages))
+        await (await self.submit(topic, messages)).done
 
-    async def submit(self, topic: str, messages: list[Any]) -> asyncio.Future[bool]:
+    async def submit(self, topic: str, messages: list[Any]) -> Submission:
         """Take in one agent batch; handle what is due; send outputs; queue the commit.
 
-        Returns a future that resolves once every message of the batch is
-        committed (``True``) or was dropped by a rebalance (``False``): the
-        agent acks its messages then, and may take its next batch meanwhile.
+        Returns the :class:`Submission`: its ``done`` resolves once every
+        message of the batch is committed (``True``) or was dropped by a
+        rebalance (``False``), when the agent acks them; ``committed`` once
+        the batch this call processed is committed, which the agent waits
+        for before taking its next batch (the wait makes batches bigger under
+        load, and never depends on another agent).
         Invalid messages are dead-lettered at once. Valid ones go through the
         event-time ordering (:mod:`streams.ordering`), so this batch also
         handles other agents' events whose turn has come.
@@ -157,22 +163,25 @@ class Pipeline:
             )
         submission.close()
         self.rt.metrics.observe_batch(topic, len(messages))
-        await self._run(batch)
-        return submission.done
+        submission.committed = await self._run(batch)
+        return submission
 
     async def release_due(self) -> int:
         """Handle held events whose turn has come without a new message (a timer)."""
         if self.order is None or not len(self.order):
             return 0
-        batch = self.open_batch()
-        await self._run(batch)
-        return len(batch.submissions)
+        due = self.order.release(self.caught_up)
+        if due:
+            await self._run(self.open_batch(), due)
+        return len(due)
 
-    async def _run(self, batch: Batch) -> None:
-        if self.order is not None:
-            for topic, message, event, submission in self.order.release(self.caught_up):
-                self.apply(topic, message, event, batch)
-                batch.submissions.append(submission)
+    async def _run(self, batch: Batch, due: list[Any] | None = None) -> asyncio.Future[None]:
+        """Handle the events whose turn has come, send outputs, queue the commit."""
+        if due is None and self.order is not None:
+            due = self.order.release(self.caught_up)
+        for topic, message, event, submission in due or ():
+            self.apply(topic, message, event, batch)
+            batch.submissions.append(submission)
         try:
             await batch.outbox.send()
         except Exception:  # the commit sends them again, and retries until it succeeds
@@ -186,6 +195,7 @@ class Pipeline:
                 submission.settle()
 
         committed.add_done_callback(settle)
+        return committed
 
     def drop_held(self) -> int:
         """Forget the held events (a rebalance): their owners ack nothing of theirs."""
