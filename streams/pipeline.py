@@ -314,13 +314,8 @@ class Pipeline:
                     f"message key {key!r} differs from customer_id; produce with key = customer_id",
                 )
             return event
-        except InvalidEvent as err:
-            self.reject(topic, message, err, err.reason, batch)
         except Exception as exc:  # a poison message must not stop the partition
-            log.exception(
-                "validation failed for %s[%s]@%s", message.topic, message.partition, message.offset
-            )
-            self.reject(topic, message, exc, "processing_error", batch)
+            self.reject_failed(topic, message, exc, batch, "validation")
         return None
 
     def apply(self, topic: str, message: Any, event: dict[str, Any], batch: Batch) -> None:
@@ -331,15 +326,23 @@ class Pipeline:
                 self.on_privacy(event, message, batch)
             else:
                 self.on_event(topic, event, message, batch)
-        except InvalidEvent as err:
-            self.reject(topic, message, err, err.reason, batch)
         except Exception as exc:  # a poison message must not stop the partition
-            log.exception(
-                "processing failed for %s[%s]@%s", message.topic, message.partition, message.offset
-            )
-            self.reject(topic, message, exc, "processing_error", batch)
+            self.reject_failed(topic, message, exc, batch, "processing")
         else:
             self.rt.metrics.observe_processing(topic, time.perf_counter() - started)
+
+    def reject_failed(
+        self, topic: str, message: Any, exc: Exception, batch: Batch, stage: str
+    ) -> None:
+        """Dead-letter a message whose ``stage`` raised: with its reason when the
+        event is invalid, as ``processing_error`` (and logged) when the code failed."""
+        if isinstance(exc, InvalidEvent):
+            self.reject(topic, message, exc, exc.reason, batch)
+            return
+        log.exception(
+            "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
+        )
+        self.reject(topic, message, exc, "processing_error", batch)
 
     # -- behaviour and profile events ------------------------------------------
     def on_event(self, topic: str, event: dict[str, Any], message: Any, batch: Batch) -> None:

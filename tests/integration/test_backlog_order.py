@@ -22,10 +22,8 @@ that the comparison is about order, not about which model version was current.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -33,19 +31,20 @@ import pytest
 
 from models.btyd import BGNBDParams
 from models.clustering import SegmentAssigner
-from models.eventtime import day_of, parse_ts
+from models.eventtime import day_of, format_ts, parse_ts
 from schemas import validate
 from streams.app import build_runtime
 from streams.settings import Settings
 from streams.simulator import Simulation
-from streams.topics import INPUT_TOPICS, MODELS_TOPIC
-from tests.integration.conftest import Stack, Worker, handled_total, wait_for
+from streams.topics import INPUT_TOPICS
+from tests.integration.conftest import Stack, handled_total, wait_for
 from tests.integration.test_scale_out import (
     CUSTOMERS,
     DAYS,
     differences,
-    documents,
     frozen_model_message,
+    frozen_single_and_pair,
+    settled,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -87,41 +86,15 @@ def test_a_backlog_gives_what_the_history_lived_in_order_gives(
     customers = sorted({e["customer_id"] for _, e in events})
     final_clock = max(parse_ts(e["ts"]) for _, e in events)
 
-    single = stack_factory(SEGMENTER_LEARNING="false")
-    pair = stack_factory(SEGMENTER_LEARNING="false")
-    for stack in (single, pair):
-        # The model first, then the whole history: a backlog for the workers.
-        asyncio.run(stack.produce([(MODELS_TOPIC, model)], key=lambda _: b"clusters"))
-        asyncio.run(stack.produce(list(events)))
+    with frozen_single_and_pair(stack_factory, model, backlog=events) as (single, pair):
+        workers = [*single.workers, *pair.workers]
+        for stack in (single, pair):
+            wait_for(lambda s=stack: handled_total(s.workers) >= len(events), timeout=120)
 
-    a = single.worker("a1", start=False)
-    b1 = pair.worker("b1", start=False)
-    b2 = pair.worker("b2", start=False)
-    workers = [a, b1, b2]
-    try:
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.wait_ready()
-        for stack_workers in ([a], [b1, b2]):
-            wait_for(lambda w=stack_workers: handled_total(w) >= len(events), timeout=120)
-
-        def settled() -> list[dict[str, Any]] | None:
-            first = [documents(w, customers) for w in workers]
-            for docs in first:
-                for status, doc in docs.values():
-                    if status != 200 or parse_ts(doc["stream_clock"]) != final_clock:
-                        return None
-            time.sleep(3.0)  # a sweep pass may still be running: read again
-            second = [documents(w, customers) for w in workers]
-            if second != first:
-                return None
-            return [{c: doc for c, (_, doc) in docs.items()} for docs in second]
-
-        docs_a, docs_b1, docs_b2 = wait_for(settled, timeout=90, interval=1.0)
-    finally:
-        with ThreadPoolExecutor(len(workers)) as pool:
-            list(pool.map(Worker.stop, workers))
+        served = wait_for(
+            lambda: settled(workers, customers, format_ts(final_clock)), timeout=90, interval=1.0
+        )
+    docs_a, docs_b1, docs_b2 = ({c: doc for c, (_, doc) in docs.items()} for docs in served)
 
     assert docs_b1 == docs_b2
     reference = in_order_reference(events, model)

@@ -39,8 +39,9 @@ import asyncio
 import re
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -294,24 +295,37 @@ def single_and_pair(
     :func:`compare`."""
     model = frozen_model_message()
     events = list(Simulation(customers=CUSTOMERS, days=DAYS, seed=seed).events())
+    with frozen_single_and_pair(stack_factory, model) as (single, pair):
+        b2 = pair.workers[1]
+        compare(single, pair, model, events, changes(b2) if changes else None)
 
+
+@contextmanager
+def frozen_single_and_pair(
+    stack_factory: Callable[..., Stack], model: bytes, backlog: Batch | None = None
+) -> Iterator[tuple[Stack, Stack]]:
+    """A stack with one worker (``a1``) and a stack with two (``b1``, ``b2``),
+    learning off, with ``model`` (then ``backlog``) on their topics before
+    their workers start; ready on entry, stopped on exit."""
     single = stack_factory(SEGMENTER_LEARNING="false")
     pair = stack_factory(SEGMENTER_LEARNING="false")
     for stack in (single, pair):
         # Before any worker starts: each reads it while catching up, so every
         # event is assigned with this model and no other.
         asyncio.run(stack.produce([(MODELS_TOPIC, model)], key=lambda _: b"clusters"))
-
-    a = single.worker("a1", start=False)
-    b1 = pair.worker("b1", start=False)
-    b2 = pair.worker("b2", start=False)
-    workers = [a, b1, b2]
+        if backlog:
+            asyncio.run(stack.produce(list(backlog)))
+    workers = [
+        single.worker("a1", start=False),
+        pair.worker("b1", start=False),
+        pair.worker("b2", start=False),
+    ]
     try:
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.wait_ready()
-        compare(single, pair, model, events, changes(b2) if changes else None)
+        yield single, pair
     finally:  # in parallel: each worker takes seconds to leave its group
         with ThreadPoolExecutor(len(workers)) as pool:
             list(pool.map(Worker.stop, workers))
