@@ -158,10 +158,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if settings.order_max_held > 0
         else None,
         caught_up=_caught_up_test(app, settings),
-        may_hold=lambda: not app.rebalancing,
+        may_hold=lambda: not (app.rebalancing or app.should_stop),
     )
     app.pipeline = pipeline  # type: ignore[attr-defined]
-    _drop_held_on_rebalance(app, pipeline)
+    _drop_held_before_waiting(app, pipeline)
 
     for name, topic in inputs.items():
         app.agent(topic, name=f"segmenter.ingest.{name}", concurrency=1)(
@@ -402,21 +402,17 @@ def _caught_up_test(app: faust.App, settings: Settings) -> Any:
     return caught_up
 
 
-def _drop_held_on_rebalance(app: faust.App, pipeline: Pipeline) -> None:
-    """Drop held events when a rebalance starts, before Faust waits for every
-    message it delivered to be acked (held ones never would be)."""
-    start = app.on_rebalance_start
+def _drop_held_before_waiting(app: faust.App, pipeline: Pipeline) -> None:
+    """Drop the held events whenever Faust waits for every message it delivered
+    to be acked — a rebalance and a worker stop both do, and held events would
+    never be (the partition's next reader gets them from the committed offset)."""
+    wait = app._consumer_wait_empty
 
-    def on_rebalance_start() -> None:
-        start()
-        # Called on the consumer's thread: drop on the event loop's.
-        loop = getattr(app, "loop", None)
-        if loop is not None and loop.is_running():
-            loop.call_soon_threadsafe(pipeline.drop_held)
-        else:
-            pipeline.drop_held()
+    async def drop_then_wait(consumer: Any, logger: Any) -> None:
+        pipeline.drop_held()
+        await wait(consumer, logger)
 
-    app.on_rebalance_start = on_rebalance_start  # type: ignore[method-assign]
+    app._consumer_wait_empty = drop_then_wait  # type: ignore[method-assign]
 
 
 def assigned_partitions(app: faust.App, topic: str) -> list[int]:

@@ -103,6 +103,8 @@ class Pipeline:
     # (logical topic, partition) -> offset and monotonic time of the last message received
     received: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     receiving_since: float | None = None  # first message since the start or a rebalance
+    # (logical topic, partition) -> (consumer generation, first offset dropped)
+    _dropped: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     # Batches waiting to commit, in the order they were processed (group commit).
     _queue: list[tuple[Batch, asyncio.Future[None]]] = field(default_factory=list)
     _committer: asyncio.Future[None] | None = None
@@ -144,9 +146,17 @@ class Pipeline:
         now = time.monotonic()
         if self.receiving_since is None:
             self.receiving_since = now
-        order = self.order if self.order is not None and self.may_hold() else None
+        order = self.order
+        if order is not None and not self.may_hold():
+            # A rebalance or a stop: nothing is held any more, and nothing held
+            # may be overtaken by a later offset of its topic-partition.
+            self.drop_held()
+            order = None
         for message in messages:
             self.received[(topic, message.partition)] = (message.offset, now)
+            if self.behind_dropped(topic, message):
+                submission.dropped = True  # read again after the dropped ones
+                continue
             submission.pending += 1
             event = self.parse(topic, message, batch)
             if event is None or order is None:
@@ -198,17 +208,37 @@ class Pipeline:
         return committed
 
     def drop_held(self) -> int:
-        """Forget the held events (a rebalance): their owners ack nothing of theirs."""
+        """Forget the held events (a rebalance or a stop): never acked, they are
+        read again from the committed offset, and so is every later message of
+        their topic-partition delivered before then (see :meth:`behind_dropped`)."""
         if self.order is None:
             return 0
         dropped = self.order.clear()
-        log.info("rebalance: %d held events dropped (read again by the new owner)", len(dropped))
+        if dropped:
+            log.info("%d held events dropped (read again from the committed offset)", len(dropped))
         self.received.clear()
         self.receiving_since = None
-        for _, _, _, submission in dropped:
+        for topic, message, _, submission in dropped:
+            key = (topic, message.partition)
+            generation, first = self._dropped.get(key, (message.generation_id, message.offset))
+            self._dropped[key] = (generation, min(first, message.offset))
             submission.dropped = True
             submission.settle()
         return len(dropped)
+
+    def behind_dropped(self, topic: str, message: Any) -> bool:
+        """Whether ``message`` comes after a dropped one of its topic-partition in
+        the same consumer generation: applying it would move the customer's
+        offset watermark past the dropped one, which would then be taken for a
+        re-delivery when it is read again."""
+        dropped = self._dropped.get((topic, message.partition))
+        if dropped is None:
+            return False
+        generation, first = dropped
+        if getattr(message, "generation_id", generation) != generation:
+            del self._dropped[(topic, message.partition)]  # read again since: all clear
+            return False
+        return bool(message.offset >= first)
 
     def sweep_clock(self, partition: int) -> int:
         """How far the sweep may bring ``partition``'s silent customers.
