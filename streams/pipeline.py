@@ -148,9 +148,11 @@ class Pipeline:
             self.receiving_since = now
         order = self.order
         if order is not None and not self.may_hold():
-            # A rebalance or a stop: nothing is held any more, and nothing held
-            # may be overtaken by a later offset of its topic-partition.
-            self.drop_held()
+            # A rebalance or a stop under way: hold nothing more, and hand over
+            # what is held first, in order, so no later offset overtakes it.
+            for held_topic, message, event, owner in order.release(lambda t, p: True):
+                self.apply(held_topic, message, event, batch)
+                batch.submissions.append(owner)
             order = None
         for message in messages:
             self.received[(topic, message.partition)] = (message.offset, now)
