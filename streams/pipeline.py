@@ -150,9 +150,7 @@ class Pipeline:
         if order is not None and not self.may_hold():
             # A rebalance or a stop under way: hold nothing more, and hand over
             # what is held first, in order, so no later offset overtakes it.
-            for held_topic, message, event, owner in order.release(lambda t, p: True):
-                self.apply(held_topic, message, event, batch)
-                batch.submissions.append(owner)
+            self._apply_due(batch, order.release(lambda t, p: True))
             order = None
         for message in messages:
             self.received[(topic, message.partition)] = (message.offset, now)
@@ -191,9 +189,7 @@ class Pipeline:
         """Handle the events whose turn has come, send outputs, queue the commit."""
         if due is None and self.order is not None:
             due = self.order.release(self.caught_up)
-        for topic, message, event, submission in due or ():
-            self.apply(topic, message, event, batch)
-            batch.submissions.append(submission)
+        self._apply_due(batch, due or [])
         try:
             await batch.outbox.send()
         except Exception:  # the commit sends them again, and retries until it succeeds
@@ -208,6 +204,12 @@ class Pipeline:
 
         committed.add_done_callback(settle)
         return committed
+
+    def _apply_due(self, batch: Batch, due: list[Any]) -> None:
+        """Apply released ``(topic, message, event, submission)`` items into ``batch``."""
+        for topic, message, event, submission in due:
+            self.apply(topic, message, event, batch)
+            batch.submissions.append(submission)
 
     def drop_held(self) -> int:
         """Forget the held events (a rebalance or a stop): never acked, they are
@@ -253,7 +255,7 @@ class Pipeline:
         if self.order is None:
             return now
         watermark = self.order.watermark(partition, self.caught_up)
-        return max(0, int(min(now, watermark))) if watermark > 0 else 0
+        return int(min(now, watermark)) if watermark > 0 else 0
 
     async def on_message(self, topic: str, message: Any) -> None:
         """Process one message (a batch of one)."""

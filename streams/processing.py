@@ -81,6 +81,15 @@ class Result:
         self.churn_events.extend(later.churn_events)
         self.flaps.extend(later.flaps)
 
+    def merge_changes(self, timer: Result, at_ms: int) -> None:
+        """Merge a timer evaluation at ``at_ms`` that changed something, and move
+        the customer's clock (``state["t"]``) to it; one that changed nothing
+        leaves both as they were."""
+        if timer.segment_changes or timer.churn_events:
+            assert self.state is not None
+            self.state["t"] = max(self.state.get("t", 0), at_ms)
+            self.merge(timer)
+
 
 @dataclass
 class CustomerProcessor:
@@ -184,9 +193,7 @@ class CustomerProcessor:
             step = self.evaluate(
                 customer_id, state, day * MS_PER_DAY, assigner, f"clock:{day}", churn_params
             )
-            if step.segment_changes or step.churn_events:
-                state["t"] = max(state.get("t", 0), day * MS_PER_DAY)
-                result.merge(step)
+            result.merge_changes(step, day * MS_PER_DAY)
         if first <= until_day:
             state["eval_day"] = until_day
         return result
@@ -229,9 +236,7 @@ class CustomerProcessor:
         if assigner is not None and state.get("model") != assigner_signature(assigner):
             when = max(state.get("t", 0), day * MS_PER_DAY)
             step = self.evaluate(customer_id, state, when, assigner, f"clock:{day}", churn_params)
-            if step.segment_changes or step.churn_events:
-                state["t"] = when
-                result.merge(step)
+            result.merge_changes(step, when)
         # Written back only when something changed; an unchanged customer is
         # evaluated again (with the same outcome) only if the sweep's progress
         # is lost.
