@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from models.churn import ChurnScorer
 from models.eventtime import MS_PER_DAY, day_of
 from models.rules import RuleEngine, RulesConfig, load_rules
-from streams import seek_guard
+from streams import ack_guard, seek_guard
 from streams.broadcast import run_broadcast_reader
 from streams.codec import encode
 from streams.learner import LearnerHost
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     """Build a Segmenter worker app from ``settings`` (default: the environment)."""
     settings = settings or Settings()
     seek_guard.install()  # a Faust rebalance race would otherwise skip messages
+    ack_guard.install()  # Faust acks messages it skips at a stop or a rebalance
     datadir = settings.data_dir / f"worker-{settings.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
     rt = build_runtime(settings)

@@ -215,6 +215,13 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.untracked_acks_refused = Counter(
+            "segmenter_untracked_acks_refused_total",
+            "Acks refused for input messages a stream skipped without processing them "
+            "(a stop or a rebalance under way); they are read again from the committed offset.",
+            ["topic"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "segmenter_dead_letters_total",
             "Records written to the dead-letters topic, by source topic.",
@@ -432,6 +439,10 @@ class Metrics:
     def offset_gap(self, topic: str, offsets: int) -> None:
         """Count ``offsets`` offsets of ``topic`` that were skipped, not processed."""
         self.offset_gaps.labels(topic).inc(offsets)
+
+    def untracked_ack_refused(self, topic: str) -> None:
+        """Count one skipped message of ``topic`` whose ack was refused (streams.ack_guard)."""
+        self.untracked_acks_refused.labels(topic).inc()
 
     def dead_letter(self, topic: str) -> None:
         """Count one dead-letter record whose source topic is ``topic``."""

@@ -53,6 +53,8 @@ class Batch:
     confirmations: Outbox
     # One entry per input message handled in this batch: whose it was.
     submissions: list[Submission] = field(default_factory=list)
+    # Handing the outputs to the producer (the commit waits for it first).
+    sending: asyncio.Future[None] | None = None
 
 
 @dataclass(eq=False)
@@ -127,7 +129,7 @@ class Pipeline:
         await (await self.submit(topic, messages)).done
 
     async def submit(self, topic: str, messages: list[Any]) -> Submission:
-        """Take in one agent batch; handle what is due; send outputs; queue the commit.
+        """Take in one agent batch; handle what is due; queue the commit; send outputs.
 
         Returns the :class:`Submission`: its ``done`` resolves once every
         message of the batch is committed (``True``) or was dropped by a
@@ -173,7 +175,7 @@ class Pipeline:
             )
         submission.close()
         self.rt.metrics.observe_batch(topic, len(messages))
-        submission.committed = await self._run(batch)
+        submission.committed = self._run(batch)
         return submission
 
     async def release_due(self) -> int:
@@ -182,18 +184,24 @@ class Pipeline:
             return 0
         due = self.order.release(self.caught_up)
         if due:
-            await self._run(self.open_batch(), due)
+            self._run(self.open_batch(), due)
         return len(due)
 
-    async def _run(self, batch: Batch, due: list[Any] | None = None) -> asyncio.Future[None]:
-        """Handle the events whose turn has come, send outputs, queue the commit."""
+    def _run(self, batch: Batch, due: list[Any] | None = None) -> asyncio.Future[None]:
+        """Handle the events whose turn has come, queue the commit, send the outputs.
+
+        Nothing here awaits: the commit takes its place in the queue in the
+        order batches are processed. Commits write each customer's newest state
+        in queue order, so a batch that overtook this one while it waited (for
+        the producer, say) would have its newer state overwritten by this
+        batch's older one, and the events in between lost.
+        """
         if due is None and self.order is not None:
             due = self.order.release(self.caught_up)
         self._apply_due(batch, due or [])
-        try:
-            await batch.outbox.send()
-        except Exception:  # the commit sends them again, and retries until it succeeds
-            log.warning("could not send a batch's outputs yet; the commit retries", exc_info=True)
+        # Outputs go to the producer at once; the commit waits for this send
+        # before it flushes (and sends again what failed).
+        batch.sending = asyncio.ensure_future(self._send_outputs(batch))
         started = time.perf_counter()
         committed = self.enqueue_commit(batch)
 
@@ -204,6 +212,13 @@ class Pipeline:
 
         committed.add_done_callback(settle)
         return committed
+
+    @staticmethod
+    async def _send_outputs(batch: Batch) -> None:
+        try:
+            await batch.outbox.send()
+        except Exception:  # the commit sends them again, and retries until it succeeds
+            log.warning("could not send a batch's outputs yet; the commit retries", exc_info=True)
 
     def _apply_due(self, batch: Batch, due: list[Any]) -> None:
         """Apply released ``(topic, message, event, submission)`` items into ``batch``."""
@@ -303,6 +318,8 @@ class Pipeline:
         # 1. every output of the group, acknowledged
         outputs = Outbox(self.outputs)
         for batch in batches:
+            if batch.sending is not None:
+                await batch.sending  # (never raises: what it could not send, flush sends)
             outputs.extend(batch.outbox)
         for record in await outputs.flush():
             self.rt.metrics.output(record.output)

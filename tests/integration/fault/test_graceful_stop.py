@@ -24,12 +24,6 @@ from tests.integration.fault.conftest import history, wait_committed, wait_featu
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-@pytest.mark.xfail(
-    reason="open (issue 5): after a SIGTERM with held events the restarted worker "
-    "missed one customer's profile in 1 of 2 runs (12 feature differences); the stop "
-    "itself is prompt",
-    strict=False,
-)
 def test_sigterm_with_held_events_stops_promptly_and_loses_nothing(
     stack_factory: Callable[..., Stack],
 ) -> None:

@@ -1,0 +1,71 @@
+"""The pipeline's commit order: what a batch writes is never overwritten by an
+older batch's state, however long the older batch waits for the producer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streams.codec import decode_state
+from tests.streams.conftest import RecordingTopic
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+DAY = 86_400_000
+
+
+@dataclass
+class Message:
+    """The fields of a Faust message the pipeline reads."""
+
+    offset: int
+    value: bytes
+    key: bytes = b"c1"
+    topic: str = "purchases"
+    partition: int = 0
+    timestamp: float = T0 / 1000
+    generation_id: int = 1
+
+
+def purchase(offset: int, ts: int) -> Message:
+    value = {"event_id": f"o{offset}", "customer_id": "c1", "ts": ts, "order_id": f"o{offset}",
+             "amount": 50.0, "items": 1, "category": "books", "channel": "web"}  # fmt: skip
+    return Message(offset, orjson.dumps(value))
+
+
+class StalledTopic(RecordingTopic):
+    """An output topic whose first send waits until released (a producer stall)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def send(self, key: bytes | None = None, value: bytes = b"", **kw: Any) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.release.wait()
+        await super().send(key, value, **kw)
+
+
+async def test_a_batch_that_waits_for_the_producer_is_not_overtaken(app: Any) -> None:
+    pipeline = app.pipeline
+    stalled = StalledTopic()
+    pipeline.outputs["segment-changes"] = stalled
+    # The first purchase makes c1 "new": its segment change stalls in the producer.
+    submitting = asyncio.ensure_future(pipeline.submit("purchases", [purchase(0, T0)]))
+    while stalled.calls == 0:
+        await asyncio.sleep(0)
+    # Meanwhile another batch of the same customer is processed and would commit.
+    second = await pipeline.submit("purchases", [purchase(1, T0 + DAY)])
+    await asyncio.sleep(0.05)
+    stalled.release.set()
+    first = await submitting
+    assert await asyncio.wait_for(first.done, 5) and await asyncio.wait_for(second.done, 5)
+    state = decode_state(pipeline.customers.get("c1", 0))
+    assert state is not None
+    view = app.segmenter.processor.view("c1", state, T0 + DAY)
+    assert view["features"]["orders"] == 2  # the second batch's state, not the first's
+    assert state["off"]["purchases"] == [0, 1]
