@@ -47,7 +47,7 @@ def install() -> None:
         if not message.tracked and not message.acked:
             rt = getattr(self.app, "segmenter", None)  # streams.runtime.Runtime
             if rt is not None:
-                topic = message.topic.removeprefix(rt.settings.topic_prefix)
+                topic = rt.settings.logical_topic(message.topic)
                 rt.metrics.untracked_ack_refused(topic)
             log.debug(
                 "not acking %s[%d]@%d: skipped by the stream, read again from the committed offset",

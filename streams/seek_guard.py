@@ -61,7 +61,7 @@ def install() -> None:
         if not self._is_changelog_tp(tp) and offset_to > offset_from:
             rt = getattr(self.app, "segmenter", None)  # streams.runtime.Runtime
             if rt is not None:
-                topic = tp.topic.removeprefix(rt.settings.topic_prefix)
+                topic = rt.settings.logical_topic(tp.topic)
                 rt.metrics.offset_gap(topic, offset_to - offset_from)
             log.warning(
                 "offsets %d..%d of %s[%d] were not delivered; Faust treats them as a gap",

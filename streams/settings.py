@@ -101,3 +101,12 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Return the full topic name of ``name`` with the configured prefix."""
         return f"{self.topic_prefix}{name}"
+
+    def logical_topic(self, full_name: str) -> str:
+        """The name :meth:`topic` was given for ``full_name`` (the prefix removed).
+
+        >>> settings = Settings(topic_prefix="t-")
+        >>> settings.logical_topic(settings.topic("purchases"))
+        'purchases'
+        """
+        return full_name.removeprefix(self.topic_prefix)

@@ -1,8 +1,11 @@
-"""Fixtures of the stream tests: a worker app without Kafka."""
+"""Fixtures and helpers of the stream tests: a worker app without Kafka, its
+consumer (never started), and input events of customer ``c1``."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -11,7 +14,7 @@ import pytest
 from streams.app import create_app
 from streams.settings import Settings
 
-__all__ = ["RecordingTopic"]
+__all__ = ["RecordingTopic", "event", "purchase"]
 
 
 class RecordingTopic:
@@ -44,3 +47,21 @@ def app(tmp_path: Any) -> Any:
     app.finalize()
     app.conf.store = "memory://"
     return app
+
+
+@pytest.fixture
+def consumer(tmp_path: Path) -> Iterator[Any]:
+    """A real Faust consumer of a Segmenter app (never started: no broker needed)."""
+    app = create_app(Settings(data_dir=tmp_path, store="memory://", topic_prefix="t-"))
+    yield app.consumer
+
+
+def event(event_id: str, ts: int, **fields: Any) -> bytes:
+    """An input event of customer ``c1``, encoded."""
+    return orjson.dumps({"event_id": event_id, "customer_id": "c1", "ts": ts, **fields})
+
+
+def purchase(event_id: str, ts: int, amount: float = 50.0) -> bytes:
+    """A purchase of customer ``c1``, encoded."""
+    return event(event_id, ts, order_id=event_id, amount=amount, items=1, category="books",
+                 channel="web")  # fmt: skip

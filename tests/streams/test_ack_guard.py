@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from streams.app import create_app
-from streams.settings import Settings
-
 PURCHASES = TP("t-purchases", 0)
 
 
-@pytest.fixture
-def consumer(tmp_path: Path) -> Iterator[Any]:
-    """A real Faust consumer of a Segmenter app (never started: no broker needed)."""
-    app = create_app(Settings(data_dir=tmp_path, store="memory://", topic_prefix="t-"))
-    app.topics.acks_enabled_for = lambda topic: True  # (the conductor decides this once started)
-    yield app.consumer
+@pytest.fixture(autouse=True)
+def acks_enabled(consumer: Any) -> None:
+    # The conductor decides which topics are acked once the app starts.
+    consumer.app.topics.acks_enabled_for = lambda topic: True
 
 
 def message(offset: int, *, tracked: bool) -> ConsumerMessage:

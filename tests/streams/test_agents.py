@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from schemas import validate_output
 from streams.codec import decode_state
+from tests.streams.conftest import event, purchase
 
 DAY = 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -16,15 +15,6 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 def stored(app: Any, customer_id: str) -> bytes | None:
     """The customer's committed state (test contexts deliver on partition 0)."""
     return app.pipeline.customers.get(customer_id, 0)  # type: ignore[no-any-return]
-
-
-def event(event_id: str, ts: int, **fields: Any) -> bytes:
-    return orjson.dumps({"event_id": event_id, "customer_id": "c1", "ts": ts, **fields})
-
-
-def purchase(event_id: str, ts: int, amount: float = 50.0) -> bytes:
-    return event(event_id, ts, order_id=event_id, amount=amount, items=1, category="books",
-                 channel="web")  # fmt: skip
 
 
 async def test_purchases_update_features_and_emit_a_valid_lifecycle_change(app: Any) -> None:

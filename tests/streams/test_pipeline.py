@@ -7,10 +7,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from streams.codec import decode_state
-from tests.streams.conftest import RecordingTopic
+from tests.streams.conftest import RecordingTopic, purchase
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY = 86_400_000
@@ -29,10 +27,8 @@ class Message:
     generation_id: int = 1
 
 
-def purchase(offset: int, ts: int) -> Message:
-    value = {"event_id": f"o{offset}", "customer_id": "c1", "ts": ts, "order_id": f"o{offset}",
-             "amount": 50.0, "items": 1, "category": "books", "channel": "web"}  # fmt: skip
-    return Message(offset, orjson.dumps(value))
+def purchase_message(offset: int, ts: int) -> Message:
+    return Message(offset, purchase(f"o{offset}", ts))
 
 
 class StalledTopic(RecordingTopic):
@@ -55,11 +51,11 @@ async def test_a_batch_that_waits_for_the_producer_is_not_overtaken(app: Any) ->
     stalled = StalledTopic()
     pipeline.outputs["segment-changes"] = stalled
     # The first purchase makes c1 "new": its segment change stalls in the producer.
-    submitting = asyncio.ensure_future(pipeline.submit("purchases", [purchase(0, T0)]))
+    submitting = asyncio.ensure_future(pipeline.submit("purchases", [purchase_message(0, T0)]))
     while stalled.calls == 0:
         await asyncio.sleep(0)
     # Meanwhile another batch of the same customer is processed and would commit.
-    second = await pipeline.submit("purchases", [purchase(1, T0 + DAY)])
+    second = await pipeline.submit("purchases", [purchase_message(1, T0 + DAY)])
     await asyncio.sleep(0.05)
     stalled.release.set()
     first = await submitting

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from faust.types import TP
 
-from streams.app import create_app
-from streams.settings import Settings
-
 PURCHASES = TP("t-purchases", 0)
-
-
-@pytest.fixture
-def consumer(tmp_path: Path) -> Iterator[Any]:
-    """A real Faust consumer of a Segmenter app (never started: no broker needed)."""
-    app = create_app(Settings(data_dir=tmp_path, store="memory://", topic_prefix="t-"))
-    yield app.consumer
 
 
 def test_seek_runs_with_the_flow_stopped_and_restores_it(consumer: Any) -> None:
