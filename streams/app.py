@@ -186,6 +186,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         else None,
         caught_up=_caught_up_test(app, settings),
         may_hold=lambda: not (app.rebalancing or app.should_stop),
+        holds=lambda partition: partition in assigned_partitions(app, settings.topic("purchases")),
     )
     app.pipeline = pipeline  # type: ignore[attr-defined]
     _drop_held_before_waiting(app, pipeline)

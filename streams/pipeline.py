@@ -109,6 +109,8 @@ class Pipeline:
     caught_up: CaughtUp = field(default=lambda topic, partition: True)
     # Whether events may be held back now (not while a rebalance is under way).
     may_hold: Callable[[], bool] = field(default=lambda: True)
+    # Whether this worker holds a partition's state now (streams.privacy_gate).
+    holds: Callable[[int], bool] = field(default=lambda partition: True)
     # (logical topic, partition) -> offset and monotonic time of the last message received
     received: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     receiving_since: float | None = None  # first message since the start or a rebalance
@@ -405,7 +407,7 @@ class Pipeline:
         if isinstance(exc, InvalidEvent):
             self.reject(topic, message, exc, exc.reason, batch)
             return
-        if rejected_suppression(message, self.suppressions, self.customers) is None:
+        if self.suppressed_message(message) is None:
             log.exception(
                 "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
             )
@@ -584,9 +586,15 @@ class Pipeline:
         details["model_erase_requests"] = 1
 
     # -- rejections -----------------------------------------------------------------
+    def suppressed_message(self, message: Any) -> str | None:
+        """Whether a message about to be dead-lettered names a suppressed customer."""
+        return rejected_suppression(
+            message, self.suppressions, self.customers, self.rt.settings.partitions, self.holds
+        )
+
     def reject(self, topic: str, message: Any, error: Exception, reason: str, batch: Batch) -> None:
         metrics = self.rt.metrics
-        hidden = rejected_suppression(message, self.suppressions, self.customers)
+        hidden = self.suppressed_message(message)
         if hidden is not None:
             # An erased or opted-out customer's message: its payload must not
             # outlive the request in dead-letters. Dropped and counted.

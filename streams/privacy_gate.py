@@ -23,13 +23,16 @@ lookup ``on_event`` made anyway before this check existed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 __all__ = [
     "Suppression",
+    "customer_partition",
     "message_customer",
     "payload_customer",
     "read_suppression",
@@ -130,21 +133,43 @@ def suppression_of(
     return None
 
 
-def rejected_suppression(message: Any, suppressions: Any, customers: Any) -> str | None:
+def rejected_suppression(
+    message: Any,
+    suppressions: Any,
+    customers: Any,
+    partitions: int,
+    holds: Callable[[int], bool] = lambda partition: True,
+) -> str | None:
     """Before a message is dead-lettered: is any customer it names suppressed?
 
     Checks the key's customer and the payload's (they differ in a
-    ``key_mismatch``), and customers opted out before opt-outs were recorded
-    in ``suppressions`` (their record's ``opted_out`` flag). Runs on the
-    rejection path only, so it may decode a record.
+    ``key_mismatch``), on the message's partition and on the one a Java
+    client would put each customer on (a producer with another partitioner,
+    or an unkeyed message), when this worker ``holds`` it; and customers
+    opted out before opt-outs were recorded in ``suppressions`` (their
+    record's ``opted_out`` flag). Runs on the rejection path only, so it may
+    decode a record.
     """
     key = message.key.decode("utf-8", "replace") if message.key is not None else None
-    named = {key, payload_customer(message.value)} - {None}
-    for customer_id in named:
-        reason = suppression_of(customer_id, message.partition, suppressions, customers)
-        if reason is not None:
-            return reason
-        raw = customers.get(customer_id, message.partition)
-        if raw is not None and orjson.loads(raw).get("opted_out"):
-            return "opted_out"
+    named = [c for c in (key, payload_customer(message.value)) if c is not None]
+    for customer_id in dict.fromkeys(named):
+        places = {message.partition, customer_partition(customer_id, partitions)}
+        for partition in sorted(places):
+            if partition != message.partition and not holds(partition):
+                continue  # another worker's: unknown here
+            reason = suppression_of(customer_id, partition, suppressions, customers)
+            if reason is not None:
+                return reason
+            raw = customers.get(customer_id, partition)
+            if raw is not None and orjson.loads(raw).get("opted_out"):
+                return "opted_out"
     return None
+
+
+def customer_partition(customer_id: str, partitions: int) -> int:
+    """The partition the Java client's partitioner (murmur2) gives the customer's key.
+
+    >>> customer_partition("c1", 4) == customer_partition("c1", 4) < 4
+    True
+    """
+    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
