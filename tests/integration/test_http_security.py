@@ -82,6 +82,7 @@ def test_tables_off_token_required_and_routing_between_two_workers(stack_factory
     table = stack.topic("customers")
     for path in (
         "/table/",
+        f"/table/customers/{CUSTOMERS[0]}/",
         f"/table/{table}/",
         f"/table/{table}/{CUSTOMERS[0]}/",
         f"/table/{stack.topic('suppressions')}/{CUSTOMERS[0]}/",
