@@ -21,11 +21,14 @@ from prometheus_client import CollectorRegistry
 
 from models.churn import ChurnScorer
 from models.eventtime import MS_PER_DAY, day_of
+from models.profile_policy import AttributePolicy
 from models.rules import RuleEngine, RulesConfig, load_rules
 from streams import ack_guard, seek_guard
 from streams.broadcast import run_broadcast_reader
 from streams.codec import encode
+from streams.http_security import bearer_auth, disable_faust_routes
 from streams.learner import LearnerHost
+from streams.learner_salt import resolve_learner_salt
 from streams.logs import handlers_for
 from streams.metrics import Metrics
 from streams.monitor import LeanMonitor
@@ -75,6 +78,12 @@ def broker_urls(bootstrap: str) -> list[str]:
 def build_runtime(settings: Settings) -> Runtime:
     """The worker's shared state and logic, without any Kafka wiring."""
     config = load_rules(settings.segments_config) if settings.segments_config else RulesConfig()
+    policy = AttributePolicy(
+        frozenset(settings.profile_attributes),
+        settings.profile_max_attributes,
+        settings.profile_max_value_chars,
+    )
+    check_rules_read_allowed_attributes(config, policy)
     rules = RuleEngine(config)
     processor = CustomerProcessor(
         rules=rules,
@@ -87,7 +96,22 @@ def build_runtime(settings: Settings) -> Runtime:
         metrics=Metrics(CollectorRegistry()),
         processor=processor,
         worker_id=f"{settings.reachable_host()}:{settings.web_port}",
+        profile_policy=policy,
     )
+
+
+def check_rules_read_allowed_attributes(config: RulesConfig, policy: AttributePolicy) -> None:
+    """A rule on a profile attribute that is never kept could never match: say so at start."""
+    for rule in config.user_rules:
+        for case in rule.cases:
+            for name in sorted(case.when.features_used):
+                attribute = name.split(".")[1] if name.startswith("profile.") else None
+                if attribute is not None and attribute not in policy.allowed:
+                    raise ValueError(
+                        f"rule {rule.name!r} reads {name}, but profile attribute "
+                        f"{attribute!r} is not kept: add it to SEGMENTER_PROFILE_ATTRIBUTES "
+                        f"(e.g. SEGMENTER_PROFILE_ATTRIBUTES=+{attribute})"
+                    )
 
 
 def rules_version(config: RulesConfig) -> str:
@@ -124,7 +148,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 5),
         loghandlers=handlers_for(settings.log_format) or [],
+        web_application_options=web_options(settings),
     )
+    disable_faust_routes(app)  # no /table/… (raw records), /router/… (topology)
     app.segmenter = rt  # type: ignore[attr-defined]
 
     def raw_topic(name: str, partitions: int | None = None) -> Any:
@@ -160,6 +186,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         else None,
         caught_up=_caught_up_test(app, settings),
         may_hold=lambda: not (app.rebalancing or app.should_stop),
+        holds=lambda partition: partition in assigned_partitions(app, settings.topic("purchases")),
     )
     app.pipeline = pipeline  # type: ignore[attr-defined]
     _drop_held_before_waiting(app, pipeline)
@@ -212,7 +239,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 # A frozen model (SEGMENTER_LEARNING=false) learns nothing, but an
                 # erasure still removes the customer's sample and is republished.
                 forgotten = await off_loop(learner.learn, items, settings.learning)
-                if learner.should_publish() or (forgotten and not settings.learning):
+                # After an erasure or opt-out at once: the previous snapshot on
+                # segment-models still holds the sample (until compaction).
+                if learner.should_publish() or forgotten:
                     message = await off_loop(learner.snapshot_message)
                     await models.send(key=b"clusters", value=encode(message))
             except Exception:  # a bad batch must not stop the worker
@@ -289,12 +318,23 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.task
     async def broadcast_reader() -> None:
+        # No event is handled before this is done (the agents wait for the
+        # broadcast topics), so every learner key is salted.
+        if rt.learner_salt is None:
+            rt.learner_salt = await resolve_learner_salt(settings)
         await run_broadcast_reader(rt)
 
     from streams.web import register_views
 
     register_views(app, rt, customers, inputs["purchases"])
     return app
+
+
+def web_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp application options: the bearer-token check when a token is set."""
+    if settings.api_token is None:
+        return {}
+    return {"middlewares": [bearer_auth(settings.api_token.get_secret_value())]}
 
 
 def bytes_table(app: faust.App, name: str, partitions: int) -> Any:

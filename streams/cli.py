@@ -267,9 +267,13 @@ def customer(
     from streams.tailing import render_customer
 
     settings = _settings()
+    from streams.http_security import authorization_header
+
     url = f"http://{settings.web_host}:{settings.web_port}/customers/{customer_id}"
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    request = urllib.request.Request(url, headers=authorization_header(token))
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             document = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         typer.secho(f"{customer_id}: {exc.code} {exc.read().decode(errors='replace')}", err=True)

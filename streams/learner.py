@@ -35,6 +35,8 @@ class LearnerHost:
     seed: int = 42
     learner: SegmentLearner | None = None
     btyd: list[list[float]] = field(default_factory=list)
+    # btyd_keys[i]: the learner key of btyd[i]'s customer (an erasure removes it)
+    btyd_keys: list[str | None] = field(default_factory=list)
     btyd_seen: int = 0
     pending: int = 0
     churn_params: Any = None
@@ -49,6 +51,11 @@ class LearnerHost:
             )
             if message.get("snapshot"):
                 self.btyd = list(message.get("btyd_reservoir", []))
+                keys = message.get("btyd_keys")
+                if isinstance(keys, list) and len(keys) == len(self.btyd):
+                    self.btyd_keys = list(keys)
+                else:  # (snapshots published before samples were keyed)
+                    self.btyd_keys = [None] * len(self.btyd)
                 self.btyd_seen = int(message.get("btyd_seen", len(self.btyd)))
                 self.churn_params = message.get("churn_params")
         return self.learner
@@ -76,31 +83,43 @@ class LearnerHost:
         """Learn from one batch sent by a worker; return how many samples erasures removed.
 
         With ``learning=False`` (a frozen model) only the erasures are applied:
-        privacy requests are honoured whatever the model's state.
+        privacy requests are honoured whatever the model's state. An erasure
+        removes the customer's cluster sample and their BG/NBD samples.
         """
         learner = self.ensure_learner()
         forgotten = 0
         for item in items:
             if "erase" in item:
-                forgotten += learner.forget(item["erase"])
+                forgotten += learner.forget(item["erase"]) + self._forget_btyd(item["erase"])
                 continue
             if not learning:
                 continue
             learner.learn_one(item["x"], key=item.get("k"))
             self.pending += 1
             if item.get("btyd") is not None:
-                self._reservoir_add(item["btyd"])
+                self._reservoir_add(item["btyd"], item.get("k"))
         return forgotten
 
-    def _reservoir_add(self, sample: list[float]) -> None:
+    def _reservoir_add(self, sample: list[float], key: str | None = None) -> None:
         # Algorithm R: a uniform sample of the whole customer base's history.
         self.btyd_seen += 1
         if len(self.btyd) < self.reservoir_size:
             self.btyd.append(sample)
+            self.btyd_keys.append(key)
         else:
             j = self._rng.randrange(self.btyd_seen)
             if j < self.reservoir_size:
                 self.btyd[j] = sample
+                self.btyd_keys[j] = key
+
+    def _forget_btyd(self, key: str) -> int:
+        """Drop every BG/NBD sample of the customer with learner key ``key``."""
+        keep = [i for i, k in enumerate(self.btyd_keys) if k != key]
+        removed = len(self.btyd) - len(keep)
+        if removed:
+            self.btyd = [self.btyd[i] for i in keep]
+            self.btyd_keys = [self.btyd_keys[i] for i in keep]
+        return removed
 
     def should_publish(self) -> bool:
         return self.pending >= self.publish_every
@@ -126,5 +145,6 @@ class LearnerHost:
             "state": base64.b64encode(learner.to_bytes()).decode(),
             "churn_params": self.churn_params,
             "btyd_reservoir": self.btyd,
+            "btyd_keys": self.btyd_keys,
             "btyd_seen": self.btyd_seen,
         }

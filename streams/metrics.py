@@ -51,6 +51,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from models.profile_policy import REJECT_REASONS as ATTRIBUTE_REJECT_REASONS
 from schemas import INPUT_TOPICS, OUTPUT_TOPICS
 from schemas import REASONS as VALIDATION_REASONS
 
@@ -350,6 +351,13 @@ class Metrics:
             ["action"],
             registry=r,
         )
+        self.profile_attributes_rejected_total = Counter(
+            "segmenter_profile_attributes_rejected",
+            "Profile attributes dropped before they reached a customer's record: "
+            "not on the allow-list, beyond the per-customer count, or too long.",
+            ["reason"],
+            registry=r,
+        )
         self.worker_ready = Gauge(
             "segmenter_worker_ready",
             "1 when partitions are assigned, tables recovered and a model is loaded.",
@@ -407,6 +415,8 @@ class Metrics:
             self.churn_events.labels(level)
         for action in PRIVACY_ACTIONS:
             self.privacy_requests.labels(action)
+        for reason in ATTRIBUTE_REJECT_REASONS:
+            self.profile_attributes_rejected_total.labels(reason)
         for table in TABLES:
             self.table_keys.labels(table)
 
@@ -474,6 +484,10 @@ class Metrics:
     def privacy_request(self, action: str) -> None:
         """Count one privacy request (``opt_out``, ``opt_in``, ``erase``)."""
         self.privacy_requests.labels(action).inc()
+
+    def profile_attributes_rejected(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` profile attributes dropped for ``reason`` (see models.profile_policy)."""
+        self.profile_attributes_rejected_total.labels(reason).inc(n)
 
     # -- histograms --------------------------------------------------------
     def observe_emit_latency(

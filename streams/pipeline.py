@@ -29,6 +29,13 @@ from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import decode_state, encode
 from streams.ordering import CaughtUp, EventTimeOrder
 from streams.outbox import Outbox
+from streams.privacy_gate import (
+    Suppression,
+    message_customer,
+    read_suppression,
+    rejected_suppression,
+    suppression_of,
+)
 from streams.processing import Result, learner_key, new_customer_state, training_sample
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
@@ -102,6 +109,8 @@ class Pipeline:
     caught_up: CaughtUp = field(default=lambda topic, partition: True)
     # Whether events may be held back now (not while a rebalance is under way).
     may_hold: Callable[[], bool] = field(default=lambda: True)
+    # Whether this worker holds a partition's state now (streams.privacy_gate).
+    holds: Callable[[int], bool] = field(default=lambda partition: True)
     # (logical topic, partition) -> offset and monotonic time of the last message received
     received: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     receiving_since: float | None = None  # first message since the start or a rebalance
@@ -348,8 +357,16 @@ class Pipeline:
             self.apply(topic, message, event, batch)
 
     def parse(self, topic: str, message: Any, batch: Batch) -> dict[str, Any] | None:
-        """The validated event, or ``None`` after dead-lettering the message."""
+        """The validated event, or ``None`` after dead-lettering (or dropping) the message."""
         self.rt.metrics.consumed(topic)
+        # The privacy path first: an opted-out customer's events are not even
+        # read; an erased customer's invalid ones are dropped in reject().
+        hidden = suppression_of(
+            message_customer(message), message.partition, self.suppressions, self.customers
+        )
+        if hidden == "opted_out" and topic != "privacy":
+            self.rt.metrics.rejected(topic, hidden)
+            return None
         try:
             event = validate(
                 topic,
@@ -390,9 +407,10 @@ class Pipeline:
         if isinstance(exc, InvalidEvent):
             self.reject(topic, message, exc, exc.reason, batch)
             return
-        log.exception(
-            "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
-        )
+        if self.suppressed_message(message) is None:
+            log.exception(
+                "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
+            )
         self.reject(topic, message, exc, "processing_error", batch)
 
     # -- behaviour and profile events ------------------------------------------
@@ -400,8 +418,11 @@ class Pipeline:
         customer_id = event["customer_id"]
         partition = message.partition
         metrics = self.rt.metrics
-        erased_at = self.suppressions.get(customer_id, partition)
-        if erased_at is not None and event["ts"] <= int(erased_at):
+        suppressed = read_suppression(self.suppressions.get(customer_id, partition))
+        if suppressed is not None and suppressed.opted_out_ms is not None:
+            metrics.rejected(topic, "opted_out")  # (also after an erasure, which keeps it)
+            return
+        if suppressed is not None and event["ts"] <= (suppressed.erased_ms or -1):
             # An event from before the customer's erasure (a replay, a late
             # producer): dropped on purpose and not dead-lettered, since the
             # dead-letter topic would keep the personal data we just erased.
@@ -412,6 +433,8 @@ class Pipeline:
             # Re-delivered after a crash: the state already holds this message.
             metrics.duplicate(topic)
             return
+        if topic == "profiles":
+            event = self.screen_profile(event, state)
         result = self.rt.processor.handle(
             customer_id,
             state,
@@ -443,8 +466,22 @@ class Pipeline:
             self.add_training_sample(customer_id, result)
         metrics.processed(topic)
 
+    def screen_profile(self, event: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:
+        """Keep only the allowed profile attributes (models.profile_policy); count the rest.
+
+        Attributes the customer's record holds but that are no longer allowed
+        (a narrower allow-list) are deleted from it.
+        """
+        held = state["f"]["pr"] if state is not None and "f" in state else {}
+        screened = self.rt.profile_policy.screen(event["attributes"], held)
+        for name in screened.stale:
+            del held[name]
+        for reason, count in screened.rejected.items():
+            self.rt.metrics.profile_attributes_rejected(reason, count)
+        return {**event, "attributes": screened.kept}
+
     def add_training_sample(self, customer_id: str, result: Result) -> None:
-        self.rt.training_buffer.append(training_sample(customer_id, result))
+        self.rt.training_buffer.append(training_sample(customer_id, result, self.rt.salt()))
 
     def emit(self, result: Result, message: Any | None, batch: Batch) -> None:
         """Queue the result's output events; count transitions and flaps."""
@@ -483,6 +520,8 @@ class Pipeline:
         action = event["action"]
         self.rt.metrics.privacy_request(action)
         state = decode_state(self.customers.get(customer_id, partition))
+        recorded = read_suppression(self.suppressions.get(customer_id, partition))
+        suppressed = recorded or Suppression()
         details: dict[str, int] = {}
         status = "done"
         if action == "opt_out":
@@ -499,28 +538,31 @@ class Pipeline:
             opted["seq"] = (state or {}).get("seq", 0)
             # features dropped; only the flag stays
             self.customers.put(batch.customers, customer_id, partition, encode(opted))
+            # Later events are dropped before they are read (streams.privacy_gate).
+            suppressed = Suppression(suppressed.erased_ms, event["ts"])
+            self.forget_training_sample(customer_id, details)
         elif action == "opt_in":
             if state is not None and state.get("opted_out"):
                 # tombstone: profiling starts afresh
                 self.customers.put(batch.customers, customer_id, partition, None)
                 details["changelog_tombstones"] = 1
+            suppressed = Suppression(suppressed.erased_ms, None)
         elif action == "erase":
-            erased_at = self.suppressions.get(customer_id, partition)
+            erased_at = suppressed.erased_ms
             if state is not None:
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
                 self.customers.put(batch.customers, customer_id, partition, None)  # tombstone
                 details["table_entries"] = 1
                 details["changelog_tombstones"] = 1
-            elif erased_at is None or int(erased_at) != event["ts"]:
+            elif erased_at is None or erased_at != event["ts"]:
                 status = "not_found"  # (a re-delivered request stays "done")
-            # Only the id and the erase time stay, so a replay of older events
-            # cannot recreate the profile (README, "Privacy").
-            self.suppressions.put(
-                batch.suppressions, customer_id, partition, str(event["ts"]).encode()
-            )
-            # The learner drops the customer's samples from its reservoir.
-            self.rt.training_buffer.append({"erase": learner_key(customer_id)})
-            details["model_erase_requests"] = 1
+            # Only the id and the erase time stay (and an opt-out, which an
+            # erasure does not undo), so a replay of older events cannot
+            # recreate the profile (README, "Privacy").
+            suppressed = Suppression(max(event["ts"], erased_at or 0), suppressed.opted_out_ms)
+            self.forget_training_sample(customer_id, details)
+        if suppressed != (recorded or Suppression()):
+            self.suppressions.put(batch.suppressions, customer_id, partition, suppressed.encode())
         self.send(
             batch,
             "privacy-confirmations",
@@ -538,9 +580,26 @@ class Pipeline:
         )
         self.rt.metrics.processed("privacy")
 
+    def forget_training_sample(self, customer_id: str, details: dict[str, int]) -> None:
+        """Ask the learner to drop the customer's samples (sent after any queued ones)."""
+        self.rt.training_buffer.append({"erase": learner_key(customer_id, self.rt.salt())})
+        details["model_erase_requests"] = 1
+
     # -- rejections -----------------------------------------------------------------
+    def suppressed_message(self, message: Any) -> str | None:
+        """Whether a message about to be dead-lettered names a suppressed customer."""
+        return rejected_suppression(
+            message, self.suppressions, self.customers, self.rt.settings.partitions, self.holds
+        )
+
     def reject(self, topic: str, message: Any, error: Exception, reason: str, batch: Batch) -> None:
         metrics = self.rt.metrics
+        hidden = self.suppressed_message(message)
+        if hidden is not None:
+            # An erased or opted-out customer's message: its payload must not
+            # outlive the request in dead-letters. Dropped and counted.
+            metrics.rejected(topic, hidden)
+            return
         metrics.rejected(topic, reason)
         try:
             record = dead_letter(

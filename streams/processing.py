@@ -464,18 +464,27 @@ class CustomerProcessor:
         }
 
 
-def learner_key(customer_id: str) -> str:
+def learner_key(customer_id: str, salt: bytes) -> str:
     """The id-free key under which the learner holds a customer's sample.
 
-    >>> len(learner_key("c1")), learner_key("c1") == learner_key("c1")
-    (16, True)
+    A keyed hash (BLAKE2b with the secret ``salt``, see
+    :mod:`streams.learner_salt`): whoever reads ``segment-training`` or
+    ``segment-models`` without the salt cannot tell whose sample a key is, not
+    even by hashing a list of known customer ids. Every worker has the same
+    salt, so an erasure handled by any of them finds the sample.
+
+    >>> key = learner_key("c1", b"salt")
+    >>> len(key), key == learner_key("c1", b"salt"), key == learner_key("c1", b"other")
+    (16, True, False)
     """
-    return output_event_id(customer_id)[:16]
+    if not salt:
+        raise ValueError("learner keys need the secret salt")
+    return hashlib.blake2b(customer_id.encode(), key=salt, digest_size=8).hexdigest()
 
 
-def training_sample(customer_id: str, result: Result) -> dict[str, Any]:
-    """The learner's sample of one customer: vector, BG/NBD triple, hashed key."""
-    return {"k": learner_key(customer_id), "x": result.training_vector, "btyd": result.btyd}
+def training_sample(customer_id: str, result: Result, salt: bytes) -> dict[str, Any]:
+    """The learner's sample of one customer: vector, BG/NBD triple, salted key."""
+    return {"k": learner_key(customer_id, salt), "x": result.training_vector, "btyd": result.btyd}
 
 
 def assigner_signature(assigner: SegmentAssigner) -> str:

@@ -83,6 +83,7 @@ __all__ = [
 DEFAULT_RESULTS = Path(".segmenter/quality-results.md")
 TRACKED_TYPES = ("cluster", "lifecycle", "value")
 NEW_CUSTOMER = "new_customer"
+QUALITY_SALT = b"quality-run"  # learner keys of this offline run (any salt will do)
 
 
 @dataclass
@@ -321,7 +322,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
         record(result)
         if result.training_vector is not None:
             n_training += 1
-            buffer.append(training_sample(cid, result))
+            buffer.append(training_sample(cid, result, QUALITY_SALT))
             if len(buffer) >= config.batch_size:
                 flush()
         if progress is not None and n_events % 200_000 == 0:

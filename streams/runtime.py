@@ -9,6 +9,7 @@ from typing import Any
 
 from models.btyd import BGNBDParams
 from models.clustering import SegmentAssigner
+from models.profile_policy import AttributePolicy
 from streams.clock import StreamClock
 from streams.metrics import Metrics
 from streams.processing import CustomerProcessor
@@ -36,12 +37,22 @@ class Runtime:
     remote_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     broadcast_caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = field(default_factory=time.time)
+    # Which profile attributes are kept (allow-list and limits).
+    profile_policy: AttributePolicy = field(default_factory=AttributePolicy)
+    # Secret salt of learner keys (streams.learner_salt); set before any event is handled.
+    learner_salt: bytes | None = None
 
     def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
         """Track the largest event time per input partition (and overall)."""
         self.clock.observe(ts_ms)
         if ts_ms > self.partition_clock.get(partition, 0):
             self.partition_clock[partition] = ts_ms
+
+    def salt(self) -> bytes:
+        """The learner-key salt; an error before it is loaded (never an unsalted key)."""
+        if self.learner_salt is None:
+            raise RuntimeError("the learner salt is not loaded yet")
+        return self.learner_salt
 
     def reviewed_through(self, partition: int) -> int:
         """Last day the sweep brought every customer of ``partition`` up to.

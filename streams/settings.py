@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.profile_policy import DEFAULT_ALLOWED, parse_allow_list
 
 __all__ = ["Settings"]
 
@@ -89,6 +92,42 @@ class Settings(BaseSettings):
         "handled in event-time order across the input topics (a backlog or replay); "
         "beyond it the oldest go first. 0 handles events in arrival order.",
     )
+
+    # -- security and privacy (docs/security.md) -----------------------------------
+    api_token: SecretStr | None = Field(
+        None,
+        description="When set, every HTTP endpoint but /health, /ready and /metrics "
+        "requires `Authorization: Bearer <token>`; the CLI sends it. Every worker of a "
+        "group needs the same token (requests are forwarded between workers).",
+    )
+    learner_salt: SecretStr | None = Field(
+        None,
+        description="Secret salt of the keys under which the learner holds customers' "
+        "samples. Default: generated once and kept on the `learner-salt` topic. Set it "
+        "before the first start; changing it later orphans the samples already learned.",
+    )
+    profile_attributes: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_ALLOWED,
+        description="Profile attributes kept (comma-separated); `+name` adds to the "
+        "default list. Others are dropped and counted, never stored.",
+    )
+    profile_max_attributes: int = Field(
+        32, ge=1, description="Most profile attributes kept per customer."
+    )
+    profile_max_value_chars: int = Field(
+        200, ge=1, description="Longest profile attribute string value kept."
+    )
+
+    @field_validator("api_token", "learner_salt", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # docker compose passes `${VAR:-}` as an empty string: that means "not set".
+        return None if value == "" else value
+
+    @field_validator("profile_attributes", mode="before")
+    @classmethod
+    def _allow_list(cls, value: Any) -> tuple[str, ...]:
+        return parse_allow_list(value)
 
     def reachable_host(self) -> str:
         """The host name this worker advertises to the others."""

@@ -25,6 +25,9 @@ TRAINING_TOPIC = "segment-training"
 MODELS_TOPIC = "segment-models"
 CLOCK_TOPIC = "stream-clock"
 TICKS_TOPIC = "clock-ticks"
+# The learner-key salt (streams.learner_salt): one record, never deleted.
+SALT_TOPIC = "learner-salt"
+SALT_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 TABLE_NAMES = ("customers", "suppressions")
 
 
@@ -57,6 +60,7 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic(CLOCK_TOPIC), 1, dict(compact)))
     # Timer ticks for silent customers, co-partitioned with the customer table.
     specs.append(TopicSpec(settings.topic(TICKS_TOPIC), n, {"retention.ms": "3600000"}))
+    specs.append(TopicSpec(settings.topic(SALT_TOPIC), 1, dict(SALT_TOPIC_CONFIG)))
     # Faust would create changelogs itself; creating them here pins their
     # partition count to the input topics' (co-partitioning).
     for table in TABLE_NAMES:

@@ -37,6 +37,9 @@ def register_views(app: Any, rt: Runtime, customers: Any, route_topic: Any) -> N
                 web, {"error": "unknown customer", "customer_id": customer_id}, 404
             )
         view = rt.processor.view(customer_id, state, rt.clock.now_ms, rt.churn_params)
+        # Records written before the allow-list narrowed may hold more.
+        features = view["features"]
+        features["profile"] = rt.profile_policy.visible(features.get("profile") or {})
         return json_response(web, view)
 
     @app.page("/segments")

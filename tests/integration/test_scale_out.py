@@ -97,7 +97,7 @@ def frozen_model_message(customers: int = 200, days: int = DAYS, seed: int = 11)
         rt.clock.observe(event["ts"])
         states[cid] = result.state
         if result.training_vector is not None:
-            host.learn([training_sample(cid, result)])
+            host.learn([training_sample(cid, result, b"scale-out-test")])
     message = host.snapshot_message()
     assert message["snapshot"]["k"] >= 2 and message["churn_params"] is not None
     return orjson.dumps(message)

@@ -110,7 +110,8 @@ def test_workers(services: dict[str, Any], compose: dict[str, Any]) -> None:
         assert env.get("SEGMENTER_APP_ID", "segmenter") == "segmenter"  # one consumer group
         assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
         (port,) = worker["ports"]
-        host, container = str(port).split(":")
+        host_ip, host, container = str(port).split(":")
+        assert host_ip == "127.0.0.1"
         assert container == env["SEGMENTER_WEB_PORT"]
         published.append(host)
         web_ports.append(env["SEGMENTER_WEB_PORT"])
@@ -123,6 +124,62 @@ def test_workers(services: dict[str, Any], compose: dict[str, Any]) -> None:
     # host:port is the worker's identity in the group: it must differ
     assert len(set(web_ports)) == len(WORKERS)
     assert len(set(volumes)) == len(WORKERS), "each worker needs its own state volume"
+
+
+# ---------------------------------------------------------------- hardening
+SECRET_RE = re.compile(r"PASSWORD|SECRET|TOKEN|SALT|_KEY$")
+REQUIRED_RE = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")  # ${VAR:?message}
+OPTIONAL_RE = re.compile(r"^\$\{[A-Z0-9_]+:-\}$")  # ${VAR:-}: empty means unset
+
+
+def _published(port: Any) -> tuple[str | None, str]:
+    """(host ip, host port) of a ports entry, short or long syntax."""
+    if isinstance(port, dict):
+        return port.get("host_ip"), str(port.get("published"))
+    parts = str(port).split(":")
+    return (parts[0] if len(parts) == 3 else None), parts[-2] if len(parts) > 1 else parts[0]
+
+
+def test_every_published_port_is_bound_to_localhost(services: dict[str, Any]) -> None:
+    published = 0
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            host_ip, _ = _published(port)
+            assert host_ip == "127.0.0.1", f"{name}: {port} is published on every interface"
+            published += 1
+    assert published >= 5  # kafka, two workers, prometheus, grafana
+
+
+def test_no_default_passwords_or_secrets(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for key, value in _env(service).items():
+            if SECRET_RE.search(key):
+                assert REQUIRED_RE.match(value) or OPTIONAL_RE.match(value), (
+                    f"{name}: {key} must come from the environment (.env), not {value!r}"
+                )
+    grafana = _env(services["grafana"])
+    assert REQUIRED_RE.match(grafana["GF_SECURITY_ADMIN_PASSWORD"]), "compose must refuse to start"
+    assert "GRAFANA_ADMIN_PASSWORD" in grafana["GF_SECURITY_ADMIN_PASSWORD"]
+
+
+def test_secrets_come_from_an_untracked_env_file(root: Path) -> None:
+    example = (root / ".env.example").read_text()
+    for variable in ("GRAFANA_ADMIN_PASSWORD", "SEGMENTER_API_TOKEN", "SEGMENTER_LEARNER_SALT"):
+        assert re.search(rf"^{variable}=$", example, re.M), f"{variable} (empty) in .env.example"
+    for ignore in (".gitignore", ".dockerignore"):
+        entries = {ln.strip() for ln in (root / ignore).read_text().splitlines()}
+        assert ".env" in entries, f".env must be in {ignore}"
+
+
+def test_workers_pass_the_api_token_through(services: dict[str, Any]) -> None:
+    for name in WORKERS:
+        assert OPTIONAL_RE.match(_env(services[name])["SEGMENTER_API_TOKEN"]), name
+
+
+def test_prometheus_has_no_lifecycle_or_admin_api(services: dict[str, Any]) -> None:
+    flags = " ".join(str(arg) for arg in services["prometheus"].get("command", []))
+    assert "--web.enable-lifecycle" not in flags
+    assert "--web.enable-admin-api" not in flags
 
 
 def test_prometheus_and_grafana_mounts(services: dict[str, Any], root: Path) -> None:

@@ -35,6 +35,7 @@ def app(tmp_path: Any) -> Any:
         Settings(store="memory://", data_dir=tmp_path, app_id="agent-tests", order_max_held=0)
     )
     app.segmenter.broadcast_caught_up.set()  # no broadcast topics in a test context
+    app.segmenter.learner_salt = b"agent-tests"  # (a worker reads it before any event)
     app.pipeline.outputs = defaultdict(RecordingTopic)
     changelog: list[tuple[str, bytes, bytes | None, int]] = []
 

@@ -156,6 +156,7 @@ def ordered_app(tmp_path: Any) -> Any:
         Settings(store="memory://", data_dir=tmp_path, app_id="order-tests", order_max_held=0)
     )
     app.segmenter.broadcast_caught_up.set()
+    app.segmenter.learner_salt = b"order-tests"
     log: list[str] = []
     app.pipeline.outputs = {
         name: OrderedTopic(name, log)
