@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas import INPUT_TOPICS, OUTPUT_TOPICS
+from streams.repartition import REPARTITION_TOPIC
 from streams.settings import Settings
 
 __all__ = [
@@ -57,6 +58,10 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic(CLOCK_TOPIC), 1, dict(compact)))
     # Timer ticks for silent customers, co-partitioned with the customer table.
     specs.append(TopicSpec(settings.topic(TICKS_TOPIC), n, {"retention.ms": "3600000"}))
+    # Messages that landed on another partition than their customer's, forwarded
+    # to it (streams.repartition); kept as long as the input topics (the broker's
+    # default retention), since their sources are committed once forwarded.
+    specs.append(TopicSpec(settings.topic(REPARTITION_TOPIC), n))
     # Faust would create changelogs itself; creating them here pins their
     # partition count to the input topics' (co-partitioning).
     for table in TABLE_NAMES:
