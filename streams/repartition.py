@@ -216,8 +216,8 @@ class Router:
     >>> try:
     ...     router.reason(Message(key=b"c2", partition=3), "c1")
     ... except InvalidEvent as error:
-    ...     print(error.reason, "|", error.message[:45])
-    key_mismatch | message key 'c2' names another customer than
+    ...     print(error.reason, error.field)
+    key_mismatch customer_id
     """
 
     partitions: int
