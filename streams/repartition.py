@@ -40,7 +40,6 @@ Pure logic plus the forward itself; :mod:`streams.pipeline` calls it.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -225,14 +224,17 @@ class Router:
     logical_topic: Callable[[str], str] = lambda name: name
     cache_size: int = 1 << 16
     _warned: set[tuple[str, str]] = field(default_factory=set)
+    _known: dict[str, int] = field(default_factory=dict)  # customer id -> partition
 
-    def __post_init__(self) -> None:
-        self.partition_of: Callable[[str], int] = functools.lru_cache(self.cache_size)(
-            self._partition_of
-        )
-
-    def _partition_of(self, customer_id: str) -> int:
-        return partition_for(customer_id.encode(), self.partitions)
+    def partition_of(self, customer_id: str) -> int:
+        """The customer's partition (remembered: a dict lookup is ~0.05 µs)."""
+        partition = self._known.get(customer_id)
+        if partition is None:
+            if len(self._known) >= self.cache_size:
+                self._known.clear()  # (cheaper than LRU bookkeeping on every hit)
+            partition = partition_for(customer_id.encode(), self.partitions)
+            self._known[customer_id] = partition
+        return partition
 
     def reason(self, message: Any, customer_id: str) -> str | None:
         """Why ``message`` must be rerouted (one of :data:`REASONS`), or ``None``.
@@ -249,7 +251,10 @@ class Router:
                 f"message key {shown!r} names another customer than customer_id "
                 f"{customer_id!r}; key messages by customer_id",
             )
-        if message.partition == self.partition_of(customer_id):
+        partition = self._known.get(customer_id)
+        if partition is None:
+            partition = self.partition_of(customer_id)
+        if message.partition == partition:
             return None
         return "wrong_partition" if key else "unkeyed"
 
