@@ -20,16 +20,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from models.eventtime import MS_PER_DAY, format_ts, parse_ts
 from streams.repartition import partition_for
-from streams.topics import changelog_topic
 from tests.integration.conftest import Stack, Worker, metric_total, wait_for
 from tests.integration.fault.conftest import feature_mismatches, history, read_topic
 from tests.integration.kcat import kcat_produce, require_kcat
+from tests.integration.rerouting import expected_reroutes, misplaced_records
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -81,50 +79,6 @@ def consumed(workers: list[Worker]) -> float:
         for w in workers
         for topic in PRODUCERS
     )
-
-
-def expected_reroutes(stack: Stack, counts: Counter[str]) -> Counter[tuple[str, str]]:
-    """(topic, reason) -> messages that landed off their customer's partition,
-    read back from where the producers actually put them."""
-    rerouted: Counter[tuple[str, str]] = Counter()
-    for topic, n in counts.items():
-        records = asyncio.run(stack.consume(topic, until=lambda rs, n=n: len(rs) >= n))
-        assert len(records) == n
-        for record in records:
-            home = partition_for(record["value"]["customer_id"].encode(), stack.partitions)
-            if record["partition"] != home:
-                rerouted[(topic, "unkeyed" if record["key"] is None else "wrong_partition")] += 1
-    return rerouted
-
-
-def customer_partitions(stack: Stack) -> dict[str, set[int]]:
-    """customer id -> the partitions of the customers changelog holding a record of it."""
-
-    async def read() -> list[tuple[bytes, int]]:
-        consumer = AIOKafkaConsumer(
-            changelog_topic(stack.settings, "customers"),
-            bootstrap_servers=stack.bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            ends = await consumer.end_offsets(list(consumer.assignment()))
-            out: list[tuple[bytes, int]] = []
-            while True:
-                positions = {tp: await consumer.position(tp) for tp in ends}
-                if all(positions[tp] >= end for tp, end in ends.items()):
-                    return out
-                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                    out += [(r.key, tp.partition) for r in records if r.key is not None]
-        finally:
-            await consumer.stop()
-
-    where: dict[str, set[int]] = {}
-    for key, partition in asyncio.run(read()):
-        where.setdefault(orjson.loads(key), set()).add(partition)
-    return where
 
 
 def wait_settled(workers: list[Worker], expected: dict[str, Any], timeout: float) -> None:
@@ -189,14 +143,7 @@ def test_kcat_events_keyed_and_unkeyed_end_as_one_record_per_customer(
     assert asyncio.run(read_topic(stack, "dead-letters", timeout=3)) == []
 
     # One record per customer, on the customer's partition.
-    where = customer_partitions(stack)
-    assert set(where) == set(hist.expected)
-    misplaced = {
-        cid: parts
-        for cid, parts in where.items()
-        if parts != {partition_for(cid.encode(), stack.partitions)}
-    }
-    assert misplaced == {}
+    assert misplaced_records(stack, hist.expected) == {}
     # Either worker answers for any customer, with the same document.
     for customer_id in sorted(hist.expected)[:10]:
         s1, body1 = w1.get(f"/customers/{customer_id}")
