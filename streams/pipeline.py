@@ -12,6 +12,8 @@ durable.
 
 A message that cannot be parsed, validated or processed goes to
 ``dead-letters`` with the reason; the worker never stops on one bad message.
+A valid one that is not on its customer's partition is forwarded there
+instead (:mod:`streams.repartition`) and comes back on the repartition topic.
 """
 
 from __future__ import annotations
