@@ -131,25 +131,38 @@ class Origin:
         cls, headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None
     ) -> Origin:
         """The origin a forward carries; :class:`~schemas.InvalidEvent` when it has none."""
-        items = headers.items() if isinstance(headers, Mapping) else headers or ()
         source: bytes | None = None
         key: bytes | None = None
-        for name, value in items:
+        for name, value in header_items(headers):
             if name == SOURCE_HEADER:
                 source = value
             elif name == SOURCE_KEY_HEADER:
                 key = bytes(value)
         try:
-            assert source is not None
+            if source is None:
+                raise ValueError(SOURCE_HEADER)
             topic, partition, offset = source.decode().rsplit(":", 2)
             return cls(topic, int(partition), int(offset), key)
-        except (AssertionError, ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):
             raise InvalidEvent(
                 "unknown_topic",
                 None,
                 f"a message on the repartition topic needs a {SOURCE_HEADER} header "
                 "`<topic>:<partition>:<offset>` (it is written by the worker only)",
             ) from None
+
+
+def header_items(
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes] | None,
+) -> list[tuple[str, bytes]]:
+    """A message's headers as ``(name, value)`` pairs (Faust may hand a mapping).
+
+    >>> header_items({"a": b"1"}), header_items(None), header_items((("a", b"1"),))
+    ([('a', b'1')], [], [('a', b'1')])
+    """
+    if headers is None:
+        return []
+    return list(headers.items() if isinstance(headers, Mapping) else headers)
 
 
 def source_applied(state: dict[str, Any] | None, topic: str, origin: Origin) -> bool:
@@ -292,11 +305,10 @@ class Router:
         if topic == REPARTITION_TOPIC:
             # Forwarded to another partition count (SEGMENTER_PARTITIONS changed):
             # on again, keeping the first origin.
-            headers = list(message.headers.items() if isinstance(message.headers, Mapping)
-                           else message.headers or ())  # fmt: skip
+            headers = header_items(message.headers)
             source = self.source_topic(topic, message)
         else:
-            origin = Origin(message.topic, message.partition, message.offset, message.key or None)
+            origin = Origin(message.topic, message.partition, message.offset, message.key)
             headers = origin.headers(reason)
             source = topic
         outbox.add(
