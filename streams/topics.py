@@ -1,9 +1,9 @@
 """Every topic Segmenter reads or writes, and how to create them.
 
 Input topics, output topics, the repartition topic and the customer table's
-changelog share one partition count so they are co-partitioned by ``customer_id``. Internal
-broadcast topics have one partition: one learner owns the model; every worker
-reads every snapshot.
+changelog share one partition count so they are co-partitioned by
+``customer_id``. Internal broadcast topics have one partition: one learner owns
+the model; every worker reads every snapshot.
 """
 
 from __future__ import annotations
