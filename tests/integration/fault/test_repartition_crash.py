@@ -3,15 +3,16 @@
 The whole history is produced by kcat, keyed by customer_id but placed by
 librdkafka's default partitioner, so about three messages in four land off
 their customer's partition and go through the repartition topic. The worker is
-killed with SIGKILL mid-way, with forwards sent but their sources not yet
-committed, and forwards on the repartition topic not yet applied; started
-again on the same data dir, it forwards those sources a second time and reads
-the uncommitted forwards again. Each customer's record remembers, per source
-topic-partition, the source offset of the last rerouted message applied, so
-every copy counts once (however old its event time): every customer's
-features equal the pandas reference, each customer is one record on its own
-partition, nothing is dead-lettered, and every input message and every
-forward ends committed.
+killed with SIGKILL twice: first while it forwards (forwards acknowledged,
+their sources not committed yet), then, restarted on the same data dir, while
+it applies forwards (some written to the state, not committed yet). Started a
+third time, it forwards those sources a second time and reads the uncommitted
+forwards again. Each customer's record remembers, per source topic-partition,
+the source offset of the last rerouted message applied, so every copy counts
+once, however old its event time: every customer's features equal the pandas
+reference, each customer is one record on its own partition, nothing is
+dead-lettered, outputs keep deterministic ids and unbroken chains, and every
+input message and every forward ends committed.
 """
 
 from __future__ import annotations
