@@ -185,3 +185,26 @@ def test_kcat_events_keyed_and_unkeyed_end_as_one_record_per_customer(
     )
     for other in sorted(hist.expected)[1:4]:  # nobody else was touched
         assert w1.get(f"/customers/{other}")[0] == 200
+
+
+def test_the_partition_check_agrees_with_librdkafkas_murmur2_random(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    """kcat with ``partitioner=murmur2_random`` places every key where the worker
+    expects it; with librdkafka's default (CRC32) most keys land elsewhere."""
+    require_kcat()
+    stack = stack_factory()
+    ids = [f"cust-{i}" for i in range(400)] + ["é-ü", "a" * 150, "42"]
+    events = [{"event_id": f"e-{c}", "customer_id": c} for c in ids]
+    kcat_produce(stack.bootstrap, stack.topic("purchases"), events, partitioner="murmur2_random")
+    kcat_produce(stack.bootstrap, stack.topic("browsing"), events)
+    for topic, agree in (("purchases", len(ids)), ("browsing", None)):
+        records = asyncio.run(stack.consume(topic, until=lambda rs: len(rs) >= len(ids)))
+        placed = sum(
+            record["partition"] == partition_for(record["key"].encode(), stack.partitions)
+            for record in records
+        )
+        if agree is not None:
+            assert placed == agree
+        else:
+            assert placed < len(ids) * 0.4  # about one in four by chance
