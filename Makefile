@@ -32,8 +32,15 @@ run: topics
 prometheus:
 	scripts/install-prometheus.sh
 
+## make kcat: Debian's kcat (librdkafka's command-line client), the second producer of
+## the rerouting tests (tests/integration/test_repartition.py and the fault suite);
+## a no-op when installed, a message (and skipped tests) without root or apt-get.
+.PHONY: kcat
+kcat:
+	scripts/install-kcat.sh
+
 ## make test: the same set-up, then every test (unit and integration) on the real broker.
-test: topics prometheus
+test: topics prometheus kcat
 	$(PY) -m pytest
 
 test-unit: install

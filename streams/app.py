@@ -36,6 +36,7 @@ from streams.ordering import EventTimeOrder
 from streams.outbox import ProducerTopic
 from streams.pipeline import Pipeline
 from streams.processing import CustomerProcessor
+from streams.repartition import REPARTITION_TOPIC
 from streams.runtime import Runtime
 from streams.settings import Settings
 from streams.state_table import StateTable, producer_send
@@ -164,10 +165,15 @@ def create_app(settings: Settings | None = None) -> faust.App:
             partitions=partitions,
         )
 
-    inputs = {name: raw_topic(name) for name in INPUT_TOPICS}
+    # The repartition topic is one more input of each partition: messages that
+    # landed on another partition than their customer's come back on it.
+    inputs = {name: raw_topic(name) for name in (*INPUT_TOPICS, REPARTITION_TOPIC)}
     # Outputs go straight to the producer (see streams.outbox); the topics are
     # created by `segmenter topics create`.
-    outputs = {name: ProducerTopic(app, settings.topic(name)) for name in OUTPUT_TOPICS}
+    outputs = {
+        name: ProducerTopic(app, settings.topic(name))
+        for name in (*OUTPUT_TOPICS, REPARTITION_TOPIC)
+    }
     training = raw_topic(TRAINING_TOPIC, partitions=1)
     models = raw_topic(MODELS_TOPIC, partitions=1)
     clock_topic = raw_topic(CLOCK_TOPIC, partitions=1)
@@ -181,7 +187,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         StateTable(customers, send),
         StateTable(suppressions, send),
         outputs,
-        order=EventTimeOrder(INPUT_TOPICS, max_held=settings.order_max_held)
+        order=EventTimeOrder(list(inputs), max_held=settings.order_max_held)
         if settings.order_max_held > 0
         else None,
         caught_up=_caught_up_test(app, settings),

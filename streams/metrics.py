@@ -54,6 +54,7 @@ from prometheus_client.process_collector import ProcessCollector
 from models.profile_policy import REJECT_REASONS as ATTRIBUTE_REJECT_REASONS
 from schemas import INPUT_TOPICS, OUTPUT_TOPICS
 from schemas import REASONS as VALIDATION_REASONS
+from streams.repartition import REASONS as REPARTITION_REASONS
 
 __all__ = [
     "CHURN_LEVELS",
@@ -66,6 +67,7 @@ __all__ = [
     "PRIVACY_ACTIONS",
     "PROCESSING_BUCKETS",
     "REJECT_REASONS",
+    "REPARTITION_REASONS",
     "SEGMENT_TYPES",
     "TABLES",
     "Metrics",
@@ -207,6 +209,14 @@ class Metrics:
             "segmenter_events_duplicate_total",
             "Events skipped because their event_id was already processed.",
             ["topic"],
+            registry=r,
+        )
+        self.events_repartitioned = Counter(
+            "segmenter_events_repartitioned_total",
+            "Input messages not on the partition murmur2(customer_id) gives (unkeyed, or "
+            "placed by another partitioner), rerouted by customer_id through the repartition "
+            "topic, by source topic and reason.",
+            ["topic", "reason"],
             registry=r,
         )
         self.offset_gaps = Counter(
@@ -376,6 +386,7 @@ class Metrics:
         self._processed = functools.cache(self.events_processed.labels)
         self._duplicate = functools.cache(self.events_duplicate.labels)
         self._rejected = functools.cache(self.events_rejected.labels)
+        self._repartitioned = functools.cache(self.events_repartitioned.labels)
         self._outputs = functools.cache(self.outputs.labels)
         self._processing = functools.cache(self.processing_seconds.labels)
         self._emit_latency = functools.cache(self.emit_latency.labels)
@@ -403,6 +414,8 @@ class Metrics:
             self.batch_events.labels(topic)
             for reason in sorted(REJECT_REASONS):
                 self.events_rejected.labels(topic, reason)
+            for reason in REPARTITION_REASONS:
+                self.events_repartitioned.labels(topic, reason)
         for topic in output_topics:
             self.outputs.labels(topic)
         for output in LATENCY_OUTPUTS:
@@ -445,6 +458,17 @@ class Metrics:
     def duplicate(self, topic: str) -> None:
         """Count one event skipped as a repeated ``event_id``."""
         self._duplicate(topic).inc()
+
+    def repartitioned(self, topic: str, reason: str) -> None:
+        """Count one message of ``topic`` rerouted through the repartition topic.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.repartitioned("purchases", "unkeyed")
+        >>> m.sample("segmenter_events_repartitioned_total", topic="purchases", reason="unkeyed")
+        1.0
+        """
+        self._repartitioned(topic, reason).inc()
 
     def offset_gap(self, topic: str, offsets: int) -> None:
         """Count ``offsets`` offsets of ``topic`` that were skipped, not processed."""

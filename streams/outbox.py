@@ -21,7 +21,7 @@ __all__ = ["Outbox", "OutputRecord", "OutputTopic", "ProducerTopic"]
 class OutputTopic(Protocol):
     """Anything with ``send(key=, value=)``; may return a delivery future."""
 
-    async def send(self, *, key: bytes | None, value: bytes) -> Any: ...
+    async def send(self, *, key: bytes | None, value: bytes, **options: Any) -> Any: ...
 
 
 @dataclass
@@ -33,9 +33,17 @@ class ProducerTopic:
     app: Any
     name: str
 
-    async def send(self, *, key: bytes | None, value: bytes) -> Any:
+    async def send(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        timestamp: float | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> Any:
         return await self.app.producer.send(
-            self.name, key, value, partition=None, timestamp=None, headers=None
+            self.name, key, value, partition=partition, timestamp=timestamp, headers=headers
         )
 
 
@@ -50,6 +58,8 @@ class OutputRecord:
     kafka_ts_ms: float | None = None
     sent_at: float | None = None  # wall clock when handed to the producer
     ack: Any = None  # the producer's delivery future (None: not sent, or no future)
+    # partition, timestamp, headers, when set (streams.repartition's forwards)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,13 +99,19 @@ class Outbox:
         value: bytes,
         latency_kind: str | None = None,
         kafka_ts_ms: float | None = None,
+        **options: Any,
     ) -> None:
         """Queue one record of the logical output topic ``output``.
 
         ``latency_kind`` and ``kafka_ts_ms`` (the input's Kafka timestamp) let the
         caller observe event-to-emit latency when the record is acknowledged.
+        ``options`` (``partition``, ``timestamp``, ``headers``) go to the topic's
+        ``send`` as they are.
         """
-        self._records.append(OutputRecord(output, key, value, latency_kind, kafka_ts_ms))
+        record = OutputRecord(output, key, value, latency_kind, kafka_ts_ms)
+        if options:
+            record.options = options
+        self._records.append(record)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -113,7 +129,7 @@ class Outbox:
         for record in self._records:
             if record.sent_at is None:
                 record.ack = await self.topics[record.output].send(
-                    key=record.key, value=record.value
+                    key=record.key, value=record.value, **record.options
                 )
                 record.sent_at = time.time()
 

@@ -12,6 +12,8 @@ durable.
 
 A message that cannot be parsed, validated or processed goes to
 ``dead-letters`` with the reason; the worker never stops on one bad message.
+A valid one that is not on its customer's partition is forwarded there
+instead (:mod:`streams.repartition`) and comes back on the repartition topic.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from streams.privacy_gate import (
     suppression_of,
 )
 from streams.processing import Result, learner_key, new_customer_state, training_sample
+from streams.repartition import Origin, Router, mark_source_applied, source_applied
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
@@ -111,6 +114,8 @@ class Pipeline:
     may_hold: Callable[[], bool] = field(default=lambda: True)
     # Whether this worker holds a partition's state now (streams.privacy_gate).
     holds: Callable[[int], bool] = field(default=lambda partition: True)
+    # Reroutes messages not on their customer's partition (streams.repartition).
+    router: Router = field(init=False)
     # (logical topic, partition) -> offset and monotonic time of the last message received
     received: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     receiving_since: float | None = None  # first message since the start or a rebalance
@@ -119,6 +124,12 @@ class Pipeline:
     # Batches waiting to commit, in the order they were processed (group commit).
     _queue: list[tuple[Batch, asyncio.Future[None]]] = field(default_factory=list)
     _committer: asyncio.Future[None] | None = None
+
+    def __post_init__(self) -> None:
+        settings = self.rt.settings
+        self.router = Router(
+            settings.partitions, self.rt.metrics.repartitioned, settings.logical_topic
+        )
 
     # -- entry points -------------------------------------------------------------
     def open_batch(self) -> Batch:
@@ -357,7 +368,8 @@ class Pipeline:
             self.apply(topic, message, event, batch)
 
     def parse(self, topic: str, message: Any, batch: Batch) -> dict[str, Any] | None:
-        """The validated event, or ``None`` after dead-lettering (or dropping) the message."""
+        """The validated event, or ``None`` after dead-lettering (or dropping) the message,
+        or forwarding it to its customer's partition (:mod:`streams.repartition`)."""
         self.rt.metrics.consumed(topic)
         # The privacy path first: an opted-out customer's events are not even
         # read; an erased customer's invalid ones are dropped in reject().
@@ -369,52 +381,70 @@ class Pipeline:
             return None
         try:
             event = validate(
-                topic,
+                self.router.source_topic(topic, message),
                 message.value,
                 now_ms=int(time.time() * 1000),
                 max_future_ms=self.rt.settings.max_future_skew_seconds * 1000,
             )
-            key = message.key.decode("utf-8", "replace") if message.key is not None else None
-            if key != event["customer_id"]:
-                raise InvalidEvent(
-                    "key_mismatch",
-                    "customer_id",
-                    f"message key {key!r} differs from customer_id; produce with key = customer_id",
-                )
+            if self.router.reroute(topic, message, event["customer_id"], batch.outbox):
+                return None  # acked once the broker has the forward (the batch's outbox)
             return event
         except Exception as exc:  # a poison message must not stop the partition
             self.reject_failed(topic, message, exc, batch, "validation")
         return None
 
     def apply(self, topic: str, message: Any, event: dict[str, Any], batch: Batch) -> None:
-        """Apply one validated event to its customer; dead-letter it if that fails."""
+        """Apply one validated event to its customer; dead-letter it if that fails.
+
+        A message of the repartition topic is applied as an event of its source
+        topic (:mod:`streams.repartition`)."""
         started = time.perf_counter()
+        origin = self.router.origin(topic, message)
+        if origin is not None:
+            topic = self.router.logical_topic(origin.topic)  # (checked by parse)
         try:
             if topic == "privacy":
                 self.on_privacy(event, message, batch)
             else:
-                self.on_event(topic, event, message, batch)
+                self.on_event(topic, event, message, batch, origin)
         except Exception as exc:  # a poison message must not stop the partition
-            self.reject_failed(topic, message, exc, batch, "processing")
+            self.reject_failed(topic, message, exc, batch, "processing", origin)
         else:
             self.rt.metrics.observe_processing(topic, time.perf_counter() - started)
 
     def reject_failed(
-        self, topic: str, message: Any, exc: Exception, batch: Batch, stage: str
+        self,
+        topic: str,
+        message: Any,
+        exc: Exception,
+        batch: Batch,
+        stage: str,
+        origin: Origin | None = None,
     ) -> None:
         """Dead-letter a message whose ``stage`` raised: with its reason when the
         event is invalid, as ``processing_error`` (and logged) when the code failed."""
+        if origin is None:
+            origin = self.router.origin(topic, message)
+            if origin is not None:  # (a rerouted message counts under its source topic)
+                topic = self.router.logical_topic(origin.topic)
         if isinstance(exc, InvalidEvent):
-            self.reject(topic, message, exc, exc.reason, batch)
+            self.reject(topic, message, exc, exc.reason, batch, origin)
             return
         if self.suppressed_message(message) is None:
             log.exception(
                 "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
             )
-        self.reject(topic, message, exc, "processing_error", batch)
+        self.reject(topic, message, exc, "processing_error", batch, origin)
 
     # -- behaviour and profile events ------------------------------------------
-    def on_event(self, topic: str, event: dict[str, Any], message: Any, batch: Batch) -> None:
+    def on_event(
+        self,
+        topic: str,
+        event: dict[str, Any],
+        message: Any,
+        batch: Batch,
+        origin: Origin | None = None,
+    ) -> None:
         customer_id = event["customer_id"]
         partition = message.partition
         metrics = self.rt.metrics
@@ -429,10 +459,16 @@ class Pipeline:
             metrics.rejected(topic, "erased")
             return
         state = decode_state(self.customers.get(customer_id, partition))
-        if already_applied(state, topic, partition, message.offset):
-            # Re-delivered after a crash: the state already holds this message.
-            metrics.duplicate(topic)
-            return
+        if origin is None:
+            if already_applied(state, topic, partition, message.offset):
+                # Re-delivered after a crash: the state already holds this message.
+                metrics.duplicate(topic)
+                return
+            seen = False
+        else:
+            # Rerouted: forwarded again or re-delivered after a crash, if its source
+            # offset is not above the customer's watermark (confirmed by dedup below).
+            seen = source_applied(state, topic, origin)
         if topic == "profiles":
             event = self.screen_profile(event, state)
         result = self.rt.processor.handle(
@@ -444,8 +480,8 @@ class Pipeline:
             self.rt.churn_params,
             self.rt.reviewed_through(partition),
         )
-        if result.status == "duplicate":
-            metrics.duplicate(topic)
+        if result.status == "duplicate" or (seen and result.status == "late"):
+            metrics.duplicate(topic)  # (a copy of our own, whatever its age: not late)
             return
         if result.status == "late":
             raise InvalidEvent(
@@ -458,7 +494,10 @@ class Pipeline:
             metrics.rejected(topic, "opted_out")
             return
         assert result.state is not None
-        mark_applied(result.state, topic, partition, message.offset)
+        if origin is None:
+            mark_applied(result.state, topic, partition, message.offset)
+        else:
+            mark_source_applied(result.state, topic, origin)
         self.rt.observe_partition_clock(partition, event["ts"])
         self.customers.put(batch.customers, customer_id, partition, encode(result.state))
         self.emit(result, message, batch)
@@ -592,7 +631,16 @@ class Pipeline:
             message, self.suppressions, self.customers, self.rt.settings.partitions, self.holds
         )
 
-    def reject(self, topic: str, message: Any, error: Exception, reason: str, batch: Batch) -> None:
+    def reject(
+        self,
+        topic: str,
+        message: Any,
+        error: Exception,
+        reason: str,
+        batch: Batch,
+        origin: Origin | None = None,
+    ) -> None:
+        """Dead-letter ``message`` (a rerouted one where it was first produced)."""
         metrics = self.rt.metrics
         hidden = self.suppressed_message(message)
         if hidden is not None:
@@ -603,10 +651,10 @@ class Pipeline:
         metrics.rejected(topic, reason)
         try:
             record = dead_letter(
-                source_topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
+                source_topic=message.topic if origin is None else origin.topic,
+                partition=message.partition if origin is None else origin.partition,
+                offset=message.offset if origin is None else origin.offset,
+                key=message.key if origin is None else origin.key,
                 raw=message.value,
                 error=error,
                 now_ms=int(time.time() * 1000),

@@ -1,9 +1,9 @@
 """Every topic Segmenter reads or writes, and how to create them.
 
-Input topics, output topics and the customer table's changelog share one
-partition count so they are co-partitioned by ``customer_id``. Internal
-broadcast topics have one partition: one learner owns the model; every worker
-reads every snapshot.
+Input topics, output topics, the repartition topic and the customer table's
+changelog share one partition count so they are co-partitioned by
+``customer_id``. Internal broadcast topics have one partition: one learner owns
+the model; every worker reads every snapshot.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from schemas import INPUT_TOPICS, OUTPUT_TOPICS
+from streams.repartition import REPARTITION_TOPIC
 from streams.settings import Settings
 
 __all__ = [
@@ -61,6 +62,10 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
     # Timer ticks for silent customers, co-partitioned with the customer table.
     specs.append(TopicSpec(settings.topic(TICKS_TOPIC), n, {"retention.ms": "3600000"}))
     specs.append(TopicSpec(settings.topic(SALT_TOPIC), 1, dict(SALT_TOPIC_CONFIG)))
+    # Messages that landed on another partition than their customer's, forwarded
+    # to it (streams.repartition); kept as long as the input topics (the broker's
+    # default retention), since their sources are committed once forwarded.
+    specs.append(TopicSpec(settings.topic(REPARTITION_TOPIC), n))
     # Faust would create changelogs itself; creating them here pins their
     # partition count to the input topics' (co-partitioning).
     for table in TABLE_NAMES:

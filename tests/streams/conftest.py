@@ -31,8 +31,16 @@ class RecordingTopic:
 def app(tmp_path: Any) -> Any:
     # Events in arrival order: the event-time order needs a running consumer's
     # high watermarks (tests/streams/test_ordering.py, tests/integration).
+    # One partition: test contexts deliver every message on partition 0, which
+    # is then every customer's (streams.repartition reroutes the others).
     app = create_app(
-        Settings(store="memory://", data_dir=tmp_path, app_id="agent-tests", order_max_held=0)
+        Settings(
+            store="memory://",
+            data_dir=tmp_path,
+            app_id="agent-tests",
+            order_max_held=0,
+            partitions=1,
+        )
     )
     app.segmenter.broadcast_caught_up.set()  # no broadcast topics in a test context
     app.segmenter.learner_salt = b"agent-tests"  # (a worker reads it before any event)

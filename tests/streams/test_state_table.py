@@ -152,8 +152,14 @@ def purchase(event_id: str, ts: int) -> bytes:
 
 @pytest.fixture
 def ordered_app(tmp_path: Any) -> Any:
-    app = create_app(
-        Settings(store="memory://", data_dir=tmp_path, app_id="order-tests", order_max_held=0)
+    app = create_app(  # (one partition: test contexts deliver on partition 0)
+        Settings(
+            store="memory://",
+            data_dir=tmp_path,
+            app_id="order-tests",
+            order_max_held=0,
+            partitions=1,
+        )
     )
     app.segmenter.broadcast_caught_up.set()
     app.segmenter.learner_salt = b"order-tests"
