@@ -231,7 +231,7 @@ def replay(
                 if not line.strip():
                     continue
                 try:
-                    event = validate(topic, line)
+                    event = validate(topic, line, min_ts_ms=settings.min_event_time_ms)
                 except InvalidEvent as err:
                     rejected[err.reason] += 1
                     if send_invalid:

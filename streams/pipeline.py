@@ -356,6 +356,7 @@ class Pipeline:
                 message.value,
                 now_ms=int(time.time() * 1000),
                 max_future_ms=self.rt.settings.max_future_skew_seconds * 1000,
+                min_ts_ms=self.rt.settings.min_event_time_ms,
             )
             key = message.key.decode("utf-8", "replace") if message.key is not None else None
             if key != event["customer_id"]:

@@ -28,12 +28,21 @@ class RecordingTopic:
 
 
 @pytest.fixture
-def app(tmp_path: Any) -> Any:
+def app(make_app: Any) -> Any:
+    return make_app()
+
+
+@pytest.fixture
+def make_app(tmp_path: Any) -> Any:
+    """``make_app(**settings)``: a worker app without Kafka, outputs recorded."""
+    return lambda **settings: _test_app(tmp_path, **settings)
+
+
+def _test_app(tmp_path: Any, **settings: Any) -> Any:
     # Events in arrival order: the event-time order needs a running consumer's
     # high watermarks (tests/streams/test_ordering.py, tests/integration).
-    app = create_app(
-        Settings(store="memory://", data_dir=tmp_path, app_id="agent-tests", order_max_held=0)
-    )
+    defaults = {"store": "memory://", "app_id": "agent-tests", "order_max_held": 0}
+    app = create_app(Settings(data_dir=tmp_path, **{**defaults, **settings}))
     app.segmenter.broadcast_caught_up.set()  # no broadcast topics in a test context
     app.pipeline.outputs = defaultdict(RecordingTopic)
     changelog: list[tuple[str, bytes, bytes | None, int]] = []
