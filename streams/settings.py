@@ -13,6 +13,7 @@ Kafka or Faust.
 from __future__ import annotations
 
 import re
+import shlex
 import socket
 import time
 from functools import lru_cache
@@ -256,8 +257,8 @@ def load_settings(**values: Any) -> Settings:
     ...     for line in err.lines:
     ...         print(line)
     SEGMENTER_WEB_PORT=70000: must be at most 65535
-    SEGMENTER_DEDUP_WINDOW_DAYS='inf': must be a finite number
-    SEGMENTER_LOG_LEVEL='loud': must be 'debug', 'info', 'warning', 'error' or 'critical'
+    SEGMENTER_DEDUP_WINDOW_DAYS=inf: must be a finite number
+    SEGMENTER_LOG_LEVEL=loud: must be 'debug', 'info', 'warning', 'error' or 'critical'
     """
     try:
         return Settings(**values)
@@ -288,7 +289,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
                 break
         given = error.get("input")
         if isinstance(given, str):
-            shown = f"={given!r}"
+            shown = f"={shlex.quote(given)}"  # as it would be typed in a shell
         else:
             shown = "" if given is None or isinstance(given, dict) else f"={given}"
         lines.append(f"{name}{shown}: {message}"[:300])
