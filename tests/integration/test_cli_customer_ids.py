@@ -31,10 +31,10 @@ def test_odd_customer_ids_are_reachable_from_every_worker(stack: Stack) -> None:
     first = stack.worker("w1")
     second = stack.worker("w2")
     events: list[tuple[str, Any]] = [
-        ("purchases", {"event_id": f"p{n}", "customer_id": cid, "ts": T0 + n,
-                       "order_id": f"o{n}", "amount": 10.0 + n})  # fmt: skip
-        for n, cid in enumerate(ODD_IDS)
-    ]
+        ("purchases", {"event_id": f"p{n}", "customer_id": customer_id, "ts": T0 + n,
+                       "order_id": f"o{n}", "amount": 10.0 + n})
+        for n, customer_id in enumerate(ODD_IDS)
+    ]  # fmt: skip
     asyncio.run(stack.produce(events))
 
     for worker in (first, second):
