@@ -15,6 +15,14 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
+# ----------------------------------------------------------- requirements ---
+# The runtime dependencies, from pyproject.toml: only a change of this list
+# (not of the rest of pyproject.toml) reinstalls them (layer cache).
+FROM ${PYTHON_IMAGE} AS requirements
+COPY pyproject.toml /tmp/
+RUN python3.11 -c "import tomllib; d = tomllib.load(open('/tmp/pyproject.toml', 'rb')); \
+print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt
+
 # ---------------------------------------------------------------- builder ---
 FROM ${PYTHON_IMAGE} AS builder
 
@@ -29,20 +37,18 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so that a code change does not
-# reinstall them (layer cache); pip's download cache survives between builds
-# in a BuildKit cache mount, outside the image.
-COPY pyproject.toml ./
+# Dependencies first, so that a code change does not reinstall them; pip's
+# download cache survives between builds in a BuildKit cache mount, outside the
+# image.
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
 RUN --mount=type=secret,id=ca \
     --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); \
-print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install --upgrade pip setuptools wheel \
     && pip install -r /tmp/requirements.txt
 
 # Then the package itself.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY models ./models
 COPY schemas ./schemas
 COPY streams ./streams

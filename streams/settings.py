@@ -46,68 +46,114 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
+    # The descriptions are the README's configuration table (streams/settings_doc.py).
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092",
-        description="Kafka bootstrap servers. When it is not the default, "
-        "`segmenter kafka start` starts nothing.",
+        description="Kafka brokers, comma-separated `host:port`; anything but the default "
+        'means "use that cluster" (`segmenter kafka start` starts nothing).',
     )
-    topic_prefix: str = Field("", description="Prefix added to every topic name.")
-    web_port: int = Field(6066, ge=1, le=65535, description="HTTP port of the worker.")
+    topic_prefix: str = Field(
+        "",
+        description="Prefix of every topic name (letters, digits, `.`, `_`, `-`): "
+        "several deployments can share one cluster.",
+    )
+    web_port: int = Field(
+        6066,
+        ge=1,
+        le=65535,
+        description="The worker's HTTP port (1 to 65535); workers on one machine need one each.",
+    )
     web_host: str = Field(
-        "127.0.0.1", min_length=1, description="Interface the worker's web server binds."
+        "127.0.0.1",
+        min_length=1,
+        description="Interface the worker's HTTP server binds (`0.0.0.0`: every interface); "
+        "`segmenter customer` asks the worker there.",
     )
     advertised_host: str | None = Field(
         None,
-        description="Host other workers use to reach this one (request routing); "
-        "default: web_host, or the machine's hostname when web_host is 0.0.0.0.",
+        description="How other workers reach this one (request routing); unset: the web "
+        "host, or the machine's hostname when the web host is `0.0.0.0`.",
     )
-    app_id: str = Field("segmenter", min_length=1, description="Faust app id: the consumer group.")
-    data_dir: Path = Field(Path(".segmenter"), description="Local state: broker, RocksDB.")
-    partitions: int = Field(4, ge=1, description="Partitions of input topics and tables.")
-    replication_factor: int = Field(1, ge=1, description="Replication of created topics.")
-    store: str = Field("rocksdb://", description="Faust table store URL.")
+    app_id: str = Field(
+        "segmenter",
+        min_length=1,
+        description="Faust app id = the consumer group: workers with the same id share the "
+        "work (letters, digits, `.`, `_`, `-`: it names the changelog topics too).",
+    )
+    data_dir: Path = Field(
+        Path(".segmenter"),
+        description="Local state: the local broker, and RocksDB under `worker-<port>/`.",
+    )
+    partitions: int = Field(
+        4,
+        ge=1,
+        description="Partitions of the input and output topics and tables created by "
+        "`segmenter topics create`: the upper bound on parallel workers.",
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replication factor of the topics `segmenter topics create` creates "
+        "(1 on a single broker; 3 on a production cluster).",
+    )
+    store: str = Field(
+        "rocksdb://",
+        description="Faust table store: `rocksdb://`, or `memory://` for tests (state is "
+        "then rebuilt from the changelogs at every start).",
+    )
     dedup_window_days: float = Field(
         7.0,
         gt=0,
         description="How far back, per customer and topic, repeated event ids are "
-        "recognised; older events are rejected as late.",
+        "recognised; older events are rejected as `late`.",
     )
     max_future_skew_seconds: int = Field(
         86_400,
         ge=0,
-        description="Events whose ts lies further ahead of the wall clock are rejected.",
+        description="Events whose `ts` lies further ahead of the wall clock are rejected "
+        "(`bad_ts`).",
     )
     min_event_time: str = Field(
         "2000-01-01T00:00:00Z",
-        description="Events whose ts lies before this RFC 3339 time are rejected "
-        "(`bad_ts`); lower it to backfill older history.",
+        description="Events whose `ts` lies before this RFC 3339 time are rejected "
+        "(`bad_ts`); lower it to backfill older history (`docs/schemas.md`).",
     )
     segments_config: Path | None = Field(
-        None, description="YAML file with user-defined rule segments."
+        None,
+        description="YAML file of user-defined rule segments and experiments "
+        "(`segments.example.yaml`, `docs/segments.md`).",
     )
     log_format: Literal["text", "json"] = Field(
-        "text", description="`text` or `json` (one object a line)."
+        "text",
+        description="`text`, or `json`: one JSON object a line, without personal data.",
     )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
-        "info", description="Log level of the worker."
+        "info", description="`debug`, `info`, `warning`, `error` or `critical`."
     )
     session_timeout_seconds: float = Field(
         15.0,
         gt=3,
-        description="Kafka consumer session timeout: how soon a dead worker's "
-        "partitions move to the others.",
+        description="Kafka consumer session timeout (more than 3): how soon a dead "
+        "worker's partitions move to the others.",
     )
     cluster_warmup: int = Field(
         200,
         ge=20,
-        description="Distinct customers the learner sees before it forms clusters.",
+        description="Distinct customers the learner sees before it forms the first "
+        "clusters (at least 20; `docs/clustering.md`).",
     )
     learning: bool = Field(
         True,
-        description="false freezes the published model: workers keep assigning with "
-        "the latest snapshot on segment-models and the learner neither learns nor publishes.",
+        description="`false` freezes the published model: workers keep assigning with the "
+        "latest snapshot on `segment-models` and the learner learns nothing (reproducible "
+        "runs, a model under investigation); erase requests are still applied to its "
+        "sample and republished.",
     )
-    kafka_heap: str = Field("512m", description="-Xmx of the local broker JVM (e.g. 512m, 2g).")
+    kafka_heap: str = Field(
+        "512m",
+        description="`-Xmx` of the local broker's JVM that `segmenter kafka start` runs "
+        "(e.g. `512m`, `2g`).",
+    )
     batch_size: int = Field(
         1000,
         ge=1,
@@ -117,16 +163,16 @@ class Settings(BaseSettings):
     batch_linger_ms: float = Field(
         10.0,
         gt=0,
-        description="How long an ingest agent waits to fill a batch: the latency "
-        "it adds when traffic is light.",
+        description="How long an ingest agent waits to fill a batch: the latency it adds "
+        "when traffic is light.",
     )
-
     order_max_held: int = Field(
         50_000,
         ge=0,
-        description="Most input events held back so that a partition's events are "
-        "handled in event-time order across the input topics (a backlog or replay); "
-        "beyond it the oldest go first. 0 handles events in arrival order.",
+        description="Most input events held back so that each partition's events are "
+        "handled in event-time order across the input topics (backlogs, replays); beyond "
+        'it the oldest go first. `0` handles events in arrival order (see "Event-time '
+        'order across topics").',
     )
 
     @field_validator("kafka_bootstrap")
