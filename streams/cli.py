@@ -182,7 +182,10 @@ def simulate(
 
     settings = _settings()
     if start is not None:
-        start_ms = parse_ts(f"{start}T00:00:00Z")
+        try:
+            start_ms = parse_ts(f"{start}T00:00:00Z")
+        except ValueError:
+            raise CliError(f"--start {start!r}: expected a date YYYY-MM-DD", 2) from None
     else:
         # End the history today, so no event lies in the future (those are rejected).
         start_ms = (int(time.time() * 1000) // MS_PER_DAY - days) * MS_PER_DAY

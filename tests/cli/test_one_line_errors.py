@@ -265,3 +265,9 @@ def test_debug_shows_the_traceback(how: str, tmp_path: Path) -> None:
     assert result.stderr.rstrip().endswith(
         "FileNotFoundError: [Errno 2] No such file or directory: '/missing.jsonl'"
     )
+
+
+def test_a_bad_start_date_for_the_simulator_is_one_line(tmp_path: Path) -> None:
+    result = segmenter("simulate", "--start", "2020-13-01", "--days", "1", tmp=tmp_path)
+    one_line_error(result, "--start '2020-13-01'", "YYYY-MM-DD")
+    assert result.returncode == 2
