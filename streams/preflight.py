@@ -25,13 +25,15 @@ def check_worker(settings: Settings) -> None:
     """The rules file loads, the web port is free, the data dir is writable and Kafka
     answers with every Segmenter topic: configuration first, then the environment."""
     from models.rules import load_rules
-    from streams.topics import all_topics
+    from streams.topics import TABLE_NAMES, all_topics, changelog_topic
 
     if settings.segments_config is not None:
         load_rules(settings.segments_config)  # RulesConfigError: one line (cli_errors)
     check_web_port(settings)
     (settings.data_dir / f"worker-{settings.web_port}").mkdir(parents=True, exist_ok=True)
-    check_topics(settings, [spec.name for spec in all_topics(settings)])
+    # Faust creates a missing changelog itself (with the same partition count).
+    changelogs = {changelog_topic(settings, table) for table in TABLE_NAMES}
+    check_topics(settings, [s.name for s in all_topics(settings) if s.name not in changelogs])
 
 
 def check_topics(settings: Settings, topics: list[str], timeout: float = 10.0) -> None:
