@@ -51,8 +51,12 @@ if [ ${#missing[@]} -gt 0 ]; then
         fi
     done
     # pigz: parallel gzip, which dockerd uses when present (faster layer handling).
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-        "${missing[@]}" pigz >/dev/null
+    install() {
+        apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+            "${missing[@]}" pigz >/dev/null
+    }
+    # A stale package list names versions the mirror no longer has: refresh, retry once.
+    install || { apt-get -o DPkg::Lock::Timeout=600 update -qq && install; }
     echo "install-docker: installed in $(($(date +%s) - start)) s" >&2
 fi
 
