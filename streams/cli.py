@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from streams import cli_errors
 from streams.cli_errors import CliError
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
 
@@ -140,6 +140,12 @@ def worker(
     from streams.preflight import check_worker
 
     settings = _settings()  # checked before the heavy imports: a typo fails in a blink
+    if loglevel is not None:  # the same check as the variable's, naming the option
+        try:
+            settings = load_settings(log_level=loglevel)
+        except SettingsError as exc:
+            lines = [line.replace("SEGMENTER_LOG_LEVEL=", "--loglevel ") for line in exc.lines]
+            raise SettingsError(lines) from None
     check_worker(settings)
 
     import faust
@@ -152,7 +158,7 @@ def worker(
     # collections, which otherwise stall the event loop for tens of ms.
     gc.collect()
     gc.freeze()
-    runner = faust.Worker(app, loglevel=loglevel or settings.log_level, quiet=True)
+    runner = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     runner.execute_from_commandline()
 
 
@@ -300,7 +306,12 @@ def customer(
     from streams.tailing import render_customer
 
     settings = _settings()
-    base = f"http://{settings.web_host}:{settings.web_port}"
+    host = settings.web_host
+    if host in ("0.0.0.0", "::"):  # a worker listening everywhere answers locally
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    base = f"http://{host}:{settings.web_port}"
     # Any id is a path segment: spaces, slashes and non-ASCII are percent-encoded.
     url = f"{base}/customers/{urllib.parse.quote(customer_id, safe='')}"
     try:

@@ -271,3 +271,18 @@ def test_a_bad_start_date_for_the_simulator_is_one_line(tmp_path: Path) -> None:
     result = segmenter("simulate", "--start", "2020-13-01", "--days", "1", tmp=tmp_path)
     one_line_error(result, "--start '2020-13-01'", "YYYY-MM-DD")
     assert result.returncode == 2
+
+
+def test_a_bad_loglevel_option_names_the_option(tmp_path: Path) -> None:
+    result = segmenter("worker", "--loglevel", "loud", tmp=tmp_path)
+    one_line_error(result, "--loglevel loud", "'warning'")
+    assert result.returncode == 2
+
+
+def test_customer_asks_a_worker_listening_everywhere_locally(
+    fake_worker: int, tmp_path: Path
+) -> None:
+    env = {"SEGMENTER_WEB_HOST": "0.0.0.0", "SEGMENTER_WEB_PORT": str(fake_worker)}
+    result = segmenter("customer", "a b", "--raw", tmp=tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert FakeWorker.paths == ["/customers/a%20b"]

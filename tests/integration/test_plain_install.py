@@ -110,6 +110,7 @@ class InstalledWorker(Worker):
         return self
 
 
+@pytest.mark.timeout(900)  # a first run downloads every dependency's wheel
 def test_wheel_in_a_fresh_venv_without_extras_runs_a_worker(
     stack: Stack, tmp_path: Path, record_property: pytest.RecordProperty
 ) -> None:
