@@ -84,6 +84,7 @@ def describe(exc: BaseException) -> Failure | None:
     """
     from models.rules import RulesConfigError
     from streams.settings import SettingsError
+    from streams.topics import TopicCreationError
 
     if isinstance(exc, CliError):
         return Failure((_one_line(str(exc)),), exc.exit_code)
@@ -91,6 +92,8 @@ def describe(exc: BaseException) -> Failure | None:
         return Failure(tuple(_one_line(line) for line in exc.lines), CONFIG)
     if isinstance(exc, RulesConfigError):
         return Failure((f"segments config: {_one_line(str(exc))}",), CONFIG)
+    if isinstance(exc, TopicCreationError):
+        return Failure((_one_line(str(exc)),), CONFIG)
     if isinstance(exc, OSError) and exc.filename is not None:
         reason = exc.strerror or type(exc).__name__
         return Failure((f"{exc.filename}: {reason}",), CONFIG)
