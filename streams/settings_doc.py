@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import PydanticUndefined
-
 from streams.settings import ENV_PREFIX, Settings
 
 __all__ = ["BEGIN", "END", "markdown_table", "replace_table"]
@@ -32,7 +30,7 @@ def _default(value: Any) -> str:
     >>> [_default(v) for v in (None, "", 7.0, True, Path(".segmenter"), 86_400)]
     ['unset', 'empty', '`7`', '`true`', '`.segmenter`', '`86400`']
     """
-    if value is None or value is PydanticUndefined:
+    if value is None:
         return "unset"
     if value == "" and isinstance(value, str):
         return "empty"
@@ -52,7 +50,8 @@ def markdown_table(model: type[Settings] = Settings) -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in model.model_fields.items():
         description = " ".join((field.description or "").split()).replace("|", "\\|")
-        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {_default(field.default)} | {description} |")
+        default = "required" if field.is_required() else _default(field.default)
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {default} | {description} |")
     return "\n".join(rows)
 
 
