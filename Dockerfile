@@ -1,43 +1,61 @@
-# syntax=docker/dockerfile:1
-# Segmenter worker image.
+# Segmenter worker image (needs BuildKit: Docker 23+ by default, or
+# DOCKER_BUILDKIT=1 with Docker 18.09–20.10).
 #   docker build -t segmenter:0.1.0 .
 #   docker run --rm -e SEGMENTER_KAFKA_BOOTSTRAP=broker:9092 -p 6066:6066 segmenter:0.1.0
 # The same image runs every `segmenter` command: `docker run … segmenter:0.1.0 topics create`.
+#
+# Without a container registry (python:3.11-slim cannot be pulled), build the
+# base from Debian packages and pass it in (what `make docker-test` does):
+#   docker build --build-arg PYTHON_IMAGE="$(scripts/docker-base-image.sh)" …
+# Behind a TLS-intercepting proxy, give pip the machine's CA bundle as a build
+# secret; it is mounted for the pip steps only and never stored in a layer:
+#   docker build --secret id=ca,src=/etc/ssl/certs/ca-certificates.crt …
+# No `# syntax=` line: it would make BuildKit fetch a frontend image from a
+# registry; the built-in frontend handles RUN --mount.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+
+# ----------------------------------------------------------- requirements ---
+# The runtime dependencies, from pyproject.toml: only a change of this list
+# (not of the rest of pyproject.toml) reinstalls them (layer cache).
+FROM ${PYTHON_IMAGE} AS requirements
+COPY pyproject.toml /tmp/
+RUN python3.11 -c "import tomllib; d = tomllib.load(open('/tmp/pyproject.toml', 'rb')); \
+print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt
 
 # ---------------------------------------------------------------- builder ---
 FROM ${PYTHON_IMAGE} AS builder
 
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# Compilers only for dependencies that lack a wheel for this platform;
-# they stay in this stage and never reach the runtime image.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential \
-    && rm -rf /var/lib/apt/lists/*
-
-RUN python -m venv /opt/venv
+# Every dependency has a wheel for linux x86_64 and Python 3.11, so no compiler
+# is installed; on a platform where pip must build one from source, add
+# `apt-get install build-essential` here (this stage only).
+RUN python3.11 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so that a code change does not
-# reinstall them (layer cache).
-COPY pyproject.toml ./
-RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); \
-print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
+# Dependencies first, so that a code change does not reinstall them; pip's
+# download cache survives between builds in a BuildKit cache mount, outside the
+# image.
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
+RUN --mount=type=secret,id=ca \
+    --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && pip install --upgrade pip setuptools wheel \
     && pip install -r /tmp/requirements.txt
 
 # Then the package itself.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY models ./models
 COPY schemas ./schemas
 COPY streams ./streams
-RUN pip install --no-deps . \
+RUN --mount=type=secret,id=ca \
+    --mount=type=cache,target=/root/.cache/pip \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip install --no-deps --no-build-isolation . \
     && segmenter --help > /dev/null
 
 # ---------------------------------------------------------------- runtime ---

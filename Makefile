@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SEG := $(VENV)/bin/segmenter
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install kafka topics run test test-unit lint bench quality evaluate stop clean
+.PHONY: install kafka topics run test test-unit lint bench quality evaluate stop clean docker docker-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ prometheus:
 .PHONY: kcat
 kcat:
 	scripts/install-kcat.sh
+
+## make docker: Debian's docker.io, debootstrap and docker-compose, a running dockerd
+## and the debootstrapped Python base image (root; each step skipped when done).
+docker:
+	scripts/install-docker.sh
+	scripts/docker-base-image.sh >/dev/null
+
+## make docker-test: build the image from the Dockerfile and run a worker container
+## against the broker (tests/integration/test_docker.py; `make test` runs it too).
+docker-test: topics docker
+	$(PY) -m pytest -m docker tests/integration/test_docker.py
 
 ## make test: the same set-up, then every test (unit and integration) on the real broker.
 test: topics prometheus kcat

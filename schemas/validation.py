@@ -26,7 +26,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
-from models.eventtime import parse_ts
+from models.eventtime import format_ts, parse_ts
 
 __all__ = [
     "INPUT_TOPICS",
@@ -72,7 +72,8 @@ REASONS: frozenset[str] = frozenset(
 """Every ``reason`` that :func:`validate` and :func:`validate_output` can raise."""
 
 MIN_TS_MS = 946_684_800_000
-"""2000-01-01T00:00:00Z: an event time before this is rejected as ``bad_ts``."""
+"""2000-01-01T00:00:00Z: the default lower bound of event times (``SEGMENTER_MIN_EVENT_TIME``);
+:func:`validate` rejects an earlier ``ts`` as ``bad_ts`` unless given a lower ``min_ts_ms``."""
 
 MAX_TS_MS = 253_402_300_799_999
 """9999-12-31T23:59:59.999Z: the largest representable event time."""
@@ -248,6 +249,12 @@ def _schema_error(
     return InvalidEvent("schema", field, detail[:_MAX_MESSAGE])
 
 
+def _bound_text(ms: int) -> str:
+    """``ms`` as RFC 3339, without the milliseconds when they are 0."""
+    text = format_ts(ms)
+    return text.replace(".000Z", "Z")
+
+
 def _to_ms(value: object, field: str, lowest: int) -> int:
     """Return ``value`` as epoch ms or raise ``bad_ts``."""
     if type(value) is int:
@@ -271,9 +278,15 @@ def _to_ms(value: object, field: str, lowest: int) -> int:
                 ],
             ) from None
     if ms < lowest:
+        if lowest == _MIN_ANY_TS_MS:
+            raise InvalidEvent("bad_ts", field, f"{field} {_short(value)} is before 0001-01-01")
         hint = " (epoch seconds instead of milliseconds?)" if 0 <= ms < MIN_TS_MS // 100 else ""
-        bound = "2000-01-01" if lowest == MIN_TS_MS else "0001-01-01"
-        raise InvalidEvent("bad_ts", field, f"{field} {_short(value)} is before {bound}{hint}")
+        raise InvalidEvent(
+            "bad_ts",
+            field,
+            f"{field} {_short(value)} is before the minimum event time {_bound_text(lowest)}"
+            f"{hint}; SEGMENTER_MIN_EVENT_TIME lowers it to accept older history",
+        )
     if ms > MAX_TS_MS:
         raise InvalidEvent("bad_ts", field, f"{field} {_short(value)} is after 9999-12-31")
     return ms
@@ -298,6 +311,7 @@ def validate(
     max_bytes: int = 65_536,
     now_ms: int | None = None,
     max_future_ms: int = 86_400_000,
+    min_ts_ms: int = MIN_TS_MS,
 ) -> dict[str, Any]:
     """Parse and validate one input message value; return the event.
 
@@ -314,6 +328,9 @@ def validate(
         ``max_future_ms`` ahead of it is rejected.
     max_future_ms
         Allowed clock skew into the future.
+    min_ts_ms
+        The earliest accepted ``ts`` in epoch ms (``SEGMENTER_MIN_EVENT_TIME``,
+        default 2000-01-01T00:00:00Z).
 
     Returns
     -------
@@ -347,6 +364,20 @@ def validate(
     ... except InvalidEvent as err:
     ...     print(err.reason, err.field)
     bad_ts ts
+
+    History before 2000 needs a lower bound:
+
+    >>> old = (b'{"event_id": "e", "customer_id": "c", "ts": "1995-06-01T00:00:00Z",'
+    ...        b' "order_id": "o", "amount": 3}')
+    >>> try:
+    ...     validate("purchases", old)
+    ... except InvalidEvent as err:
+    ...     for part in err.message.split("; "):
+    ...         print(part)
+    ts '1995-06-01T00:00:00Z' is before the minimum event time 2000-01-01T00:00:00Z
+    SEGMENTER_MIN_EVENT_TIME lowers it to accept older history
+    >>> validate("purchases", old, min_ts_ms=parse_ts("1990-01-01T00:00:00Z"))["ts"]
+    801964800000
     """
     validator = _input_validators.get(topic) or _compile(topic, _input_validators, INPUT_TOPICS)
     if isinstance(raw, str):
@@ -389,7 +420,7 @@ def validate(
     except fastjsonschema.JsonSchemaValueException as exc:
         raise _schema_error(exc, data, topic) from None
     ts = data["ts"]
-    ms = ts if type(ts) is int and MIN_TS_MS <= ts <= MAX_TS_MS else _to_ms(ts, "ts", MIN_TS_MS)
+    ms = ts if type(ts) is int and min_ts_ms <= ts <= MAX_TS_MS else _to_ms(ts, "ts", min_ts_ms)
     if now_ms is not None and ms > now_ms + max_future_ms:
         ahead = (ms - now_ms) / 3_600_000
         raise InvalidEvent(

@@ -8,6 +8,7 @@ import gc
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -17,7 +18,9 @@ import orjson
 import typer
 from tqdm import tqdm
 
-from streams.settings import Settings
+from streams import cli_errors
+from streams.cli_errors import CliError
+from streams.settings import Settings, SettingsError, load_settings
 
 __all__ = ["main"]
 
@@ -30,8 +33,23 @@ cli.add_typer(topics_cli, name="topics")
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
+@cli.callback()
+def _global_options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="SEGMENTER_DEBUG",
+            help="Show the full traceback of a failure instead of one line.",
+        ),
+    ] = False,
+) -> None:
+    cli_errors.set_debug(debug)
+
+
 def _settings() -> Settings:
-    return Settings()
+    """The SEGMENTER_* settings, checked: a bad value is one line and exit status 2."""
+    return load_settings()
 
 
 def _local_broker(settings: Settings) -> Any:
@@ -119,18 +137,28 @@ def worker(
     loglevel: Annotated[str | None, typer.Option(help="Override SEGMENTER_LOG_LEVEL.")] = None,
 ) -> None:
     """Run a Faust worker; start several (distinct SEGMENTER_WEB_PORT) to scale out."""
+    from streams.preflight import check_worker
+
+    settings = _settings()  # checked before the heavy imports: a typo fails in a blink
+    if loglevel is not None:  # the same check as the variable's, naming the option
+        try:
+            settings = load_settings(log_level=loglevel)
+        except SettingsError as exc:
+            lines = [line.replace("SEGMENTER_LOG_LEVEL=", "--loglevel ") for line in exc.lines]
+            raise SettingsError(lines) from None
+    check_worker(settings)
+
     import faust
 
     from streams.app import create_app
 
-    settings = _settings()
     app = create_app(settings)
     # Everything imported so far (river, scipy, sklearn: about a million objects)
     # lives as long as the worker: keep it out of the cyclic GC's full
     # collections, which otherwise stall the event loop for tens of ms.
     gc.collect()
     gc.freeze()
-    runner = faust.Worker(app, loglevel=loglevel or settings.log_level, quiet=True)
+    runner = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     runner.execute_from_commandline()
 
 
@@ -153,12 +181,17 @@ def simulate(
 ) -> None:
     """Produce synthetic customers (latent personas, churners) to the input topics."""
     from models.eventtime import MS_PER_DAY, parse_ts
+    from streams.preflight import check_topics
     from streams.producing import produce
     from streams.simulator import Simulation
+    from streams.topics import INPUT_TOPICS
 
     settings = _settings()
     if start is not None:
-        start_ms = parse_ts(f"{start}T00:00:00Z")
+        try:
+            start_ms = parse_ts(f"{start}T00:00:00Z")
+        except ValueError:
+            raise CliError(f"--start {start!r}: expected a date YYYY-MM-DD", 2) from None
     else:
         # End the history today, so no event lies in the future (those are rejected).
         start_ms = (int(time.time() * 1000) // MS_PER_DAY - days) * MS_PER_DAY
@@ -188,6 +221,7 @@ def simulate(
                 handle.close()
         typer.echo(f"wrote {sum(counts.values())} events to {output}: {dict(counts)}")
         return
+    check_topics(settings, [settings.topic(name) for name in INPUT_TOPICS])
     bar = tqdm(total=sim.count_hint(), unit="ev", desc="simulate", mininterval=0.5)
 
     def on_sent(topic: str) -> None:
@@ -212,6 +246,7 @@ def replay(
 ) -> None:
     """Replay a JSON Lines file into an input topic, with a progress bar."""
     from schemas import InvalidEvent, validate
+    from streams.preflight import check_topics
     from streams.producing import produce
     from streams.topics import INPUT_TOPICS
 
@@ -223,15 +258,17 @@ def replay(
     settings = _settings()
     rejected: Counter[str] = Counter()
     full_topic = settings.topic(topic)
+    handle = file.open("rb")  # a missing or unreadable file fails here, before Kafka
+    check_topics(settings, [full_topic])
 
     def records() -> Any:
-        with file.open("rb") as handle:
+        with handle:
             for line in tqdm(handle, unit="line", desc=f"replay {file.name}", mininterval=0.5):
                 line = line.rstrip(b"\r\n")
                 if not line.strip():
                     continue
                 try:
-                    event = validate(topic, line)
+                    event = validate(topic, line, min_ts_ms=settings.min_event_time_ms)
                 except InvalidEvent as err:
                     rejected[err.reason] += 1
                     if send_invalid:
@@ -251,9 +288,11 @@ def tail(
     limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
 ) -> None:
     """Pretty-print the records of an output topic as they arrive."""
+    from streams.preflight import check_topics
     from streams.tailing import tail_topic
 
     settings = _settings()
+    check_topics(settings, [settings.topic(topic)])
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(tail_topic(settings, settings.topic(topic), from_beginning, limit))
 
@@ -267,20 +306,34 @@ def customer(
     from streams.tailing import render_customer
 
     settings = _settings()
+    host = settings.web_host
+    if host in ("0.0.0.0", "::"):  # a worker listening everywhere answers locally
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    base = f"http://{host}:{settings.web_port}"
+    # Any id is a path segment: spaces, slashes and non-ASCII are percent-encoded.
+    url = f"{base}/customers/{urllib.parse.quote(customer_id, safe='')}"
     from streams.http_security import authorization_header
 
-    url = f"http://{settings.web_host}:{settings.web_port}/customers/{customer_id}"
     token = settings.api_token.get_secret_value() if settings.api_token else None
     request = urllib.request.Request(url, headers=authorization_header(token))
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             document = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        typer.secho(f"{customer_id}: {exc.code} {exc.read().decode(errors='replace')}", err=True)
-        raise typer.Exit(1) from exc
-    except urllib.error.URLError as exc:
-        typer.secho(f"no worker answers on {url}: {exc.reason}", fg="red", err=True)
-        raise typer.Exit(1) from exc
+        if exc.code == 404:
+            raise CliError(
+                f"customer {customer_id!r} is unknown (or opted out or erased) on {base}", 1
+            ) from exc
+        detail = " ".join(exc.read().decode(errors="replace").split())[:200]
+        raise CliError(f"the worker on {base} answered {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(
+            f"no worker answers on {base} ({reason}); is `segmenter worker` running with "
+            "the same SEGMENTER_WEB_HOST / SEGMENTER_WEB_PORT?"
+        ) from exc
     if raw:
         typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:
@@ -345,5 +398,5 @@ def evaluate(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli()
+    """Console-script entry point: expected failures are one line on stderr (cli_errors)."""
+    cli_errors.run(cli)

@@ -44,6 +44,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import choose_encoder
@@ -183,6 +184,10 @@ class Metrics:
         segment_types: Iterable[str] = SEGMENT_TYPES,
         process_metrics: bool = True,
     ) -> None:
+        # No `<name>_created` series: they double the scrape for a timestamp
+        # Prometheus does not use (a process-wide switch of prometheus-client,
+        # thrown where a worker builds its metrics).
+        disable_created_metrics()
         self.registry = registry
         r = registry
 
@@ -669,11 +674,11 @@ def _python_version() -> str:
 
 
 _SUFFIXES: dict[str, tuple[str, ...]] = {
-    "counter": ("_total", "_created"),
+    "counter": ("_total",),
     "gauge": ("",),
-    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "histogram": ("_bucket", "_count", "_sum"),
     "gaugehistogram": ("_bucket", "_gcount", "_gsum"),
-    "summary": ("", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum"),
     "info": ("_info",),
     "stateset": ("",),
     "unknown": ("",),

@@ -385,6 +385,7 @@ class Pipeline:
                 message.value,
                 now_ms=int(time.time() * 1000),
                 max_future_ms=self.rt.settings.max_future_skew_seconds * 1000,
+                min_ts_ms=self.rt.settings.min_event_time_ms,
             )
             if self.router.reroute(topic, message, event["customer_id"], batch.outbox):
                 return None  # acked once the broker has the forward (the batch's outbox)

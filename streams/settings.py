@@ -2,76 +2,159 @@
 
 Settings are read inside :func:`streams.app.create_app`, never at import time, so
 tests can build apps with their own values.
+
+Every value is checked when the settings are read (ranges, finite numbers,
+names of levels and formats, the bootstrap list, the store URL, the minimum
+event time), so a typo fails at once with one line naming the variable
+(:func:`load_settings`, :class:`SettingsError`) instead of late, deep inside
+Kafka or Faust.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
 import socket
+import time
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.eventtime import parse_ts
 from models.profile_policy import DEFAULT_ALLOWED, parse_allow_list
 
-__all__ = ["Settings"]
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "SEGMENTER_"
+
+# Kafka's legal topic characters; the app id names Faust's internal topics too.
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]*")
+_STORE_SCHEMES = ("rocksdb", "memory")
+_HEAP = re.compile(r"[1-9][0-9]*[kKmMgG]?")
+_LOWER = ("log_level", "log_format")
 
 
 class Settings(BaseSettings):
     """Everything a worker, the CLI and the tools can be configured with."""
 
-    model_config = SettingsConfigDict(env_prefix="SEGMENTER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        allow_inf_nan=False,  # `inf` / `nan` are never a sensible duration or count
+        validate_default=True,
+    )
 
+    # The descriptions are the README's configuration table (streams/settings_doc.py).
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092",
-        description="Kafka bootstrap servers. When it is not the default, "
-        "`segmenter kafka start` starts nothing.",
+        description="Kafka brokers, comma-separated `host:port`; anything but the default "
+        'means "use that cluster" (`segmenter kafka start` starts nothing).',
     )
-    topic_prefix: str = Field("", description="Prefix added to every topic name.")
-    web_port: int = Field(6066, description="HTTP port of the worker.")
-    web_host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    topic_prefix: str = Field(
+        "",
+        description="Prefix of every topic name (letters, digits, `.`, `_`, `-`): "
+        "several deployments can share one cluster.",
+    )
+    web_port: int = Field(
+        6066,
+        ge=1,
+        le=65535,
+        description="The worker's HTTP port (1 to 65535); workers on one machine need one each.",
+    )
+    web_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Interface the worker's HTTP server binds (`0.0.0.0`: every interface); "
+        "`segmenter customer` asks the worker there.",
+    )
     advertised_host: str | None = Field(
         None,
-        description="Host other workers use to reach this one (request routing); "
-        "default: web_host, or the machine's hostname when web_host is 0.0.0.0.",
+        description="How other workers reach this one (request routing); unset: the web "
+        "host, or the machine's hostname when the web host is `0.0.0.0`.",
     )
-    app_id: str = Field("segmenter", description="Faust app id: the consumer group.")
-    data_dir: Path = Field(Path(".segmenter"), description="Local state: broker, RocksDB.")
-    partitions: int = Field(4, ge=1, description="Partitions of input topics and tables.")
-    replication_factor: int = Field(1, ge=1, description="Replication of created topics.")
-    store: str = Field("rocksdb://", description="Faust table store URL.")
+    app_id: str = Field(
+        "segmenter",
+        min_length=1,
+        description="Faust app id = the consumer group: workers with the same id share the "
+        "work (letters, digits, `.`, `_`, `-`: it names the changelog topics too).",
+    )
+    data_dir: Path = Field(
+        Path(".segmenter"),
+        description="Local state: the local broker, and RocksDB under `worker-<port>/`.",
+    )
+    partitions: int = Field(
+        4,
+        ge=1,
+        description="Partitions of the input and output topics and tables created by "
+        "`segmenter topics create`: the upper bound on parallel workers.",
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replication factor of the topics `segmenter topics create` creates "
+        "(1 on a single broker; 3 on a production cluster).",
+    )
+    store: str = Field(
+        "rocksdb://",
+        description="Faust table store: `rocksdb://`, or `memory://` for tests (state is "
+        "then rebuilt from the changelogs at every start).",
+    )
     dedup_window_days: float = Field(
         7.0,
         gt=0,
         description="How far back, per customer and topic, repeated event ids are "
-        "recognised; older events are rejected as late.",
+        "recognised; older events are rejected as `late`.",
     )
     max_future_skew_seconds: int = Field(
-        86_400, description="Events whose ts lies further ahead of the wall clock are rejected."
+        86_400,
+        ge=0,
+        description="Events whose `ts` lies further ahead of the wall clock are rejected "
+        "(`bad_ts`).",
+    )
+    min_event_time: str = Field(
+        "2000-01-01T00:00:00Z",
+        description="Events whose `ts` lies before this RFC 3339 time are rejected "
+        "(`bad_ts`); lower it to backfill older history (`docs/schemas.md`).",
     )
     segments_config: Path | None = Field(
-        None, description="YAML file with user-defined rule segments."
+        None,
+        description="YAML file of user-defined rule segments and experiments "
+        "(`segments.example.yaml`, `docs/segments.md`).",
     )
-    log_format: str = Field("text", description="`text` or `json` (one object a line).")
-    log_level: str = Field("info", description="Log level of the worker.")
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`text`, or `json`: one JSON object a line, without personal data.",
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="`debug`, `info`, `warning`, `error` or `critical`."
+    )
     session_timeout_seconds: float = Field(
         15.0,
         gt=3,
-        description="Kafka consumer session timeout: how soon a dead worker's "
-        "partitions move to the others.",
+        description="Kafka consumer session timeout (more than 3): how soon a dead "
+        "worker's partitions move to the others.",
     )
     cluster_warmup: int = Field(
         200,
         ge=20,
-        description="Distinct customers the learner sees before it forms clusters.",
+        description="Distinct customers the learner sees before it forms the first "
+        "clusters (at least 20; `docs/clustering.md`).",
     )
     learning: bool = Field(
         True,
-        description="false freezes the published model: workers keep assigning with "
-        "the latest snapshot on segment-models and the learner neither learns nor publishes.",
+        description="`false` freezes the published model: workers keep assigning with the "
+        "latest snapshot on `segment-models` and the learner learns nothing (reproducible "
+        "runs, a model under investigation); erase requests are still applied to its "
+        "sample and republished.",
     )
-    kafka_heap: str = Field("512m", description="-Xmx of the local broker JVM.")
+    kafka_heap: str = Field(
+        "512m",
+        description="`-Xmx` of the local broker's JVM that `segmenter kafka start` runs "
+        "(e.g. `512m`, `2g`).",
+    )
     batch_size: int = Field(
         1000,
         ge=1,
@@ -81,16 +164,16 @@ class Settings(BaseSettings):
     batch_linger_ms: float = Field(
         10.0,
         gt=0,
-        description="How long an ingest agent waits to fill a batch: the latency "
-        "it adds when traffic is light.",
+        description="How long an ingest agent waits to fill a batch: the latency it adds "
+        "when traffic is light.",
     )
-
     order_max_held: int = Field(
         50_000,
         ge=0,
-        description="Most input events held back so that a partition's events are "
-        "handled in event-time order across the input topics (a backlog or replay); "
-        "beyond it the oldest go first. 0 handles events in arrival order.",
+        description="Most input events held back so that each partition's events are "
+        "handled in event-time order across the input topics (backlogs, replays); beyond "
+        'it the oldest go first. `0` handles events in arrival order (see "Event-time '
+        'order across topics").',
     )
 
     # -- security and privacy (docs/security.md) -----------------------------------
@@ -129,6 +212,74 @@ class Settings(BaseSettings):
     def _allow_list(cls, value: Any) -> tuple[str, ...]:
         return parse_allow_list(value)
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [server.strip() for server in value.split(",") if server.strip()]
+        if not servers:
+            raise ValueError("must list at least one host:port")
+        for server in servers:
+            where = f" ({server!r})" if len(servers) > 1 else ""
+            host, port = _split_host_port(server)
+            if not host or any(c.isspace() or c in "/@" for c in host):
+                raise ValueError(f"must be host:port, comma-separated{where}")
+            if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(f"the port must be a number from 1 to 65535{where}")
+        return value
+
+    @field_validator("topic_prefix", "app_id")
+    @classmethod
+    def _check_topic_chars(cls, value: str) -> str:
+        if not _TOPIC_CHARS.fullmatch(value):
+            raise ValueError(
+                "may hold only letters, digits, '.', '_' and '-' (it becomes part of topic names)"
+            )
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _check_store(cls, value: str) -> str:
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme not in _STORE_SCHEMES:
+            raise ValueError("must be rocksdb:// (or memory:// for tests)")
+        return value
+
+    @field_validator("kafka_heap")
+    @classmethod
+    def _check_heap(cls, value: str) -> str:
+        if not _HEAP.fullmatch(value):
+            raise ValueError("must be a JVM heap size such as 512m or 2g")
+        return value
+
+    @field_validator(*_LOWER, mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("min_event_time")
+    @classmethod
+    def _check_min_event_time(cls, value: str) -> str:
+        try:
+            ms = parse_ts(value)
+        except ValueError:
+            raise ValueError(
+                "must be an RFC 3339 time with offset, e.g. 1990-01-01T00:00:00Z"
+            ) from None
+        if ms < parse_ts("1000-01-01T00:00:00Z"):
+            raise ValueError("must be 1000-01-01 or later")
+        if ms > time.time() * 1000:
+            raise ValueError("lies in the future: every event would be rejected")
+        return value
+
+    @property
+    def min_event_time_ms(self) -> int:
+        """:attr:`min_event_time` in epoch milliseconds (parsed once per value).
+
+        >>> Settings(min_event_time="1990-01-01T00:00:00+01:00").min_event_time_ms
+        631148400000
+        """
+        return _epoch_ms(self.min_event_time)
+
     def reachable_host(self) -> str:
         """The host name this worker advertises to the others."""
         if self.advertised_host:
@@ -149,3 +300,80 @@ class Settings(BaseSettings):
         'purchases'
         """
         return full_name.removeprefix(self.topic_prefix)
+
+
+@lru_cache(maxsize=16)
+def _epoch_ms(text: str) -> int:
+    return parse_ts(text)
+
+
+def _split_host_port(server: str) -> tuple[str, str | None]:
+    """``("host", "port")`` of ``host:port``, ``[v6]:port`` or a bare host (port None)."""
+    if server.startswith("["):
+        host, _, rest = server[1:].partition("]")
+        return host, (rest.removeprefix(":") or None) if rest else None
+    host, sep, port = server.rpartition(":")
+    return (host, port) if sep else (server, None)
+
+
+class SettingsError(ValueError):
+    """``SEGMENTER_*`` values that cannot be used; :attr:`lines` has one line per problem.
+
+    >>> err = SettingsError(["SEGMENTER_WEB_PORT=70000: must be at most 65535"])
+    >>> str(err)
+    'SEGMENTER_WEB_PORT=70000: must be at most 65535'
+    """
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+def load_settings(**values: Any) -> Settings:
+    """:class:`Settings` from the environment (and ``values``), or :class:`SettingsError`.
+
+    >>> load_settings(web_port=6070).web_port
+    6070
+    >>> try:
+    ...     load_settings(web_port=70000, dedup_window_days="inf", log_level="loud")
+    ... except SettingsError as err:
+    ...     for line in err.lines:
+    ...         print(line)
+    SEGMENTER_WEB_PORT=70000: must be at most 65535
+    SEGMENTER_DEDUP_WINDOW_DAYS=inf: must be a finite number
+    SEGMENTER_LOG_LEVEL=loud: must be 'debug', 'info', 'warning', 'error' or 'critical'
+    """
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
+_PHRASES = (
+    ("Input should be less than or equal to", "must be at most"),
+    ("Input should be greater than or equal to", "must be at least"),
+    ("Input should be less than", "must be less than"),
+    ("Input should be greater than", "must be greater than"),
+    ("Input should be", "must be"),
+    ("Value error, ", ""),
+    ("String should have at least 1 character", "must not be empty"),
+)
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One ``SEGMENTER_NAME=value: what is wrong`` line per error of ``exc``."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"]
+        for phrase, replacement in _PHRASES:
+            if message.startswith(phrase):
+                message = replacement + message[len(phrase) :]
+                break
+        given = error.get("input")
+        if isinstance(given, str):
+            shown = f"={shlex.quote(given)}"  # as it would be typed in a shell
+        else:
+            shown = "" if given is None or isinstance(given, dict) else f"={given}"
+        lines.append(f"{name}{shown}: {message}"[:300])
+    return lines

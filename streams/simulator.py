@@ -1283,7 +1283,7 @@ class Simulation:
 BAD_KINDS = ("invalid_json", "missing_field", "negative_amount", "bad_ts", "non_utf8")
 _REQUIRED = {
     "profiles": ("event_id", "customer_id", "ts", "attributes"),
-    "purchases": ("event_id", "customer_id", "ts", "order_id", "amount", "items", "category"),
+    "purchases": ("event_id", "customer_id", "ts", "order_id", "amount"),
     "browsing": ("event_id", "customer_id", "ts", "session_id", "action"),
     "support": ("event_id", "customer_id", "ts", "ticket_id", "status"),
     "feedback": ("event_id", "customer_id", "ts", "kind", "score"),

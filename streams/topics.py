@@ -17,6 +17,7 @@ from streams.settings import Settings
 __all__ = [
     "INPUT_TOPICS",
     "OUTPUT_TOPICS",
+    "TopicCreationError",
     "TopicSpec",
     "all_topics",
     "create_topics",
@@ -30,6 +31,10 @@ TICKS_TOPIC = "clock-ticks"
 SALT_TOPIC = "learner-salt"
 SALT_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 TABLE_NAMES = ("customers", "suppressions")
+
+
+class TopicCreationError(RuntimeError):
+    """Kafka refused to create topics (its answer carries an error per topic)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ async def create_topics(settings: Settings) -> tuple[list[str], list[str]]:
         specs = all_topics(settings)
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            await admin.create_topics(
+            response = await admin.create_topics(
                 [
                     NewTopic(
                         name=s.name,
@@ -100,6 +105,37 @@ async def create_topics(settings: Settings) -> tuple[list[str], list[str]]:
                     for s in missing
                 ]
             )
+            _raise_refusals(response.topic_errors)
         return [s.name for s in missing], sorted(s.name for s in specs if s.name in existing)
     finally:
         await admin.close()
+
+
+def _raise_refusals(topic_errors: list[tuple[object, ...]]) -> None:
+    """Raise :class:`TopicCreationError` for the topics Kafka did not create.
+
+    A CreateTopics answer succeeds as a whole and says per topic what failed
+    (e.g. a replication factor above the number of brokers); ignoring it would
+    report topics as created that do not exist.
+
+    >>> _raise_refusals([("t-a", 0, None), ("t-b", 36, "exists")])  # 36: already exists
+    >>> try:
+    ...     _raise_refusals([("t-a", 38, "Replication factor: 3 larger than ...")])
+    ... except TopicCreationError as err:
+    ...     print(err)
+    Kafka refused to create 1 topic(s), e.g. t-a: InvalidReplicationFactorError (Replication ...)
+    """
+    from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+    refused = [
+        (str(entry[0]), int(str(entry[1])), entry[2] if len(entry) > 2 else None)
+        for entry in topic_errors
+        if entry[1] not in (0, TopicAlreadyExistsError.errno)
+    ]
+    if refused:
+        topic, code, message = refused[0]
+        detail = f" ({message})" if message else ""
+        raise TopicCreationError(
+            f"Kafka refused to create {len(refused)} topic(s), e.g. {topic}: "
+            f"{for_code(code).__name__}{detail}"
+        )

@@ -189,6 +189,26 @@ def test_purchase_windows_and_categories() -> None:
     assert f["items"] == 7
 
 
+def test_minimal_purchases_order_id_and_amount_only() -> None:
+    """An order system that knows only the order id and the amount feeds every
+    purchase feature but the item count and the category mix."""
+
+    def minimal(day: float, amount: float) -> Event:
+        topic, event = purchase(day, amount, category=None)
+        del event["items"], event["channel"]
+        return topic, event
+
+    f = run([minimal(0, 10.0), minimal(3, 20.0), minimal(3, 5.0), purchase(5, 1.0, items=4)], 6)
+    assert (f["orders"], f["revenue"], f["frequency"], f["recency"], f["T"]) == (4, 36.0, 2, 5, 6)
+    assert f["monetary_value"] == (25.0 + 1.0) / 2
+    assert f["items"] == 4  # the one order that said how many items it had
+    assert f["top_category"] == "books" and f["distinct_categories"] == 1
+
+    only_minimal = run([minimal(0, 10.0)], 1)
+    assert (only_minimal["orders"], only_minimal["items"]) == (1, 0)
+    assert only_minimal["top_category"] is None and only_minimal["category_share"] == {}
+
+
 def test_top_category_tie_goes_to_smallest_name() -> None:
     f = run([purchase(0, 1, category="zebra"), purchase(1, 1, category="apple")], 2)
     assert f["top_category"] == "apple"
@@ -419,13 +439,12 @@ def random_history(
 
     for _ in range(rng.randrange(20)):
         amount = rng.choice([rng.randrange(1, 300), round(rng.uniform(0, 500), 2), 0])
-        event = {
-            **common(when()),
-            "order_id": f"o{n}",
-            "amount": amount,
-            "items": rng.randrange(1, 5),
-            "channel": "web",
-        }
+        event = {**common(when()), "order_id": f"o{n}", "amount": amount}
+        # items, channel and category are optional (the minimal purchase contract)
+        if rng.random() < 0.8:
+            event["items"] = rng.randrange(1, 5)
+        if rng.random() < 0.8:
+            event["channel"] = "web"
         if rng.random() < 0.9:
             event["category"] = rng.choice(["books", "toys", "garden", "tech"])
         events.append(("purchases", event))

@@ -9,7 +9,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import metrics as sm
-from streams.metrics import METRIC_NAMES, REJECT_REASONS, Metrics, exported_names, render
+from streams.metrics import (
+    METRIC_NAMES,
+    REJECT_REASONS,
+    Metrics,
+    exported_names,
+    exposition,
+    render,
+)
 
 NAME_RE = re.compile(r"^segmenter_[a-z][a-z0-9_]*[a-z0-9]$")
 FORBIDDEN_LABELS = {"customer_id", "customer", "event_id", "session_id", "order_id", "ticket_id"}
@@ -64,7 +71,7 @@ def test_exposed_counters_end_in_total() -> None:
     text = render(Metrics(CollectorRegistry()).registry).decode()
     for family in text_string_to_metric_families(text):
         if family.name.startswith("segmenter_") and family.type == "counter":
-            assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family.name
+            assert all(s.name.endswith("_total") for s in family.samples), family.name
     for line in text.splitlines():
         if line.startswith("# TYPE segmenter_") and line.endswith(" counter"):
             assert line.split()[2].endswith("_total"), line
@@ -118,8 +125,19 @@ def test_metric_names_match_real_exposition() -> None:
         for s in f.samples
         if s.name.startswith("segmenter_")
     }
-    assert exposed <= METRIC_NAMES
-    assert {n for n in METRIC_NAMES if not n.endswith("_created")} <= exposed
+    assert exposed == METRIC_NAMES
+
+
+@pytest.mark.parametrize("accept", ["text/plain", "application/openmetrics-text; version=1.0.0"])
+def test_no_created_series_in_the_exposition(accept: str) -> None:
+    """/metrics carries one series per counter or histogram sample, no `_created` twin."""
+    m = Metrics(CollectorRegistry())
+    _touch_everything(m)
+    body, _ = exposition(m.registry, accept)
+    text = body.decode()
+    assert "segmenter_events_processed_total{" in text
+    assert "segmenter_event_to_emit_latency_seconds_bucket{" in text
+    assert "_created" not in text
 
 
 def test_labels() -> None:

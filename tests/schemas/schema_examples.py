@@ -76,7 +76,7 @@ INPUT_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 REQUIRED: dict[str, list[str]] = {
-    "purchases": ["order_id", "amount", "items", "category", "channel"],
+    "purchases": ["order_id", "amount"],
     "browsing": ["session_id", "action"],
     "support": ["ticket_id", "status"],
     "feedback": ["kind", "score"],

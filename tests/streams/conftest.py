@@ -28,20 +28,23 @@ class RecordingTopic:
 
 
 @pytest.fixture
-def app(tmp_path: Any) -> Any:
+def app(make_app: Any) -> Any:
+    return make_app()
+
+
+@pytest.fixture
+def make_app(tmp_path: Any) -> Any:
+    """``make_app(**settings)``: a worker app without Kafka, outputs recorded."""
+    return lambda **settings: _test_app(tmp_path, **settings)
+
+
+def _test_app(tmp_path: Any, **settings: Any) -> Any:
     # Events in arrival order: the event-time order needs a running consumer's
     # high watermarks (tests/streams/test_ordering.py, tests/integration).
     # One partition: test contexts deliver every message on partition 0, which
     # is then every customer's (streams.repartition reroutes the others).
-    app = create_app(
-        Settings(
-            store="memory://",
-            data_dir=tmp_path,
-            app_id="agent-tests",
-            order_max_held=0,
-            partitions=1,
-        )
-    )
+    defaults = {"store": "memory://", "app_id": "agent-tests", "order_max_held": 0, "partitions": 1}
+    app = create_app(Settings(data_dir=tmp_path, **{**defaults, **settings}))
     app.segmenter.broadcast_caught_up.set()  # no broadcast topics in a test context
     app.segmenter.learner_salt = b"agent-tests"  # (a worker reads it before any event)
     app.pipeline.outputs = defaultdict(RecordingTopic)

@@ -530,8 +530,8 @@ def classify(topic: str, payload: bytes) -> tuple[str, dict[str, Any] | None]:
     except orjson.JSONDecodeError:
         return "invalid_json", None
     needed = (*BASE_REQUIRED, *REQUIRED[topic])
-    if topic == "purchases":
-        needed = tuple(n for n in needed if n != "currency")
+    if topic == "purchases":  # the contract requires only these two beyond the common three
+        needed = (*BASE_REQUIRED, "order_id", "amount")
     if topic == "support":
         needed = tuple(n for n in needed if n not in ("priority", "channel"))
     if topic == "browsing":
