@@ -487,7 +487,9 @@ class Pipeline:
         status = "done"
         if action == "opt_out":
             if state is not None and not state.get("opted_out"):
-                result = self.rt.processor.leave_all_segments(customer_id, state, event["ts"])
+                result = self.rt.processor.leave_all_segments(
+                    customer_id, state, event["ts"], event["event_id"]
+                )
                 self.emit(result, message, batch)
                 details["segments_left"] = len(result.segment_changes)
             details["table_entries_cleared"] = int(state is not None)

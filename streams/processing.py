@@ -202,7 +202,8 @@ class CustomerProcessor:
             state["eval_day"] = day_of(clock_ms)
             if topic == "browsing":
                 state["browse_day"] = today
-            result.merge(self.evaluate(customer_id, state, clock_ms, assigner, churn_params))
+            cause = f"event:{event['event_id']}"
+            result.merge(self.evaluate(customer_id, state, clock_ms, assigner, churn_params, cause))
         result.status = "new"
         result.write = True
         if topic in BEHAVIOUR_TOPICS and state.get("train_day") != today:
@@ -245,11 +246,22 @@ class CustomerProcessor:
         if assigner is not None and state.get("model") != assigner_signature(assigner):
             when = state.get("t", 0)
             result.merge_changes(
-                self.evaluate(customer_id, state, when, assigner, churn_params), when
+                self.evaluate(
+                    customer_id,
+                    state,
+                    when,
+                    assigner,
+                    churn_params,
+                    f"model:{assigner.model_version}",
+                ),
+                when,
             )
         first = max(state["eval_day"], reviewed_through) + 1
         for day in range(first, until_day + 1):
-            step = self.evaluate(customer_id, state, day * MS_PER_DAY, assigner, churn_params)
+            cause = f"day:{format_ts(day * MS_PER_DAY)[:10]}"
+            step = self.evaluate(
+                customer_id, state, day * MS_PER_DAY, assigner, churn_params, cause
+            )
             result.merge_changes(step, day * MS_PER_DAY)
         if first <= until_day:
             state["eval_day"] = until_day
@@ -313,8 +325,11 @@ class CustomerProcessor:
             return True  # new or changed clusters: place the customer among them
         return bool(state.get("eval_day", day) < day)
 
-    def leave_all_segments(self, customer_id: str, state: dict[str, Any], ts_ms: int) -> Result:
-        """Segment changes to ``None`` for every segment: the customer opted out."""
+    def leave_all_segments(
+        self, customer_id: str, state: dict[str, Any], ts_ms: int, request_id: str
+    ) -> Result:
+        """Segment changes to ``None`` for every segment: the customer opted out
+        (``request_id``: the privacy request's ``event_id``)."""
         result = Result("opted_out", state)
         for seg_type, entry in sorted(state["seg"].items()):
             if entry["current"] is None:
@@ -330,6 +345,7 @@ class CustomerProcessor:
                     "Opted out of profiling",
                     ["customer opted out of profiling"],
                     self.rules_version,
+                    f"opt_out:{request_id}",
                     initial=False,
                 )
             )
@@ -347,9 +363,13 @@ class CustomerProcessor:
         state: dict[str, Any],
         clock_ms: int,
         assigner: SegmentAssigner | None,
-        churn_params: Any = None,
+        churn_params: Any,
+        cause: str,
     ) -> Result:
         """Assign segments and churn level at ``clock_ms``; emit what changed.
+
+        ``cause`` names the evaluation in the outputs (``event:<event_id>``,
+        ``day:<date>``, ``model:<version>``); it is not part of their ids.
 
         A change from no segment is ``initial`` (a first assignment, not a
         move) when it is part of the customer's first assessment (nothing was
@@ -383,6 +403,7 @@ class CustomerProcessor:
                     assignment.label,
                     list(assignment.reasons),
                     self.rules_version,
+                    cause,
                     initial=old is None and (first_assessment or seg_type in UNASSESSED_WHEN_NONE),
                 )
             )
@@ -405,10 +426,11 @@ class CustomerProcessor:
                         label,
                         reasons,
                         assigner.model_version,
+                        cause,
                         initial=old is None,
                     )
                 )
-        churn_event = self._churn(customer_id, state, feats, clock_ms, churn_params)
+        churn_event = self._churn(customer_id, state, feats, clock_ms, churn_params, cause)
         if churn_event is not None:
             result.churn_events.append(churn_event)
         return result
@@ -448,6 +470,7 @@ class CustomerProcessor:
         label: str,
         reasons: list[str],
         model_version: str,
+        cause: str,
         *,
         initial: bool,
     ) -> dict[str, Any]:
@@ -474,6 +497,7 @@ class CustomerProcessor:
             "label": label,
             "reasons": reasons,
             "model_version": model_version,
+            "cause": cause,
         }
 
     def _churn(
@@ -483,6 +507,7 @@ class CustomerProcessor:
         feats: dict[str, Any],
         clock_ms: int,
         churn_params: Any,
+        cause: str,
     ) -> dict[str, Any] | None:
         churn = state.setdefault("churn", {})
         scored = self.scorer.score(feats, churn_params)
@@ -514,6 +539,7 @@ class CustomerProcessor:
             "initial": previous_level is None,
             "reasons": list(scored.reasons),
             "model_version": self.scorer.model_version(churn_params),
+            "cause": cause,
         }
 
     # -- reading ------------------------------------------------------------

@@ -98,6 +98,7 @@ OUTPUT_EXAMPLES: dict[str, dict[str, Any]] = {
         "label": "At risk: no purchase for 45 days",
         "reasons": ["recency 45 days > 30"],
         "model_version": "rules-1",
+        "cause": "day:2023-11-14",
     },
     "churn-risk": {
         "event_id": "churn:c-1:8",
@@ -110,6 +111,7 @@ OUTPUT_EXAMPLES: dict[str, dict[str, Any]] = {
         "initial": True,
         "reasons": ["inactive 45 days", "2 escalated tickets"],
         "model_version": "churn-v3",
+        "cause": "event:p-77",
     },
     "dead-letters": {
         "event_id": "dlq:purchases:0:12",

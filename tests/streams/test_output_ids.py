@@ -404,6 +404,9 @@ def test_first_assessments_are_marked_initial_and_validate() -> None:
         validate_output("churn-risk", record)
         assert record["initial"] == (record["previous_level"] is None)
     assert [c["seq"] for c in churn] == list(range(1, len(churn) + 1))
+    assert {c["cause"].split(":")[0] for c in changes + churn} <= {"event", "day", "model"}
+    by_event = {c["cause"] for c in changes if c["cause"].startswith("event:")}
+    assert by_event <= {f"event:{e['event_id']}" for c, _, e in EVENTS if c == CUSTOMERS[1]}
     first = [c for c in changes if c["initial"]]
     assert {c["segment_type"] for c in first} >= {"lifecycle", "value", "cluster"}
     assert all(not c["initial"] for c in changes if c["previous"] is not None)
