@@ -249,13 +249,17 @@ def tail(
     topic: Annotated[str, typer.Argument(help="Topic without prefix, e.g. segment-changes.")],
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record.")] = False,
     limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="Also show first assignments (records with initial: true)."),
+    ] = False,
 ) -> None:
     """Pretty-print the records of an output topic as they arrive."""
     from streams.tailing import tail_topic
 
     settings = _settings()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(tail_topic(settings, settings.topic(topic), from_beginning, limit))
+        asyncio.run(tail_topic(settings, settings.topic(topic), from_beginning, limit, show_all))
 
 
 @cli.command()
