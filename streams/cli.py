@@ -263,6 +263,32 @@ def tail(
 
 
 @cli.command()
+def top(
+    url: Annotated[
+        list[str] | None,
+        typer.Option(help="A worker's base URL; repeat for each worker (default: this host's)."),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between refreshes (default 1 on a terminal, 5 in logs)."),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    kafka: Annotated[
+        bool, typer.Option(help="Tail the output topics for the notable changes.")
+    ] = True,
+) -> None:
+    """Live view of a deployment: rate, lag, segments, churn levels, model, notable changes."""
+    from streams.top.live import run_top
+
+    settings = _settings()
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "") else settings.web_host
+    urls = url or [f"http://{host}:{settings.web_port}"]
+    asyncio.run(run_top(urls, settings, interval=interval, duration=duration, kafka=kafka))
+
+
+@cli.command()
 def customer(
     customer_id: Annotated[str, typer.Argument(help="The customer id.")],
     raw: Annotated[bool, typer.Option(help="Print the JSON document as is.")] = False,
