@@ -4,8 +4,9 @@ Every ``interval`` seconds the workers' ``/metrics`` and ``/segments`` are read
 (:mod:`streams.top.collect`); the output topics are tailed, when the brokers
 are reachable, for the notable changes (:mod:`streams.top.notable`). On a
 terminal the frame is redrawn in place (rich ``Live``); otherwise — a CI log,
-a pipe — a summary line is printed every ``interval`` and each notable change
-once, as it arrives.
+a pipe — a summary line is printed every ``interval``, and each alert (at risk,
+lapsed, churn high) once, as it arrives; cluster moves are counted in the
+summary.
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ async def run_top(
     status = TailStatus(None if kafka else "output topics not read (--no-kafka)")
 
     def on_new(change: NotableChange) -> None:
-        if not on_terminal:
+        # In a log, alerts get a line each; cluster moves (a new model moves
+        # many customers at once) are counted in the summary lines.
+        if not on_terminal and change.severity == "alert":
             console.print(notable_line(change), markup=False, soft_wrap=True)
 
     tail = (
@@ -154,7 +157,7 @@ async def run_top(
                 while not stop.is_set():
                     overview, previous = await fetch_overview(session, urls, previous)
                     if time.monotonic() >= next_line:
-                        line = summary_line(overview, feed.seen_total)
+                        line = summary_line(overview, feed.seen_total, feed.by_kind["cluster"])
                         if overview.errors:
                             line += " · " + "; ".join(overview.errors[:2])
                         console.print(line, markup=False, soft_wrap=True)

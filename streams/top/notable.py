@@ -9,7 +9,7 @@ whatever how often it was sent (by ``event_id``).
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +92,7 @@ class NotableFeed:
         self._latest: deque[NotableChange] = deque(maxlen=keep)
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.seen_total = 0  # notable changes seen since the start, each once
+        self.by_kind: Counter[str] = Counter()  # the same, by kind (lifecycle, churn, cluster)
 
     def add(self, topic: str, record: dict[str, Any]) -> bool:
         """Add a record of an output topic; True when it is a new notable change."""
@@ -103,6 +104,7 @@ class NotableFeed:
             self._seen.popitem(last=False)
         self._latest.append(change)
         self.seen_total += 1
+        self.by_kind[change.kind] += 1
         return True
 
     @property

@@ -48,12 +48,21 @@ def _types(overview: Overview) -> list[str]:
     return known + sorted(t for t in overview.segments if t not in TYPE_ORDER)
 
 
+def _model(overview: Overview) -> str:
+    """The cluster model in use: version and k (none while the learner warms up)."""
+    if overview.model_version is None:
+        return "none yet"
+    if not overview.clusters:
+        return f"{overview.model_version} · warming up (no clusters yet)"
+    return f"{overview.model_version} · k={overview.clusters}"
+
+
 def _move(change: NotableChange) -> str:
     what = "churn" if change.kind == "churn" else change.kind
     return f"{what} {change.previous or '∅'} → {change.current}"
 
 
-def summary_line(overview: Overview, notable_total: int) -> str:
+def summary_line(overview: Overview, notable_total: int, cluster_moves: int = 0) -> str:
     """One line for logs (stdout is not a terminal).
 
     >>> from streams.top.collect import Overview, SegmentRow
@@ -61,16 +70,16 @@ def summary_line(overview: Overview, notable_total: int) -> str:
     ...              churn_levels={"low": 250, "high": 30}, model_version="km-3", clusters=4,
     ...              stream_clock_s=None,
     ...              segments={"lifecycle": [SegmentRow("lifecycle", "active", "", 120, 12)]})
-    >>> summary_line(o, 5)
-    'events/s 2,950 · lag 12 · customers 280 · churn low 250 medium 0 high 30 · model km-3 k=4 · notable 5 · lifecycle: active 120 (+12)'
+    >>> summary_line(o, 5, 2)
+    'events/s 2,950 · lag 12 · customers 280 · churn low 250 medium 0 high 30 · model km-3 · k=4 · notable 5 (2 cluster moves) · lifecycle: active 120 (+12)'
     """  # noqa: E501
     parts = [
         f"events/s {_num(overview.events_per_s)}",
         f"lag {_num(overview.lag)}",
         f"customers {_num(overview.customers)}",
         "churn " + " ".join(f"{lv} {overview.churn_levels.get(lv, 0):,}" for lv in CHURN_LEVELS),
-        f"model {overview.model_version or '-'} k={overview.clusters or '-'}",
-        f"notable {notable_total:,}",
+        f"model {_model(overview)}",
+        f"notable {notable_total:,} ({cluster_moves:,} cluster moves)",
     ]
     for seg_type in _types(overview):
         rows = overview.segments[seg_type]
@@ -118,7 +127,7 @@ def _churn_table(levels: dict[str, int]) -> Table:
     table.add_column("share")
     for level in CHURN_LEVELS:
         n = levels.get(level, 0)
-        bar = "█" * round(12 * n / total)
+        bar = "█" * round(8 * n / total)
         style = LEVEL_STYLE[level]
         table.add_row(Text(level, style=style), f"{n:,}", Text(bar, style=style))
     return table
@@ -130,7 +139,9 @@ def _notable_table(changes: list[NotableChange], width: int) -> Table:
     table.add_column("customer", no_wrap=True)
     table.add_column("change", no_wrap=True)
     table.add_column("why", ratio=1, overflow="ellipsis", no_wrap=True)
-    for change in changes:
+    # Kept in arrival order, shown newest in event time first: a replay or a
+    # catch-up delivers changes out of event-time order.
+    for change in sorted(changes, key=lambda c: c.ts, reverse=True):
         style = "bold red" if change.severity == "alert" else "cyan"
         table.add_row(
             change.ts[:16].replace("T", " "),
@@ -160,7 +171,7 @@ def frame(
         ("   customers ", "dim"),
         (_num(overview.customers), "bold"),
         ("   model ", "dim"),
-        (f"{overview.model_version or '-'} · k={overview.clusters or '-'}", "bold"),
+        (_model(overview), "bold"),
         ("   stream clock ", "dim"),
         (_clock(overview.stream_clock_s), ""),
     )
@@ -183,7 +194,7 @@ def frame(
     subtitle = kafka_note or f"{notable_total:,} since start"
     notable = Panel(
         _notable_table(changes, width),
-        title="Notable changes (at risk, lapsed, churn high, cluster moves; newest first)",
+        title="Latest notable changes (at risk, lapsed, churn high, cluster moves)",
         title_align="left",
         subtitle=subtitle,
         subtitle_align="right",

@@ -172,7 +172,7 @@ def test_a_frame_shows_every_panel_and_a_log_line_the_numbers() -> None:
     console = Console(record=True, width=140, force_terminal=True)
     console.print(frame(overview, feed.latest, feed.seen_total))
     text = console.export_text()
-    for title in ("Segmenter", "Segments", "Churn risk", "Notable changes"):
+    for title in ("Segmenter", "Segments", "Churn risk", "notable changes"):
         assert title in text
     assert "customers 10" in text and "events/s 6" in text and "km-7 · k=2" in text
     assert "churn medium → high" in text and "no purchase for 40 days" in text
