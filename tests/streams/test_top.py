@@ -179,3 +179,18 @@ def test_a_frame_shows_every_panel_and_a_log_line_the_numbers() -> None:
     line = summary_line(overview, feed.seen_total)
     assert "events/s 6" in line and "customers 10" in line and "churn low 7 medium 1 high 2" in line
     assert "lifecycle: active 8 (+1)" in line
+
+
+async def test_a_worker_that_does_not_answer_is_named_and_left_out() -> None:
+    import aiohttp
+
+    from streams.top.collect import fetch_overview
+    from tests.integration.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        overview, sample = await fetch_overview(session, [url], None)
+    assert overview.reachable == 0 and sample.workers == 0
+    assert overview.events_per_s is None and overview.customers is None
+    assert overview.errors and all(url in error for error in overview.errors)
+    assert "unreachable: 1" in summary_line(overview, 0)

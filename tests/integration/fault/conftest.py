@@ -209,9 +209,9 @@ def id_report(changes: list[dict[str, Any]], churn: list[dict[str, Any]]) -> dic
                 change = (topic, r["customer_id"], "churn", r["previous_level"], r["level"])
             else:
                 change = (topic, r["customer_id"], r["segment_type"], r["previous"], r["current"])
-            ids[(*change, r["seq"])].add(r["event_id"])
+            ids[(*change, r.get("seq"))].add(r["event_id"])
             what[r["event_id"]].add(change)
-            seqs[r["event_id"]].add(r["seq"])
+            seqs[r["event_id"]].add(r.get("seq"))
     return {
         "records": len(changes) + len(churn),
         "ids": len(what),
