@@ -28,10 +28,8 @@ Everything in it is read from the state the change is decided on, so the same
 change reached again after a crash — through another event, a day's catch-up
 or the sweep — carries the same id, and two changes never share one. Ordinals
 count per type, so a change of another type that comes out differently after a
-restart (a newer cluster model) cannot renumber it. ``seq`` (every change of
-the customer, in order) and ``n`` grow in the same evaluations; ``n`` also
-records which segment types were assessed, to mark first assignments
-(``initial``).
+restart (a newer cluster model) cannot renumber it. ``seq`` numbers every
+change of the customer, in order; it is in the output, the ordinals are not.
 """
 
 from __future__ import annotations
