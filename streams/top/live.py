@@ -147,7 +147,7 @@ async def run_top(
                     while not stop.is_set():
                         overview, previous = await fetch_overview(session, urls, previous)
                         view = frame(
-                            overview, feed.latest, feed.seen_total, status.note, console.width
+                            overview, feed.latest, feed.seen_total, status.note, console.height
                         )
                         live.update(view, refresh=True)
                         await _wait(stop, interval)

@@ -105,17 +105,17 @@ def notable_line(change: NotableChange) -> str:
     )
 
 
-def _segment_table(seg_type: str, rows: list[SegmentRow]) -> Table:
+def _segment_table(seg_type: str, rows: list[SegmentRow], limit: int = ROWS_PER_TYPE) -> Table:
     table = Table(title=seg_type, title_justify="left", box=None, pad_edge=False, expand=False)
     table.add_column("segment", no_wrap=True, max_width=18)
     table.add_column("size", justify="right")
     table.add_column("1d", justify="right")
-    for row in rows[:ROWS_PER_TYPE]:
+    for row in rows[:limit]:
         style = "red" if row.id in ("at_risk", "lapsed") else ""
         growth = _signed(row.growth_1d)
         table.add_row(Text(row.id, style=style), f"{row.size:,}", growth)
-    if len(rows) > ROWS_PER_TYPE:
-        table.add_row(f"… {len(rows) - ROWS_PER_TYPE} more", "", "")
+    if len(rows) > limit:
+        table.add_row(f"… {len(rows) - limit} more", "", "")
     return table
 
 
@@ -133,15 +133,13 @@ def _churn_table(levels: dict[str, int]) -> Table:
     return table
 
 
-def _notable_table(changes: list[NotableChange], width: int) -> Table:
+def _notable_table(changes: list[NotableChange]) -> Table:
     table = Table(box=None, pad_edge=False, expand=True, show_header=False)
     table.add_column("when", no_wrap=True)
     table.add_column("customer", no_wrap=True)
     table.add_column("change", no_wrap=True)
     table.add_column("why", ratio=1, overflow="ellipsis", no_wrap=True)
-    # Kept in arrival order, shown newest in event time first: a replay or a
-    # catch-up delivers changes out of event-time order.
-    for change in sorted(changes, key=lambda c: c.ts, reverse=True):
+    for change in changes:
         style = "bold red" if change.severity == "alert" else "cyan"
         table.add_row(
             change.ts[:16].replace("T", " "),
@@ -159,9 +157,16 @@ def frame(
     changes: list[NotableChange],
     notable_total: int,
     kafka_note: str | None = None,
-    width: int = 120,
+    height: int = 50,
 ) -> Any:
-    """The whole view as one rich renderable."""
+    """The whole view as one rich renderable, fitted to a terminal of ``height`` lines."""
+    # Fixed lines: header panel 3, segments panel borders and headings 4, notable
+    # panel borders 2, hint 1, and a few lines printed above the view.
+    spare = max(0, height - 18)
+    segment_rows = max(3, min(ROWS_PER_TYPE, spare // 2))
+    # Kept in arrival order, shown newest in event time first: a replay or a
+    # catch-up delivers changes out of event-time order.
+    changes = sorted(changes, key=lambda c: c.ts, reverse=True)[: max(3, spare - segment_rows)]
     workers = f"{overview.reachable}/{len(overview.urls)} workers"
     header = Text.assemble(
         ("events/s ", "dim"),
@@ -180,7 +185,7 @@ def frame(
         title=f"Segmenter · {', '.join(overview.urls)} · {workers}",
         title_align="left",
     )
-    tables = [_segment_table(t, overview.segments[t]) for t in _types(overview)]
+    tables = [_segment_table(t, overview.segments[t], segment_rows) for t in _types(overview)]
     segments = Panel(
         Columns(tables, padding=(0, 3)) if tables else Text("no segment statistics yet", "dim"),
         title="Segments (customers, change over one day)",
@@ -193,7 +198,7 @@ def frame(
     middle.add_row(segments, churn)
     subtitle = kafka_note or f"{notable_total:,} since start"
     notable = Panel(
-        _notable_table(changes, width),
+        _notable_table(changes),
         title="Latest notable changes (at risk, lapsed, churn high, cluster moves)",
         title_align="left",
         subtitle=subtitle,
