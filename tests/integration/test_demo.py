@@ -123,3 +123,40 @@ def test_make_run_without_a_terminal_prints_summary_lines(
     assert final is not None and 0 < final <= CUSTOMERS, summaries[-1]
     notable = [line for line in lines if line.startswith("notable: ")]
     assert len(notable) == len(set(notable))  # nothing printed twice
+
+
+def test_tail_shows_first_assignments_only_with_all(stack_factory: Callable[..., Stack]) -> None:
+    """`segmenter tail` prints each record as it is on the topic; a new
+    customer's first assignments (``initial``) only with ``--all``."""
+    import asyncio
+
+    from tests.integration.fault.conftest import history, read_topic, wait_committed
+
+    stack = stack_factory()
+    hist = history(customers=20, days=40, seed=31)
+    asyncio.run(stack.produce(hist.events))
+    worker = stack.worker("w1")
+    wait_committed(stack, timeout=120)
+    time.sleep(2)
+    records = asyncio.run(read_topic(stack, "segment-changes"))
+    moves = [r for r in records if not r["initial"]]
+    assert moves and len(moves) < len(records)
+
+    def tail(*extra: str, limit: int) -> list[str]:
+        done = subprocess.run(
+            [str(Path(worker.command[0])), "tail", "segment-changes", "--from-beginning",
+             "--limit", str(limit), *extra],
+            env=worker.env, capture_output=True, text=True, timeout=60, cwd=REPO,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    def shown(lines: list[str]) -> list[str]:
+        # "<ts> <customer> #<seq> <type>: …"; partitions interleave in any order
+        return sorted(" ".join(line.split()[1:4]) for line in lines)
+
+    def expected(records: list[dict[str, object]]) -> list[str]:
+        return sorted(f"{r['customer_id']} #{r['seq']} {r['segment_type']}:" for r in records)
+
+    assert shown(tail(limit=len(moves))) == expected(moves)
+    assert shown(tail("--all", limit=len(records))) == expected(records)

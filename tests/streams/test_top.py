@@ -194,3 +194,19 @@ async def test_a_worker_that_does_not_answer_is_named_and_left_out() -> None:
     assert overview.events_per_s is None and overview.customers is None
     assert overview.errors and all(url in error for error in overview.errors)
     assert "unreachable: 1" in summary_line(overview, 0)
+
+
+def test_a_frame_fits_a_small_terminal() -> None:
+    metrics = parse_metrics([worker_metrics(10, {}, 7)], at=1.0)
+    overview = build_overview(
+        ["http://w"], metrics, None, parse_segments(segment_catalogue(runtime_with_stats()))
+    )
+    feed = NotableFeed()
+    for i in range(10):
+        feed.add("churn-risk", change(f"e{i}", level="high", previous_level="low"))
+    for height in (24, 50):
+        console = Console(record=True, width=100, height=height, force_terminal=True)
+        console.print(frame(overview, feed.latest, feed.seen_total, None, height))
+        lines = console.export_text().splitlines()
+        assert len(lines) <= height - 3  # the demo prints three lines above the view
+        assert all(t in "\n".join(lines) for t in ("Segmenter", "Churn risk", "notable changes"))
