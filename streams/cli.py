@@ -286,6 +286,10 @@ def tail(
     topic: Annotated[str, typer.Argument(help="Topic without prefix, e.g. segment-changes.")],
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record.")] = False,
     limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="Also show first assignments (records with initial: true)."),
+    ] = False,
 ) -> None:
     """Pretty-print the records of an output topic as they arrive."""
     from streams.preflight import check_topics
@@ -294,7 +298,33 @@ def tail(
     settings = _settings()
     check_topics(settings, [settings.topic(topic)])
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(tail_topic(settings, settings.topic(topic), from_beginning, limit))
+        asyncio.run(tail_topic(settings, settings.topic(topic), from_beginning, limit, show_all))
+
+
+@cli.command()
+def top(
+    url: Annotated[
+        list[str] | None,
+        typer.Option(help="A worker's base URL; repeat for each worker (default: this host's)."),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between refreshes (default 1 on a terminal, 5 in logs)."),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    kafka: Annotated[
+        bool, typer.Option(help="Tail the output topics for the notable changes.")
+    ] = True,
+) -> None:
+    """Live view of a deployment: rate, lag, segments, churn levels, model, notable changes."""
+    from streams.top.live import run_top
+
+    settings = _settings()
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "") else settings.web_host
+    urls = url or [f"http://{host}:{settings.web_port}"]
+    asyncio.run(run_top(urls, settings, interval=interval, duration=duration, kafka=kafka))
 
 
 @cli.command()

@@ -10,13 +10,26 @@ the output sequence number always agree, also after a crash::
 
     {"f": <models.features state>, "dedup": <models.dedup state>,
      "seg": {segment_type: {"current", "since_ms", "label"}},
-     "churn": {"level", "score", "since_ms", "reasons", "review_ms"},
-     "seq": int, "train_day": int, "browse_day": int, "off": {topic: [partition, offset]},
+     "churn": {"level", "score", "since_ms", "reasons", "review_ms", "seq"},
+     "seq": int, "n": {segment_type: int}, "born": int,
+     "train_day": int, "browse_day": int, "off": {topic: [partition, offset]},
      "eval_day": int, "t": int}
 
 ``eval_day`` is the last day the customer was brought up to, and ``t`` their
 own clock: the time of their latest event, or of the latest evaluation that
 changed a segment or churn level.
+
+Output ids (:func:`change_event_id`) say what a change *is*, never what
+triggered it: the customer, the profile (``born``: the time of the event that
+created this record, so a customer who comes back after an erasure or an
+opt-out gets new ids), the segment type, the change's ordinal within that type
+(``n``; ``churn.seq`` for churn levels), and the previous and current segment.
+Everything in it is read from the state the change is decided on, so the same
+change reached again after a crash — through another event, a day's catch-up
+or the sweep — carries the same id, and two changes never share one. Ordinals
+count per type, so a change of another type that comes out differently after a
+restart (a newer cluster model) cannot renumber it. ``seq`` numbers every
+change of the customer, in order; it is in the output, the ordinals are not.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ __all__ = [
     "CustomerProcessor",
     "Result",
     "assigner_signature",
+    "change_event_id",
     "learner_key",
     "output_event_id",
     "training_sample",
@@ -43,23 +57,57 @@ __all__ = [
 BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 FEATURE_TOPICS = BEHAVIOUR_TOPICS | {"profiles"}
 FLAP_WINDOW_MS = 7 * MS_PER_DAY
+# Segment types whose "no segment" means "not assessed yet" (no activity, no
+# cluster model yet): leaving it is the customer's first assignment. For nps
+# and user-defined rules, "no segment" is an assessment of its own ("no NPS
+# answer", "no case matched"), and entering a segment from it later is news.
+UNASSESSED_WHEN_NONE = frozenset({"lifecycle", "value", "cluster"})
 
 
 def output_event_id(*parts: object) -> str:
-    """Deterministic id of an output event: the same trigger gives the same id.
+    """A 32-hex-digit hash of ``parts``: equal parts, equal id.
 
     Examples
     --------
-    >>> a = output_event_id("c1", "e1", "lifecycle", "new")
-    >>> a == output_event_id("c1", "e1", "lifecycle", "new")
+    >>> a = output_event_id("c1", "lifecycle", 1, None, "new")
+    >>> a == output_event_id("c1", "lifecycle", 1, None, "new")
     True
-    >>> a == output_event_id("c1", "e2", "lifecycle", "new")
+    >>> a == output_event_id("c1", "lifecycle", 2, None, "new")
     False
     >>> len(output_event_id("c1"))
     32
     """
     text = "\x1f".join(str(p) for p in parts)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def change_event_id(
+    topic: str,
+    customer_id: str,
+    born: int | None,
+    kind: str,
+    ordinal: int,
+    previous: str | None,
+    current: str | None,
+) -> str:
+    """The ``event_id`` of a change: what it is, not what triggered it.
+
+    ``kind`` is the segment type (or ``"churn"``), ``ordinal`` the change's
+    number within that kind for this customer (1 for the first), ``born`` the
+    event time that started the customer's profile (see the module docstring).
+
+    Examples
+    --------
+    >>> first = change_event_id("segment-changes", "c1", 0, "cluster", 1, None, "c2")
+    >>> first == change_event_id("segment-changes", "c1", 0, "cluster", 1, None, "c2")
+    True
+    >>> # the same move again later is another change, and so is another profile
+    >>> first == change_event_id("segment-changes", "c1", 0, "cluster", 3, None, "c2")
+    False
+    >>> first == change_event_id("segment-changes", "c1", 86400000, "cluster", 1, None, "c2")
+    False
+    """
+    return output_event_id("v2", topic, customer_id, born, kind, ordinal, previous, current)
 
 
 @dataclass
@@ -134,6 +182,7 @@ class CustomerProcessor:
         """
         if state is None:
             state = new_customer_state()
+            state["born"] = event["ts"]
         elif state.get("opted_out"):
             return Result("opted_out", state)
         verdict = dedup.check(
@@ -151,11 +200,8 @@ class CustomerProcessor:
             state["eval_day"] = day_of(clock_ms)
             if topic == "browsing":
                 state["browse_day"] = today
-            result.merge(
-                self.evaluate(
-                    customer_id, state, clock_ms, assigner, event["event_id"], churn_params
-                )
-            )
+            cause = f"event:{event['event_id']}"
+            result.merge(self.evaluate(customer_id, state, clock_ms, assigner, churn_params, cause))
         result.status = "new"
         result.write = True
         if topic in BEHAVIOUR_TOPICS and state.get("train_day") != today:
@@ -184,14 +230,35 @@ class CustomerProcessor:
         nothing to catch up. Evaluating a day again that changed nothing
         changes nothing, so the caller may drop the state of a catch-up without
         outputs and repeat it later.
+
+        A customer who has not met the current cluster model's clusters (new,
+        split or merged ones) meets them first, at their own time
+        (``state["t"]``): whether the sweep or their next event gets there
+        first, and whether or not a crash lost the first attempt, they are
+        placed at the same moment, with the same features, so the placement is
+        the same change.
         """
         result = Result("unchanged", state)
         if "eval_day" not in state or state.get("opted_out"):
             return result
+        if assigner is not None and state.get("model") != assigner_signature(assigner):
+            when = state.get("t", 0)
+            result.merge_changes(
+                self.evaluate(
+                    customer_id,
+                    state,
+                    when,
+                    assigner,
+                    churn_params,
+                    f"model:{assigner.model_version}",
+                ),
+                when,
+            )
         first = max(state["eval_day"], reviewed_through) + 1
         for day in range(first, until_day + 1):
+            cause = f"day:{format_ts(day * MS_PER_DAY)[:10]}"
             step = self.evaluate(
-                customer_id, state, day * MS_PER_DAY, assigner, f"clock:{day}", churn_params
+                customer_id, state, day * MS_PER_DAY, assigner, churn_params, cause
             )
             result.merge_changes(step, day * MS_PER_DAY)
         if first <= until_day:
@@ -226,17 +293,12 @@ class CustomerProcessor:
     ) -> Result:
         """Bring a customer without new events up to the start of ``day`` (the sweep).
 
-        Every day since their last evaluation is evaluated in turn
-        (:meth:`catch_up`). A customer whose clusters changed (a new model) and
-        who had nothing to catch up is placed again at their own latest time.
+        Every day since their last evaluation is evaluated in turn, after the
+        customer has met a new model's clusters (:meth:`catch_up`).
         """
         if state.get("opted_out"):
             return Result("opted_out", state)
         result = self.catch_up(customer_id, state, day, assigner, churn_params, reviewed_through)
-        if assigner is not None and state.get("model") != assigner_signature(assigner):
-            when = max(state.get("t", 0), day * MS_PER_DAY)
-            step = self.evaluate(customer_id, state, when, assigner, f"clock:{day}", churn_params)
-            result.merge_changes(step, when)
         # Written back only when something changed; an unchanged customer is
         # evaluated again (with the same outcome) only if the sweep's progress
         # is lost.
@@ -262,9 +324,10 @@ class CustomerProcessor:
         return bool(state.get("eval_day", day) < day)
 
     def leave_all_segments(
-        self, customer_id: str, state: dict[str, Any], ts_ms: int, trigger: str
+        self, customer_id: str, state: dict[str, Any], ts_ms: int, request_id: str
     ) -> Result:
-        """Segment changes to ``None`` for every segment: the customer opted out."""
+        """Segment changes to ``None`` for every segment: the customer opted out
+        (``request_id``: the privacy request's ``event_id``)."""
         result = Result("opted_out", state)
         for seg_type, entry in sorted(state["seg"].items()):
             if entry["current"] is None:
@@ -273,7 +336,6 @@ class CustomerProcessor:
                 self._segment_change(
                     customer_id,
                     state,
-                    trigger,
                     ts_ms,
                     seg_type,
                     entry["current"],
@@ -281,6 +343,8 @@ class CustomerProcessor:
                     "Opted out of profiling",
                     ["customer opted out of profiling"],
                     self.rules_version,
+                    f"opt_out:{request_id}",
+                    initial=False,
                 )
             )
         return result
@@ -297,13 +361,26 @@ class CustomerProcessor:
         state: dict[str, Any],
         clock_ms: int,
         assigner: SegmentAssigner | None,
-        trigger: str,
-        churn_params: Any = None,
+        churn_params: Any,
+        cause: str,
     ) -> Result:
-        """Assign segments and churn level at ``clock_ms``; emit what changed."""
+        """Assign segments and churn level at ``clock_ms``; emit what changed.
+
+        ``cause`` names the evaluation in the outputs (``event:<event_id>``,
+        ``day:<date>``, ``model:<version>``); it is not part of their ids.
+
+        A change from no segment is ``initial`` (a first assignment, not a
+        move) when it is part of the customer's first assessment (nothing was
+        assigned before this evaluation), or when "no segment" meant "not
+        assessed yet" (:data:`UNASSESSED_WHEN_NONE`: the first lifecycle stage
+        once there is activity, the first cluster once there is a model).
+        Entering an nps or user-defined segment later, e.g. a first NPS answer
+        weeks after the first purchase, is not initial.
+        """
         feats = result_features(state, clock_ms)
         result = Result("new", state)
         segments = state["seg"]
+        first_assessment = not segments
         previous = {
             k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in segments.items()
         }
@@ -317,7 +394,6 @@ class CustomerProcessor:
                 self._segment_change(
                     customer_id,
                     state,
-                    trigger,
                     clock_ms,
                     seg_type,
                     old,
@@ -325,6 +401,8 @@ class CustomerProcessor:
                     assignment.label,
                     list(assignment.reasons),
                     self.rules_version,
+                    cause,
+                    initial=old is None and (first_assessment or seg_type in UNASSESSED_WHEN_NONE),
                 )
             )
         if assigner is not None:
@@ -339,7 +417,6 @@ class CustomerProcessor:
                     self._segment_change(
                         customer_id,
                         state,
-                        trigger,
                         clock_ms,
                         "cluster",
                         old,
@@ -347,9 +424,11 @@ class CustomerProcessor:
                         label,
                         reasons,
                         assigner.model_version,
+                        cause,
+                        initial=old is None,
                     )
                 )
-        churn_event = self._churn(customer_id, state, feats, clock_ms, trigger, churn_params)
+        churn_event = self._churn(customer_id, state, feats, clock_ms, churn_params, cause)
         if churn_event is not None:
             result.churn_events.append(churn_event)
         return result
@@ -382,7 +461,6 @@ class CustomerProcessor:
         self,
         customer_id: str,
         state: dict[str, Any],
-        trigger: str,
         clock_ms: int,
         segment_type: str,
         previous: str | None,
@@ -390,19 +468,34 @@ class CustomerProcessor:
         label: str,
         reasons: list[str],
         model_version: str,
+        cause: str,
+        *,
+        initial: bool,
     ) -> dict[str, Any]:
         state["seq"] = state.get("seq", 0) + 1
+        ordinals = state.setdefault("n", {})
+        ordinals[segment_type] = ordinals.get(segment_type, 0) + 1
         return {
-            "event_id": output_event_id(customer_id, trigger, segment_type, current),
+            "event_id": change_event_id(
+                "segment-changes",
+                customer_id,
+                state.get("born"),
+                segment_type,
+                ordinals[segment_type],
+                previous,
+                current,
+            ),
             "customer_id": customer_id,
             "seq": state["seq"],
             "ts": format_ts(clock_ms),
             "segment_type": segment_type,
             "previous": previous,
             "current": current,
+            "initial": initial,
             "label": label,
             "reasons": reasons,
             "model_version": model_version,
+            "cause": cause,
         }
 
     def _churn(
@@ -411,8 +504,8 @@ class CustomerProcessor:
         state: dict[str, Any],
         feats: dict[str, Any],
         clock_ms: int,
-        trigger: str,
         churn_params: Any,
+        cause: str,
     ) -> dict[str, Any] | None:
         churn = state.setdefault("churn", {})
         scored = self.scorer.score(feats, churn_params)
@@ -424,15 +517,27 @@ class CustomerProcessor:
             return None
         churn["level"] = level
         churn["since_ms"] = clock_ms
+        churn["seq"] = churn.get("seq", 0) + 1
         return {
-            "event_id": output_event_id(customer_id, trigger, "churn", level),
+            "event_id": change_event_id(
+                "churn-risk",
+                customer_id,
+                state.get("born"),
+                "churn",
+                churn["seq"],
+                previous_level,
+                level,
+            ),
             "customer_id": customer_id,
+            "seq": churn["seq"],
             "ts": format_ts(clock_ms),
             "score": scored.score,
             "level": level,
             "previous_level": previous_level,
+            "initial": previous_level is None,
             "reasons": list(scored.reasons),
             "model_version": self.scorer.model_version(churn_params),
+            "cause": cause,
         }
 
     # -- reading ------------------------------------------------------------

@@ -83,7 +83,12 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
     """Every segment with its label, size (all partitions) and what defines it."""
     sizes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     previous: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    churn_levels: dict[str, int] = defaultdict(int)
+    customers = 0
     for stats in rt.remote_stats.values():
+        customers += int(stats.get("customers") or 0)
+        for level, n in (stats.get("churn_levels") or {}).items():
+            churn_levels[level] += n
         for seg_type, counts in (stats.get("sizes") or {}).items():
             for seg, n in counts.items():
                 sizes[seg_type][seg] += n
@@ -120,5 +125,8 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
         "quality": snapshot.get("quality", {}),
         # Splits and merges of clusters, announced rather than silently renumbered.
         "model_events": snapshot.get("events", []),
+        # Totals over all partitions, as of each partition's last sweep.
+        "customers": customers,
+        "churn_levels": dict(churn_levels),
         "segments": segments,
     }
