@@ -17,6 +17,8 @@ from streams.app import create_app
 from streams.settings import Settings
 from tests.streams.conftest import record
 
+pytestmark = pytest.mark.timeout(30)  # a hung wait_empty is a failure too
+
 P0 = TP("t-purchases", 0)
 P1 = TP("t-purchases", 1)
 
@@ -93,6 +95,15 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def returns(consumer: Any, waiting: asyncio.Future[None], timeout: float = 5.0) -> bool:
+    """Whether ``waiting`` (a ``wait_empty``) returns within ``timeout``; stops it if not."""
+    done, _ = await asyncio.wait({waiting}, timeout=timeout)
+    if not done:
+        consumer._stopped.set()  # (its wait ignores cancellation)
+        await waiting
+    return bool(done)
+
+
 async def test_a_segment_is_acked_only_once_every_earlier_one_is_committed(
     consumer: Any, sink: Sink
 ) -> None:
@@ -146,7 +157,7 @@ async def test_wait_empty_waits_for_the_batch_in_flight_then_hands_back_held_rec
     await asyncio.sleep(0.01)
     # The records were held (their future pending): handed back after the batch
     # finished, never acked, and wait_empty returns.
-    await asyncio.wait_for(waiting, 5)
+    assert await returns(consumer, waiting)
     assert sink.dropped_after_handled is True
     assert consumer._new_offset(P0) is None
     assert not consumer._unacked_messages
@@ -159,7 +170,7 @@ async def test_wait_empty_commits_what_the_batch_in_flight_committed(
     waiting = asyncio.ensure_future(consumer.wait_empty())
     await settle()
     sink.futures[0][0].set_result(True)  # the pipeline commits it
-    await asyncio.wait_for(waiting, 5)
+    assert await returns(consumer, waiting)
     assert broker.commits[-1] == {P0: 10}
 
 
