@@ -326,12 +326,11 @@ class IngestSink:
         submissions = await self.pipeline.submit_many(
             [(logical(tp.topic), records) for tp, records in segments]
         )
-        # The next fetch comes once this batch is committed (bigger batches under
-        # load); records held for event-time order are acked when their own
-        # futures resolve, later.
-        committed = submissions[0].committed
-        assert committed is not None
-        await committed
+        # The next fetch comes while this batch commits (its outputs are already
+        # with the producer): the commits of the batches processed meanwhile go
+        # together (group commit). Measured: a p99 event-to-emit 1.5 to 3 times
+        # lower than waiting for each commit (docs/benchmark.md). The records are
+        # acked when their futures resolve (records held for event-time order later).
         return [submission.done for submission in submissions]
 
     def drop_held(self) -> int:

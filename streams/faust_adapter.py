@@ -6,7 +6,7 @@ internals lives in this module, written against **faust-streaming 0.15.3**
 
 Why: Faust hands every message to a stream through a per-message path
 (``Consumer._drain_messages`` → ``wait_first(callback(message), ...)`` → the
-conductor → a stream queue → ``take_events``) that costs 100–200 µs per
+conductor → a stream queue → ``take_events``) that costs 100 to 200 µs per
 message on our machine — an order of magnitude more than a plain aiokafka loop
 (docs/benchmark.md; upstream: https://github.com/robinhood/faust/issues/563).
 :class:`BatchConsumer` replaces the drain loop: each fetch's records of the
@@ -206,27 +206,35 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     continue
                 if not self.flow_active:
                     # As Consumer.getmany: nothing fetched while the flow is stopped
-                    # is delivered; the position goes back to the committed offsets.
+                    # is delivered; the position goes back to the committed offsets
+                    # (and, for the input topics, to the first record not delivered).
                     await self.perform_seek()
+                    await self._rewind(records, batch_topics)
                     continue
-                if self._seek_epoch != epoch:
-                    continue  # fetched before a seek: fetched again from the new position
+                seeked = self._seek_epoch != epoch
                 segments: list[tuple[TP, Sequence[Any]]] = []
                 others: list[tuple[TP, Sequence[Any]]] = []
+                rewind: dict[TP, Sequence[Any]] = {}
                 buffered = self._buffered_partitions
-                for tp, recs in records.items():
+                for tp, recs in records.items():  # (aiokafka: tp -> list of records)
                     if active is not None and tp not in active and tp not in buffered:
                         continue
-                    if tp.topic in batch_topics:
+                    if tp.topic not in batch_topics:
+                        others.append((tp, recs))
+                    elif seeked and recs[0].offset != self._next_offset.get(tp):
+                        # A seek ran while this was fetched and these records do not
+                        # start where it put the partition: fetched before it.
+                        rewind[tp] = recs
+                    else:
                         kept = self._take_in_order(tp, recs)
                         if kept:
                             segments.append((tp, kept))
-                    else:
-                        others.append((tp, recs))
+                if rewind:
+                    await self._rewind(rewind, batch_topics)
                 if segments:
                     await self._hand_over(segments)
-                for tp, recs in others:
-                    await self._deliver_one_by_one(tp, recs, epoch)
+                for tp, other in others:
+                    await self._deliver_one_by_one(tp, other)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -241,10 +249,39 @@ class BatchConsumer(aiokafka_driver.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
+    async def _rewind(self, records: Any, batch_topics: frozenset[str]) -> None:
+        """Make sure the input records of a fetch that is not delivered are fetched
+        again: seek each partition to the next offset it owes the pipeline (the
+        first of these records when that is not known). Faust's own rewind
+        (``perform_seek``) moves only partitions with a committed offset."""
+        targets: dict[TP, int] = {}
+        for tp, recs in records.items():
+            if tp.topic in batch_topics and recs:
+                target = self._next_offset.get(tp)
+                targets[tp] = recs[0].offset if target is None else target
+        if not targets:
+            return
+        self._next_offset.update(targets)
+        self._seek_epoch += 1
+        try:
+            await self.seek_wait(targets)
+        except Exception:  # not assigned any more: the next owner reads from the committed offset
+            log.info("could not rewind %s (a rebalance is under way)", _offsets(targets, targets))
+        finally:
+            self._seek_epoch += 1
+
     def _take_in_order(self, tp: TP, records: Sequence[Any]) -> Sequence[Any]:
         """The records of ``tp`` not delivered yet in this epoch; records gaps."""
         expected = self._next_offset.get(tp)
         if expected is not None and records[0].offset < expected:
+            log.warning(
+                "records %d..%d of %s[%d] came again below the expected offset %d; skipped",
+                records[0].offset,
+                records[-1].offset,
+                tp.topic,
+                tp.partition,
+                expected,
+            )
             records = [r for r in records if r.offset >= expected]
             if not records:
                 return records
@@ -373,7 +410,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
             self._n_acked += n
         return n
 
-    async def _deliver_one_by_one(self, tp: TP, records: Sequence[Any], epoch: int) -> None:
+    async def _deliver_one_by_one(self, tp: TP, records: Sequence[Any]) -> None:
         """Faust's own per-message path (Consumer.getmany + _drain_messages) for every
         topic without a batch sink: table changelogs during recovery, other agents."""
         get_read_offset = self._read_offset.__getitem__
@@ -382,11 +419,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         generation = self.app.consumer_generation_id
         callback = self.callback
         for record in records:
-            if (
-                not self.flow_active
-                or self.app.consumer_generation_id != generation
-                or self._seek_epoch != epoch
-            ):
+            if not self.flow_active or self.app.consumer_generation_id != generation:
                 break
             message = self._to_message(tp, record)
             offset = message.offset
@@ -411,9 +444,21 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 for tp, offset in committed.items()
             }
             self._read_offset.update(positions)
-            self._next_offset.update(positions)
+            # aiokafka moves only partitions with a committed offset above 0
+            # (AIOKafkaConsumer.seek_to_committed); the others read on.
+            self._next_offset.update(
+                {
+                    tp: offset
+                    for tp, offset in positions.items()
+                    if offset is not None and offset > 0
+                }
+            )
             self._committed_offset.update(
                 {tp: offset for tp, offset in positions.items() if offset is not None}
+            )
+            log.info(
+                "seeked to the committed offsets: %s",
+                _offsets(positions, self._batch_app.batch_topics),
             )
         finally:
             self._seek_epoch += 1
@@ -429,21 +474,48 @@ class BatchConsumer(aiokafka_driver.Consumer):
             task = self._in_flight
         sink = self._batch_app.batch_sink
         if sink is not None:
-            sink.drop_held()
+            handed_back = sink.drop_held()
+            if handed_back:
+                log.info(
+                    "%d held input records handed back (read again from the committed offset)",
+                    handed_back,
+                )
         await super().wait_empty()
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """A new generation reads from the committed offsets (aiokafka resets every
+        position): forget what the previous one delivered."""
+        self._frontier.clear()
+        self._next_offset.clear()
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         """Commit what is acked before Faust forgets the revoked partitions' acks."""
         if revoked and not self.app.should_stop:
             self.stop_flow()
+            log.info(
+                "partitions revoked: waiting for %d input segments in flight, then committing",
+                len(self._unacked_messages),
+            )
             await self.wait_empty()
             # A commit already running when wait_empty committed made it a no-op:
             # commit() waits for the running one; this one takes the last acks.
             await self.commit()
+            inputs = {tp for tp in revoked if tp.topic in self._batch_app.batch_topics}
+            log.info("committed before the revoke: %s", _offsets(self._committed_offset, inputs))
         await super().on_partitions_revoked(revoked)
         for tp in revoked:
             self._frontier.pop(tp, None)
             self._next_offset.pop(tp, None)
+
+
+def _offsets(offsets: Any, keep: Any) -> str:
+    """``topic[partition]=offset`` of the input partitions among ``keep`` (TPs or topic names)."""
+    return ", ".join(
+        f"{tp.topic}[{tp.partition}]={offset}"
+        for tp, offset in sorted(offsets.items())
+        if tp in keep or tp.topic in keep
+    )
 
 
 class BatchTransport(aiokafka_driver.Transport):
@@ -470,7 +542,9 @@ class BatchApp(faust.App):
         """Consume ``topics`` (Faust topics) through ``sink``: subscription, assignment
         and commits stay Faust's (the conductor knows the topics)."""
         if not self.conf.stream_wait_empty:
-            raise RuntimeError("the batch path needs stream_wait_empty=True (its stop and rebalance)")
+            raise RuntimeError(
+                "the batch path needs stream_wait_empty=True (its stop and rebalance)"
+            )
         names: set[str] = set()
         for topic in topics:
             names.update(topic.topics)

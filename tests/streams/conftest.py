@@ -53,7 +53,9 @@ class Feeder:
         self.app = app
         self.offsets: dict[tuple[str, int], int] = defaultdict(int)
 
-    async def put(self, topic: str, value: bytes, key: bytes | None = b"c1", partition: int = 0) -> bool:
+    async def put(
+        self, topic: str, value: bytes, key: bytes | None = b"c1", partition: int = 0
+    ) -> bool:
         """Deliver one record of the logical input ``topic``; ``True`` once committed."""
         full = self.app.segmenter.settings.topic(topic)
         offset = self.offsets[(topic, partition)]
