@@ -124,6 +124,10 @@ def worker(
     from streams.app import create_app
 
     settings = _settings()
+    if settings.event_loop == "uvloop":
+        import mode.loop
+
+        mode.loop.use("uvloop")  # before the app creates any loop
     app = create_app(settings)
     # Everything imported so far (river, scipy, sklearn: about a million objects)
     # lives as long as the worker: keep it out of the cyclic GC's full

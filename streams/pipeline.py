@@ -162,6 +162,7 @@ class Pipeline:
             self._apply_due(batch, order.release(lambda t, p: True))
             order = None
         submissions = []
+        per_topic: dict[str, int] = {}
         for topic, messages in parts:
             submission = Submission(loop.create_future())
             submissions.append(submission)
@@ -182,7 +183,9 @@ class Pipeline:
                     (topic, message, event, submission),
                 )
             submission.close()
-            self.rt.metrics.observe_batch(topic, len(messages))
+            per_topic[topic] = per_topic.get(topic, 0) + len(messages)
+        for topic, count in per_topic.items():
+            self.rt.metrics.observe_batch(topic, count)
         committed = self._run(batch)
         for submission in submissions:
             submission.committed = committed
