@@ -51,6 +51,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 2000
+TRAINING_ITEMS_PER_MESSAGE = 1000  # training samples are a few hundred bytes each
 IDLE_SECONDS = 5.0  # a topic-partition silent this long no longer holds others back
 SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall clock)
 # Faust's RocksDB defaults (64 MB x 3 write buffers, a 2 GB block cache) apply
@@ -229,7 +230,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def flush_training() -> None:
         if rt.training_buffer:
             batch, rt.training_buffer = rt.training_buffer, []
-            await training.send(value=encode({"worker": rt.worker_id, "items": batch}))
+            # In messages well below the producer's 1 MB request limit: a backlog
+            # gives more samples per half second than one message may carry.
+            for start in range(0, len(batch), TRAINING_ITEMS_PER_MESSAGE):
+                items = batch[start : start + TRAINING_ITEMS_PER_MESSAGE]
+                await training.send(value=encode({"worker": rt.worker_id, "items": items}))
 
     # partition -> (stream day, wall time, model version) when its last pass started
     last_pass: dict[int, tuple[int, float, str | None]] = {}

@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     event_loop: str = Field(
         "asyncio",
         pattern="^(asyncio|uvloop)$",
-        description="The worker's event loop: `asyncio` or `uvloop`.",
+        description="The worker's event loop: `asyncio`, or `uvloop` (pip install uvloop; "
+        "measured within the noise of this machine, docs/benchmark.md).",
     )
 
     order_max_held: int = Field(
