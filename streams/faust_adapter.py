@@ -54,9 +54,13 @@ Delivery rules (docs/delivery.md, "The batch consumer path"):
   seeks them to the committed offsets, while the fetcher may already deliver
   (``Recovery.on_recovery_completed``; https://github.com/faust-streaming/faust/issues/216,
   https://github.com/faust-streaming/faust/issues/221). The seek here runs with
-  the flow stopped, and a fetch that started before a seek is never delivered
-  (a seek epoch), so a record fetched before the seek cannot look like a jump
-  past the new position (which Faust would take for a gap and mark done).
+  the flow stopped. A fetch that was under way during a seek (a seek epoch) is
+  delivered only if it starts where the seek put the partition; any fetch not
+  delivered (that one, or one that came while the flow was stopped) is rewound:
+  its partitions are sought back to the offset they owe the pipeline. So a
+  record fetched before the seek cannot look like a jump past the new position
+  (which Faust would take for a gap and mark done), and no dropped fetch is
+  lost where Faust's seek does not move the position (no committed offset yet).
 * **Gaps** (offsets a fetch skipped: transaction markers, retention) are
   recorded in Faust's gap tree exactly as offsets ``[next expected, first
   fetched)``, and logged and counted (``segmenter_input_offset_gaps_total``):
