@@ -182,6 +182,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
         self._next_offset: dict[TP, int | None] = {}
         self._seek_epoch = 0
         self._in_flight: asyncio.Future[Any] | None = None
+        # consumer generation in which held records were handed back (its
+        # positions no longer say what the pipeline is owed)
+        self._handed_back_in: int | None = None
 
     # -- configuration (set by BatchApp.register_batch_topics) --------------------------
     @property
@@ -204,6 +207,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     self._n_acked = 0
                     await self.commit()
                 epoch = self._seek_epoch
+                generation = app.consumer_generation_id
                 records, active = await self._wait_next_records(1.0)
                 if not records or self.should_stop:
                     await asyncio.sleep(0)
@@ -213,7 +217,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     # is delivered; the position goes back to the committed offsets
                     # (and, for the input topics, to the first record not delivered).
                     await self.perform_seek()
-                    await self._rewind(records, batch_topics)
+                    await self._rewind(records, batch_topics, generation)
                     continue
                 seeked = self._seek_epoch != epoch
                 segments: list[tuple[TP, Sequence[Any]]] = []
@@ -234,7 +238,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
                         if kept:
                             segments.append((tp, kept))
                 if rewind:
-                    await self._rewind(rewind, batch_topics)
+                    await self._rewind(rewind, batch_topics, generation)
                 if segments:
                     await self._hand_over(segments)
                 for tp, other in others:
@@ -253,11 +257,18 @@ class BatchConsumer(aiokafka_driver.Consumer):
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _rewind(self, records: Any, batch_topics: frozenset[str]) -> None:
+    async def _rewind(self, records: Any, batch_topics: frozenset[str], generation: int) -> None:
         """Make sure the input records of a fetch that is not delivered are fetched
         again: seek each partition to the next offset it owes the pipeline (the
         first of these records when that is not known). Faust's own rewind
-        (``perform_seek``) moves only partitions with a committed offset."""
+        (``perform_seek``) moves only partitions with a committed offset.
+
+        Not after a rebalance since the fetch (aiokafka reset every position to
+        the committed offset), nor in a generation whose held records were
+        handed back (the positions would skip them; a rebalance follows)."""
+        current = self.app.consumer_generation_id
+        if current != generation or self._handed_back_in == current:
+            return
         targets: dict[TP, int] = {}
         for tp, recs in records.items():
             if tp.topic in batch_topics and recs:
@@ -480,6 +491,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         if sink is not None:
             handed_back = sink.drop_held()
             if handed_back:
+                self._handed_back_in = self.app.consumer_generation_id
                 log.info(
                     "%d held input records handed back (read again from the committed offset)",
                     handed_back,

@@ -337,6 +337,24 @@ async def test_without_a_committed_offset_a_dropped_fetch_is_read_again(
     assert delivered(sink) == [list(range(10))]
 
 
+async def test_after_held_records_were_handed_back_nothing_is_rewound_past_them(
+    consumer: Any, sink: Sink, broker: Committed
+) -> None:
+    # Records 0..9 of a partition without a committed offset were delivered and
+    # held, then handed back at a revoke: the next reader must start at 0, not
+    # at the position after them (aiokafka resets it at the new assignment).
+    seeks = Seeks(consumer, {P0: None})
+    sink.holding = True
+    held = consumer._take_in_order(P0, records(P0, 0, 9))  # as the drain loop does
+    await consumer._hand_over([(P0, held)])
+    assert consumer._next_offset[P0] == 10
+    consumer.stop_flow()  # a revoke under way
+    assert await returns(consumer, asyncio.ensure_future(consumer.wait_empty()))
+    await consumer._rewind({P0: records(P0, 10, 19)}, consumer.app.batch_topics, 0)
+    assert seeks.rewinds == []
+    assert consumer._new_offset(P0) is None
+
+
 async def test_offsets_a_fetch_skipped_are_a_logged_gap(
     consumer: Any, sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
