@@ -2,10 +2,11 @@
 
 The batch consumer path's riskiest case (streams/faust_adapter.py): in a
 backlog, the other topics run ahead of browsing and their events wait in the
-event-time order while fetches keep coming. A second worker joins (the first
-hands its held events back uncommitted, commits what is committed, and gives
-partitions away), then the first worker is stopped with SIGTERM in the
-middle of its share of the backlog. The remaining
+event-time order while fetches keep coming. Two workers share the backlog;
+while both hold events, one is stopped with SIGTERM (it hands its held events
+back uncommitted and commits what is committed) and the other takes its
+partitions over in a rebalance while holding events itself (it too hands them
+back, commits, and reads on from the committed offsets). The remaining
 worker must end with every customer's features equal to the pandas reference
 (nothing lost, nothing counted twice), every input offset committed, and a
 consistent output stream: no event id emitted with conflicting content, and
@@ -55,27 +56,27 @@ def test_rebalance_and_sigterm_with_held_events_lose_nothing(
     others = [event for event in hist.events if event[0] != "browsing"]
     asyncio.run(stack.produce(others + browsing))
 
-    w1 = stack.worker("w1")
-    wait_for(lambda: held(w1) > 0, timeout=120, interval=0.1)
-    w2 = stack.worker("w2", start=False).start()  # joins: a rebalance while w1 holds events
+    w1 = stack.worker("w1", start=False).start()
+    w2 = stack.worker("w2", start=False).start()
+    w1.wait_ready(timeout=120)
     w2.wait_ready(timeout=120)
-    wait_for(lambda: handled_total([w2]) > 0, timeout=120, interval=0.2)
-    handed_back = metric_total(w1, "segmenter_events_requeued_total")
-    # Stop w1 at once: it is in the middle of its partitions' backlog.
+    # Both share the backlog, both hold events: stop w2 (SIGTERM) now; w1 takes
+    # its partitions over in a rebalance while it holds events itself.
+    wait_for(lambda: held(w1) > 0 and held(w2) > 0, timeout=120, interval=0.05)
     assert handled_total([w1, w2]) < total, "the backlog ended before the stop"
     started = time.monotonic()
-    w1.stop(timeout=60)
-    assert w1.proc is not None and w1.proc.returncode == 0, w1.log_tail()
+    w2.stop(timeout=60)
+    assert w2.proc is not None and w2.proc.returncode == 0, w2.log_tail()
     assert time.monotonic() - started < 30
 
-    wait_features(w2, hist.expected, timeout=240)
+    wait_features(w1, hist.expected, timeout=240)
     wait_committed(stack, timeout=60)
-    # The case under test happened: w1 handed held events back at the rebalance.
-    assert handed_back > 0
+    # The case under test happened: w1 handed held events back at a rebalance.
+    assert metric_total(w1, "segmenter_events_requeued_total") > 0
 
     time.sleep(2)  # let the last outputs leave the producer
     changes = asyncio.run(read_topic(stack, "segment-changes"))
     churn = asyncio.run(read_topic(stack, "churn-risk"))
     assert output_conflicts(changes, SEGMENT_FIELDS) == []
     assert output_conflicts(churn, CHURN_FIELDS) == []
-    assert segment_chain_breaks(changes, served_segments(w2, sorted(hist.expected))) == []
+    assert segment_chain_breaks(changes, served_segments(w1, sorted(hist.expected))) == []
