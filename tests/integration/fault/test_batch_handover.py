@@ -71,8 +71,12 @@ def test_rebalance_and_sigterm_with_held_events_lose_nothing(
 
     wait_features(w1, hist.expected, timeout=240)
     wait_committed(stack, timeout=60)
-    # The case under test happened: w1 handed held events back at a rebalance.
-    assert metric_total(w1, "segmenter_events_requeued_total") > 0
+    # The case under test happened: held events were handed back at the stop
+    # (w2's log) or at the rebalance (w1's counter); which of the two depends on
+    # how far each had read when the stop came.
+    at_rebalance = metric_total(w1, "segmenter_events_requeued_total")
+    at_stop = "held input records handed back" in w2.log_path.read_text(errors="replace")
+    assert at_rebalance > 0 or at_stop
 
     time.sleep(2)  # let the last outputs leave the producer
     changes = asyncio.run(read_topic(stack, "segment-changes"))
