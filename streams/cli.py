@@ -152,6 +152,15 @@ def worker(
 
     from streams.app import create_app
 
+    if settings.event_loop == "uvloop":
+        import mode.loop
+
+        try:
+            mode.loop.use("uvloop")  # before the app creates any loop
+        except ImportError as exc:
+            raise typer.BadParameter(
+                "SEGMENTER_EVENT_LOOP=uvloop needs the uvloop package (pip install uvloop)"
+            ) from exc
     app = create_app(settings)
     # Everything imported so far (river, scipy, sklearn: about a million objects)
     # lives as long as the worker: keep it out of the cyclic GC's full

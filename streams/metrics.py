@@ -231,10 +231,10 @@ class Metrics:
             ["topic"],
             registry=r,
         )
-        self.untracked_acks_refused = Counter(
-            "segmenter_untracked_acks_refused_total",
-            "Acks refused for input messages a stream skipped without processing them "
-            "(a stop or a rebalance under way); they are read again from the committed offset.",
+        self.events_requeued = Counter(
+            "segmenter_events_requeued_total",
+            "Input events held for event-time order and handed back unprocessed at a stop "
+            "or a rebalance; never acked, they are read again from the committed offset.",
             ["topic"],
             registry=r,
         )
@@ -479,9 +479,9 @@ class Metrics:
         """Count ``offsets`` offsets of ``topic`` that were skipped, not processed."""
         self.offset_gaps.labels(topic).inc(offsets)
 
-    def untracked_ack_refused(self, topic: str) -> None:
-        """Count one skipped message of ``topic`` whose ack was refused (streams.ack_guard)."""
-        self.untracked_acks_refused.labels(topic).inc()
+    def requeued(self, topic: str) -> None:
+        """Count one held event of ``topic`` handed back at a stop or a rebalance."""
+        self.events_requeued.labels(topic).inc()
 
     def dead_letter(self, topic: str) -> None:
         """Count one dead-letter record whose source topic is ``topic``."""

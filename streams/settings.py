@@ -158,14 +158,14 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         1000,
         ge=1,
-        description="Most messages an ingest agent processes and commits as one batch "
-        "(one state write per customer and one wait for acknowledgements per batch).",
+        description="Most input records one consumer fetch hands to the pipeline, "
+        "processed and committed as one batch (one state write per customer and one "
+        "wait for acknowledgements per batch).",
     )
-    batch_linger_ms: float = Field(
-        10.0,
-        gt=0,
-        description="How long an ingest agent waits to fill a batch: the latency it adds "
-        "when traffic is light.",
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio",
+        description="The worker's event loop: `asyncio`, or `uvloop` (pip install uvloop; "
+        "measured within the noise of this machine, docs/benchmark.md).",
     )
     order_max_held: int = Field(
         50_000,

@@ -41,13 +41,14 @@ def test_sigkill_mid_replay_loses_nothing_and_counts_nothing_twice(
     stack_factory: Callable[..., Stack],
 ) -> None:
     stack = stack_factory()
-    hist = history(customers=60, days=40, seed=5)
+    # Big enough that the batch consumer path is still busy when the kill comes.
+    hist = history(customers=200, days=40, seed=5)
     total = len(hist.events)
     asyncio.run(stack.produce(hist.events))
 
     worker = stack.worker("w1")
     # Kill while it is busy: after some, but well before all, events are handled.
-    wait_for(lambda: handled_total([worker]) >= total * 0.3, timeout=120, interval=0.2)
+    wait_for(lambda: handled_total([worker]) >= total * 0.3, timeout=120, interval=0.05)
     handled_at_kill = handled_total([worker])
     worker.kill()
     assert worker.proc is not None and worker.proc.returncode == -9
