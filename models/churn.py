@@ -308,9 +308,16 @@ class ChurnScorer:
         return self._evaluate(features, params)[0]
 
     def _evaluate(
-        self, features: Mapping[str, Any], params: BGNBDParams | None
+        self,
+        features: Mapping[str, Any],
+        params: BGNBDParams | None,
+        p_alive: float | None = None,
     ) -> tuple[dict[str, float], dict[str, Any]]:
-        """Factor values, plus the raw numbers the reason texts need."""
+        """Factor values, plus the raw numbers the reason texts need.
+
+        ``p_alive`` replaces BG/NBD's P(alive) with another model's
+        (:class:`models.churn_model.ChurnModel` passes its BG/NBD + Pareto/NBD one).
+        """
         values: dict[str, float] = {}
         ctx: dict[str, Any] = {}
 
@@ -320,7 +327,8 @@ class ChurnScorer:
         orders = _num(features, "orders")
         if freq is not None and big_t is not None and (orders is None or orders > 0):
             rec = _num(features, "recency") or 0.0
-            p_alive = prob_alive(freq, rec, big_t, params)
+            if p_alive is None:
+                p_alive = prob_alive(freq, rec, big_t, params)
             values["not_alive"] = 1.0 - p_alive
             since_buy = _num(features, "days_since_last_purchase")
             ctx["p_alive"] = p_alive

@@ -312,7 +312,7 @@ def _apply_purchase(
     state: dict[str, Any], event: dict[str, Any], ts: int, day: int, fd: int
 ) -> None:
     amount = event["amount"]
-    items = event["items"]
+    items = event.get("items", 0)  # optional: the feature sums the orders that give it
     category = event.get("category")
     p = state["p"]
     p[0] += 1

@@ -49,18 +49,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from models import dedup, features
-from models.btyd import BGNBDParams
+from models.btyd_summary import BTYDSummary
 from models.churn import (
     ChurnScorer,
-    churn_level,
     precision_at_top,
     recency_baseline_score,
     roc_auc,
 )
+from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY, format_ts, parse_ts
+from models.rules import RuleEngine, RulesConfig
+from streams.churn_learner import ChurnLearnerHost
+from streams.histories import read_history
+from streams.processing import CustomerProcessor, Result, btyd_row, new_customer_state
 from streams.simulator import Simulation
 
 __all__ = [
@@ -68,6 +71,8 @@ __all__ = [
     "EvaluationReport",
     "Ranking",
     "ReplayResult",
+    "evaluate_dataset",
+    "evaluate_events",
     "evaluate_history",
     "evaluate_simulation",
     "read_history",
@@ -92,16 +97,14 @@ class ChurnEvent:
 
 
 class _Customer:
-    """Replay state of one customer (the parts of the worker's table value churn needs)."""
+    """Replay state of one customer: the worker's table value (``state``) and the
+    time of their last event today (fast mode)."""
 
-    __slots__ = ("active_ts", "dd", "f", "level", "processor_state")
+    __slots__ = ("active_ts", "state")
 
     def __init__(self) -> None:
-        self.f: dict[str, Any] = features.new_state()
-        self.dd: dict[str, Any] = dedup.new_dedup()
-        self.level: str | None = None
+        self.state: dict[str, Any] = new_customer_state()
         self.active_ts: int | None = None  # last event ts of the current day, if active today
-        self.processor_state: dict[str, Any] | None = None  # exact mode only
 
 
 @dataclass
@@ -123,6 +126,14 @@ class ReplayResult:
     n_rejected: dict[str, int]
     n_scored: int
     mode: str
+    # customer -> first purchase ts at or after the cut-off
+    first_purchase_after_cutoff: dict[str, int] = field(default_factory=dict)
+    # customer -> (frequency, recency, T) at the cut-off, buyers only (batch BTYD input)
+    cutoff_btyd: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # the streaming churn model the cut-off scores were computed with (ChurnModel.to_dict)
+    cutoff_model: dict[str, Any] = field(default_factory=dict)
+    # (day, revision, learned, outcomes learnt) of every model the learner published
+    publications: list[tuple[int, int, bool, int]] = field(default_factory=list)
 
 
 def _ts(event: dict[str, Any]) -> int:
@@ -135,9 +146,11 @@ def replay(
     cutoff_ms: int,
     *,
     scorer: ChurnScorer | None = None,
-    params: BGNBDParams | None = None,
     mode: str = "fast",
     dedup_window_ms: int = DEFAULT_DEDUP_WINDOW_MS,
+    tracking: ChurnTracking | None = None,
+    learner: ChurnLearnerHost | None = None,
+    learning: bool = True,
 ) -> ReplayResult:
     """Replay ``(topic, event)`` pairs (non-decreasing ``ts``) through the churn logic.
 
@@ -146,6 +159,15 @@ def replay(
     The stream clock is the largest event time seen; the sweep runs at every
     UTC midnight it passes, up to the day of the last event. Scores at
     ``cutoff_ms`` are read from the state of everything before ``cutoff_ms``.
+
+    Churn is the worker's: :meth:`CustomerProcessor.churn_step` scores with
+    the current :class:`ChurnModel`, takes snapshots and releases matured
+    outcomes at every midnight; ``learner`` (a :class:`ChurnLearnerHost`, by
+    default one with ``tracking``'s horizon and label) learns them after each
+    midnight pass, refits BG/NBD and Pareto/NBD on the customers' summary
+    table in stream time, and the model it publishes scores from then on --
+    what the worker does, without Kafka's delivery delays. ``learning=False``
+    keeps the prior model throughout.
 
     Events should come in event-time order (as :func:`read_history` and
     :meth:`Simulation.events` give them); an out-of-order event is applied to
@@ -160,42 +182,36 @@ def replay(
     if mode not in ("fast", "exact"):
         raise ValueError(f"mode must be 'fast' or 'exact', got {mode!r}")
     scorer = scorer or ChurnScorer()
+    tracking = tracking or ChurnTracking()
     exact = mode == "exact"
-    processor: Any = None
-    if exact:
-        from models.rules import RuleEngine, RulesConfig
-        from streams.processing import CustomerProcessor
-
-        processor = CustomerProcessor(
-            rules=RuleEngine(RulesConfig()), scorer=scorer, dedup_window_ms=dedup_window_ms
+    processor = CustomerProcessor(
+        rules=RuleEngine(RulesConfig()),
+        scorer=scorer,
+        dedup_window_ms=dedup_window_ms,
+        tracking=tracking,
+    )
+    if learner is None and learning:
+        learner = ChurnLearnerHost(
+            horizon_days=tracking.horizon_days, label=tracking.label, scorer=scorer
         )
-
-    weights = [(name, w) for name, w in scorer.weights.items()]
-    bias = scorer.bias
-    factor_values = scorer.factor_values
+    model = processor.churn_model(None)
     read = features.read_features
     apply = features.apply_event
     check = dedup.check
-    exp = math.exp
-
-    def score_of(feats: dict[str, Any]) -> float:
-        # ChurnScorer.score without building reason texts (same arithmetic).
-        values = factor_values(feats, params)
-        z = bias
-        for name, w in weights:
-            v = values.get(name)
-            if v is not None:
-                z += w * v
-        return 1.0 / (1.0 + exp(-z)) if z >= -700 else 0.0
 
     customers: dict[str, _Customer] = {}
     churn_events: list[ChurnEvent] = []
     cutoff_scores: dict[str, tuple[float, float]] = {}
+    cutoff_btyd: dict[str, tuple[int, int, int]] = {}
+    cutoff_model: dict[str, Any] = {}
+    publications: list[tuple[int, int, bool, int]] = []
     last_before: dict[str, int] = {}
     first_after: dict[str, int] = {}
+    first_purchase_after: dict[str, int] = {}
     last_activity: dict[str, int] = {}
     active_today: list[str] = []
     rejected: dict[str, int] = {}
+    labels: list[list[Any]] = []
     n_events = 0
     n_scored = 0
     cutoff_day = cutoff_ms // MS_PER_DAY
@@ -203,27 +219,56 @@ def replay(
     current_day: int | None = None
     clock = 0
 
-    def rescore(cid: str, cust: _Customer, at_ms: int, feats: dict[str, Any] | None) -> None:
+    def record(cid: str, events: Iterable[dict[str, Any]], at_ms: int) -> None:
+        for ev in events:
+            churn_events.append(
+                ChurnEvent(cid, at_ms, ev["level"], ev["previous_level"], ev["score"])
+            )
+
+    def step(cid: str, cust: _Customer, at_ms: int, day_start: bool) -> None:
+        """The churn part of the worker's evaluation, at ``at_ms`` (fast mode)."""
         nonlocal n_scored
         n_scored += 1
-        s = score_of(read(cust.f, at_ms) if feats is None else feats)
-        level = churn_level(s, cust.level)
-        if level != cust.level:
-            churn_events.append(ChurnEvent(cid, at_ms, level, cust.level, s))
-            cust.level = level
+        result = Result("new", cust.state)
+        trigger = f"clock:{at_ms // MS_PER_DAY}" if day_start else "replay"
+        feats = read(cust.state["f"], at_ms)
+        event = processor.churn_step(
+            cid, cust.state, feats, at_ms, trigger, model, day_start, result
+        )
+        if event is not None:
+            record(cid, (event,), at_ms)
+        labels.extend(result.churn_labels)
 
     def take_cutoff() -> None:
         nonlocal cutoff_done
         cutoff_done = True
+        cutoff_model.update(model.to_dict())
         for cid, cust in customers.items():
-            feats = read(cust.f, cutoff_ms)
-            cutoff_scores[cid] = (score_of(feats), recency_baseline_score(feats))
+            feats = read(cust.state["f"], cutoff_ms)
+            cutoff_scores[cid] = (model.score(feats).score, recency_baseline_score(feats))
+            if feats.get("T") is not None:
+                cutoff_btyd[cid] = (feats["frequency"], feats["recency"], feats["T"])
 
-    def exact_record(cid: str, result: Any, at_ms: int) -> None:
-        for ev in result.churn_events:
-            churn_events.append(
-                ChurnEvent(cid, at_ms, ev["level"], ev["previous_level"], ev["score"])
-            )
+    def base_summary() -> BTYDSummary:
+        # What the sweeps publish: every customer's row, summed.
+        summary = BTYDSummary()
+        for cust in customers.values():
+            row = btyd_row(cust.state)
+            if row is not None:
+                summary.add(*row)
+        return summary
+
+    def learn(day: int) -> None:
+        nonlocal model, labels
+        if learner is None:
+            labels = []
+            return
+        learner.learn([{"churn": label} for label in labels])
+        labels = []
+        if learner.tick(day, base_summary):
+            model = learner.publish()
+            assert learner.learner is not None
+            publications.append((day, model.revision, model.learned, learner.learner.n_labels))
 
     def start_day(day: int) -> None:
         """The stream clock reaches the midnight starting ``day``."""
@@ -231,27 +276,28 @@ def replay(
         midnight = day * MS_PER_DAY
         if exact:
             for cid, cust in customers.items():
-                st = cust.processor_state
-                if st is not None and processor.due_for_review(st, day):
+                st = cust.state
+                if processor.due_for_review(st, day):
                     n_scored += 1
-                    exact_record(cid, processor.review(cid, st, day, None, params), midnight)
-            if day == cutoff_day:
-                take_cutoff()
-            return
-        # Customers active on the previous day: score as of their last event then.
-        was_active = set(active_today)
-        for cid in active_today:
-            cust = customers[cid]
-            assert cust.active_ts is not None
-            rescore(cid, cust, cust.active_ts, None)
-            cust.active_ts = None
-        active_today = []
+                    result = processor.review(cid, st, day, None, model)
+                    record(cid, result.churn_events, midnight)
+                    labels.extend(result.churn_labels)
+        else:
+            # Customers active on the previous day: score as of their last event then.
+            for cid in active_today:
+                cust = customers[cid]
+                assert cust.active_ts is not None
+                step(cid, cust, cust.active_ts, False)
+                cust.active_ts = None
+            active_today = []
+            # The sweep: everyone at the start of the day (snapshots, outcomes, levels).
+            for cid, cust in customers.items():
+                if cust.state.get("eval_day", day) < day:
+                    step(cid, cust, midnight, True)
+                    cust.state["eval_day"] = day
         if day == cutoff_day:
             take_cutoff()
-        # The sweep: everyone silent through the previous day.
-        for cid, cust in customers.items():
-            if cid not in was_active:
-                rescore(cid, cust, midnight, None)
+        learn(day)
 
     for topic, event in stream:
         if topic not in FEATURE_TOPICS:
@@ -269,42 +315,51 @@ def replay(
             current_day = day
         if ts > clock:
             clock = ts
+        if type(event["ts"]) is not int:
+            event = dict(event, ts=ts)
         cid = event["customer_id"]
         cust = customers.get(cid)
+        new = cust is None
         if cust is None:
-            cust = customers[cid] = _Customer()
+            cust = _Customer()
         if exact:
-            result = processor.handle(cid, cust.processor_state, topic, event, None, params)
+            result = processor.handle(cid, cust.state, topic, event, None, model)
             if result.status != "new":
                 rejected[result.status] = rejected.get(result.status, 0) + 1
                 continue
-            cust.processor_state = result.state
-            cust.f = result.state["f"]
-            exact_record(cid, result, clock)
+            assert result.state is not None
+            cust.state = result.state
+            record(cid, result.churn_events, clock)
+            labels.extend(result.churn_labels)
             n_scored += 1
         else:
-            if check(cust.dd, topic, event["event_id"], ts, window_ms=dedup_window_ms) != "new":
+            st = cust.state
+            if check(st["dedup"], topic, event["event_id"], ts, window_ms=dedup_window_ms) != "new":
                 rejected["duplicate_or_late"] = rejected.get("duplicate_or_late", 0) + 1
                 continue
-            if type(event["ts"]) is not int:
-                event = dict(event, ts=ts)
-            apply(cust.f, topic, event)
+            processor.observe_outcome(st, topic, ts)
+            apply(st["f"], topic, event)
+            st.setdefault("eval_day", day)
             if cust.active_ts is None:
                 active_today.append(cid)
             cust.active_ts = ts
+        if new:
+            customers[cid] = cust
         n_events += 1
         if topic in BEHAVIOUR_TOPICS:
             if ts < cutoff_ms:
                 last_before[cid] = ts
-            elif cid not in first_after:
-                first_after[cid] = ts
+            else:
+                first_after.setdefault(cid, ts)
+                if topic == "purchases":
+                    first_purchase_after.setdefault(cid, ts)
             last_activity[cid] = ts
     # End of the stream: flush the last day (no further midnight is reached).
     if not exact:
         for cid in active_today:
             cust = customers[cid]
             assert cust.active_ts is not None
-            rescore(cid, cust, cust.active_ts, None)
+            step(cid, cust, cust.active_ts, False)
     if not cutoff_done:
         take_cutoff()
     return ReplayResult(
@@ -319,6 +374,10 @@ def replay(
         n_rejected=rejected,
         n_scored=n_scored,
         mode=mode,
+        first_purchase_after_cutoff=first_purchase_after,
+        cutoff_btyd=cutoff_btyd,
+        cutoff_model=cutoff_model,
+        publications=publications,
     )
 
 
@@ -330,6 +389,7 @@ class Ranking:
     auc: float
     precision_at_decile: float
     lift: float  # precision_at_decile / base rate
+    brier: float | None = None  # for a probability of the evaluated outcome
 
 
 @dataclass(frozen=True)
@@ -374,20 +434,62 @@ class EvaluationReport:
     n_scored: int
     runtime_seconds: float
     notes: list[str] = field(default_factory=list)
+    label: str = "activity"  # what churn means: no purchase, or no activity
+    model_horizon_days: int = 30  # H of the streaming model
+    # recency alone and the batch BTYD models, ranked on the same population
+    comparisons: dict[str, Ranking] = field(default_factory=dict)
+    # the streaming model at the cut-off: revision, learned, outcomes, weights, BTYD fit
+    model: dict[str, Any] = field(default_factory=dict)
+    publications: int = 0  # models the learner published during the replay
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return asdict(self)
 
 
-def _ranking(scores: np.ndarray, labels: np.ndarray, base_rate: float) -> Ranking:
+def _ranking(
+    scores: np.ndarray, labels: np.ndarray, base_rate: float, probability: bool = False
+) -> Ranking:
     auc = roc_auc(scores, labels)
     precision = precision_at_top(scores, labels, 0.1)
+    brier = float(np.mean((scores - labels) ** 2)) if probability else None
     return Ranking(
         auc=round(auc, 4),
         precision_at_decile=round(precision, 4),
         lift=round(precision / base_rate, 3) if base_rate > 0 else float("nan"),
+        brier=None if brier is None else round(brier, 4),
     )
+
+
+#: Name of the streaming score's row in reports.
+STREAMING = "streaming churn model"
+#: Name of the recency-only baseline's row.
+RECENCY = "recency only"
+
+
+def _model_summary(model: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a published ChurnModel a report shows."""
+    if not model:
+        return {}
+    btyd = model.get("btyd") or {}
+    return {
+        "version": model.get("version"),
+        "learned": model.get("learned"),
+        "horizon_days": model.get("horizon_days"),
+        "label": model.get("label"),
+        "weights": {k: round(v, 3) for k, v in (model.get("weights") or {}).items()},
+        "bias": round(float(model.get("bias", 0.0)), 3),
+        "validation": model.get("validation") or {},
+        "bgnbd": {
+            k: round(v, 4) for k, v in (btyd.get("bgnbd") or {}).items() if k in "r alpha a b"
+        },
+        "pareto": {
+            k: round(v, 4)
+            for k, v in (btyd.get("pareto") or {}).items()
+            if k in ("r", "alpha", "s", "beta")
+        },
+        "btyd_fit_day": btyd.get("day"),
+    }
 
 
 def _quantiles(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
@@ -408,12 +510,19 @@ def report_from_replay(
     false_alarm_days: int = 30,
     recent_days: int = 14,
     notes: Sequence[str] = (),
+    label: str = "activity",
+    model_horizon_days: int | None = None,
+    batch_baselines: bool = True,
 ) -> EvaluationReport:
     """Compute the report from a replay and the churn label of every customer.
 
     ``labels`` holds the population: customers active in the ``active_days``
-    before the cut-off, mapped to whether they churned.
+    before the cut-off, mapped to whether they churned. With
+    ``batch_baselines``, BG/NBD and Pareto/NBD are fitted on every buyer's
+    summary at the cut-off (:mod:`streams.btyd_baselines`) and ranked on the
+    same population, in the same run.
     """
+    model_horizon = horizon_days if model_horizon_days is None else model_horizon_days
     cutoff = result.cutoff_ms
     population = sorted(labels)
     y = np.array([labels[c] for c in population], dtype=bool)
@@ -487,6 +596,19 @@ def report_from_replay(
             high_at_cutoff += 1
     n_non = int((~y).sum())
     median, p25, p75 = _quantiles(leads)
+    # The streaming score is a probability of this very outcome when its
+    # horizon and label are the evaluation's: then it has a Brier score.
+    same_question = model_horizon == horizon_days and result.cutoff_model.get("label") == label
+    streaming = _ranking(scores, y, base_rate, probability=same_question)
+    comparisons = {RECENCY: _ranking(base, y, base_rate)}
+    buyers = len(result.cutoff_btyd)
+    if batch_baselines and buyers >= 50:
+        from streams.btyd_baselines import batch_btyd_scores
+
+        for batch in batch_btyd_scores(result.cutoff_btyd, population, horizon_days):
+            comparisons[batch.name] = _ranking(
+                batch.scores, y, base_rate, probability=batch.probability and label == "purchase"
+            )
     return EvaluationReport(
         source=source,
         mode=result.mode,
@@ -498,8 +620,8 @@ def report_from_replay(
         n_non_churners=n_non,
         base_rate=round(base_rate, 4),
         decile_size=max(1, math.ceil(0.1 * y.size - 1e-9)),
-        score=_ranking(scores, y, base_rate),
-        baseline=_ranking(base, y, base_rate),
+        score=streaming,
+        baseline=comparisons[RECENCY],
         recent_n_customers=int(y_recent.size),
         recent_base_rate=round(recent_rate, 4),
         recent_score=_ranking(scores[recent_mask], y_recent, recent_rate) if recent_ok else None,
@@ -523,10 +645,22 @@ def report_from_replay(
         n_scored=result.n_scored,
         runtime_seconds=round(time.perf_counter() - started, 2),
         notes=list(notes),
+        label=label,
+        model_horizon_days=model_horizon,
+        comparisons=comparisons,
+        model=_model_summary(result.cutoff_model),
+        publications=len(result.publications),
     )
 
 
 # --------------------------------------------------------------------------- inputs
+def _tracking(horizon_days: int, model_horizon_days: int | None, label: str) -> ChurnTracking:
+    return ChurnTracking(
+        horizon_days=horizon_days if model_horizon_days is None else model_horizon_days,
+        label=label,
+    )
+
+
 def evaluate_simulation(
     sim: Simulation,
     *,
@@ -535,7 +669,10 @@ def evaluate_simulation(
     active_days: int = 60,
     mode: str = "fast",
     scorer: ChurnScorer | None = None,
-    params: BGNBDParams | None = None,
+    model_horizon_days: int | None = None,
+    label: str = "activity",
+    learning: bool = True,
+    batch_baselines: bool = True,
 ) -> EvaluationReport:
     """Evaluate on a simulated population whose churners are known.
 
@@ -544,7 +681,9 @@ def evaluate_simulation(
     event in the ``active_days`` before the cut-off. Churner: the ground
     truth says the customer stops for good by ``cutoff_day + horizon_days``
     (``churn_day <= cutoff_day + horizon_days``, also when that was before
-    the cut-off).
+    the cut-off). The streaming model predicts no ``label`` in
+    ``model_horizon_days`` (default: the evaluation's horizon) and learns
+    from those outcomes during the replay (``learning``).
     """
     started = time.perf_counter()
     if cutoff_day is None:
@@ -552,7 +691,14 @@ def evaluate_simulation(
     if not 0 < cutoff_day < sim.days:
         raise ValueError(f"cut-off day {cutoff_day} must lie inside the {sim.days} simulated days")
     cutoff_ms = sim.start_ms + cutoff_day * MS_PER_DAY
-    result = replay(sim.events(), cutoff_ms, scorer=scorer, params=params, mode=mode)
+    result = replay(
+        sim.events(),
+        cutoff_ms,
+        scorer=scorer,
+        mode=mode,
+        tracking=_tracking(horizon_days, model_horizon_days, label),
+        learning=learning,
+    )
     truth = sim.ground_truth()
     lo = cutoff_ms - active_days * MS_PER_DAY
     labels = {}
@@ -572,61 +718,10 @@ def evaluate_simulation(
         active_days=active_days,
         started=started,
         notes=notes,
+        label=label,
+        model_horizon_days=model_horizon_days,
+        batch_baselines=batch_baselines,
     )
-
-
-def _topic_from_name(path: Path) -> str | None:
-    stem = path.name.split(".")[0]
-    for topic in (*FEATURE_TOPICS, "privacy"):
-        if stem == topic or stem.endswith(f"-{topic}") or stem.endswith(f"_{topic}"):
-            return topic
-    return None
-
-
-def read_history(
-    paths: Sequence[str | Path],
-) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, int]]:
-    """Read JSON Lines history files into ``(topic, event)`` pairs sorted by event time.
-
-    A line's topic is its ``topic`` field when present (one file holding every
-    topic), otherwise the file's name (``purchases.jsonl``,
-    ``shop-purchases.jsonl``; as written by ``segmenter simulate --output``).
-    Every line is validated against the topic's schema as the worker does
-    (:func:`schemas.validate`); lines that fail are counted by reason, not used.
-    Returns the events and the rejection counts.
-    """
-    from schemas import InvalidEvent, validate
-
-    rows: list[tuple[int, str, dict[str, Any]]] = []
-    rejected: dict[str, int] = {}
-    for raw_path in paths:
-        path = Path(raw_path)
-        default_topic = _topic_from_name(path)
-        with path.open("rb") as handle:
-            for line in handle:
-                line = line.strip()
-                if not line:
-                    continue
-                topic = default_topic
-                try:
-                    head = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    rejected["invalid_json"] = rejected.get("invalid_json", 0) + 1
-                    continue
-                if isinstance(head, dict) and isinstance(head.get("topic"), str):
-                    topic = head.pop("topic")
-                    line = orjson.dumps(head)
-                if topic is None:
-                    rejected["unknown_topic"] = rejected.get("unknown_topic", 0) + 1
-                    continue
-                try:
-                    event = validate(topic, line)
-                except InvalidEvent as err:
-                    rejected[err.reason] = rejected.get(err.reason, 0) + 1
-                    continue
-                rows.append((event["ts"], topic, event))
-    rows.sort(key=lambda row: row[0])
-    return [(topic, event) for _ts, topic, event in rows], rejected
 
 
 def _day_ms(day: date | str) -> int:
@@ -634,27 +729,40 @@ def _day_ms(day: date | str) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
 
 
-def evaluate_history(
-    paths: Sequence[str | Path],
+def evaluate_events(
+    events: Sequence[tuple[str, dict[str, Any]]],
     cutoff: date | str,
     *,
-    horizon_days: int = 30,
+    source: str,
+    rejected: dict[str, int] | None = None,
+    horizon_days: int = 90,
     active_days: int = 60,
     mode: str = "fast",
     scorer: ChurnScorer | None = None,
-    params: BGNBDParams | None = None,
+    model_horizon_days: int | None = None,
+    label: str = "purchase",
+    learning: bool = True,
+    batch_baselines: bool = True,
 ) -> EvaluationReport:
-    """Evaluate on JSON Lines history with a cut-off date (00:00 UTC).
+    """Evaluate on a history (``(topic, event)`` pairs in event-time order) at a cut-off.
 
     Population: customers with a behavioural event (purchase, browsing,
-    support, feedback) in the ``active_days`` before the cut-off. Churned: no
-    behavioural event in the ``horizon_days`` from the cut-off on.
+    support, feedback) in the ``active_days`` before the cut-off (00:00 UTC;
+    ``active_days=0``: every customer seen before it). Churned: no purchase
+    (``label="purchase"``) or no behavioural event (``"activity"``) in the
+    ``horizon_days`` from the cut-off on.
     """
     started = time.perf_counter()
-    events, rejected = read_history(paths)
     cutoff_ms = _day_ms(cutoff)
-    result = replay(events, cutoff_ms, scorer=scorer, params=params, mode=mode)
-    for reason, n in rejected.items():
+    result = replay(
+        events,
+        cutoff_ms,
+        scorer=scorer,
+        mode=mode,
+        tracking=_tracking(horizon_days, model_horizon_days, label),
+        learning=learning,
+    )
+    for reason, n in (rejected or {}).items():
         result.n_rejected[reason] = result.n_rejected.get(reason, 0) + n
     notes = []
     end = cutoff_ms + horizon_days * MS_PER_DAY
@@ -663,21 +771,58 @@ def evaluate_history(
             f"the history ends on {format_ts(result.end_ms)[:10]}, before the end of the "
             f"{horizon_days}-day horizon: customers silent since then count as churned"
         )
-    lo = cutoff_ms - active_days * MS_PER_DAY
+    model_h = horizon_days if model_horizon_days is None else model_horizon_days
+    if not result.publications or not result.cutoff_model.get("learned"):
+        notes.append(
+            f"the streaming model had learnt too few outcomes by the cut-off to replace its "
+            f"prior (a {model_h}-day outcome matures {model_h} days after its snapshot)"
+        )
+    lo = cutoff_ms - active_days * MS_PER_DAY if active_days > 0 else -1
+    after_of = (
+        result.first_purchase_after_cutoff
+        if label == "purchase"
+        else result.first_activity_after_cutoff
+    )
     labels = {}
     for cid, last in result.last_activity_before_cutoff.items():
         if last >= lo:
-            after = result.first_activity_after_cutoff.get(cid)
+            after = after_of.get(cid)
             labels[cid] = after is None or after >= end
-    names = ", ".join(Path(p).name for p in paths)
     return report_from_replay(
         result,
         labels,
-        source=f"history: {names}",
+        source=source,
         horizon_days=horizon_days,
         active_days=active_days,
         started=started,
         notes=notes,
+        label=label,
+        model_horizon_days=model_horizon_days,
+        batch_baselines=batch_baselines,
+    )
+
+
+def evaluate_history(
+    paths: Sequence[str | Path],
+    cutoff: date | str,
+    **options: Any,
+) -> EvaluationReport:
+    """Evaluate on history files (:func:`streams.histories.read_history`) at a cut-off.
+
+    Options as :func:`evaluate_events`.
+    """
+    events, rejected = read_history(paths)
+    names = ", ".join(Path(p).name for p in paths)
+    return evaluate_events(events, cutoff, source=f"history: {names}", rejected=rejected, **options)
+
+
+def evaluate_dataset(name: str, cutoff: date | str, **options: Any) -> EvaluationReport:
+    """Evaluate on a public data set an installed package ships (``cdnow``, ``cdnow-sample``)."""
+    from streams.histories import DATASETS, dataset_events
+
+    events, rejected = dataset_events(name)
+    return evaluate_events(
+        events, cutoff, source=f"{DATASETS[name][1]}", rejected=rejected, **options
     )
 
 
@@ -708,41 +853,47 @@ def render_report(report: EvaluationReport, console: Any = None) -> None:
     console = console or Console()
     r = report
     console.print(f"[bold]Churn-risk evaluation[/bold] - {r.source} (replay mode {r.mode})")
+    what = "no purchase" if r.label == "purchase" else "no activity"
+    who = f"active in the {r.active_days} d before" if r.active_days > 0 else "everyone seen before"
     console.print(
-        f"cut-off {r.cutoff}, horizon {r.horizon_days} d, population = active in the "
-        f"{r.active_days} d before: {r.n_customers} customers, {r.n_churners} churned "
+        f"cut-off {r.cutoff}, churn = {what} in the {r.horizon_days} d after it, population = "
+        f"{who}: {r.n_customers} customers, {r.n_churners} churned "
         f"(base rate {_pct(r.base_rate)})"
     )
+    m = r.model
+    if m:
+        v = m.get("validation") or {}
+        learnt = "learned weights" if m.get("learned") else "prior weights (not enough outcomes)"
+        console.print(
+            f"streaming model at the cut-off: {m.get('version')}, P({what} in "
+            f"{m.get('horizon_days')} d), {learnt}; {v.get('labels', 0)} outcomes learnt, "
+            f"progressive AUC {v.get('auc', '-')} / Brier {v.get('brier', '-')} on the last "
+            f"{v.get('window', 0)}; {r.publications} models published"
+        )
     table = Table(title="Ranking at the cut-off (top decile = the customers a team would call)")
-    for col in ("population", "score", "ROC AUC", "precision@top 10%", "lift"):
+    for col in ("population", "score", "ROC AUC", "precision@top 10%", "lift", "Brier"):
         table.add_column(col, justify="right" if col not in ("population", "score") else "left")
-    rows = [("all active", r.score, r.baseline, r.n_customers, r.base_rate)]
-    if r.recent_score is not None and r.recent_baseline is not None:
-        rows.append(
-            (
-                "active in last 14 d",
-                r.recent_score,
-                r.recent_baseline,
-                r.recent_n_customers,
-                r.recent_base_rate,
-            )
-        )
-    for label, score, base, n, rate in rows:
-        name = f"{label} (n={n}, {_pct(rate)} churn)"
+
+    def row(population: str, name: str, ranking: Ranking) -> None:
         table.add_row(
+            population,
             name,
-            "ChurnScorer",
-            f"{score.auc:.3f}",
-            _pct(score.precision_at_decile),
-            f"{score.lift:.2f}x",
+            f"{ranking.auc:.3f}",
+            _pct(ranking.precision_at_decile),
+            f"{ranking.lift:.2f}x",
+            "-" if ranking.brier is None else f"{ranking.brier:.3f}",
         )
-        table.add_row(
-            "",
-            "recency only",
-            f"{base.auc:.3f}",
-            _pct(base.precision_at_decile),
-            f"{base.lift:.2f}x",
-        )
+
+    everyone = f"all (n={r.n_customers}, {_pct(r.base_rate)} churn)"
+    if r.active_days > 0:
+        everyone = f"active in {r.active_days} d (n={r.n_customers}, {_pct(r.base_rate)} churn)"
+    row(everyone, STREAMING, r.score)
+    for name, ranking in (r.comparisons or {RECENCY: r.baseline}).items():
+        row("", name, ranking)
+    if r.recent_score is not None and r.recent_baseline is not None:
+        recent = f"active in last 14 d (n={r.recent_n_customers}, {_pct(r.recent_base_rate)} churn)"
+        row(recent, STREAMING, r.recent_score)
+        row("", RECENCY, r.recent_baseline)
     console.print(table)
     lead = Table(title="churn-risk `high` events")
     lead.add_column("measure")

@@ -29,7 +29,13 @@ from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import decode_state, encode
 from streams.ordering import CaughtUp, EventTimeOrder
 from streams.outbox import Outbox
-from streams.processing import Result, learner_key, new_customer_state, training_sample
+from streams.processing import (
+    Result,
+    churn_training_items,
+    learner_key,
+    new_customer_state,
+    training_sample,
+)
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
@@ -441,6 +447,8 @@ class Pipeline:
         self.emit(result, message, batch)
         if result.training_vector is not None:
             self.add_training_sample(customer_id, result)
+        if result.churn_labels:
+            self.rt.training_buffer.extend(churn_training_items(result))
         metrics.processed(topic)
 
     def add_training_sample(self, customer_id: str, result: Result) -> None:
@@ -607,6 +615,8 @@ class Pipeline:
                     self.customers.put(batch.customers, customer_id, partition, encode(state))
                     self.emit(result, None, batch)
                     changed += 1
+                if result.churn_labels:
+                    self.rt.training_buffer.extend(churn_training_items(result))
             sweep.count(state)
         return changed
 

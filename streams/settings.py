@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +89,37 @@ class Settings(BaseSettings):
         description="Most input events held back so that a partition's events are "
         "handled in event-time order across the input topics (a backlog or replay); "
         "beyond it the oldest go first. 0 handles events in arrival order.",
+    )
+
+    # -- churn model (docs/churn.md) --------------------------------------------
+    churn_horizon_days: int = Field(
+        90,
+        ge=1,
+        description="H: the churn score is the probability of no purchase (or no activity, "
+        "see churn_label) in the next H days of stream time.",
+    )
+    churn_label: Literal["purchase", "activity"] = Field(
+        "purchase",
+        description="What the churn outcome counts: `purchase` (no purchase in H days) or "
+        "`activity` (no purchase, browsing, support or feedback event in H days).",
+    )
+    churn_snapshot_every_days: int | None = Field(
+        None,
+        ge=1,
+        description="Days between two snapshots of a customer's churn features for the "
+        "learner (default: H / 6, rounded up).",
+    )
+    churn_refit_days: int = Field(
+        7, ge=1, description="Days of stream time between two BG/NBD and Pareto/NBD fits."
+    )
+    churn_min_outcomes: int = Field(
+        2000,
+        ge=1,
+        description="Matured outcomes the churn learner learns before its weights replace "
+        "the prior (today's hand-set weights).",
+    )
+    churn_learning_rate: float = Field(
+        0.01, gt=0, description="SGD step of the churn model's online logistic regression."
     )
 
     def reachable_host(self) -> str:

@@ -118,4 +118,6 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
         # Splits and merges of clusters, announced rather than silently renumbered.
         "model_events": snapshot.get("events", []),
         "segments": segments,
+        # The churn model scoring churn-risk: weights, BTYD fit, progressive validation.
+        "churn_model": rt.processor.churn_model(rt.churn_params).to_dict(),
     }
