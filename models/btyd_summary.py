@@ -9,10 +9,11 @@ customers of a shop have ``x = 0``), so the table has far fewer rows than the
 base has customers, and a fit on it costs O(distinct rows).
 
 When the table would exceed ``max_rows``, the time resolution doubles
-(``t_x`` and the first day are floored to multiples of ``resolution_days``),
-which merges rows: the table stays bounded however large the base grows, at
-the price of day-level precision on ``t_x`` and ``T`` (never ``t_x > T``:
-both floors move in the safe direction).
+(``t_x`` is rounded to the nearest multiple of ``resolution_days`` and the
+first day moved to the middle of its ``resolution_days`` bucket: no bias on
+average), which merges rows: the table stays bounded however large the base
+grows, at the price of day-level precision on ``t_x`` and ``T`` (``t_x`` is
+capped at ``T`` when the table is read).
 
 Every sweep over a partition rebuilds that partition's table from the
 customers it holds (``streams.sweep``), so a table never drifts from the
@@ -77,7 +78,14 @@ class BTYDSummary:
 
     def _key(self, frequency: int, recency: int, first_day: int) -> tuple[int, int, int]:
         res = self.resolution_days
-        return int(frequency), int(recency) // res * res, int(first_day) // res * res
+        if res == 1:
+            return int(frequency), int(recency), int(first_day)
+        # Unbiased: recency to the nearest multiple, the first day to its bucket's middle.
+        return (
+            int(frequency),
+            (int(recency) + res // 2) // res * res,
+            int(first_day) // res * res + res // 2,
+        )
 
     def add(self, frequency: int, recency: int, first_day: int, n: int = 1) -> None:
         """Count ``n`` customers with this summary (``n < 0`` removes them).
@@ -99,13 +107,13 @@ class BTYDSummary:
             self.coarsen(self.resolution_days * 2)
 
     def coarsen(self, resolution_days: int) -> None:
-        """Floor every row to ``resolution_days`` (a multiple of the current one).
+        """Re-bucket every row at ``resolution_days`` (a multiple of the current one).
 
         Examples
         --------
         >>> s = BTYDSummary()
         >>> s.add(1, 5, 11); s.add(1, 4, 10)
-        >>> s.coarsen(2); sorted(s.counts.items())
+        >>> s.coarsen(4); sorted(s.counts.items())
         [((1, 4, 10), 2)]
         """
         if resolution_days <= self.resolution_days:

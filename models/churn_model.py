@@ -411,8 +411,11 @@ class ChurnModel:
         return ChurnScorer._reason(name, ctx)
 
     # -------------------------------------------------------------- score
-    def score(self, features: Mapping[str, Any]) -> ChurnScore:
+    def score(self, features: Mapping[str, Any], explain: bool = True) -> ChurnScore:
         """Churn risk of one customer: probability, contributions, reasons, values.
+
+        ``explain=False`` skips the reason texts (``reasons`` is empty): the
+        worker builds them only when a level changes.
 
         Examples
         --------
@@ -432,6 +435,8 @@ class ChurnModel:
         contributions.sort(key=lambda item: -item[1])
         score = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
         reasons: list[str] = []
+        if not explain:
+            return ChurnScore(score=score, factors=contributions, reasons=reasons, values=values)
         scorer = self.scorer
         for name, c in contributions[: scorer.max_reasons]:
             if c >= scorer.min_reason_contribution:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -71,10 +71,13 @@ __all__ = [
     "EvaluationReport",
     "Ranking",
     "ReplayResult",
+    "dataset_splits",
     "evaluate_dataset",
     "evaluate_events",
     "evaluate_history",
     "evaluate_simulation",
+    "evaluate_splits",
+    "history_splits",
     "read_history",
     "replay",
     "report_from_replay",
@@ -134,6 +137,46 @@ class ReplayResult:
     cutoff_model: dict[str, Any] = field(default_factory=dict)
     # (day, revision, learned, outcomes learnt) of every model the learner published
     publications: list[tuple[int, int, bool, int]] = field(default_factory=list)
+    # every cut-off's scores, BTYD summaries and model (for :meth:`at`)
+    cutoff_states: dict[int, _CutoffState] = field(default_factory=dict)
+    # customer -> behavioural / purchase event times, in replay order
+    activity: dict[str, list[int]] = field(default_factory=dict)
+    purchases: dict[str, list[int]] = field(default_factory=dict)
+
+    def at(self, cutoff_ms: int) -> ReplayResult:
+        """The same replay seen from another of its cut-offs."""
+        state = self.cutoff_states[cutoff_ms]
+        last_before: dict[str, int] = {}
+        first_after: dict[str, int] = {}
+        for cid, times in self.activity.items():
+            before = [t for t in times if t < cutoff_ms]
+            after = [t for t in times if t >= cutoff_ms]
+            if before:
+                last_before[cid] = max(before)
+            if after:
+                first_after[cid] = min(after)
+        first_purchase = {
+            cid: min(after)
+            for cid, times in self.purchases.items()
+            if (after := [t for t in times if t >= cutoff_ms])
+        }
+        return replace(
+            self,
+            cutoff_ms=cutoff_ms,
+            cutoff_scores=state.scores,
+            cutoff_btyd=state.btyd,
+            cutoff_model=state.model,
+            last_activity_before_cutoff=last_before,
+            first_activity_after_cutoff=first_after,
+            first_purchase_after_cutoff=first_purchase,
+        )
+
+
+@dataclass
+class _CutoffState:
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    btyd: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
 
 
 def _ts(event: dict[str, Any]) -> int:
@@ -151,6 +194,7 @@ def replay(
     tracking: ChurnTracking | None = None,
     learner: ChurnLearnerHost | None = None,
     learning: bool = True,
+    extra_cutoffs: Sequence[int] = (),
 ) -> ReplayResult:
     """Replay ``(topic, event)`` pairs (non-decreasing ``ts``) through the churn logic.
 
@@ -167,7 +211,8 @@ def replay(
     midnight pass, refits BG/NBD and Pareto/NBD on the customers' summary
     table in stream time, and the model it publishes scores from then on --
     what the worker does, without Kafka's delivery delays. ``learning=False``
-    keeps the prior model throughout.
+    keeps the prior model throughout. ``extra_cutoffs`` are further cut-offs
+    read in the same replay (:meth:`ReplayResult.at`).
 
     Events should come in event-time order (as :func:`read_history` and
     :meth:`Simulation.events` give them); an out-of-order event is applied to
@@ -201,21 +246,18 @@ def replay(
 
     customers: dict[str, _Customer] = {}
     churn_events: list[ChurnEvent] = []
-    cutoff_scores: dict[str, tuple[float, float]] = {}
-    cutoff_btyd: dict[str, tuple[int, int, int]] = {}
-    cutoff_model: dict[str, Any] = {}
+    cutoffs = sorted({cutoff_ms, *extra_cutoffs})
+    states = {c: _CutoffState() for c in cutoffs}
+    pending_cutoffs = list(cutoffs)  # not taken yet, earliest first
+    activity: dict[str, list[int]] = {}
+    purchases: dict[str, list[int]] = {}
     publications: list[tuple[int, int, bool, int]] = []
-    last_before: dict[str, int] = {}
-    first_after: dict[str, int] = {}
-    first_purchase_after: dict[str, int] = {}
     last_activity: dict[str, int] = {}
     active_today: list[str] = []
     rejected: dict[str, int] = {}
     labels: list[list[Any]] = []
     n_events = 0
     n_scored = 0
-    cutoff_day = cutoff_ms // MS_PER_DAY
-    cutoff_done = False
     current_day: int | None = None
     clock = 0
 
@@ -239,15 +281,20 @@ def replay(
             record(cid, (event,), at_ms)
         labels.extend(result.churn_labels)
 
-    def take_cutoff() -> None:
-        nonlocal cutoff_done
-        cutoff_done = True
-        cutoff_model.update(model.to_dict())
-        for cid, cust in customers.items():
-            feats = read(cust.state["f"], cutoff_ms)
-            cutoff_scores[cid] = (model.score(feats).score, recency_baseline_score(feats))
-            if feats.get("T") is not None:
-                cutoff_btyd[cid] = (feats["frequency"], feats["recency"], feats["T"])
+    def take_cutoffs(day: int) -> None:
+        """Read every cut-off at or before the start of ``day`` not read yet."""
+        while pending_cutoffs and pending_cutoffs[0] // MS_PER_DAY <= day:
+            at = pending_cutoffs.pop(0)
+            state = states[at]
+            state.model = model.to_dict()
+            for cid, cust in customers.items():
+                feats = read(cust.state["f"], at)
+                state.scores[cid] = (
+                    model.score(feats, explain=False).score,
+                    recency_baseline_score(feats),
+                )
+                if feats.get("T") is not None:
+                    state.btyd[cid] = (feats["frequency"], feats["recency"], feats["T"])
 
     def base_summary() -> BTYDSummary:
         # What the sweeps publish: every customer's row, summed.
@@ -295,8 +342,7 @@ def replay(
                 if cust.state.get("eval_day", day) < day:
                     step(cid, cust, midnight, True)
                     cust.state["eval_day"] = day
-        if day == cutoff_day:
-            take_cutoff()
+        take_cutoffs(day)
         learn(day)
 
     for topic, event in stream:
@@ -307,8 +353,7 @@ def replay(
         day = ts // MS_PER_DAY
         if current_day is None:
             current_day = day
-            if day >= cutoff_day and not cutoff_done:
-                take_cutoff()
+            take_cutoffs(day)
         elif day > current_day:
             for d in range(current_day + 1, day + 1):
                 start_day(d)
@@ -347,12 +392,9 @@ def replay(
             customers[cid] = cust
         n_events += 1
         if topic in BEHAVIOUR_TOPICS:
-            if ts < cutoff_ms:
-                last_before[cid] = ts
-            else:
-                first_after.setdefault(cid, ts)
-                if topic == "purchases":
-                    first_purchase_after.setdefault(cid, ts)
+            activity.setdefault(cid, []).append(ts)
+            if topic == "purchases":
+                purchases.setdefault(cid, []).append(ts)
             last_activity[cid] = ts
     # End of the stream: flush the last day (no further midnight is reached).
     if not exact:
@@ -360,25 +402,25 @@ def replay(
             cust = customers[cid]
             assert cust.active_ts is not None
             step(cid, cust, cust.active_ts, False)
-    if not cutoff_done:
-        take_cutoff()
-    return ReplayResult(
+    take_cutoffs(max(cutoffs) // MS_PER_DAY)  # cut-offs after the last event
+    replayed = ReplayResult(
         churn_events=churn_events,
         cutoff_ms=cutoff_ms,
-        cutoff_scores=cutoff_scores,
-        last_activity_before_cutoff=last_before,
-        first_activity_after_cutoff=first_after,
+        cutoff_scores={},
+        last_activity_before_cutoff={},
+        first_activity_after_cutoff={},
         last_activity=last_activity,
         end_ms=clock,
         n_events=n_events,
         n_rejected=rejected,
         n_scored=n_scored,
         mode=mode,
-        first_purchase_after_cutoff=first_purchase_after,
-        cutoff_btyd=cutoff_btyd,
-        cutoff_model=cutoff_model,
         publications=publications,
+        cutoff_states=states,
+        activity=activity,
+        purchases=purchases,
     )
+    return replayed.at(cutoff_ms)
 
 
 # --------------------------------------------------------------------------- report
@@ -733,9 +775,19 @@ def evaluate_events(
     events: Sequence[tuple[str, dict[str, Any]]],
     cutoff: date | str,
     *,
+    horizon_days: int = 90,
+    **options: Any,
+) -> EvaluationReport:
+    """Evaluate on a history at one cut-off; options as :func:`evaluate_splits`."""
+    return evaluate_splits(events, [(cutoff, horizon_days)], **options)[0]
+
+
+def evaluate_splits(
+    events: Sequence[tuple[str, dict[str, Any]]],
+    splits: Sequence[tuple[date | str, int]],
+    *,
     source: str,
     rejected: dict[str, int] | None = None,
-    horizon_days: int = 90,
     active_days: int = 60,
     mode: str = "fast",
     scorer: ChurnScorer | None = None,
@@ -743,87 +795,115 @@ def evaluate_events(
     label: str = "purchase",
     learning: bool = True,
     batch_baselines: bool = True,
-) -> EvaluationReport:
-    """Evaluate on a history (``(topic, event)`` pairs in event-time order) at a cut-off.
+) -> list[EvaluationReport]:
+    """Evaluate a history (``(topic, event)`` pairs in event-time order) at several splits.
 
+    One replay serves every ``(cut-off date, horizon days)`` split: the
+    streaming model (horizon ``model_horizon_days``, default the first
+    split's) learns along the whole history and is read at each cut-off.
     Population: customers with a behavioural event (purchase, browsing,
     support, feedback) in the ``active_days`` before the cut-off (00:00 UTC;
     ``active_days=0``: every customer seen before it). Churned: no purchase
     (``label="purchase"``) or no behavioural event (``"activity"``) in the
-    ``horizon_days`` from the cut-off on.
+    split's horizon from the cut-off on.
     """
+    if not splits:
+        raise ValueError("need at least one (cut-off, horizon) split")
     started = time.perf_counter()
-    cutoff_ms = _day_ms(cutoff)
-    result = replay(
+    cutoffs = [_day_ms(cutoff) for cutoff, _ in splits]
+    model_h = splits[0][1] if model_horizon_days is None else model_horizon_days
+    replayed = replay(
         events,
-        cutoff_ms,
+        cutoffs[0],
         scorer=scorer,
         mode=mode,
-        tracking=_tracking(horizon_days, model_horizon_days, label),
+        tracking=ChurnTracking(horizon_days=model_h, label=label),
         learning=learning,
+        extra_cutoffs=cutoffs[1:],
     )
     for reason, n in (rejected or {}).items():
-        result.n_rejected[reason] = result.n_rejected.get(reason, 0) + n
-    notes = []
-    end = cutoff_ms + horizon_days * MS_PER_DAY
-    if result.end_ms < end - MS_PER_DAY:
-        notes.append(
-            f"the history ends on {format_ts(result.end_ms)[:10]}, before the end of the "
-            f"{horizon_days}-day horizon: customers silent since then count as churned"
+        replayed.n_rejected[reason] = replayed.n_rejected.get(reason, 0) + n
+    reports = []
+    for cutoff_ms, (_, horizon_days) in zip(cutoffs, splits, strict=True):
+        result = replayed.at(cutoff_ms)
+        notes = []
+        end = cutoff_ms + horizon_days * MS_PER_DAY
+        if result.end_ms < end - MS_PER_DAY:
+            notes.append(
+                f"the history ends on {format_ts(result.end_ms)[:10]}, before the end of the "
+                f"{horizon_days}-day horizon: customers silent since then count as churned"
+            )
+        if not result.cutoff_model.get("learned"):
+            notes.append(
+                f"the streaming model had learnt too few outcomes by the cut-off to replace "
+                f"its prior (a {model_h}-day outcome matures {model_h} days after its snapshot)"
+            )
+        lo = cutoff_ms - active_days * MS_PER_DAY if active_days > 0 else -1
+        after_of = (
+            result.first_purchase_after_cutoff
+            if label == "purchase"
+            else result.first_activity_after_cutoff
         )
-    model_h = horizon_days if model_horizon_days is None else model_horizon_days
-    if not result.publications or not result.cutoff_model.get("learned"):
-        notes.append(
-            f"the streaming model had learnt too few outcomes by the cut-off to replace its "
-            f"prior (a {model_h}-day outcome matures {model_h} days after its snapshot)"
+        labels = {}
+        for cid, last in result.last_activity_before_cutoff.items():
+            if last >= lo:
+                after = after_of.get(cid)
+                labels[cid] = after is None or after >= end
+        reports.append(
+            report_from_replay(
+                result,
+                labels,
+                source=source,
+                horizon_days=horizon_days,
+                active_days=active_days,
+                started=started,
+                notes=notes,
+                label=label,
+                model_horizon_days=model_h,
+                batch_baselines=batch_baselines,
+            )
         )
-    lo = cutoff_ms - active_days * MS_PER_DAY if active_days > 0 else -1
-    after_of = (
-        result.first_purchase_after_cutoff
-        if label == "purchase"
-        else result.first_activity_after_cutoff
-    )
-    labels = {}
-    for cid, last in result.last_activity_before_cutoff.items():
-        if last >= lo:
-            after = after_of.get(cid)
-            labels[cid] = after is None or after >= end
-    return report_from_replay(
-        result,
-        labels,
-        source=source,
-        horizon_days=horizon_days,
-        active_days=active_days,
-        started=started,
-        notes=notes,
-        label=label,
-        model_horizon_days=model_horizon_days,
-        batch_baselines=batch_baselines,
-    )
+    return reports
 
 
 def evaluate_history(
     paths: Sequence[str | Path],
     cutoff: date | str,
+    *,
+    horizon_days: int = 90,
     **options: Any,
 ) -> EvaluationReport:
     """Evaluate on history files (:func:`streams.histories.read_history`) at a cut-off.
 
-    Options as :func:`evaluate_events`.
+    Options as :func:`evaluate_splits`.
     """
+    return history_splits(paths, [(cutoff, horizon_days)], **options)[0]
+
+
+def history_splits(
+    paths: Sequence[str | Path], splits: Sequence[tuple[date | str, int]], **options: Any
+) -> list[EvaluationReport]:
+    """:func:`evaluate_splits` on history files."""
     events, rejected = read_history(paths)
     names = ", ".join(Path(p).name for p in paths)
-    return evaluate_events(events, cutoff, source=f"history: {names}", rejected=rejected, **options)
+    return evaluate_splits(events, splits, source=f"history: {names}", rejected=rejected, **options)
 
 
-def evaluate_dataset(name: str, cutoff: date | str, **options: Any) -> EvaluationReport:
+def evaluate_dataset(
+    name: str, cutoff: date | str, *, horizon_days: int = 90, **options: Any
+) -> EvaluationReport:
     """Evaluate on a public data set an installed package ships (``cdnow``, ``cdnow-sample``)."""
+    return dataset_splits(name, [(cutoff, horizon_days)], **options)[0]
+
+
+def dataset_splits(
+    name: str, splits: Sequence[tuple[date | str, int]], **options: Any
+) -> list[EvaluationReport]:
+    """:func:`evaluate_splits` on a public data set (:data:`streams.histories.DATASETS`)."""
     from streams.histories import DATASETS, dataset_events
 
     events, rejected = dataset_events(name)
-    return evaluate_events(
-        events, cutoff, source=f"{DATASETS[name][1]}", rejected=rejected, **options
-    )
+    return evaluate_splits(events, splits, source=DATASETS[name][1], rejected=rejected, **options)
 
 
 def simulation_day(sim: Simulation, day: date | str) -> int:

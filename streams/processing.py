@@ -478,7 +478,7 @@ class CustomerProcessor:
         """
         churn = state.setdefault("churn", {})
         model = self.churn_model(churn_params)
-        scored = model.score(feats)
+        scored = model.score(feats, explain=False)
         big_t = feats.get("T")
         if big_t is not None:
             hi = state["f"].get("hi") or clock_ms
@@ -495,9 +495,10 @@ class CustomerProcessor:
         previous_level = churn.get("level")
         level = churn_level(scored.score, previous_level)
         churn["score"] = scored.score
-        churn["reasons"] = list(scored.reasons)
         if level == previous_level:
             return None
+        reasons = model.score(feats).reasons  # words only when they are sent
+        churn["reasons"] = list(reasons)  # why the customer is at this level
         churn["level"] = level
         churn["since_ms"] = clock_ms
         return {
@@ -507,7 +508,7 @@ class CustomerProcessor:
             "score": scored.score,
             "level": level,
             "previous_level": previous_level,
-            "reasons": list(scored.reasons),
+            "reasons": list(reasons),
             "model_version": model.version_label,
         }
 
