@@ -195,6 +195,7 @@ def replay(
     learner: ChurnLearnerHost | None = None,
     learning: bool = True,
     extra_cutoffs: Sequence[int] = (),
+    score_until_ms: int | None = None,
 ) -> ReplayResult:
     """Replay ``(topic, event)`` pairs (non-decreasing ``ts``) through the churn logic.
 
@@ -212,7 +213,9 @@ def replay(
     table in stream time, and the model it publishes scores from then on --
     what the worker does, without Kafka's delivery delays. ``learning=False``
     keeps the prior model throughout. ``extra_cutoffs`` are further cut-offs
-    read in the same replay (:meth:`ReplayResult.at`).
+    read in the same replay (:meth:`ReplayResult.at`). From ``score_until_ms``
+    on (at or after the last cut-off) events are only recorded for the labels:
+    nothing is scored, so churn-risk events and lead times stop there.
 
     Events should come in event-time order (as :func:`read_history` and
     :meth:`Simulation.events` give them); an out-of-order event is applied to
@@ -345,11 +348,30 @@ def replay(
         take_cutoffs(day)
         learn(day)
 
+    if score_until_ms is not None and score_until_ms < max(cutoffs):
+        raise ValueError("score_until_ms must not be before the last cut-off")
     for topic, event in stream:
         if topic not in FEATURE_TOPICS:
             rejected[f"{topic}:skipped"] = rejected.get(f"{topic}:skipped", 0) + 1
             continue
         ts = _ts(event)
+        if score_until_ms is not None and ts >= score_until_ms:
+            # Follow-up only: the outcome, not the scores. The stream clock
+            # still reaches the last cut-off's midnight first.
+            last_day = score_until_ms // MS_PER_DAY
+            if current_day is not None and current_day < last_day:
+                for d in range(current_day + 1, last_day + 1):
+                    start_day(d)
+                current_day = last_day
+            if topic in BEHAVIOUR_TOPICS:
+                cid = event["customer_id"]
+                activity.setdefault(cid, []).append(ts)
+                if topic == "purchases":
+                    purchases.setdefault(cid, []).append(ts)
+                last_activity[cid] = ts
+            clock = max(clock, ts)
+            n_events += 1
+            continue
         day = ts // MS_PER_DAY
         if current_day is None:
             current_day = day
@@ -795,6 +817,7 @@ def evaluate_splits(
     label: str = "purchase",
     learning: bool = True,
     batch_baselines: bool = True,
+    follow_up: bool = True,
 ) -> list[EvaluationReport]:
     """Evaluate a history (``(topic, event)`` pairs in event-time order) at several splits.
 
@@ -805,7 +828,9 @@ def evaluate_splits(
     support, feedback) in the ``active_days`` before the cut-off (00:00 UTC;
     ``active_days=0``: every customer seen before it). Churned: no purchase
     (``label="purchase"``) or no behavioural event (``"activity"``) in the
-    split's horizon from the cut-off on.
+    split's horizon from the cut-off on. ``follow_up=False`` stops scoring at
+    the last cut-off (faster; the later events only label the outcome, and
+    the lead-time figures see no churn-risk event after the last cut-off).
     """
     if not splits:
         raise ValueError("need at least one (cut-off, horizon) split")
@@ -820,6 +845,7 @@ def evaluate_splits(
         tracking=ChurnTracking(horizon_days=model_h, label=label),
         learning=learning,
         extra_cutoffs=cutoffs[1:],
+        score_until_ms=None if follow_up else max(cutoffs),
     )
     for reason, n in (rejected or {}).items():
         replayed.n_rejected[reason] = replayed.n_rejected.get(reason, 0) + n

@@ -185,9 +185,36 @@ def test_cli_evaluate_history_json(history: list[Path]) -> None:
 def test_cli_evaluate_simulation_table() -> None:
     result = CliRunner().invoke(cli, ["evaluate", "--customers", "80", "--days", "50"])
     assert result.exit_code == 0, result.output
-    assert "ChurnScorer" in result.output and "recency only" in result.output
+    assert "streaming churn model" in result.output and "recency only" in result.output
 
 
 def test_cli_history_without_cutoff(history: list[Path]) -> None:
     result = CliRunner().invoke(cli, ["evaluate", "--history", str(history[0])])
     assert result.exit_code == 2
+
+
+# --------------------------------------------------------------------------- transaction logs
+def test_a_plain_transaction_log_is_read_as_purchases(tmp_path: Path) -> None:
+    """CSV of customer_id, date, amount (what any order system can export)."""
+    log = tmp_path / "orders.csv"
+    rows = ["customer_id,date,amount"]
+    for cid, days in {"a": range(0, 60, 3), "b": range(0, 100, 3), "c": range(0, 100, 5)}.items():
+        rows += [f"{cid},{(DAY0 + d * MS_PER_DAY) // 1000}000,{10 + d % 7}" for d in days]
+    rows += ["d,2025-01-05,12.5", "d,20250110,7", "e,not a date,3", "f,2025-01-02,-1"]
+    log.write_text("\n".join(rows) + "\n")
+    from streams.histories import read_history
+
+    events, rejected = read_history([log])
+    assert rejected == {"bad_ts": 1, "schema": 1}
+    assert {e["customer_id"] for _, e in events} == {"a", "b", "c", "d"}
+    assert all(t == "purchases" and e["order_id"] == e["event_id"] for t, e in events)
+    r = evaluate_history([log], "2025-03-03", horizon_days=30, active_days=0, learning=False)
+    assert (r.n_customers, r.n_churners) == (4, 2)  # a and d churn, b and c buy on
+    assert r.label == "purchase"
+
+
+def test_cli_dataset_needs_the_package_or_names_it() -> None:
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--dataset", "no-such-set", "--cutoff", "1997-10-01"]
+    )
+    assert result.exit_code == 2 and "unknown data set" in result.output
