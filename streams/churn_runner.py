@@ -77,8 +77,8 @@ class ChurnLearnerRunner:
             self.host = None  # the next owner resumes from the published state
             return None
         now = self.rt.clock.now_ms
-        if now <= 0:
-            return None
+        if now <= 0 or not any(s.get("btyd") for s in list(self.rt.remote_stats.values())):
+            return None  # no partition's table heard yet (a start): do not spend the refit
         host = self._ensure()
         if not host.tick(day_of(now), lambda: base_summary(self.rt)):
             return None
