@@ -1,32 +1,37 @@
 """Offline evaluation of the churn-risk stream: would a retention team have acted in time?
 
-``segmenter evaluate`` replays a history in event-time order through the logic
-the worker runs per customer -- :mod:`models.dedup`, :mod:`models.features`,
-:class:`models.churn.ChurnScorer` and :func:`models.churn.churn_level` (with
-hysteresis), plus the worker's daily sweep that re-scores silent customers --
-and records every churn-level change (the ``churn-risk`` events the worker
-would have emitted). No Kafka is involved.
+``segmenter evaluate`` replays a history in event-time order through the
+worker's own churn code -- :mod:`models.dedup`, :mod:`models.features`,
+:meth:`streams.processing.CustomerProcessor.churn_step` (the published
+:class:`models.churn_model.ChurnModel`, outcome snapshots, the level
+hysteresis) at every midnight for every customer as the worker's sweep does,
+and the single churn learner (:class:`streams.churn_learner.ChurnLearnerHost`)
+learning the matured outcomes and refitting BG/NBD and Pareto/NBD in stream
+time -- and records every churn-level change (the ``churn-risk`` events the
+worker would have emitted). No Kafka is involved.
 
-At a cut-off date it ranks the customers by their churn score and compares
-the ranking with who actually went inactive afterwards; it does the same for
-the recency-only baseline (:func:`models.churn.recency_baseline_score`) in the
-same run. The recorded level changes give the lead time of the ``high`` events
-and the false-alarm rate. ``docs/evaluation.md`` defines every figure.
+At each cut-off date it ranks the customers by their churn score and compares
+the ranking with who actually churned afterwards; in the same run it does the
+same for recency alone (:func:`models.churn.recency_baseline_score`) and for
+BG/NBD and Pareto/NBD fitted in batch on the calibration data
+(:mod:`streams.btyd_baselines`). The recorded level changes give the lead
+time of the ``high`` events and the false-alarm rate. ``docs/evaluation.md``
+defines every figure.
 
-Two replay modes give the same churn-level changes up to intra-day detail:
+Two replay modes give the same scores at the cut-off and the same churn-level
+changes up to intra-day detail:
 
 ``fast`` (default)
-    Each known customer is scored once per UTC day: after their last event of
-    the day when they had events, otherwise at the start of the day (the
-    sweep). A customer who was active the previous day is not swept at the
-    start of the next one (their score was taken a few hours earlier and can
-    only change through the one-day shift of the windows).
+    Every known customer is evaluated at the start of every UTC day (the
+    sweep: snapshots, outcomes, levels) and, when they had events that day,
+    once more after their last event of the day. No rule segments, no
+    clusters (they do not influence churn).
 ``exact``
     :meth:`streams.processing.CustomerProcessor.handle` for every event and,
     at every UTC midnight of the stream clock, the worker's sweep
     (``due_for_review`` / ``review``) for every customer: the worker's code
-    path, rule segments and churn timers included. About ten times slower;
-    used by the tests to check the fast mode.
+    path, rule segments included. Slower; used by the tests to check the fast
+    mode.
 
 Examples
 --------
