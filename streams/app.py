@@ -20,11 +20,14 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from models.churn import ChurnScorer
+from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY, day_of
 from models.profile_policy import AttributePolicy
 from models.rules import RuleEngine, RulesConfig, load_rules
 from streams import faust_adapter
 from streams.broadcast import run_broadcast_reader
+from streams.churn_learner import CHURN_MODEL_KEY
+from streams.churn_runner import ChurnLearnerRunner
 from streams.codec import encode
 from streams.http_security import bearer_auth, disable_faust_routes
 from streams.learner import LearnerHost
@@ -93,6 +96,11 @@ def build_runtime(settings: Settings) -> Runtime:
         scorer=ChurnScorer(),
         dedup_window_ms=int(settings.dedup_window_days * MS_PER_DAY),
         rules_version=rules_version(config),
+        tracking=ChurnTracking(
+            horizon_days=settings.churn_horizon_days,
+            label=settings.churn_label,
+            snapshot_every=settings.churn_snapshot_every_days,
+        ),
     )
     return Runtime(
         settings=settings,
@@ -248,6 +256,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 # A frozen model (SEGMENTER_LEARNING=false) learns nothing, but an
                 # erasure still removes the customer's sample and is republished.
                 forgotten = await off_loop(learner.learn, items, settings.learning)
+                if settings.learning:
+                    await off_loop(churn.learn, items)
                 # After an erasure or opt-out at once: the previous snapshot on
                 # segment-models still holds the sample (until compaction).
                 if learner.should_publish() or forgotten:
@@ -265,6 +275,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 log.exception("could not snapshot the learner")
                 return
             await models.send(key=b"clusters", value=encode(message))
+
+    churn = ChurnLearnerRunner(rt, lambda: _owns_training(app, settings))
+
+    @app.timer(interval=10.0)
+    async def refit_and_publish_churn_model() -> None:
+        # Only the owner of the training partition learns; refits follow the stream clock.
+        if not settings.learning or not rt.broadcast_caught_up.is_set():
+            return
+        try:
+            message = await off_loop(churn.step)
+        except Exception:
+            log.exception("churn learner step failed; retrying at the next tick")
+            return
+        if message is not None:
+            await models.send(key=CHURN_MODEL_KEY, value=encode(message))
 
     @app.timer(interval=0.5)
     async def flush_training() -> None:
@@ -422,6 +447,14 @@ def _caught_up_test(app: faust.App, settings: Settings) -> Any:
     return caught_up
 
 
+def _owns_training(app: faust.App, settings: Settings) -> bool:
+    """Whether this worker owns the training partition (and so runs the learners)."""
+    try:
+        return TP(settings.topic(TRAINING_TOPIC), 0) in app.consumer.assignment()
+    except Exception:
+        return False
+
+
 def assigned_partitions(app: faust.App, topic: str) -> list[int]:
     """Partitions of ``topic`` currently assigned to this worker."""
     try:
@@ -444,6 +477,7 @@ def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
         else rt.clock.now_ms,
         "churn_levels": dict(sweep.churn_levels),
         "customers": sweep.customers,
+        "btyd": sweep.btyd.to_dict(),
         # every customer of the partition is evaluated up to this day
         "reviewed_through": max(rt.reviewed_through(partition), day_of(sweep.clock_ms)),
     }

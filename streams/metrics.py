@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -358,6 +359,31 @@ class Metrics:
             "Number of clusters (k) of the current model.",
             registry=r,
         )
+        self.churn_model_revision = Gauge(
+            "segmenter_churn_model_revision",
+            "Revision of the churn model this worker scores with (0: the prior).",
+            registry=r,
+        )
+        self.churn_model_learned = Gauge(
+            "segmenter_churn_model_learned",
+            "1 when the churn model's weights were learned from outcomes, 0 for the prior.",
+            registry=r,
+        )
+        self.churn_model_outcomes = Gauge(
+            "segmenter_churn_model_outcomes",
+            "Matured churn outcomes the churn learner has learnt from.",
+            registry=r,
+        )
+        self.churn_model_auc = Gauge(
+            "segmenter_churn_model_auc",
+            "Progressive-validation ROC AUC of the churn model on recent matured outcomes.",
+            registry=r,
+        )
+        self.churn_model_brier = Gauge(
+            "segmenter_churn_model_brier",
+            "Progressive-validation Brier score of the churn model on recent matured outcomes.",
+            registry=r,
+        )
 
         # -- privacy and health -------------------------------------------
         self.privacy_requests = Counter(
@@ -642,6 +668,23 @@ class Metrics:
         self.model_version.set(version)
         self.model_clusters.set(clusters)
         self.model_last_refresh.set(time.time() if when is None else when)
+
+    def churn_model_installed(
+        self, revision: int, learned: bool, validation: Mapping[str, Any]
+    ) -> None:
+        """Record the churn model a worker now scores with and its progressive validation.
+
+        >>> m = Metrics(CollectorRegistry())
+        >>> m.churn_model_installed(4, True, {"labels": 5000, "auc": 0.81, "brier": 0.12})
+        >>> m.sample("segmenter_churn_model_auc"), m.sample("segmenter_churn_model_revision")
+        (0.81, 4.0)
+        """
+        self.churn_model_revision.set(revision)
+        self.churn_model_learned.set(1 if learned else 0)
+        self.churn_model_outcomes.set(float(validation.get("labels", 0)))
+        for gauge, key in ((self.churn_model_auc, "auc"), (self.churn_model_brier, "brier")):
+            value = validation.get(key)
+            gauge.set(float("nan") if value is None else float(value))
 
     def set_stream_clock(self, clock_ms: int) -> None:
         """Set the stream clock from epoch milliseconds."""

@@ -38,7 +38,13 @@ from streams.privacy_gate import (
     rejected_suppression,
     suppression_of,
 )
-from streams.processing import Result, learner_key, new_customer_state, training_sample
+from streams.processing import (
+    Result,
+    churn_training_items,
+    learner_key,
+    new_customer_state,
+    training_sample,
+)
 from streams.repartition import Origin, Router, mark_source_applied, source_applied
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
@@ -502,6 +508,8 @@ class Pipeline:
         self.emit(result, message, batch)
         if result.training_vector is not None:
             self.add_training_sample(customer_id, result)
+        if result.churn_labels:
+            self.rt.training_buffer.extend(churn_training_items(result))
         metrics.processed(topic)
 
     def screen_profile(self, event: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:
@@ -713,6 +721,8 @@ class Pipeline:
                     self.customers.put(batch.customers, customer_id, partition, encode(state))
                     self.emit(result, None, batch)
                     changed += 1
+                if result.churn_labels:
+                    self.rt.training_buffer.extend(churn_training_items(result))
             sweep.count(state)
         return changed
 

@@ -10,14 +10,17 @@ the output sequence number always agree, also after a crash::
 
     {"f": <models.features state>, "dedup": <models.dedup state>,
      "seg": {segment_type: {"current", "since_ms", "label"}},
-     "churn": {"level", "score", "since_ms", "reasons", "review_ms", "seq"},
+     "churn": {"level", "score", "since_ms", "reasons", "seq", "b", "snap"},
      "seq": int, "n": {segment_type: int}, "born": int,
      "train_day": int, "browse_day": int, "off": {topic: [partition, offset]},
      "eval_day": int, "t": int}
 
 ``eval_day`` is the last day the customer was brought up to, and ``t`` their
 own clock: the time of their latest event, or of the latest evaluation that
-changed a segment or churn level.
+changed a segment or churn level. ``churn.b`` is the customer's
+``[frequency, recency, first purchase day]`` (what the sweep sums into the
+base's BTYD table) and ``churn.snap`` the snapshots waiting for their outcome
+(:mod:`models.churn_outcomes`).
 
 Output ids (:func:`change_event_id`) say what a change *is*, never what
 triggered it: the customer, the profile (``born``: the time of the event that
@@ -40,6 +43,8 @@ from typing import Any
 
 from models import dedup, features
 from models.churn import ChurnScorer, churn_level
+from models.churn_model import FEATURES, ChurnModel
+from models.churn_outcomes import ChurnTracking
 from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.rules import RuleEngine
@@ -48,7 +53,9 @@ __all__ = [
     "CustomerProcessor",
     "Result",
     "assigner_signature",
+    "btyd_row",
     "change_event_id",
+    "churn_training_items",
     "learner_key",
     "output_event_id",
     "training_sample",
@@ -119,24 +126,33 @@ class Result:
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
     churn_events: list[dict[str, Any]] = field(default_factory=list)
     training_vector: dict[str, float] | None = None
-    btyd: list[float] | None = None  # (frequency, recency, T) sample for the churn fit
     flaps: list[str] = field(default_factory=list)  # segment types that flapped
     write: bool = False  # whether the state must be written back
+    # Matured churn outcomes for the learner: [vector, churned, snapshot day].
+    churn_labels: list[list[Any]] = field(default_factory=list)
+    tracked: bool = False  # a churn snapshot was taken or released: write the state
 
     def merge(self, later: Result) -> None:
         """Append the outputs of a later evaluation of the same customer."""
         self.segment_changes.extend(later.segment_changes)
         self.churn_events.extend(later.churn_events)
         self.flaps.extend(later.flaps)
+        self.churn_labels.extend(later.churn_labels)
+        self.tracked = self.tracked or later.tracked
 
     def merge_changes(self, timer: Result, at_ms: int) -> None:
         """Merge a timer evaluation at ``at_ms`` that changed something, and move
         the customer's clock (``state["t"]``) to it; one that changed nothing
-        leaves both as they were."""
+        leaves both as they were. Churn snapshots and outcomes are always kept
+        (they do not move the customer's clock)."""
+        self.churn_labels.extend(timer.churn_labels)
+        self.tracked = self.tracked or timer.tracked
         if timer.segment_changes or timer.churn_events:
             assert self.state is not None
             self.state["t"] = max(self.state.get("t", 0), at_ms)
-            self.merge(timer)
+            self.segment_changes.extend(timer.segment_changes)
+            self.churn_events.extend(timer.churn_events)
+            self.flaps.extend(timer.flaps)
 
 
 @dataclass
@@ -148,15 +164,42 @@ class CustomerProcessor:
     rules
         The rule engine (lifecycle, value, nps and user-defined segments).
     scorer
-        The churn scorer.
+        The behavioural churn factors (inside every churn model).
     dedup_window_ms
         How far back repeated event ids are recognised (per customer and topic).
+    tracking
+        Churn outcome tracking: horizon H, what counts as activity, snapshot
+        cadence (:mod:`models.churn_outcomes`).
+
+    The churn model is passed per call as ``churn_params`` (the latest
+    :class:`models.churn_model.ChurnModel` published by the learner); ``None``
+    scores with the prior (today's hand-set weights, the default BTYD fit).
     """
 
     rules: RuleEngine
     scorer: ChurnScorer
     dedup_window_ms: int = 7 * MS_PER_DAY
     rules_version: str = "rules-1"
+    tracking: ChurnTracking = field(default_factory=ChurnTracking)
+    _prior: ChurnModel | None = field(default=None, init=False, repr=False)
+
+    def churn_model(self, churn_params: Any = None) -> ChurnModel:
+        """The model to score with: the published one, else the prior."""
+        if isinstance(churn_params, ChurnModel):
+            return churn_params
+        if self._prior is None:
+            self._prior = ChurnModel(
+                scorer=self.scorer,
+                horizon_days=self.tracking.horizon_days,
+                label=self.tracking.label,
+            )
+        return self._prior
+
+    def observe_outcome(self, state: dict[str, Any], topic: str, ts_ms: int) -> None:
+        """An accepted event: it may be the outcome pending churn snapshots wait for."""
+        churn = state.get("churn")
+        if churn:
+            self.tracking.observe(churn, topic, ts_ms)
 
     # -- events -----------------------------------------------------------
     def handle(
@@ -193,6 +236,7 @@ class CustomerProcessor:
             return Result(verdict, state)
         today = day_of(event["ts"])
         result = self.catch_up(customer_id, state, today, assigner, churn_params, reviewed_through)
+        self.observe_outcome(state, topic, event["ts"])
         features.apply_event(state["f"], topic, event)
         clock_ms = max(state.get("t", 0), event["ts"])
         state["t"] = clock_ms
@@ -210,8 +254,6 @@ class CustomerProcessor:
             state["train_day"] = today
             feats = result_features(state, clock_ms)
             result.training_vector = cluster_vector(feats)
-            if feats.get("T") is not None:
-                result.btyd = [feats["frequency"], feats["recency"], feats["T"]]
         return result
 
     def catch_up(
@@ -258,7 +300,13 @@ class CustomerProcessor:
         for day in range(first, until_day + 1):
             cause = f"day:{format_ts(day * MS_PER_DAY)[:10]}"
             step = self.evaluate(
-                customer_id, state, day * MS_PER_DAY, assigner, churn_params, cause
+                customer_id,
+                state,
+                day * MS_PER_DAY,
+                assigner,
+                churn_params,
+                cause,
+                day_start=True,
             )
             result.merge_changes(step, day * MS_PER_DAY)
         if first <= until_day:
@@ -301,8 +349,8 @@ class CustomerProcessor:
         result = self.catch_up(customer_id, state, day, assigner, churn_params, reviewed_through)
         # Written back only when something changed; an unchanged customer is
         # evaluated again (with the same outcome) only if the sweep's progress
-        # is lost.
-        result.write = bool(result.segment_changes or result.churn_events)
+        # is lost. A churn snapshot taken or released is a change.
+        result.write = bool(result.segment_changes or result.churn_events or result.tracked)
         result.status = "changed" if result.write else "unchanged"
         return result
 
@@ -363,6 +411,7 @@ class CustomerProcessor:
         assigner: SegmentAssigner | None,
         churn_params: Any,
         cause: str,
+        day_start: bool = False,
     ) -> Result:
         """Assign segments and churn level at ``clock_ms``; emit what changed.
 
@@ -376,6 +425,9 @@ class CustomerProcessor:
         once there is activity, the first cluster once there is a model).
         Entering an nps or user-defined segment later, e.g. a first NPS answer
         weeks after the first purchase, is not initial.
+
+        ``day_start``: the evaluation at 00:00 of a day, before its events,
+        where churn snapshots are taken and matured outcomes released.
         """
         feats = result_features(state, clock_ms)
         result = Result("new", state)
@@ -428,7 +480,9 @@ class CustomerProcessor:
                         initial=old is None,
                     )
                 )
-        churn_event = self._churn(customer_id, state, feats, clock_ms, churn_params, cause)
+        churn_event = self.churn_step(
+            customer_id, state, feats, clock_ms, churn_params, cause, day_start, result
+        )
         if churn_event is not None:
             result.churn_events.append(churn_event)
         return result
@@ -498,7 +552,7 @@ class CustomerProcessor:
             "cause": cause,
         }
 
-    def _churn(
+    def churn_step(
         self,
         customer_id: str,
         state: dict[str, Any],
@@ -506,15 +560,37 @@ class CustomerProcessor:
         clock_ms: int,
         churn_params: Any,
         cause: str,
+        day_start: bool = False,
+        result: Result | None = None,
     ) -> dict[str, Any] | None:
+        """Score churn, track outcomes, apply hysteresis; the churn-risk event if the level moved.
+
+        At a day start, matured snapshots are released into ``result.churn_labels``
+        and a snapshot of today's feature vector may be taken.
+        """
         churn = state.setdefault("churn", {})
-        scored = self.scorer.score(feats, churn_params)
+        model = self.churn_model(churn_params)
+        scored = model.score(feats, explain=False)
+        big_t = feats.get("T")
+        if big_t is not None:
+            hi = state["f"].get("hi") or clock_ms
+            today = max(clock_ms, hi) // MS_PER_DAY
+            churn["b"] = [feats["frequency"], feats["recency"], today - big_t]
+        if day_start:
+            vector = [scored.values[name] for name in FEATURES]
+            released, changed = self.tracking.start_of_day(
+                churn, customer_id, clock_ms // MS_PER_DAY, vector
+            )
+            if result is not None:
+                result.churn_labels.extend(released)
+                result.tracked = result.tracked or changed
         previous_level = churn.get("level")
         level = churn_level(scored.score, previous_level)
         churn["score"] = scored.score
-        churn["reasons"] = list(scored.reasons)
         if level == previous_level:
             return None
+        reasons = model.score(feats).reasons  # words only when they are sent
+        churn["reasons"] = list(reasons)  # why the customer is at this level
         churn["level"] = level
         churn["since_ms"] = clock_ms
         churn["seq"] = churn.get("seq", 0) + 1
@@ -535,8 +611,8 @@ class CustomerProcessor:
             "level": level,
             "previous_level": previous_level,
             "initial": previous_level is None,
-            "reasons": list(scored.reasons),
-            "model_version": self.scorer.model_version(churn_params),
+            "reasons": list(reasons),
+            "model_version": model.version_label,
             "cause": cause,
         }
 
@@ -553,7 +629,7 @@ class CustomerProcessor:
         churn = dict(state.get("churn", {}))
         feats = result_features(state, clock_ms)
         if churn.get("level") is not None:
-            scored = self.scorer.score(feats, churn_params)
+            scored = self.churn_model(churn_params).score(feats)
             churn["score"], churn["reasons"] = scored.score, list(scored.reasons)
         return {
             "customer_id": customer_id,
@@ -588,8 +664,26 @@ def learner_key(customer_id: str, salt: bytes) -> str:
 
 
 def training_sample(customer_id: str, result: Result, salt: bytes) -> dict[str, Any]:
-    """The learner's sample of one customer: vector, BG/NBD triple, salted key."""
-    return {"k": learner_key(customer_id, salt), "x": result.training_vector, "btyd": result.btyd}
+    """The learner's sample of one customer: vector and salted key."""
+    return {"k": learner_key(customer_id, salt), "x": result.training_vector}
+
+
+def btyd_row(state: dict[str, Any]) -> list[int] | None:
+    """The customer's ``[frequency, recency, first purchase day]`` (``None``: never bought).
+
+    Kept up to date by every churn evaluation; what a sweep adds to the
+    partition's :class:`models.btyd_summary.BTYDSummary`.
+    """
+    row = (state.get("churn") or {}).get("b")
+    return None if row is None else [int(v) for v in row]
+
+
+def churn_training_items(result: Result) -> list[dict[str, Any]]:
+    """Matured churn outcomes for the learner: ``{"churn": [vector, churned, day]}``.
+
+    No customer id or key: an outcome is an anonymous example.
+    """
+    return [{"churn": label} for label in result.churn_labels]
 
 
 def assigner_signature(assigner: SegmentAssigner) -> str:

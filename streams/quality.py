@@ -238,9 +238,7 @@ def _runtime(processor: CustomerProcessor) -> Runtime:
 
 def _install(rt: Runtime, message: Mapping[str, Any], hysteresis: float | None) -> None:
     """What the broadcast reader does with a ``segment-models`` message."""
-    decoded = orjson.loads(
-        orjson.dumps({"snapshot": message["snapshot"], "churn_params": message["churn_params"]})
-    )
+    decoded = orjson.loads(orjson.dumps({"snapshot": message["snapshot"]}))
     rt.install_model(decoded)
     if hysteresis is not None and rt.assigner is not None:
         from models.clustering import SegmentAssigner

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.btyd import BGNBDParams
+from models.churn_model import ChurnModel
 from models.clustering import SegmentAssigner
 from models.profile_policy import AttributePolicy
 from streams.clock import StreamClock
@@ -16,6 +17,8 @@ from streams.processing import CustomerProcessor
 from streams.settings import Settings
 
 __all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,7 +33,10 @@ class Runtime:
     clock: StreamClock = field(default_factory=StreamClock)
     assigner: SegmentAssigner | None = None
     model_message: dict[str, Any] | None = None
-    churn_params: BGNBDParams | None = None
+    # The churn model published by the churn learner (None: the prior), passed
+    # to the processor as ``churn_params``; and the message it came in.
+    churn_params: ChurnModel | None = None
+    churn_message: dict[str, Any] | None = None
     training_buffer: list[dict[str, Any]] = field(default_factory=list)
     partition_clock: dict[int, int] = field(default_factory=dict)
     partition_stats: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -75,6 +81,9 @@ class Runtime:
 
     def install_model(self, message: dict[str, Any]) -> None:
         """Adopt a model snapshot published on the segment-models topic."""
+        if message.get("kind") == "churn":
+            self.install_churn_model(message)
+            return
         self.model_message = message
         snapshot = message.get("snapshot")
         if snapshot and snapshot.get("centroids"):
@@ -84,5 +93,27 @@ class Runtime:
                 len(snapshot["centroids"]),
                 snapshot.get("published_s"),
             )
-        if message.get("churn_params"):
-            self.churn_params = BGNBDParams.from_dict(message["churn_params"])
+
+    def install_churn_model(self, message: dict[str, Any]) -> None:
+        """Adopt a churn model published by the churn learner (plain JSON, no code).
+
+        A model for another horizon or label than this worker tracks (the
+        settings changed) is not used: workers keep the prior until the
+        learner publishes one for the new question.
+        """
+        try:
+            model = ChurnModel.from_dict(message["model"], scorer=self.processor.scorer)
+        except (KeyError, TypeError, ValueError):
+            log.exception("ignoring an unreadable churn model")
+            return
+        self.churn_message = message
+        tracking = self.processor.tracking
+        if model.horizon_days != tracking.horizon_days or model.label != tracking.label:
+            log.warning(
+                "ignoring a churn model of another question (%s in %s days)",
+                model.label,
+                model.horizon_days,
+            )
+            return
+        self.churn_params = model
+        self.metrics.churn_model_installed(model.revision, model.learned, model.validation)

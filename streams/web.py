@@ -129,4 +129,6 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
         "customers": customers,
         "churn_levels": dict(churn_levels),
         "segments": segments,
+        # The churn model scoring churn-risk: weights, BTYD fit, progressive validation.
+        "churn_model": rt.processor.churn_model(rt.churn_params).to_dict(),
     }
