@@ -242,7 +242,7 @@ def _instrument(app: Any, timer: StageTimer) -> None:
     processor.rules.assign = timer.wrap("rules", processor.rules.assign)
     if rt.assigner is not None:
         rt.assigner.assign = timer.wrap("cluster", rt.assigner.assign)
-    processor._churn = timer.wrap("churn", processor._churn)
+    processor.churn_step = timer.wrap("churn", processor.churn_step)
 
 
 def measure(
