@@ -1,10 +1,15 @@
 """The single learner that owns the cluster model and the churn fit.
 
 Workers send batches of feature vectors to the one-partition
-``segment-training`` topic; whichever worker owns that partition runs this
-learner and publishes versioned snapshots to the compacted ``segment-models``
-topic. A learner that moves to another worker resumes from the last snapshot,
-which carries the learner's full state.
+``segment-training`` topic, each with how far in stream time every input
+partition it owns is complete (``through``); whichever worker owns that
+partition runs this learner, closes each period of stream time once every
+partition has passed it (the slowest partition's time is the watermark), and
+publishes the model that changed to the compacted ``segment-models`` topic. A
+learner that moves to another worker resumes from the last snapshot, which
+carries the learner's full state in a data-only format
+(:mod:`models.learner_state`): a record that is not one is refused and
+counted, never executed.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.btyd import fit_bgnbd
-from models.clustering import SegmentLearner
+from models.clustering import LearnerStateError, SegmentLearner
 from streams.runtime import Runtime
 
 __all__ = ["LearnerHost"]
@@ -38,44 +43,71 @@ class LearnerHost:
     btyd_seen: int = 0
     pending: int = 0
     churn_params: Any = None
+    # input partition -> stream time (ms) through which its samples have all come
+    through: dict[int, int] = field(default_factory=dict)
+    published_version: int | None = None  # model version of the last published snapshot
     _rng: random.Random = field(default_factory=lambda: random.Random(42))
 
     def ensure_learner(self) -> SegmentLearner:
         """Restore the learner from the latest snapshot, or start a fresh one."""
         if self.learner is None:
             message = self.rt.model_message or {}
-            self.learner = self._restore(message) or SegmentLearner(
-                warmup=self.rt.settings.cluster_warmup, seed=self.seed
-            )
+            self.learner = self._restore(message) or SegmentLearner(**self._params())
+            self.learner.set_k_bounds(*self._k_bounds())
+            self.published_version = self.learner.version if message.get("snapshot") else None
             if message.get("snapshot"):
                 self.btyd = list(message.get("btyd_reservoir", []))
                 self.btyd_seen = int(message.get("btyd_seen", len(self.btyd)))
                 self.churn_params = message.get("churn_params")
         return self.learner
 
+    def _k_bounds(self) -> tuple[int, int]:
+        clusters = self.rt.processor.rules.config.clusters
+        return clusters.k_min, clusters.k_max
+
+    def _params(self) -> dict[str, Any]:
+        k_min, k_max = self._k_bounds()
+        warmup = max(self.rt.settings.cluster_warmup, 5 * k_max)
+        return {"k_min": k_min, "k_max": k_max, "warmup": warmup, "seed": self.seed}
+
     def _restore(self, message: dict[str, Any]) -> SegmentLearner | None:
-        """The published learner state; else a learner resumed from the snapshot alone."""
+        """The published learner state; else a learner resumed from the snapshot alone.
+
+        The state is data only and validated (``SegmentLearner.from_bytes``):
+        anything else, a pickle included, is refused, counted and never run.
+        """
         if message.get("state"):
             try:
-                learner = SegmentLearner.from_bytes(base64.b64decode(message["state"]))
+                state = message["state"]
+                if not isinstance(state, str):
+                    raise LearnerStateError("the learner state must be a base64 string")
+                learner = SegmentLearner.from_bytes(base64.b64decode(state, validate=True))
                 log.info("learner restored from model version %s", learner.version)
                 return learner
-            except Exception:
-                # An incompatible state (another release) must not stop the worker.
-                log.exception("cannot restore the learner state; resuming from the snapshot")
+            except (LearnerStateError, ValueError) as exc:
+                # Another release's state, or a forged record: never stop the worker.
+                self.rt.metrics.model_record_rejected("state")
+                log.warning(
+                    "refused the published learner state (%s); resuming from the snapshot", exc
+                )
         if message.get("snapshot"):
             try:
-                return SegmentLearner.from_snapshot(
-                    message["snapshot"], warmup=self.rt.settings.cluster_warmup, seed=self.seed
-                )
+                return SegmentLearner.from_snapshot(message["snapshot"], **self._params())
             except Exception:
                 log.exception("cannot resume from the snapshot; starting a fresh learner")
         return None
 
-    def learn(self, items: list[dict[str, Any]], learning: bool = True) -> int:
+    def learn(
+        self,
+        items: list[dict[str, Any]],
+        learning: bool = True,
+        through: dict[str, int] | None = None,
+    ) -> int:
         """Learn from one batch sent by a worker; return how many samples erasures removed.
 
-        With ``learning=False`` (a frozen model) only the erasures are applied:
+        ``through`` maps the sender's input partitions to the stream time (ms)
+        up to which all their samples are in this batch or earlier ones. With
+        ``learning=False`` (a frozen model) only the erasures are applied:
         privacy requests are honoured whatever the model's state.
         """
         learner = self.ensure_learner()
@@ -86,11 +118,28 @@ class LearnerHost:
                 continue
             if not learning:
                 continue
-            learner.learn_one(item["x"], key=item.get("k"))
+            learner.learn_one(item["x"], key=item.get("k"), t=item.get("t"))
             self.pending += 1
             if item.get("btyd") is not None:
                 self._reservoir_add(item["btyd"])
+        for partition, ms in (through or {}).items():
+            p = int(partition)
+            self.through[p] = max(self.through.get(p, int(ms)), int(ms))
         return forgotten
+
+    def watermark(self) -> int | None:
+        """Stream time through which every input partition's samples are in (the
+        slowest partition's), or None until each partition has reported."""
+        partitions = range(self.rt.settings.partitions)
+        if any(p not in self.through for p in partitions):
+            return None
+        return min(self.through[p] for p in partitions)
+
+    def advance(self) -> bool:
+        """Close the periods of stream time every partition has passed; True if the
+        model changed (publish it)."""
+        mark = self.watermark()
+        return mark is not None and self.ensure_learner().advance(mark)
 
     def _reservoir_add(self, sample: list[float]) -> None:
         # Algorithm R: a uniform sample of the whole customer base's history.
@@ -103,7 +152,8 @@ class LearnerHost:
                 self.btyd[j] = sample
 
     def should_publish(self) -> bool:
-        return self.pending >= self.publish_every
+        """Whether the model changed since the last snapshot message."""
+        return self.ensure_learner().changed
 
     def snapshot_message(self) -> dict[str, Any]:
         """The message published on ``segment-models``: snapshot plus full state."""
@@ -121,6 +171,7 @@ class LearnerHost:
         snapshot = learner.snapshot()
         snapshot["published_s"] = time.time()
         self.pending = 0
+        self.published_version = learner.version
         return {
             "snapshot": snapshot,
             "state": base64.b64encode(learner.to_bytes()).decode(),

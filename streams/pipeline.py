@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import dedup
-from models.eventtime import day_of
+from models.eventtime import MS_PER_DAY, day_of
 from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import decode_state, encode
 from streams.ordering import CaughtUp, EventTimeOrder
 from streams.outbox import Outbox
-from streams.processing import Result, learner_key, new_customer_state, training_sample
+from streams.processing import Result, learner_key, new_customer_state, training_samples
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
@@ -272,6 +272,21 @@ class Pipeline:
         watermark = self.order.watermark(partition, self.caught_up)
         return int(min(now, watermark)) if watermark > 0 else 0
 
+    def training_through(self, partition: int) -> int | None:
+        """Every learner sample of ``partition`` up to this time (ms) is in the buffer.
+
+        Event samples come with the events, which are handled in event-time
+        order up to :meth:`sweep_clock`; refresh samples of silent customers
+        come with the sweep, complete up to the last day it finished
+        (``reviewed_through``). The learner closes a period of stream time once
+        every partition is past it (``streams.learner``). None before the
+        partition's first event.
+        """
+        clock = self.sweep_clock(partition)
+        if clock <= 0:
+            return None
+        return min(clock - 1, self.rt.reviewed_through(partition) * MS_PER_DAY)
+
     async def on_message(self, topic: str, message: Any) -> None:
         """Process one message (a batch of one)."""
         await self.on_batch(topic, [message])
@@ -439,12 +454,14 @@ class Pipeline:
         self.rt.observe_partition_clock(partition, event["ts"])
         self.customers.put(batch.customers, customer_id, partition, encode(result.state))
         self.emit(result, message, batch)
-        if result.training_vector is not None:
+        if result.segment_changes:
+            self.rt.count_cluster_changes(partition, result.segment_changes)
+        if result.training_vector is not None or result.refresh:
             self.add_training_sample(customer_id, result)
         metrics.processed(topic)
 
     def add_training_sample(self, customer_id: str, result: Result) -> None:
-        self.rt.training_buffer.append(training_sample(customer_id, result))
+        self.rt.training_buffer.extend(training_samples(customer_id, result))
 
     def emit(self, result: Result, message: Any | None, batch: Batch) -> None:
         """Queue the result's output events; count transitions and flaps."""
@@ -606,6 +623,9 @@ class Pipeline:
                 if result.write:
                     self.customers.put(batch.customers, customer_id, partition, encode(state))
                     self.emit(result, None, batch)
+                    self.rt.count_cluster_changes(partition, result.segment_changes)
+                    if result.refresh:
+                        self.add_training_sample(customer_id, result)
                     changed += 1
             sweep.count(state)
         return changed

@@ -11,8 +11,8 @@ the output sequence number always agree, also after a crash::
     {"f": <models.features state>, "dedup": <models.dedup state>,
      "seg": {segment_type: {"current", "since_ms", "label"}},
      "churn": {"level", "score", "since_ms", "reasons", "review_ms"},
-     "seq": int, "train_day": int, "browse_day": int, "off": {topic: [partition, offset]},
-     "eval_day": int, "t": int}
+     "seq": int, "train_day": int, "train_ms": int, "browse_day": int,
+     "off": {topic: [partition, offset]}, "eval_day": int, "t": int}
 
 ``eval_day`` is the last day the customer was brought up to, and ``t`` their
 own clock: the time of their latest event, or of the latest evaluation that
@@ -38,11 +38,16 @@ __all__ = [
     "learner_key",
     "output_event_id",
     "training_sample",
+    "training_samples",
 ]
 
 BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 FEATURE_TOPICS = BEHAVIOUR_TOPICS | {"profiles"}
 FLAP_WINDOW_MS = 7 * MS_PER_DAY
+# A customer without new behaviour sends the learner a fresh sample this often
+# (their dormancy grows, their 30/90-day windows empty): the model learns the
+# customer base as the daily sweep assigns it, not as it was at each last event.
+REFRESH_SAMPLE_MS = 7 * MS_PER_DAY
 
 
 def output_event_id(*parts: object) -> str:
@@ -71,6 +76,9 @@ class Result:
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
     churn_events: list[dict[str, Any]] = field(default_factory=list)
     training_vector: dict[str, float] | None = None
+    training_ms: int | None = None  # the time training_vector describes
+    # (time, vector) refreshes of a customer without new behaviour (catch-up days)
+    refresh: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     btyd: list[float] | None = None  # (frequency, recency, T) sample for the churn fit
     flaps: list[str] = field(default_factory=list)  # segment types that flapped
     write: bool = False  # whether the state must be written back
@@ -162,8 +170,10 @@ class CustomerProcessor:
             # One training sample per customer and event day keeps the learner's
             # input balanced between heavy and light customers.
             state["train_day"] = today
+            state["train_ms"] = clock_ms
             feats = result_features(state, clock_ms)
             result.training_vector = cluster_vector(feats)
+            result.training_ms = clock_ms
             if feats.get("T") is not None:
                 result.btyd = [feats["frequency"], feats["recency"], feats["T"]]
         return result
@@ -194,9 +204,22 @@ class CustomerProcessor:
                 customer_id, state, day * MS_PER_DAY, assigner, f"clock:{day}", churn_params
             )
             result.merge_changes(step, day * MS_PER_DAY)
+            self._refresh_sample(state, day * MS_PER_DAY, result)
         if first <= until_day:
             state["eval_day"] = until_day
         return result
+
+    @staticmethod
+    def _refresh_sample(state: dict[str, Any], at_ms: int, result: Result) -> None:
+        """A fresh learner sample at ``at_ms`` if the customer's last one is a week old."""
+        last = state.get("train_ms")
+        if last is None:
+            if state.get("train_day") is None:
+                return  # never had behaviour: nothing to learn from
+            last = state["train_day"] * MS_PER_DAY
+        if at_ms - last >= REFRESH_SAMPLE_MS:
+            state["train_ms"] = at_ms
+            result.refresh.append((at_ms, cluster_vector(result_features(state, at_ms))))
 
     @staticmethod
     def can_skip_evaluation(state: dict[str, Any], topic: str, day: int) -> bool:
@@ -240,7 +263,7 @@ class CustomerProcessor:
         # Written back only when something changed; an unchanged customer is
         # evaluated again (with the same outcome) only if the sweep's progress
         # is lost.
-        result.write = bool(result.segment_changes or result.churn_events)
+        result.write = bool(result.segment_changes or result.churn_events or result.refresh)
         result.status = "changed" if result.write else "unchanged"
         return result
 
@@ -329,7 +352,8 @@ class CustomerProcessor:
             )
         if assigner is not None:
             state["model"] = assigner_signature(assigner)
-        if assigner is not None and feats.get("browsing_events", 0) + feats.get("orders", 0) > 0:
+        # Every customer with behaviour (a learner sample) is placed; a profile alone is not.
+        if assigner is not None and state.get("train_day") is not None:
             old = segments.get("cluster", {}).get("current")
             cluster_id, _margin, reasons = assigner.assign(cluster_vector(feats), old)
             if cluster_id is not None and cluster_id != old:
@@ -474,8 +498,22 @@ def learner_key(customer_id: str) -> str:
 
 
 def training_sample(customer_id: str, result: Result) -> dict[str, Any]:
-    """The learner's sample of one customer: vector, BG/NBD triple, hashed key."""
-    return {"k": learner_key(customer_id), "x": result.training_vector, "btyd": result.btyd}
+    """The learner's sample of one customer: vector, its time, BG/NBD triple, hashed key."""
+    return {
+        "k": learner_key(customer_id),
+        "x": result.training_vector,
+        "t": result.training_ms,
+        "btyd": result.btyd,
+    }
+
+
+def training_samples(customer_id: str, result: Result) -> list[dict[str, Any]]:
+    """Every learner sample of a result: catch-up refreshes, then the event's own."""
+    key = learner_key(customer_id)
+    samples = [{"k": key, "x": vector, "t": at_ms} for at_ms, vector in result.refresh]
+    if result.training_vector is not None:
+        samples.append(training_sample(customer_id, result))
+    return samples
 
 
 def assigner_signature(assigner: SegmentAssigner) -> str:
