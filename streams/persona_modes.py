@@ -251,9 +251,7 @@ def blend(catalogue: Mapping[str, Persona], overlap: float) -> dict[str, Persona
         changes: dict[str, Any] = {}
         for name in _RATES:
             value = max(getattr(persona, name), 1e-6)
-            changes[name] = math.exp(
-                (1 - overlap) * math.log(value) + overlap * math.log(target[name])
-            )
+            changes[name] = value * (target[name] / value) ** overlap
         for name in _LINEAR:
             changes[name] = (1 - overlap) * getattr(persona, name) + overlap * target[name]
         out[key] = dataclasses.replace(persona, **changes)
