@@ -345,6 +345,12 @@ class Metrics:
             "Number of clusters (k) of the current model.",
             registry=r,
         )
+        self.model_as_of = Gauge(
+            "segmenter_model_as_of_timestamp_seconds",
+            "Stream time (event time) the current cluster model is as of: it moves once "
+            "per day of stream time, once every partition is past the day.",
+            registry=r,
+        )
         self.model_records_rejected = Counter(
             "segmenter_model_records_rejected_total",
             "Records of the segment-models topic refused (and skipped): not JSON, a "
@@ -606,7 +612,9 @@ class Metrics:
             if level not in CHURN_LEVELS:
                 self.churn_level_customers.labels(level).set(n)
 
-    def model_refreshed(self, version: int, clusters: int, when: float | None = None) -> None:
+    def model_refreshed(
+        self, version: int, clusters: int, when: float | None = None, as_of_ms: int | None = None
+    ) -> None:
         """Record that model ``version`` with ``clusters`` clusters was loaded at ``when``.
 
         >>> from prometheus_client import CollectorRegistry
@@ -618,6 +626,8 @@ class Metrics:
         self.model_version.set(version)
         self.model_clusters.set(clusters)
         self.model_last_refresh.set(time.time() if when is None else when)
+        if as_of_ms is not None:
+            self.model_as_of.set(as_of_ms / 1000.0)
 
     def model_record_rejected(self, reason: str) -> None:
         """Count one refused ``segment-models`` record (``unreadable``, ``snapshot``, ``state``).

@@ -35,6 +35,7 @@ __all__ = [
     "CustomerProcessor",
     "Result",
     "assigner_signature",
+    "has_behaviour",
     "learner_key",
     "output_event_id",
     "training_sample",
@@ -352,8 +353,9 @@ class CustomerProcessor:
             )
         if assigner is not None:
             state["model"] = assigner_signature(assigner)
-        # Every customer with behaviour (a learner sample) is placed; a profile alone is not.
-        if assigner is not None and state.get("train_day") is not None:
+        # Every customer with behaviour (what the learner learns from) is placed; a
+        # profile alone is not.
+        if assigner is not None and has_behaviour(feats):
             old = segments.get("cluster", {}).get("current")
             cluster_id, _margin, reasons = assigner.assign(cluster_vector(feats), old)
             if cluster_id is not None and cluster_id != old:
@@ -523,6 +525,25 @@ def assigner_signature(assigner: SegmentAssigner) -> str:
     event or the daily pass; new, split or merged clusters re-place everyone.
     """
     return ",".join(sorted(assigner.ids))
+
+
+_BEHAVIOUR_COUNTS = (
+    "orders",
+    "browsing_events",
+    "tickets",
+    "nps_count",
+    "csat_count",
+    "review_count",
+)
+
+
+def has_behaviour(feats: dict[str, Any]) -> bool:
+    """Whether a customer did anything but send a profile (buy, browse, ask, rate).
+
+    >>> has_behaviour({"orders": 0, "tickets": 1}), has_behaviour({"orders": 0})
+    (True, False)
+    """
+    return any(feats.get(name) for name in _BEHAVIOUR_COUNTS)
 
 
 def new_customer_state() -> dict[str, Any]:

@@ -183,6 +183,7 @@ class QualityReport:
     steady_by_persona: dict[str, float]
     seconds_online: float
     seconds_total: float
+    final_snapshot: dict[str, Any] = field(repr=False, default_factory=dict)
     Z: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, len(FEATURES))))
     truth: list[str] = field(repr=False, default_factory=list)
     online: list[str] = field(repr=False, default_factory=list)
@@ -313,6 +314,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
     cluster_moves: list[tuple[int, str]] = []  # (ts, customer) of every cluster change
     buffer: list[dict[str, Any]] = []
     timeline: list[tuple[int, int | None, int]] = []
+    published: dict[str, Any] = {}
     n_events = n_training = 0
     current_day: int | None = None
 
@@ -352,6 +354,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
             _install(rt, message, config.hysteresis)
             snap = message["snapshot"]
             timeline.append((snap["version"], snap.get("as_of_ms"), snap["k"]))
+            published["snapshot"] = orjson.loads(orjson.dumps(snap))
 
     for topic, event in sim.events():
         ts = event["ts"] if type(event["ts"]) is int else parse_ts(event["ts"])
@@ -456,6 +459,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
         steady_by_persona=steady_by_persona,
         seconds_online=seconds_online,
         seconds_total=time.perf_counter() - started,
+        final_snapshot=published.get("snapshot", {}),
         Z=Z,
         truth=persona,
         online=online,

@@ -136,10 +136,12 @@ class Runtime:
         if assigner is not None:
             self.assigner = assigner
             published = (snapshot or {}).get("published_s")
+            as_of = (snapshot or {}).get("as_of_ms")
             self.metrics.model_refreshed(
                 assigner.version,
                 len(assigner.ids),
                 float(published) if isinstance(published, int | float) else None,
+                as_of if isinstance(as_of, int) and not isinstance(as_of, bool) else None,
             )
         if churn_params is not None:
             self.churn_params = churn_params
