@@ -237,6 +237,7 @@ _PARAMS = (
     "k_min",
     "k_max",
     "warmup",
+    "warmup_days",
     "reservoir_size",
     "refit_days",
     "reevaluate_days",
@@ -289,6 +290,11 @@ class SegmentLearner:
         equal bounds pin k.
     warmup
         Customers needed before the first clustering.
+    warmup_days
+        Stream time from the first sample before the first clustering: the
+        30- and 90-day windows of the vectors need a few weeks of history to
+        mean what they say (a model formed on the first day of a history
+        chose k on half-empty windows and then had to split and merge).
     reservoir_size
         Customers kept in the sample store.
     refit_days
@@ -343,6 +349,7 @@ class SegmentLearner:
         k_min: int = 2,
         k_max: int = 8,
         warmup: int = 500,
+        warmup_days: float = 0.0,
         reservoir_size: int = 2000,
         refit_days: float = 1.0,
         reevaluate_days: float = 7.0,
@@ -367,6 +374,7 @@ class SegmentLearner:
         self.k_min = k_min
         self.k_max = k_max
         self.warmup = warmup
+        self.warmup_days = warmup_days
         self.reservoir_size = reservoir_size
         self.refit_days = refit_days
         self.reevaluate_days = reevaluate_days
@@ -404,6 +412,7 @@ class SegmentLearner:
         self.stabilities: dict[int, float] = {}
         self.silhouettes: dict[int, float] = {}
         self.as_of_ms = _NO_TIME  # last closed boundary
+        self.first_ms: int | None = None  # time of the first sample folded in
         self.k_evaluated_ms = _NO_TIME
         self.changed = False  # the model changed since the last snapshot()
 
@@ -494,6 +503,8 @@ class SegmentLearner:
 
     def _store(self, key: str, t: int, row: np.ndarray) -> None:
         self.samples += 1  # counted when folded in, so it does not depend on arrival
+        if t != _NO_TIME and (self.first_ms is None or t < self.first_ms):
+            self.first_ms = t
         slot = self._slot_of.get(key)
         if slot is not None:
             if t >= self._times[slot]:
@@ -582,6 +593,10 @@ class SegmentLearner:
         n = len(self._keys)
         if n < max(self.warmup, 2 * self.k_max):
             return False  # warming up (or refilling after a restore from a snapshot)
+        if not self.ready and (
+            self.first_ms is not None and boundary - self.first_ms < self.warmup_days * MS_PER_DAY
+        ):
+            return False  # too little history yet
         k_due = not self.ready or boundary >= self.k_evaluated_ms + int(
             self.reevaluate_days * MS_PER_DAY
         )
@@ -654,6 +669,7 @@ class SegmentLearner:
             self.stabilities,
             {k: smallest_share(f[1], k) for k, f in fits.items()},
             k_min=self.k_min,
+            current=current_k,
             min_stability=self.min_stability,
             min_share=self.min_share,
             tolerance=self.tolerance,
@@ -854,6 +870,7 @@ class SegmentLearner:
             "stabilities": {str(k): s for k, s in self.stabilities.items()},
             "silhouettes": {str(k): s for k, s in self.silhouettes.items()},
             "as_of_ms": self.as_of_ms,
+            "first_ms": self.first_ms,
             "k_evaluated_ms": self.k_evaluated_ms,
             "dirty": self._dirty,
             "anonymous": self._anonymous,
@@ -977,6 +994,9 @@ class SegmentLearner:
         learner.silhouettes = {int(k): float(v) for k, v in meta["silhouettes"].items()}
         learner.as_of_ms = meta["as_of_ms"]
         learner.k_evaluated_ms = meta["k_evaluated_ms"]
+        first = meta.get("first_ms")
+        check(first is None or (isinstance(first, int) and not isinstance(first, bool)), "first_ms")
+        learner.first_ms = first
         return learner
 
     @classmethod
@@ -1096,7 +1116,9 @@ class SegmentAssigner:
         self._successor = _successors(snapshot.get("events") or [])
 
     @classmethod
-    def from_snapshot(cls, snapshot: Mapping[str, Any], hysteresis: float = HYSTERESIS) -> SegmentAssigner:
+    def from_snapshot(
+        cls, snapshot: Mapping[str, Any], hysteresis: float = HYSTERESIS
+    ) -> SegmentAssigner:
         """Build an assigner from a snapshot dict."""
         return cls(snapshot, hysteresis=hysteresis)
 

@@ -125,6 +125,7 @@ def choose_k(
     stabilities: Mapping[int, float],
     smallest_shares: Mapping[int, float],
     k_min: int,
+    current: int | None = None,
     min_stability: float = 0.8,
     min_share: float = 0.02,
     tolerance: float = 0.01,
@@ -134,8 +135,10 @@ def choose_k(
     Among the eligible ks (stability and smallest cluster large enough), the
     *smallest* whose silhouette is within ``tolerance`` of the best: two
     partitions that separate the customers equally well are not worth the
-    extra segment. This makes k sticky too: a finer k replaces a coarser one
-    only once it separates better by more than ``tolerance``.
+    extra segment. The ``current`` k is kept while it is eligible and within
+    ``tolerance`` of the best, so k only moves when another k separates the
+    customers better by more than ``tolerance`` (no flip-flop between two
+    equally good values, week after week).
 
     Parameters
     ----------
@@ -156,4 +159,6 @@ def choose_k(
     if not eligible:
         return k_min
     best = max(eligible.values())
+    if current is not None and eligible.get(current, -1.0) >= best - tolerance:
+        return current
     return min(k for k, s in eligible.items() if s >= best - tolerance)

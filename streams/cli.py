@@ -150,11 +150,21 @@ def simulate(
         str | None,
         typer.Option(help="First simulated day, YYYY-MM-DD (default: DAYS days before today)."),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="Personas: default (the realistic mix), separated (five clearly different "
+            "behaviours) or overlapping (the same, blurred); see docs/simulator.md."
+        ),
+    ] = "default",
 ) -> None:
     """Produce synthetic customers (latent personas, churners) to the input topics."""
     from models.eventtime import MS_PER_DAY, parse_ts
+    from streams.persona_modes import MODES, simulation
     from streams.producing import produce
-    from streams.simulator import Simulation
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}")
 
     settings = _settings()
     if start is not None:
@@ -162,10 +172,11 @@ def simulate(
     else:
         # End the history today, so no event lies in the future (those are rejected).
         start_ms = (int(time.time() * 1000) // MS_PER_DAY - days) * MS_PER_DAY
-    sim = Simulation(
-        customers=customers,
-        days=days,
-        seed=seed,
+    sim = simulation(
+        mode,
+        customers,
+        days,
+        seed,
         start_ms=start_ms,
         bad_fraction=bad_fraction,
         duplicate_fraction=duplicate_fraction,

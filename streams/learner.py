@@ -29,6 +29,12 @@ __all__ = ["LearnerHost"]
 
 log = logging.getLogger(__name__)
 
+# The first clusters are formed two weeks of stream time after the first sample:
+# vectors read 30/90-day windows, and on a few days of history the choice of k
+# is made on half-empty ones (measured: k = 7 on day 1 of five personas, then
+# splits and merges for five weeks; docs/quality.md).
+WARMUP_DAYS = 14
+
 
 @dataclass
 class LearnerHost:
@@ -68,7 +74,13 @@ class LearnerHost:
     def _params(self) -> dict[str, Any]:
         k_min, k_max = self._k_bounds()
         warmup = max(self.rt.settings.cluster_warmup, 5 * k_max)
-        return {"k_min": k_min, "k_max": k_max, "warmup": warmup, "seed": self.seed}
+        return {
+            "k_min": k_min,
+            "k_max": k_max,
+            "warmup": warmup,
+            "warmup_days": WARMUP_DAYS,
+            "seed": self.seed,
+        }
 
     def _restore(self, message: dict[str, Any]) -> SegmentLearner | None:
         """The published learner state; else a learner resumed from the snapshot alone.

@@ -13,11 +13,12 @@ import orjson
 import pytest
 
 from models.cluster_config import ClusterConfig
+from models.clustering import SegmentLearner
 from models.eventtime import MS_PER_DAY, format_ts
 from models.rules import RuleEngine, RulesConfig
 from schemas import validate_output
 from streams.app import build_runtime
-from streams.learner import LearnerHost
+from streams.learner import WARMUP_DAYS, LearnerHost
 from streams.model_events import MODEL_KEY, model_change_events
 from streams.processing import REFRESH_SAMPLE_MS, training_samples
 from streams.runtime import Runtime
@@ -28,6 +29,13 @@ DAY = MS_PER_DAY
 
 def runtime(partitions: int = 2, **settings: Any) -> Runtime:
     return build_runtime(Settings(partitions=partitions, cluster_warmup=40, **settings))
+
+
+def host_of(rt: Runtime) -> LearnerHost:
+    """A host whose learner clusters from the first day (the worker waits two weeks)."""
+    return LearnerHost(
+        rt, learner=SegmentLearner(**{**LearnerHost(rt)._params(), "warmup_days": 0})
+    )
 
 
 def samples(day: int, n: int = 60, seed: int = 0) -> list[dict[str, Any]]:
@@ -44,7 +52,7 @@ def samples(day: int, n: int = 60, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def test_the_learner_waits_for_the_slowest_partition() -> None:
-    host = LearnerHost(runtime(partitions=2))
+    host = host_of(runtime(partitions=2))
     host.learn(samples(0), through={"0": 3 * DAY})
     assert host.watermark() is None and not host.advance()  # partition 1 never reported
     host.learn([], through={"1": DAY // 2})
@@ -61,7 +69,7 @@ def test_batches_in_any_order_give_the_same_published_model() -> None:
     batches = [samples(day, seed=day) for day in range(4)]
     messages = []
     for order in (list(range(4)), [2, 0, 3, 1]):
-        host = LearnerHost(runtime())
+        host = host_of(runtime())
         for i in order:
             host.learn(batches[i])
         host.learn([], through={"0": 4 * DAY, "1": 4 * DAY})
@@ -69,6 +77,15 @@ def test_batches_in_any_order_give_the_same_published_model() -> None:
         message = host.snapshot_message()
         messages.append((message["snapshot"]["centroids"], message["snapshot"]["version"]))
     assert messages[0] == messages[1]
+
+
+def test_the_worker_forms_the_first_clusters_after_two_weeks_of_history() -> None:
+    host = LearnerHost(runtime())
+    for day in range(WARMUP_DAYS + 1):
+        host.learn(samples(day, seed=day), through={"0": (day + 1) * DAY, "1": (day + 1) * DAY})
+        # the first boundary at least two weeks after the first sample (day 0, 1 s in)
+        assert host.advance() == (day >= WARMUP_DAYS), day
+    assert host.ensure_learner().events[0]["as_of_ms"] == (WARMUP_DAYS + 1) * DAY
 
 
 def test_k_bounds_come_from_the_segments_yaml() -> None:
@@ -80,7 +97,7 @@ def test_k_bounds_come_from_the_segments_yaml() -> None:
 
 
 def test_a_forged_state_is_refused_counted_and_the_snapshot_resumes(tmp_path: Path) -> None:
-    host = LearnerHost(runtime())
+    host = host_of(runtime())
     host.learn(samples(0), through={"0": DAY, "1": DAY})
     host.advance()
     message = orjson.loads(orjson.dumps(host.snapshot_message()))
@@ -100,7 +117,7 @@ def test_a_forged_state_is_refused_counted_and_the_snapshot_resumes(tmp_path: Pa
 
 
 def test_install_model_refuses_malformed_records_and_keeps_the_previous_model() -> None:
-    host = LearnerHost(runtime())
+    host = host_of(runtime())
     host.learn(samples(0), through={"0": DAY, "1": DAY})
     host.advance()
     good = orjson.loads(orjson.dumps(host.snapshot_message()))
@@ -152,7 +169,7 @@ def test_silent_customers_send_a_refresh_sample_every_week() -> None:
 
 
 def test_a_profile_alone_gets_no_cluster_and_sends_no_sample() -> None:
-    host = LearnerHost(runtime())
+    host = host_of(runtime())
     host.learn(samples(0), through={"0": DAY, "1": DAY})
     host.advance()
     rt = runtime()
