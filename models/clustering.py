@@ -275,8 +275,9 @@ class SegmentLearner:
     * **Every boundary** (with new samples): the store is standardised again
       and the centroids refined by Lloyd iterations from where they were (ids
       unchanged). **Every** ``reevaluate_days``: k is chosen again (the
-      smaller of two equally good ks wins, ``tolerance``, so k is sticky); a
-      new k is fitted and its centroids matched to the old ones, so
+      smaller of two equally good ks wins, ``tolerance``, and the current k is
+      kept while it is as good); a new k must win two evaluations in a row,
+      then it is fitted and its centroids matched to the old ones, so
       continuing clusters keep their ids, new ones get
       fresh, never reused ids, and splits and merges are recorded as events;
       labels are derived again (a changed label is a ``relabel`` event).
@@ -413,6 +414,7 @@ class SegmentLearner:
         self.silhouettes: dict[int, float] = {}
         self.as_of_ms = _NO_TIME  # last closed boundary
         self.first_ms: int | None = None  # time of the first sample folded in
+        self._k_candidate: int | None = None  # a new k chosen once, awaiting confirmation
         self.k_evaluated_ms = _NO_TIME
         self.changed = False  # the model changed since the last snapshot()
 
@@ -624,9 +626,15 @@ class SegmentLearner:
             C, labels, _ = lloyd(Z, self._z(self.centroids), reseed_empty=False)
             if k_due:
                 k, fits = self._choose(Z, rng, self.k, current=(C, labels))
-                if k != self.k:
+                # A new k must win two evaluations in a row (a week apart) before
+                # the model changes structure: one week's sample is not enough to
+                # split or merge segments that downstream systems act on.
+                confirmed = k == self._k_candidate or not self.k_min <= self.k <= self.k_max
+                self._k_candidate = k if k != self.k else None
+                if k != self.k and confirmed:
                     events.extend(self._adopt(fits[k][0], fits[k][1], C, labels))
                     C, labels = fits[k][0], fits[k][1]
+                    self._k_candidate = None
         self.centroids = self.mean + np.where(self.std > 0, self.std, 0.0) * C
         counts = np.bincount(labels, minlength=self.k)
         self.shares = {cid: float(counts[i] / len(Z)) for i, cid in enumerate(self.ids)}
@@ -871,6 +879,7 @@ class SegmentLearner:
             "silhouettes": {str(k): s for k, s in self.silhouettes.items()},
             "as_of_ms": self.as_of_ms,
             "first_ms": self.first_ms,
+            "k_candidate": self._k_candidate,
             "k_evaluated_ms": self.k_evaluated_ms,
             "dirty": self._dirty,
             "anonymous": self._anonymous,
@@ -997,6 +1006,12 @@ class SegmentLearner:
         first = meta.get("first_ms")
         check(first is None or (isinstance(first, int) and not isinstance(first, bool)), "first_ms")
         learner.first_ms = first
+        candidate = meta.get("k_candidate")
+        check(
+            candidate is None or (isinstance(candidate, int) and not isinstance(candidate, bool)),
+            "k_candidate",
+        )
+        learner._k_candidate = candidate
         return learner
 
     @classmethod

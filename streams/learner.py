@@ -41,7 +41,6 @@ class LearnerHost:
     """Owns a :class:`SegmentLearner` and a reservoir for the BG/NBD fit."""
 
     rt: Runtime
-    publish_every: int = 2000
     reservoir_size: int = 5000
     seed: int = 42
     learner: SegmentLearner | None = None
