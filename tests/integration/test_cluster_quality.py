@@ -98,6 +98,13 @@ def test_issue_17_reproduction_through_the_broker(stack_factory: Callable[..., S
     assert steady * 30 / STEADY_DAYS < 0.1, steady
     last_30 = sum(ts >= (end_ms // MS_PER_DAY - 29) * MS_PER_DAY for ts in moves) / CUSTOMERS
     exported = metric_total(worker, "segmenter_cluster_changes_per_customer_30d")
+    print(  # the figures of docs/quality.md ("through the real broker"), with -s
+        f"\n[broker] events {len(events)} ({behaviour} behaviour), k {catalogue['clusters']}, "
+        f"model {catalogue['model_version']}, ARI online {ari(online, personas):.3f} vs batch "
+        f"k=5 {batch:.3f}, cluster changes in the last {STEADY_DAYS} days "
+        f"{steady:.3f}/customer = {steady * 30 / STEADY_DAYS:.3f} per 30 d, exported "
+        f"{exported:.3f} (last 30 d from the topic {last_30:.3f})"
+    )
     assert exported < 0.1 and exported == pytest.approx(last_30, abs=0.02)
 
     # The same model timeline as the day-by-day run: same version, same centroids.
