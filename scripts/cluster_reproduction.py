@@ -5,7 +5,7 @@ time order to one worker, then prints k, the ARI of the final clusters (as
 segment-changes tells them) against the personas and batch k-means (k = 5), and the
 cluster changes per customer in the last 40 days. Needs the shared broker.
 
-    .venv/bin/python scripts/cluster_reproduction.py [separated|overlapping]
+    PYTHONPATH=. .venv/bin/python scripts/cluster_reproduction.py [separated|overlapping]
 
 The "before" row of docs/quality.md: an export of commit fdf8910 with this
 checkout's streams/simulator.py and streams/persona_modes.py copied in, run as
