@@ -6,9 +6,10 @@ the single ``segment-training`` partition). It keeps the latest
 refits k-means on them once per period of **stream time** (a day by default):
 the model as of day D depends on the customers' samples up to D, never on the
 wall clock, on batch sizes or on the order samples arrived in, so a replay
-gives the same model timeline as living through it. k is chosen by stability
-across resamples (:mod:`models.k_selection`) at most once a week of stream
-time; cluster ids stay stable by matching new centroids to old ones, and every
+gives the same model timeline as living through it. k is chosen as the
+best-separated k among those that are reproducible across resamples
+(:mod:`models.k_selection`) at most once a week of stream time; cluster ids
+stay stable by matching new centroids to old ones, and every
 init, split, merge and relabel is recorded as an event. The learner publishes
 JSON snapshots; every worker turns the latest snapshot into a
 :class:`SegmentAssigner`, a few lines of arithmetic that assign a customer with
