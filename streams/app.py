@@ -34,6 +34,7 @@ from streams.learner import LearnerHost
 from streams.learner_salt import resolve_learner_salt
 from streams.logs import handlers_for
 from streams.metrics import Metrics
+from streams.model_events import MODEL_KEY, model_change_events
 from streams.monitor import LeanMonitor
 from streams.ordering import EventTimeOrder
 from streams.outbox import ProducerTopic
@@ -252,29 +253,35 @@ def create_app(settings: Settings | None = None) -> faust.App:
         async for value in stream:
             await rt.broadcast_caught_up.wait()  # resume from the latest snapshot first
             try:
-                items = orjson.loads(value).get("items", [])
+                batch = orjson.loads(value)
                 # A frozen model (SEGMENTER_LEARNING=false) learns nothing, but an
                 # erasure still removes the customer's sample and is republished.
-                forgotten = await off_loop(learner.learn, items, settings.learning)
+                items = batch.get("items", [])
+                forgotten = await off_loop(
+                    learner.learn, items, settings.learning, batch.get("through")
+                )
                 if settings.learning:
                     await off_loop(churn.learn, items)
-                # After an erasure or opt-out at once: the previous snapshot on
+                # The model moves on in stream time: once every input partition is
+                # past a period (a day), it is refitted and published; never on
+                # the wall clock, so a replay gives the same model timeline. After
+                # an erasure or opt-out at once: the previous snapshot on
                 # segment-models still holds the sample (until compaction).
-                if learner.should_publish() or forgotten:
+                changed = settings.learning and await off_loop(learner.advance)
+                if changed or forgotten:
+                    announced = learner.published_version
                     message = await off_loop(learner.snapshot_message)
                     await models.send(key=b"clusters", value=encode(message))
+                    for event in model_change_events(message["snapshot"], announced):
+                        await outputs["segment-changes"].send(
+                            key=MODEL_KEY.encode(), value=encode(event)
+                        )
             except Exception:  # a bad batch must not stop the worker
                 log.exception("learner failed on a training batch; batch skipped")
 
-    @app.timer(interval=10.0)
-    async def publish_model_if_pending() -> None:
-        if settings.learning and learner.pending:
-            try:
-                message = await off_loop(learner.snapshot_message)
-            except Exception:
-                log.exception("could not snapshot the learner")
-                return
-            await models.send(key=b"clusters", value=encode(message))
+    # partition -> samples complete through (ms), as last sent to the learner
+    sent_through: dict[str, int] = {}
+    last_training_send = [0.0]
 
     churn = ChurnLearnerRunner(rt, lambda: _owns_training(app, settings))
 
@@ -293,13 +300,29 @@ def create_app(settings: Settings | None = None) -> faust.App:
 
     @app.timer(interval=0.5)
     async def flush_training() -> None:
-        if rt.training_buffer:
+        through: dict[str, int] = {}
+        for partition in assigned_partitions(app, settings.topic("purchases")):
+            mark = pipeline.training_through(partition)
+            if mark is not None:
+                through[str(partition)] = mark
+        wall = time.monotonic()
+        if rt.training_buffer or through != sent_through or wall - last_training_send[0] > 5.0:
             batch, rt.training_buffer = rt.training_buffer, []
             # In messages well below the producer's 1 MB request limit: a backlog
-            # gives more samples per half second than one message may carry.
-            for start in range(0, len(batch), TRAINING_ITEMS_PER_MESSAGE):
-                items = batch[start : start + TRAINING_ITEMS_PER_MESSAGE]
-                await training.send(value=encode({"worker": rt.worker_id, "items": items}))
+            # gives more samples per half second than one message may carry. The
+            # last one says how far in stream time every sample is in.
+            starts = range(0, len(batch), TRAINING_ITEMS_PER_MESSAGE) or [0]
+            for start in starts:
+                message: dict[str, Any] = {
+                    "worker": rt.worker_id,
+                    "items": batch[start : start + TRAINING_ITEMS_PER_MESSAGE],
+                }
+                if start == starts[-1]:
+                    message["through"] = through
+                await training.send(value=encode(message))
+            sent_through.clear()
+            sent_through.update(through)
+            last_training_send[0] = wall
 
     # partition -> (stream day, wall time, model version) when its last pass started
     last_pass: dict[int, tuple[int, float, str | None]] = {}
@@ -480,6 +503,7 @@ def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
         "btyd": sweep.btyd.to_dict(),
         # every customer of the partition is evaluated up to this day
         "reviewed_through": max(rt.reviewed_through(partition), day_of(sweep.clock_ms)),
+        "cluster_changes": rt.cluster_change_stats(partition, day_of(sweep.clock_ms)),
     }
     totals: dict[str, Counter[str]] = {}
     levels: Counter[str] = Counter()
@@ -493,6 +517,7 @@ def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
         rt.metrics.set_segment_sizes(seg_type, counts)
     rt.metrics.set_churn_levels(levels)
     rt.metrics.set_table_keys("customers", customers)
+    rt.metrics.set_cluster_change_rate(rt.cluster_change_rate(day_of(sweep.clock_ms)))
 
 
 _app: faust.App | None = None

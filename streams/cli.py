@@ -187,13 +187,23 @@ def simulate(
         str | None,
         typer.Option(help="First simulated day, YYYY-MM-DD (default: DAYS days before today)."),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="Personas: default (the realistic mix), separated (five clearly different "
+            "behaviours) or overlapping (the same, blurred); see docs/simulator.md."
+        ),
+    ] = "default",
 ) -> None:
     """Produce synthetic customers (latent personas, churners) to the input topics."""
     from models.eventtime import MS_PER_DAY, parse_ts
+    from streams.persona_modes import MODES, simulation
     from streams.preflight import check_topics
     from streams.producing import produce
-    from streams.simulator import Simulation
     from streams.topics import INPUT_TOPICS
+
+    if mode not in MODES:
+        raise CliError(f"--mode {mode!r}: must be one of {', '.join(MODES)}", 2)
 
     settings = _settings()
     if start is not None:
@@ -204,10 +214,11 @@ def simulate(
     else:
         # End the history today, so no event lies in the future (those are rejected).
         start_ms = (int(time.time() * 1000) // MS_PER_DAY - days) * MS_PER_DAY
-    sim = Simulation(
-        customers=customers,
-        days=days,
-        seed=seed,
+    sim = simulation(
+        mode,
+        customers,
+        days,
+        seed,
         start_ms=start_ms,
         bad_fraction=bad_fraction,
         duplicate_fraction=duplicate_fraction,

@@ -65,6 +65,7 @@ __all__ = [
     "INPUT_TOPICS",
     "LATENCY_OUTPUTS",
     "METRIC_NAMES",
+    "MODEL_REJECT_REASONS",
     "OUTPUT_TOPICS",
     "PRIVACY_ACTIONS",
     "PROCESSING_BUCKETS",
@@ -102,6 +103,8 @@ CHURN_LEVELS: tuple[str, ...] = ("low", "medium", "high")
 PRIVACY_ACTIONS: tuple[str, ...] = ("opt_out", "opt_in", "erase")
 #: Faust tables whose key counts are exported.
 TABLES: tuple[str, ...] = ("customers",)
+#: Why a ``segment-models`` record was refused.
+MODEL_REJECT_REASONS: tuple[str, ...] = ("unreadable", "snapshot", "state")
 
 #: Event-to-emit latency buckets: 1 ms … 60 s.
 EMIT_LATENCY_BUCKETS: tuple[float, ...] = (
@@ -384,6 +387,26 @@ class Metrics:
             "Progressive-validation Brier score of the churn model on recent matured outcomes.",
             registry=r,
         )
+        self.model_as_of = Gauge(
+            "segmenter_model_as_of_timestamp_seconds",
+            "Stream time (event time) the current cluster model is as of: it moves once "
+            "per day of stream time, once every partition is past the day.",
+            registry=r,
+        )
+        self.model_records_rejected = Counter(
+            "segmenter_model_records_rejected_total",
+            "Records of the segment-models topic refused (and skipped): not JSON, a "
+            "malformed snapshot, or a learner state that is not the data-only format.",
+            ["reason"],
+            registry=r,
+        )
+        self.cluster_change_rate = Gauge(
+            "segmenter_cluster_changes_per_customer_30d",
+            "Cluster changes (first assignments excluded) per customer over the last 30 "
+            "days of stream time, over every partition's customers; steady behaviour "
+            "should stay below 0.1.",
+            registry=r,
+        )
 
         # -- privacy and health -------------------------------------------
         self.privacy_requests = Counter(
@@ -463,6 +486,8 @@ class Metrics:
             self.profile_attributes_rejected_total.labels(reason)
         for table in TABLES:
             self.table_keys.labels(table)
+        for reason in MODEL_REJECT_REASONS:
+            self.model_records_rejected.labels(reason)
 
     # -- counters ----------------------------------------------------------
     def consumed(self, topic: str) -> None:
@@ -656,7 +681,9 @@ class Metrics:
             if level not in CHURN_LEVELS:
                 self.churn_level_customers.labels(level).set(n)
 
-    def model_refreshed(self, version: int, clusters: int, when: float | None = None) -> None:
+    def model_refreshed(
+        self, version: int, clusters: int, when: float | None = None, as_of_ms: int | None = None
+    ) -> None:
         """Record that model ``version`` with ``clusters`` clusters was loaded at ``when``.
 
         >>> from prometheus_client import CollectorRegistry
@@ -668,6 +695,23 @@ class Metrics:
         self.model_version.set(version)
         self.model_clusters.set(clusters)
         self.model_last_refresh.set(time.time() if when is None else when)
+        if as_of_ms is not None:
+            self.model_as_of.set(as_of_ms / 1000.0)
+
+    def model_record_rejected(self, reason: str) -> None:
+        """Count one refused ``segment-models`` record (``unreadable``, ``snapshot``, ``state``).
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.model_record_rejected("state")
+        >>> m.sample("segmenter_model_records_rejected_total", reason="state")
+        1.0
+        """
+        self.model_records_rejected.labels(reason).inc()
+
+    def set_cluster_change_rate(self, rate: float) -> None:
+        """Set the cluster changes per customer per 30 days of stream time."""
+        self.cluster_change_rate.set(rate)
 
     def churn_model_installed(
         self, revision: int, learned: bool, validation: Mapping[str, Any]

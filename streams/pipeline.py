@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import dedup
-from models.eventtime import day_of
+from models.eventtime import MS_PER_DAY, day_of
 from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import decode_state, encode
 from streams.ordering import CaughtUp, EventTimeOrder
@@ -43,7 +43,7 @@ from streams.processing import (
     churn_training_items,
     learner_key,
     new_customer_state,
-    training_sample,
+    training_samples,
 )
 from streams.repartition import Origin, Router, mark_source_applied, source_applied
 from streams.runtime import Runtime
@@ -296,6 +296,21 @@ class Pipeline:
         watermark = self.order.watermark(partition, self.caught_up)
         return int(min(now, watermark)) if watermark > 0 else 0
 
+    def training_through(self, partition: int) -> int | None:
+        """Every learner sample of ``partition`` up to this time (ms) is in the buffer.
+
+        Event samples come with the events, which are handled in event-time
+        order up to :meth:`sweep_clock`; refresh samples of silent customers
+        come with the sweep, complete up to the last day it finished
+        (``reviewed_through``). The learner closes a period of stream time once
+        every partition is past it (``streams.learner``). None before the
+        partition's first event.
+        """
+        clock = self.sweep_clock(partition)
+        if clock <= 0:
+            return None
+        return min(clock - 1, self.rt.reviewed_through(partition) * MS_PER_DAY)
+
     async def on_message(self, topic: str, message: Any) -> None:
         """Process one message (a batch of one)."""
         await self.on_batch(topic, [message])
@@ -506,7 +521,9 @@ class Pipeline:
         self.rt.observe_partition_clock(partition, event["ts"])
         self.customers.put(batch.customers, customer_id, partition, encode(result.state))
         self.emit(result, message, batch)
-        if result.training_vector is not None:
+        if result.segment_changes:
+            self.rt.count_cluster_changes(partition, result.segment_changes)
+        if result.training_vector is not None or result.refresh:
             self.add_training_sample(customer_id, result)
         if result.churn_labels:
             self.rt.training_buffer.extend(churn_training_items(result))
@@ -527,7 +544,7 @@ class Pipeline:
         return {**event, "attributes": screened.kept}
 
     def add_training_sample(self, customer_id: str, result: Result) -> None:
-        self.rt.training_buffer.append(training_sample(customer_id, result, self.rt.salt()))
+        self.rt.training_buffer.extend(training_samples(customer_id, result, self.rt.salt()))
 
     def emit(self, result: Result, message: Any | None, batch: Batch) -> None:
         """Queue the result's output events; count transitions and flaps."""
@@ -720,6 +737,9 @@ class Pipeline:
                 if result.write:
                     self.customers.put(batch.customers, customer_id, partition, encode(state))
                     self.emit(result, None, batch)
+                    self.rt.count_cluster_changes(partition, result.segment_changes)
+                    if result.refresh:
+                        self.add_training_sample(customer_id, result)
                     changed += 1
                 if result.churn_labels:
                     self.rt.training_buffer.extend(churn_training_items(result))

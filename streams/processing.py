@@ -12,8 +12,8 @@ the output sequence number always agree, also after a crash::
      "seg": {segment_type: {"current", "since_ms", "label"}},
      "churn": {"level", "score", "since_ms", "reasons", "seq", "b", "snap"},
      "seq": int, "n": {segment_type: int}, "born": int,
-     "train_day": int, "browse_day": int, "off": {topic: [partition, offset]},
-     "eval_day": int, "t": int}
+     "train_day": int, "train_ms": int, "browse_day": int,
+     "off": {topic: [partition, offset]}, "eval_day": int, "t": int}
 
 ``eval_day`` is the last day the customer was brought up to, and ``t`` their
 own clock: the time of their latest event, or of the latest evaluation that
@@ -56,9 +56,11 @@ __all__ = [
     "btyd_row",
     "change_event_id",
     "churn_training_items",
+    "has_behaviour",
     "learner_key",
     "output_event_id",
     "training_sample",
+    "training_samples",
 ]
 
 BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
@@ -69,6 +71,10 @@ FLAP_WINDOW_MS = 7 * MS_PER_DAY
 # and user-defined rules, "no segment" is an assessment of its own ("no NPS
 # answer", "no case matched"), and entering a segment from it later is news.
 UNASSESSED_WHEN_NONE = frozenset({"lifecycle", "value", "cluster"})
+# A customer without new behaviour sends the learner a fresh sample this often
+# (their dormancy grows, their 30/90-day windows empty): the model learns the
+# customer base as the daily sweep assigns it, not as it was at each last event.
+REFRESH_SAMPLE_MS = 7 * MS_PER_DAY
 
 
 def output_event_id(*parts: object) -> str:
@@ -126,6 +132,9 @@ class Result:
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
     churn_events: list[dict[str, Any]] = field(default_factory=list)
     training_vector: dict[str, float] | None = None
+    training_ms: int | None = None  # the time training_vector describes
+    # (time, vector) refreshes of a customer without new behaviour (catch-up days)
+    refresh: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     flaps: list[str] = field(default_factory=list)  # segment types that flapped
     write: bool = False  # whether the state must be written back
     # Matured churn outcomes for the learner: [vector, churned, snapshot day].
@@ -252,8 +261,10 @@ class CustomerProcessor:
             # One training sample per customer and event day keeps the learner's
             # input balanced between heavy and light customers.
             state["train_day"] = today
+            state["train_ms"] = clock_ms
             feats = result_features(state, clock_ms)
             result.training_vector = cluster_vector(feats)
+            result.training_ms = clock_ms
         return result
 
     def catch_up(
@@ -309,9 +320,22 @@ class CustomerProcessor:
                 day_start=True,
             )
             result.merge_changes(step, day * MS_PER_DAY)
+            self._refresh_sample(state, day * MS_PER_DAY, result)
         if first <= until_day:
             state["eval_day"] = until_day
         return result
+
+    @staticmethod
+    def _refresh_sample(state: dict[str, Any], at_ms: int, result: Result) -> None:
+        """A fresh learner sample at ``at_ms`` if the customer's last one is a week old."""
+        last = state.get("train_ms")
+        if last is None:
+            if state.get("train_day") is None:
+                return  # never had behaviour: nothing to learn from
+            last = state["train_day"] * MS_PER_DAY
+        if at_ms - last >= REFRESH_SAMPLE_MS:
+            state["train_ms"] = at_ms
+            result.refresh.append((at_ms, cluster_vector(result_features(state, at_ms))))
 
     @staticmethod
     def can_skip_evaluation(state: dict[str, Any], topic: str, day: int) -> bool:
@@ -349,8 +373,11 @@ class CustomerProcessor:
         result = self.catch_up(customer_id, state, day, assigner, churn_params, reviewed_through)
         # Written back only when something changed; an unchanged customer is
         # evaluated again (with the same outcome) only if the sweep's progress
-        # is lost. A churn snapshot taken or released is a change.
-        result.write = bool(result.segment_changes or result.churn_events or result.tracked)
+        # is lost. A churn snapshot taken or released, and a learner refresh
+        # sample, are changes too.
+        result.write = bool(
+            result.segment_changes or result.churn_events or result.tracked or result.refresh
+        )
         result.status = "changed" if result.write else "unchanged"
         return result
 
@@ -459,7 +486,9 @@ class CustomerProcessor:
             )
         if assigner is not None:
             state["model"] = assigner_signature(assigner)
-        if assigner is not None and feats.get("browsing_events", 0) + feats.get("orders", 0) > 0:
+        # Every customer with behaviour (what the learner learns from) is placed; a
+        # profile alone is not.
+        if assigner is not None and has_behaviour(feats):
             old = segments.get("cluster", {}).get("current")
             cluster_id, _margin, reasons = assigner.assign(cluster_vector(feats), old)
             if cluster_id is not None and cluster_id != old:
@@ -664,8 +693,21 @@ def learner_key(customer_id: str, salt: bytes) -> str:
 
 
 def training_sample(customer_id: str, result: Result, salt: bytes) -> dict[str, Any]:
-    """The learner's sample of one customer: vector and salted key."""
-    return {"k": learner_key(customer_id, salt), "x": result.training_vector}
+    """The learner's sample of one customer: vector, its time and salted key."""
+    return {
+        "k": learner_key(customer_id, salt),
+        "x": result.training_vector,
+        "t": result.training_ms,
+    }
+
+
+def training_samples(customer_id: str, result: Result, salt: bytes) -> list[dict[str, Any]]:
+    """Every learner sample of a result: catch-up refreshes, then the event's own."""
+    key = learner_key(customer_id, salt)
+    samples = [{"k": key, "x": vector, "t": at_ms} for at_ms, vector in result.refresh]
+    if result.training_vector is not None:
+        samples.append(training_sample(customer_id, result, salt))
+    return samples
 
 
 def btyd_row(state: dict[str, Any]) -> list[int] | None:
@@ -693,6 +735,25 @@ def assigner_signature(assigner: SegmentAssigner) -> str:
     event or the daily pass; new, split or merged clusters re-place everyone.
     """
     return ",".join(sorted(assigner.ids))
+
+
+_BEHAVIOUR_COUNTS = (
+    "orders",
+    "browsing_events",
+    "tickets",
+    "nps_count",
+    "csat_count",
+    "review_count",
+)
+
+
+def has_behaviour(feats: dict[str, Any]) -> bool:
+    """Whether a customer did anything but send a profile (buy, browse, ask, rate).
+
+    >>> has_behaviour({"orders": 0, "tickets": 1}), has_behaviour({"orders": 0})
+    (True, False)
+    """
+    return any(feats.get(name) for name in _BEHAVIOUR_COUNTS)
 
 
 def new_customer_state() -> dict[str, Any]:

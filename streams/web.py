@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from models.eventtime import format_ts
 from streams.codec import decode_state
 from streams.metrics import exposition
 from streams.runtime import Runtime
@@ -113,14 +114,22 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
                 "id": cluster_id,
                 "label": label,
                 "definition": "nearest centroid of the behavioural cluster model",
+                # what characterises it: the distinguishing dimensions in words, the
+                # centroid in z-scores (0 = average customer) and in the vector's units
+                "traits": (snapshot.get("traits") or {}).get(cluster_id, []),
                 "profile": (snapshot.get("profiles") or {}).get(cluster_id, {}),
+                "centroid": (snapshot.get("centroids") or {}).get(cluster_id, {}),
+                "model_share": (snapshot.get("shares") or {}).get(cluster_id),
                 "size": sizes["cluster"].get(cluster_id, 0),
                 "growth_1d": sizes["cluster"].get(cluster_id, 0)
                 - previous["cluster"].get(cluster_id, 0),
             }
         )
+    as_of = snapshot.get("as_of_ms")
     return {
         "model_version": snapshot.get("model_version"),
+        # the stream time the model is as of (it moves once per day of stream time)
+        "model_as_of": format_ts(as_of) if isinstance(as_of, int) else None,
         "clusters": snapshot.get("k", 0),
         "quality": snapshot.get("quality", {}),
         # Splits and merges of clusters, announced rather than silently renumbered.
