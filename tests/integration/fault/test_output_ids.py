@@ -85,7 +85,7 @@ def test_changes_sent_then_lost_keep_their_ids_when_decided_again(
     stack = stack_factory()
     hist = history(customers=80, days=60, seed=22)
     asyncio.run(stack.produce(hist.events))
-    worker = crashing_worker(stack, "w1", at_write=15)
+    worker = crashing_worker(stack, "w1", at_write=3)
     crashed(worker)
     worker.start()  # a plain worker on the same data dir
     worker.wait_ready()
@@ -123,7 +123,7 @@ def test_two_workers_crash_rebalance_wiped_state_and_broker_restart(
     asyncio.run(create_topics(stack.settings))
     hist = history(customers=120, days=50, seed=23)
     try:
-        w1 = crashing_worker(stack, "w1", at_write=10)
+        w1 = crashing_worker(stack, "w1", at_write=3)
         w1.wait_ready()
         w2 = stack.worker("w2")
         asyncio.run(stack.produce(hist.events))
