@@ -104,7 +104,7 @@ PRIVACY_ACTIONS: tuple[str, ...] = ("opt_out", "opt_in", "erase")
 #: Faust tables whose key counts are exported.
 TABLES: tuple[str, ...] = ("customers",)
 #: Why a ``segment-models`` record was refused.
-MODEL_REJECT_REASONS: tuple[str, ...] = ("unreadable", "snapshot", "state")
+MODEL_REJECT_REASONS: tuple[str, ...] = ("unreadable", "snapshot", "state", "churn")
 
 #: Event-to-emit latency buckets: 1 ms … 60 s.
 EMIT_LATENCY_BUCKETS: tuple[float, ...] = (

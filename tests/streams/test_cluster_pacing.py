@@ -127,13 +127,15 @@ def test_install_model_refuses_malformed_records_and_keeps_the_previous_model() 
     bad = [
         ["not", "an", "object"],
         {"snapshot": {"centroids": {"c0": {}}, "profiles": {"c0": {"order_value": "x"}}}},
-        {"snapshot": good["snapshot"], "churn_params": {"r": -1, "alpha": 1, "a": 1, "b": 1}},
-        {"snapshot": good["snapshot"], "churn_params": {"r": 1}},
     ]
-    for record in bad:
+    churn_model = rt.churn_params
+    bad_churn = [{"kind": "churn"}, {"kind": "churn", "model": {"weights": "x"}}]
+    for record in [*bad, *bad_churn]:
         assert not rt.install_model(record)  # type: ignore[arg-type]
     assert rt.assigner is assigner and rt.model_message is good
-    assert rt.metrics.sample("segmenter_model_records_rejected_total", reason="snapshot") == 4
+    assert rt.churn_params is churn_model
+    assert rt.metrics.sample("segmenter_model_records_rejected_total", reason="snapshot") == 2
+    assert rt.metrics.sample("segmenter_model_records_rejected_total", reason="churn") == 2
 
 
 # --------------------------------------------------------------------- worker samples
@@ -153,7 +155,7 @@ def test_silent_customers_send_a_refresh_sample_every_week() -> None:
     result = processor.handle("c1", None, "purchases", purchase, None)
     state = result.state
     assert state is not None
-    [event_sample] = training_samples("c1", result)
+    [event_sample] = training_samples("c1", result, b"pacing-test")
     assert event_sample["t"] == 10 * DAY + 5 and event_sample["x"]["purchase_rate"] > 0
     # The sweep brings the silent customer to later days.
     review = processor.review("c1", state, 16, None)
@@ -163,7 +165,7 @@ def test_silent_customers_send_a_refresh_sample_every_week() -> None:
     assert REFRESH_SAMPLE_MS == 7 * DAY
     assert [t for t, _ in review.refresh] == [18 * DAY]
     assert review.write  # the sample time is remembered
-    [refresh] = training_samples("c1", review)
+    [refresh] = training_samples("c1", review, b"pacing-test")
     assert refresh["x"]["dormancy"] > event_sample["x"]["dormancy"]  # what the sweep sees
     assert "btyd" not in refresh
 
@@ -176,7 +178,7 @@ def test_a_profile_alone_gets_no_cluster_and_sends_no_sample() -> None:
     rt.install_model(orjson.loads(orjson.dumps(host.snapshot_message())))
     profile = {"event_id": "p1", "ts": 2 * DAY, "attributes": {"country": "DE"}}
     result = rt.processor.handle("c2", None, "profiles", profile, rt.assigner)
-    assert training_samples("c2", result) == []
+    assert training_samples("c2", result, b"pacing-test") == []
     assert "cluster" not in result.state["seg"]  # type: ignore[index]
     support = {"event_id": "s1", "ts": 2 * DAY + 9, "ticket_id": "t1", "status": "opened"}
     result = rt.processor.handle("c2", result.state, "support", support, rt.assigner)

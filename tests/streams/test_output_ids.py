@@ -212,8 +212,11 @@ def run(schedule: dict[int, list[tuple[Any, ...]]], crashes: bool = True) -> Run
             elif kind == "crash" and crashes and (position, n) not in done:
                 done.add((position, n))
                 state.crash(action[1])
-                position = committed
-                break
+                if committed < position:  # handle the lost events again
+                    position = committed
+                    break
+                # Nothing was lost: the restarted worker goes on with what comes next
+                # (as the crash-free run does), e.g. a new model arriving.
     last_day = day_of(EVENTS[-1][2]["ts"])
     for day in (last_day + 1, last_day + 40):  # the end of the history, for everyone alike
         state.sweep(day)
