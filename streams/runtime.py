@@ -97,7 +97,7 @@ class Runtime:
     def install_churn_model(self, message: dict[str, Any]) -> None:
         """Adopt a churn model published by the churn learner (plain JSON, no code).
 
-        A model for another horizon or label than this worker tracks (the
+        A model for another horizon, label or offset than this worker tracks (the
         settings changed) is not used: workers keep the prior until the
         learner publishes one for the new question.
         """
@@ -108,11 +108,10 @@ class Runtime:
             return
         self.churn_message = message
         tracking = self.processor.tracking
-        if model.horizon_days != tracking.horizon_days or model.label != tracking.label:
+        if model.question != tracking.question:
             log.warning(
-                "ignoring a churn model of another question (%s in %s days)",
-                model.label,
-                model.horizon_days,
+                "ignoring a churn model of another question (H, label, offset = %s)",
+                model.question,
             )
             return
         self.churn_params = model
