@@ -363,8 +363,8 @@ class ChurnModel:
     def __repr__(self) -> str:
         return (
             f"ChurnModel(revision={self.revision}, learned={self.learned}, "
-            f"horizon_days={self.horizon_days}, label={self.label!r}, offset_days={self.offset_days}, "
-            f"btyd={self.btyd.version})"
+            f"horizon_days={self.horizon_days}, label={self.label!r}, "
+            f"offset_days={self.offset_days}, btyd={self.btyd.version})"
         )
 
     @property
@@ -594,9 +594,7 @@ class OnlineChurnLearner:
             start.update({k: float(v) for k, v in weights.items() if k in FEATURES})
         # index 0 is the bias, then the features in FEATURES order
         self._mean0 = np.array([float(bias), *(start[n] for n in FEATURES)])
-        self._precision0 = np.diag(
-            [self.bias_sd**-2] + [self.prior_sd**-2] * len(FEATURES)
-        )
+        self._precision0 = np.diag([self.bias_sd**-2] + [self.prior_sd**-2] * len(FEATURES))
         self._info0 = self._precision0 @ self._mean0
         self.mean = self._mean0.copy()
         self.precision = self._precision0.copy()
@@ -651,7 +649,10 @@ class OnlineChurnLearner:
     def uncertainty(self) -> dict[str, float]:
         """Posterior standard deviation of each weight (and ``bias``)."""
         sd = np.sqrt(np.diag(np.linalg.inv(self.precision)))
-        return {"bias": float(sd[0]), **{n: float(v) for n, v in zip(FEATURES, sd[1:], strict=True)}}
+        return {
+            "bias": float(sd[0]),
+            **{n: float(v) for n, v in zip(FEATURES, sd[1:], strict=True)},
+        }
 
     def validation(self) -> dict[str, Any]:
         """Progressive validation over the last ``window`` outcomes."""

@@ -7,8 +7,9 @@ behavioural event, with ``label="activity"`` -- within ``[day, day + H)``).
 With ``offset_days`` (default 0) the window is
 ``[day + offset, day + offset + H)``: "will the customer have stopped within
 ``offset`` days?" rather than "is the customer silent from now on?". When the
-window has passed, the snapshot is released as a labelled example ``[vector, churned, day]`` for the single learner and
-dropped from the record. So:
+window has passed, the snapshot is released as a labelled example
+``[vector, churned, day]`` for the single learner and dropped from the
+record. So:
 
 * the cost per event is a loop over at most ``ceil(H / every) + 1`` pending
   snapshots, and a record holds that many short vectors (~8 numbers each);

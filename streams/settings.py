@@ -240,8 +240,7 @@ class Settings(BaseSettings):
         0.7,
         gt=0,
         lt=1,
-        description="Churn score at which a customer enters `high`; they leave it below "
-        "0.1 less.",
+        description="Churn score at which a customer enters `high`; they leave it below 0.1 less.",
     )
 
     # -- security and privacy (docs/security.md) -----------------------------------
