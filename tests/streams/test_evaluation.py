@@ -264,6 +264,17 @@ def test_cli_evaluate_simulation_table() -> None:
     assert "streaming churn" in result.output and "recency only" in result.output
 
 
+def test_cli_evaluate_without_levels_and_bad_thresholds(history: list[Path]) -> None:
+    args = ["evaluate", "--cutoff", "2025-03-03", "--history", str(history[0])]
+    result = CliRunner().invoke(cli, [*args, "--no-levels", "--json"])
+    assert result.exit_code == 0, result.output
+    report = orjson.loads(result.output)
+    assert report["levels"] is False and report["level_tradeoffs"] == {}
+    assert "hand-set score" in report["comparisons"]
+    result = CliRunner().invoke(cli, [*args, "--medium", "0.8", "--high", "0.7"])
+    assert result.exit_code == 2 and "medium < high" in result.output
+
+
 def test_cli_history_without_cutoff(history: list[Path]) -> None:
     result = CliRunner().invoke(cli, ["evaluate", "--history", str(history[0])])
     assert result.exit_code == 2
