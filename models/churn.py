@@ -64,6 +64,7 @@ __all__ = [
     "ChurnScorer",
     "LevelThresholds",
     "churn_level",
+    "level_thresholds",
     "next_review_ms",
     "precision_at_top",
     "project_silence",
@@ -560,6 +561,24 @@ class LevelThresholds:
 
 
 DEFAULT_THRESHOLDS = LevelThresholds()
+
+
+def level_thresholds(medium: float, high: float, band: float = 0.1) -> LevelThresholds:
+    """Thresholds entering ``medium`` and ``high`` at these scores, leaving ``band`` lower.
+
+    >>> level_thresholds(0.4, 0.7) == DEFAULT_THRESHOLDS
+    True
+    >>> level_thresholds(0.05, 0.3)
+    LevelThresholds(high_enter=0.3, high_exit=0.2, medium_enter=0.05, medium_exit=0.0)
+    """
+    if not 0.0 < medium < high < 1.0:
+        raise ValueError(f"need 0 < medium < high < 1, got medium={medium}, high={high}")
+    return LevelThresholds(
+        high_enter=high,
+        high_exit=round(max(high - band, medium), 10),
+        medium_enter=medium,
+        medium_exit=round(max(medium - band, 0.0), 10),
+    )
 
 
 def churn_level(

@@ -4,9 +4,12 @@ The worker keeps, in each customer's own record (``state["churn"]``), the
 feature vector of the scored customer on a few days per horizon, and marks a
 snapshot as soon as the outcome it waits for happens (a purchase -- or any
 behavioural event, with ``label="activity"`` -- within ``[day, day + H)``).
-When ``H`` days of stream time have passed, the snapshot is released as a
-labelled example ``[vector, churned, day]`` for the single learner and
-dropped from the record. So:
+With ``offset_days`` (default 0) the window is
+``[day + offset, day + offset + H)``: "will the customer have stopped within
+``offset`` days?" rather than "is the customer silent from now on?". When the
+window has passed, the snapshot is released as a labelled example
+``[vector, churned, day]`` for the single learner and dropped from the
+record. So:
 
 * the cost per event is a loop over at most ``ceil(H / every) + 1`` pending
   snapshots, and a record holds that many short vectors (~8 numbers each);
@@ -57,18 +60,22 @@ class ChurnTracking:
     Parameters
     ----------
     horizon_days
-        H: the outcome is "no purchase (or activity) in ``[day, day + H)``".
+        H: the outcome is "no purchase (or activity) in ``[day, day + H)``"
+        (shifted by ``offset_days``).
     label
         ``"purchase"``: only purchases count as activity; ``"activity"``:
         any purchase, browsing, support or feedback event does.
     snapshot_every
         Days between two snapshots of a customer (default ``ceil(H / 6)``):
-        at most ``H / every + 1`` pending per customer.
+        at most ``(offset + H) / every + 1`` pending per customer.
+    offset_days
+        Days between the snapshot and the start of its outcome window.
     """
 
     horizon_days: int = 90
     label: str = "purchase"
     snapshot_every: int | None = None
+    offset_days: int = 0
 
     def __post_init__(self) -> None:
         if self.horizon_days < 1:
@@ -77,6 +84,18 @@ class ChurnTracking:
             raise ValueError("label must be 'purchase' or 'activity'")
         if self.snapshot_every is not None and self.snapshot_every < 1:
             raise ValueError("snapshot_every must be >= 1")
+        if self.offset_days < 0:
+            raise ValueError("offset_days must be >= 0")
+
+    @property
+    def question(self) -> tuple[int, str, int]:
+        """``(H, label, offset)``, as :attr:`models.churn_model.ChurnModel.question`."""
+        return (self.horizon_days, self.label, self.offset_days)
+
+    @property
+    def wait_days(self) -> int:
+        """Days from a snapshot to its release: ``offset + H``."""
+        return self.offset_days + self.horizon_days
 
     @property
     def every(self) -> int:
@@ -102,6 +121,40 @@ class ChurnTracking:
         digest = hashlib.blake2b(customer_id.encode(), digest_size=4).digest()
         return (day + int.from_bytes(digest, "big")) % every == 0
 
+    def due(self, churn: dict[str, Any], customer_id: str, day: int) -> bool:
+        """Whether :meth:`start_of_day` at ``day`` would release or take a snapshot.
+
+        >>> t = ChurnTracking(horizon_days=30, snapshot_every=5)
+        >>> churn = {}
+        >>> [d for d in range(100, 111) if t.due(churn, "c1", d)]
+        [101, 106]
+        """
+        pending = churn.get(_PENDING)
+        if pending and pending[0][0] <= day - self.wait_days:
+            return True
+        return self.is_snapshot_day(customer_id, day) and not (pending and pending[-1][0] >= day)
+
+    def next_due_day(self, churn: dict[str, Any], customer_id: str, day: int) -> int:
+        """The first day after ``day`` whose start releases or takes a snapshot.
+
+        A timer for the tracking alone (the level can change on any day of
+        silence: see ``docs/churn.md``, "When churn output changes").
+
+        >>> t = ChurnTracking(horizon_days=30, snapshot_every=5)
+        >>> churn = {"snap": [[90, [0.1], 0]]}
+        >>> t.next_due_day(churn, "c1", 100), t.next_due_day(churn, "c1", 120)
+        (101, 121)
+        """
+        every = self.every
+        if every == 1:
+            return day + 1
+        digest = hashlib.blake2b(customer_id.encode(), digest_size=4).digest()
+        nxt = day + 1 + (-(day + 1 + int.from_bytes(digest, "big"))) % every
+        pending = churn.get(_PENDING)
+        if pending:
+            nxt = min(nxt, max(day + 1, pending[0][0] + self.wait_days))
+        return nxt
+
     def start_of_day(
         self, churn: dict[str, Any], customer_id: str, day: int, vector: list[float]
     ) -> tuple[list[list[Any]], bool]:
@@ -115,7 +168,7 @@ class ChurnTracking:
         pending: list[list[Any]] = churn.get(_PENDING) or []
         released: list[list[Any]] = []
         if pending:
-            due = day - self.horizon_days
+            due = day - self.wait_days
             keep = []
             for snap in pending:
                 if snap[0] <= due:
@@ -138,9 +191,9 @@ class ChurnTracking:
         if not pending or not self.counts(topic):
             return
         day = ts_ms // MS_PER_DAY
-        horizon = self.horizon_days
+        offset, horizon = self.offset_days, self.horizon_days
         for snap in pending:
-            if snap[0] <= day < snap[0] + horizon:
+            if snap[0] + offset <= day < snap[0] + offset + horizon:
                 snap[2] = 1
 
     @staticmethod

@@ -19,7 +19,7 @@ import orjson
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from models.churn import ChurnScorer
+from models.churn import ChurnScorer, level_thresholds
 from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY, day_of
 from models.profile_policy import AttributePolicy
@@ -101,7 +101,9 @@ def build_runtime(settings: Settings) -> Runtime:
             horizon_days=settings.churn_horizon_days,
             label=settings.churn_label,
             snapshot_every=settings.churn_snapshot_every_days,
+            offset_days=settings.churn_offset_days,
         ),
+        thresholds=level_thresholds(settings.churn_medium_threshold, settings.churn_high_threshold),
     )
     return Runtime(
         settings=settings,

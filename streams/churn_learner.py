@@ -8,7 +8,12 @@ replay's stream clock (``streams.evaluation``). It
 * learns every matured outcome workers send (``{"churn": [vector, churned,
   day]}``, see :mod:`models.churn_outcomes`) with
   :class:`models.churn_model.OnlineChurnLearner` (progressive validation:
-  each outcome is predicted before it is learnt);
+  each outcome is predicted before it is learnt), except the outcomes of
+  snapshots taken in the first ``warmup_days`` of the stream: a customer
+  whose history began before the stream did has truncated windowed features
+  and BTYD statistics until the longest window (90 days) has passed, and
+  learning from those snapshots teaches the model a world that the scores
+  never see again;
 * refits BG/NBD and Pareto/NBD every ``refit_days`` of stream time on the
   base's summary table (the sum of the partitions' tables, which every sweep
   rebuilds from the customers it holds);
@@ -45,23 +50,39 @@ class ChurnLearnerHost:
 
     Parameters
     ----------
-    horizon_days, label
-        H and what counts as activity (must match the workers' tracking).
+    horizon_days, label, offset_days
+        The question (must match the workers' tracking): no ``label`` activity
+        in the ``horizon_days`` starting ``offset_days`` after the score.
     refit_days
         Days of stream time between two BTYD fits.
     min_labels
         Outcomes learnt before the learned weights replace the prior.
-    learning_rate
-        SGD step of the online logistic regression.
+    prior_sd, bias_sd, memory
+        The online Bayesian logistic regression's prior spread around the
+        hand-set weights and bias, and its memory in outcomes
+        (:class:`models.churn_model.OnlineChurnLearner`).
+    warmup_days
+        Snapshots taken before ``start_day + warmup_days`` are not learnt
+        (counted in ``warmup_skipped``).
+    start_day
+        The first day of the stream this learner knows of: the first day it
+        was stepped at, or the earliest snapshot day it received, whichever is
+        earlier (persisted with the model).
     publish_every
         Outcomes learnt between two publications (besides each refit).
     """
 
     horizon_days: int = 90
     label: str = "purchase"
+    offset_days: int = 0
     refit_days: int = 7
     min_labels: int = 2000
-    learning_rate: float = 0.01
+    prior_sd: float = 1.0
+    bias_sd: float = 5.0
+    memory: int = 50_000
+    warmup_days: int = 90
+    start_day: int | None = None
+    warmup_skipped: int = 0
     publish_every: int = 5000
     learner: OnlineChurnLearner | None = None
     fit: BTYDFit | None = None
@@ -74,7 +95,10 @@ class ChurnLearnerHost:
     def __post_init__(self) -> None:
         if self.learner is None:
             self.learner = OnlineChurnLearner(
-                learning_rate=self.learning_rate, min_labels=self.min_labels
+                prior_sd=self.prior_sd,
+                bias_sd=self.bias_sd,
+                memory=self.memory,
+                min_labels=self.min_labels,
             )
 
     # ------------------------------------------------------------- restore
@@ -90,14 +114,11 @@ class ChurnLearnerHost:
             return host
         try:
             model = ChurnModel.from_dict(message["model"])
-            if model.horizon_days != host.horizon_days or model.label != host.label:
+            if model.question != (host.horizon_days, host.label, host.offset_days):
                 log.warning(
-                    "churn model on the topic predicts %s in %s days, settings say %s in %s: "
-                    "starting afresh",
-                    model.label,
-                    model.horizon_days,
-                    host.label,
-                    host.horizon_days,
+                    "churn model on the topic answers %s, settings ask %s: starting afresh",
+                    model.question,
+                    (host.horizon_days, host.label, host.offset_days),
                 )
                 return host
             host.learner = OnlineChurnLearner.from_dict(message["learner"])
@@ -105,6 +126,9 @@ class ChurnLearnerHost:
             host.revision = model.revision
             last = message.get("last_refit_day")
             host.last_refit_day = None if last is None else int(last)
+            start = message.get("start_day")
+            host.start_day = None if start is None else int(start)
+            host.warmup_skipped = int(message.get("warmup_skipped", 0))
         except (KeyError, TypeError, ValueError):
             log.exception("cannot resume the churn learner; starting afresh")
             return cls(**settings)
@@ -119,7 +143,12 @@ class ChurnLearnerHost:
             example = item.get("churn")
             if example is None:
                 continue
-            vector, churned = example[0], example[1]
+            vector, churned, day = example[0], example[1], int(example[2])
+            if self.start_day is None or day < self.start_day:
+                self.start_day = day
+            if day < self.start_day + self.warmup_days:
+                self.warmup_skipped += 1
+                continue
             self.learner.learn_one(vector, bool(churned))
             n += 1
         self.unpublished += n
@@ -149,6 +178,8 @@ class ChurnLearnerHost:
         ``summary`` is called only when a refit is due (building it costs a
         pass over the partitions' tables).
         """
+        if self.start_day is None or day < self.start_day:
+            self.start_day = day
         if self.refit_due(day):
             self.refit(summary(), day)
         return self.should_publish()
@@ -168,9 +199,10 @@ class ChurnLearnerHost:
             btyd=self.fit,
             horizon_days=self.horizon_days,
             label=self.label,
+            offset_days=self.offset_days,
             revision=self.revision,
             learned=ready,
-            validation=learner.validation(),
+            validation={**learner.validation(), "warmup_skipped": self.warmup_skipped},
             scorer=self.scorer,
         )
 
@@ -189,5 +221,7 @@ class ChurnLearnerHost:
             "model": model.to_dict(),
             "learner": self.learner.to_dict(),
             "last_refit_day": self.last_refit_day,
+            "start_day": self.start_day,
+            "warmup_skipped": self.warmup_skipped,
             "published_s": time.time(),
         }

@@ -54,9 +54,12 @@ class ChurnLearnerRunner:
         return {
             "horizon_days": s.churn_horizon_days,
             "label": s.churn_label,
+            "offset_days": s.churn_offset_days,
             "refit_days": s.churn_refit_days,
             "min_labels": s.churn_min_outcomes,
-            "learning_rate": s.churn_learning_rate,
+            "prior_sd": s.churn_prior_sd,
+            "memory": s.churn_memory_outcomes,
+            "warmup_days": s.churn_warmup_days,
             "scorer": self.rt.processor.scorer,
         }
 

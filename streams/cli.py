@@ -393,7 +393,13 @@ def customer(
 @cli.command()
 def evaluate(
     customers: Annotated[int, typer.Option(help="Simulate this many customers.")] = 2000,
-    days: Annotated[int, typer.Option(help="Simulated days.")] = 180,
+    days: Annotated[
+        int,
+        typer.Option(
+            help="Simulated days. Every simulated history starts on day 0: the model learns "
+            "from snapshots after the 90-day warm-up whose outcome matured by the cut-off."
+        ),
+    ] = 240,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 42,
     history: Annotated[
         list[Path] | None,
@@ -438,9 +444,34 @@ def evaluate(
             "after their snapshot: the model learns only from histories longer than H."
         ),
     ] = None,
+    model_offset: Annotated[
+        int | None,
+        typer.Option(
+            help="Days from the score to the model's outcome window (default: --horizon for a "
+            "simulation, whose churn is 'stops within the horizon'; 0 for a history)."
+        ),
+    ] = None,
+    warmup_days: Annotated[
+        int,
+        typer.Option(help="Snapshots of the first days of the replay are not learnt."),
+    ] = 90,
     learning: Annotated[
         bool, typer.Option(help="--no-learning scores with the prior (hand-set) weights only.")
     ] = True,
+    levels: Annotated[
+        bool,
+        typer.Option(
+            help="--no-levels evaluates silent customers only on their snapshot and outcome "
+            "days: the same scores and model, much faster, no lead-time figures."
+        ),
+    ] = True,
+    medium: Annotated[
+        float,
+        typer.Option(help="Churn score entering `medium` (SEGMENTER_CHURN_MEDIUM_THRESHOLD)."),
+    ] = Settings.model_fields["churn_medium_threshold"].default,
+    high: Annotated[
+        float, typer.Option(help="Churn score entering `high` (SEGMENTER_CHURN_HIGH_THRESHOLD).")
+    ] = Settings.model_fields["churn_high_threshold"].default,
     active_days: Annotated[
         int,
         typer.Option(
@@ -458,6 +489,7 @@ def evaluate(
     time) is compared in the same run with recency alone and with BG/NBD and
     Pareto/NBD fitted in batch on the calibration data.
     """
+    from models.churn import level_thresholds
     from streams.evaluation import (
         dataset_splits,
         evaluate_simulation,
@@ -478,13 +510,23 @@ def evaluate(
     if cutoffs and len(horizons) != len(cutoffs):
         typer.secho("give one --horizon per --cutoff, or one for all", fg="red", err=True)
         raise typer.Exit(2)
+    try:
+        thresholds = level_thresholds(medium, high)
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
     options: dict[str, Any] = {
         "active_days": active_days,
         "mode": mode,
         "label": label or ("purchase" if real else "activity"),
         "model_horizon_days": model_horizon,
         "learning": learning,
+        "levels": levels,
+        "thresholds": thresholds,
+        "warmup_days": warmup_days,
     }
+    if model_offset is not None:
+        options["model_offset_days"] = model_offset
     try:
         if real:
             if not cutoffs:

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -58,11 +58,16 @@ import numpy as np
 from models import dedup, features
 from models.btyd_summary import BTYDSummary
 from models.churn import (
+    DEFAULT_THRESHOLDS,
     ChurnScorer,
+    LevelThresholds,
+    churn_level,
+    level_thresholds,
     precision_at_top,
     recency_baseline_score,
     roc_auc,
 )
+from models.churn_model import FEATURES, PRIOR_WEIGHTS, ChurnModel
 from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY, format_ts, parse_ts
 from models.rules import RuleEngine, RulesConfig
@@ -121,8 +126,8 @@ class ReplayResult:
 
     churn_events: list[ChurnEvent]
     cutoff_ms: int
-    # customer -> (churn score, recency-baseline score) as of the cut-off
-    cutoff_scores: dict[str, tuple[float, float]]
+    # customer -> (churn score, recency-baseline score, hand-set score) as of the cut-off
+    cutoff_scores: dict[str, tuple[float, float, float]]
     # customer -> last behavioural event ts before the cut-off
     last_activity_before_cutoff: dict[str, int]
     # customer -> first behavioural event ts at or after the cut-off
@@ -147,6 +152,11 @@ class ReplayResult:
     # customer -> behavioural / purchase event times, in replay order
     activity: dict[str, list[int]] = field(default_factory=dict)
     purchases: dict[str, list[int]] = field(default_factory=dict)
+    # whether every customer was evaluated at every midnight (level figures are complete)
+    levels: bool = True
+    # the level changes other thresholds (or the hand-set score) would have made,
+    # computed on the same scorings: name -> events
+    shadow_events: dict[str, list[ChurnEvent]] = field(default_factory=dict)
 
     def at(self, cutoff_ms: int) -> ReplayResult:
         """The same replay seen from another of its cut-offs."""
@@ -179,7 +189,8 @@ class ReplayResult:
 
 @dataclass
 class _CutoffState:
-    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # customer -> (streaming score, recency score, hand-set score)
+    scores: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     btyd: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -187,6 +198,40 @@ class _CutoffState:
 def _ts(event: dict[str, Any]) -> int:
     ts = event["ts"]
     return ts if type(ts) is int else parse_ts(ts)
+
+
+#: Name of the shadow level track of the hand-set score (the prior weights) at the
+#: old thresholds, computed on the same scorings as the streaming model.
+HAND_SET = "hand-set score"
+
+
+class _ValuesModel(ChurnModel):
+    """The published model, remembering the feature values of its last score.
+
+    The replay reads them to compute the hand-set score (the prior weights
+    over the same values) without evaluating the features twice.
+    """
+
+    last_values: dict[str, float] | None = None
+
+    def score(self, features: Any, explain: bool = True) -> Any:
+        result = super().score(features, explain)
+        self.last_values = result.values
+        return result
+
+
+def _values_model(model: ChurnModel) -> _ValuesModel:
+    return _ValuesModel.from_dict(model.to_dict(), scorer=model.scorer)  # type: ignore[return-value]
+
+
+def _hand_set(values: dict[str, float]) -> float:
+    """The hand-set score of a feature-value dict: the prior weights and bias."""
+    z = _PRIOR_BIAS + sum(_PRIOR[i] * values[name] for i, name in enumerate(FEATURES))
+    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+_PRIOR = [PRIOR_WEIGHTS[name] for name in FEATURES]
+_PRIOR_BIAS = ChurnModel().bias
 
 
 def replay(
@@ -201,6 +246,10 @@ def replay(
     learning: bool = True,
     extra_cutoffs: Sequence[int] = (),
     score_until_ms: int | None = None,
+    levels: bool = True,
+    thresholds: LevelThresholds = DEFAULT_THRESHOLDS,
+    shadow_thresholds: Mapping[str, LevelThresholds] | None = None,
+    warmup_days: int = 90,
 ) -> ReplayResult:
     """Replay ``(topic, event)`` pairs (non-decreasing ``ts``) through the churn logic.
 
@@ -213,14 +262,26 @@ def replay(
     Churn is the worker's: :meth:`CustomerProcessor.churn_step` scores with
     the current :class:`ChurnModel`, takes snapshots and releases matured
     outcomes at every midnight; ``learner`` (a :class:`ChurnLearnerHost`, by
-    default one with ``tracking``'s horizon and label) learns them after each
-    midnight pass, refits BG/NBD and Pareto/NBD on the customers' summary
-    table in stream time, and the model it publishes scores from then on --
-    what the worker does, without Kafka's delivery delays. ``learning=False``
-    keeps the prior model throughout. ``extra_cutoffs`` are further cut-offs
-    read in the same replay (:meth:`ReplayResult.at`). From ``score_until_ms``
-    on (at or after the last cut-off) events are only recorded for the labels:
-    nothing is scored, so churn-risk events and lead times stop there.
+    default one asking ``tracking``'s question, with ``warmup_days``) learns
+    them after each midnight pass, refits BG/NBD and Pareto/NBD on the
+    customers' summary table in stream time, and the model it publishes
+    scores from then on -- what the worker does, without Kafka's delivery
+    delays. ``learning=False`` keeps the prior model throughout.
+    ``extra_cutoffs`` are further cut-offs read in the same replay
+    (:meth:`ReplayResult.at`). From ``score_until_ms`` on (at or after the
+    last cut-off) events are only recorded for the labels: nothing is scored,
+    so churn-risk events and lead times stop there.
+
+    ``levels=False`` (fast mode only) evaluates a silent customer at a
+    midnight only when their outcome tracking is due (a snapshot or a release,
+    :meth:`ChurnTracking.due`): the learner sees the same outcomes in the same
+    order, so the model and the scores at the cut-offs are exactly those of
+    the full sweep (tested), but the churn-risk events of silent customers are
+    not computed (no lead-time figures). ``thresholds`` are the levels'
+    (``SEGMENTER_CHURN_*_THRESHOLD``); ``shadow_thresholds`` name further
+    thresholds whose level changes are computed on the same scorings
+    (``shadow_events``), and the hand-set score's levels at the old thresholds
+    are tracked as :data:`HAND_SET`.
 
     Events should come in event-time order (as :func:`read_history` and
     :meth:`Simulation.events` give them); an out-of-order event is applied to
@@ -230,30 +291,44 @@ def replay(
     Raises
     ------
     ValueError
-        When ``mode`` is unknown.
+        When ``mode`` is unknown, or ``levels=False`` in exact mode.
     """
     if mode not in ("fast", "exact"):
         raise ValueError(f"mode must be 'fast' or 'exact', got {mode!r}")
+    exact = mode == "exact"
+    if exact and not levels:
+        raise ValueError("the exact mode evaluates every customer at every midnight")
     scorer = scorer or ChurnScorer()
     tracking = tracking or ChurnTracking()
-    exact = mode == "exact"
     processor = CustomerProcessor(
         rules=RuleEngine(RulesConfig()),
         scorer=scorer,
         dedup_window_ms=dedup_window_ms,
         tracking=tracking,
+        thresholds=thresholds,
     )
     if learner is None and learning:
         learner = ChurnLearnerHost(
-            horizon_days=tracking.horizon_days, label=tracking.label, scorer=scorer
+            horizon_days=tracking.horizon_days,
+            label=tracking.label,
+            offset_days=tracking.offset_days,
+            warmup_days=warmup_days,
+            scorer=scorer,
         )
-    model = processor.churn_model(None)
+    model = _values_model(processor.churn_model(None))
     read = features.read_features
     apply = features.apply_event
     check = dedup.check
+    due = tracking.due
 
     customers: dict[str, _Customer] = {}
     churn_events: list[ChurnEvent] = []
+    # shadow level tracks: name -> (thresholds, hand-set score?, levels, events)
+    shadows: dict[str, tuple[LevelThresholds, bool, dict[str, str], list[ChurnEvent]]] = {}
+    if levels and not exact:
+        shadows[HAND_SET] = (DEFAULT_THRESHOLDS, True, {}, [])
+        for name, thr in (shadow_thresholds or {}).items():
+            shadows[name] = (thr, False, {}, [])
     cutoffs = sorted({cutoff_ms, *extra_cutoffs})
     states = {c: _CutoffState() for c in cutoffs}
     pending_cutoffs = list(cutoffs)  # not taken yet, earliest first
@@ -286,6 +361,16 @@ def replay(
         if event is not None:
             record(cid, (event,), at_ms)
         labels.extend(result.churn_labels)
+        if shadows:
+            score = cust.state["churn"]["score"]
+            assert model.last_values is not None
+            for thr, hand_set, track, events in shadows.values():
+                value = _hand_set(model.last_values) if hand_set else score
+                before = track.get(cid)
+                level = churn_level(value, before, thr)
+                if level != before:
+                    track[cid] = level
+                    events.append(ChurnEvent(cid, at_ms, level, before, value))
 
     def take_cutoffs(day: int) -> None:
         """Read every cut-off at or before the start of ``day`` not read yet."""
@@ -295,9 +380,11 @@ def replay(
             state.model = model.to_dict()
             for cid, cust in customers.items():
                 feats = read(cust.state["f"], at)
+                scored = model.score(feats, explain=False)
                 state.scores[cid] = (
-                    model.score(feats, explain=False).score,
+                    scored.score,
                     recency_baseline_score(feats),
+                    _hand_set(scored.values),
                 )
                 if feats.get("T") is not None:
                     state.btyd[cid] = (feats["frequency"], feats["recency"], feats["T"])
@@ -319,7 +406,7 @@ def replay(
         learner.learn([{"churn": label} for label in labels])
         labels = []
         if learner.tick(day, base_summary):
-            model = learner.publish()
+            model = _values_model(learner.publish())
             assert learner.learner is not None
             publications.append((day, model.revision, model.learned, learner.learner.n_labels))
 
@@ -343,11 +430,14 @@ def replay(
                 step(cid, cust, cust.active_ts, False)
                 cust.active_ts = None
             active_today = []
-            # The sweep: everyone at the start of the day (snapshots, outcomes, levels).
+            # The sweep: everyone at the start of the day (snapshots, outcomes, levels);
+            # without levels, only those whose outcome tracking is due today.
             for cid, cust in customers.items():
-                if cust.state.get("eval_day", day) < day:
-                    step(cid, cust, midnight, True)
-                    cust.state["eval_day"] = day
+                st = cust.state
+                if st.get("eval_day", day) < day:
+                    if levels or due(st.get("churn") or {}, cid, day):
+                        step(cid, cust, midnight, True)
+                    st["eval_day"] = day
         take_cutoffs(day)
         learn(day)
 
@@ -444,6 +534,8 @@ def replay(
         cutoff_states=states,
         activity=activity,
         purchases=purchases,
+        levels=levels,
+        shadow_events={name: events for name, (_, _, _, events) in shadows.items()},
     )
     return replayed.at(cutoff_ms)
 
@@ -480,6 +572,7 @@ class EvaluationReport:
     recent_base_rate: float
     recent_score: Ranking | None
     recent_baseline: Ranking | None
+    recent_hand_set: Ranking | None
     # lead time of the first `high` event of the churn, in days (negative = before
     # the last activity); churners flagged at all, and the distribution
     churners_flagged: int
@@ -508,6 +601,10 @@ class EvaluationReport:
     # the streaming model at the cut-off: revision, learned, outcomes, weights, BTYD fit
     model: dict[str, Any] = field(default_factory=dict)
     publications: int = 0  # models the learner published during the replay
+    levels: bool = True  # whether the level figures were computed (every customer, every day)
+    alarm_precision: float | None = None  # of this month's high events, the share that churned
+    # the same figures for the hand-set score's levels and for other thresholds
+    level_tradeoffs: dict[str, LevelFigures] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -566,6 +663,107 @@ def _quantiles(values: Sequence[float]) -> tuple[float | None, float | None, flo
     return round(float(q[1]), 2), round(float(q[0]), 2), round(float(q[2]), 2)
 
 
+@dataclass(frozen=True)
+class LevelFigures:
+    """What a retention team sees of one track of churn-risk level changes."""
+
+    churners_flagged: int
+    lead_days_median: float | None
+    lead_days_p25: float | None
+    lead_days_p75: float | None
+    flagged_within_14d: float | None
+    flagged_within_14d_of: int
+    flagged_within_30d: float | None
+    flagged_within_30d_of: int
+    false_alarms: int  # non-churners sent to high in the window before the cut-off
+    false_alarm_rate: float  # ... as a share of all non-churners
+    high_at_cutoff_non_churners: int
+    # of the population's customers sent to high in the window before the cut-off,
+    # the share who churned (the precision of this month's alarms)
+    alarm_precision: float | None
+    alarms: int
+
+
+def level_figures(
+    events: Sequence[ChurnEvent],
+    result: ReplayResult,
+    labels: Mapping[str, bool],
+    population: Sequence[str],
+    *,
+    false_alarm_days: int = 30,
+) -> LevelFigures:
+    """Lead time, flagged share and false alarms of one track of level changes.
+
+    Lead time of a churner: ``ts of the high event - ts of their last activity``
+    in days, where the high event is the start of the ``high`` spell the
+    customer is in at the end of the replay (a spell they recovered from does
+    not count). False alarms: non-churners sent to ``high`` in the
+    ``false_alarm_days`` before the cut-off.
+    """
+    cutoff = result.cutoff_ms
+    by_customer: dict[str, list[ChurnEvent]] = {}
+    for ev in events:
+        by_customer.setdefault(ev.customer_id, []).append(ev)
+    leads: list[float] = []
+    within = {14: [0, 0], 30: [0, 0]}  # days -> [flagged in time, observable]
+    flagged = 0
+    window_start = cutoff - false_alarm_days * MS_PER_DAY
+    alarmed: set[str] = set()
+    alarmed_churners = 0
+    high_at_cutoff = 0
+    for cid in population:
+        churned = labels[cid]
+        history = by_customer.get(cid, ())
+        if any(ev.level == "high" and window_start <= ev.ts < cutoff for ev in history):
+            if churned:
+                alarmed_churners += 1
+            else:
+                alarmed.add(cid)
+        if not churned:
+            level_at_cutoff = None
+            for ev in history:
+                if ev.ts >= cutoff:
+                    break
+                level_at_cutoff = ev.level
+            high_at_cutoff += level_at_cutoff == "high"
+            continue
+        last = result.last_activity.get(cid, result.last_activity_before_cutoff[cid])
+        entry: int | None = None
+        for ev in history:
+            if ev.level == "high":
+                if entry is None:
+                    entry = ev.ts
+            else:
+                entry = None
+        lead = None if entry is None else (entry - last) / MS_PER_DAY
+        if lead is not None:
+            flagged += 1
+            leads.append(lead)
+        for days, counts in within.items():
+            if result.end_ms - last >= days * MS_PER_DAY:
+                counts[1] += 1
+                if lead is not None and lead <= days:
+                    counts[0] += 1
+    n_non = sum(1 for cid in population if not labels[cid])
+    median, p25, p75 = _quantiles(leads)
+    alarms = len(alarmed) + alarmed_churners
+    return LevelFigures(
+        churners_flagged=flagged,
+        lead_days_median=median,
+        lead_days_p25=p25,
+        lead_days_p75=p75,
+        flagged_within_14d=round(within[14][0] / within[14][1], 4) if within[14][1] else None,
+        flagged_within_14d_of=within[14][1],
+        flagged_within_30d=round(within[30][0] / within[30][1], 4) if within[30][1] else None,
+        flagged_within_30d_of=within[30][1],
+        false_alarms=len(alarmed),
+        false_alarm_rate=round(len(alarmed) / n_non, 4) if n_non else 0.0,
+        high_at_cutoff_non_churners=high_at_cutoff,
+        alarm_precision=round(alarmed_churners / alarms, 4) if alarms else None,
+        alarms=alarms,
+    )
+
+
 def report_from_replay(
     result: ReplayResult,
     labels: dict[str, bool],
@@ -580,8 +778,14 @@ def report_from_replay(
     label: str = "activity",
     model_horizon_days: int | None = None,
     batch_baselines: bool = True,
+    offset_days: int = 0,
 ) -> EvaluationReport:
     """Compute the report from a replay and the churn label of every customer.
+
+    ``offset_days`` is the offset of the evaluated question (0 for "no purchase
+    in the horizon from the cut-off on"; the horizon for the simulator's
+    "stops within the horizon"): the streaming score has a Brier score when it
+    is the probability of that very question.
 
     ``labels`` holds the population: customers active in the ``active_days``
     before the cut-off, mapped to whether they churned. With
@@ -600,6 +804,7 @@ def report_from_replay(
         )
     scores = np.array([result.cutoff_scores[c][0] for c in population])
     base = np.array([result.cutoff_scores[c][1] for c in population])
+    hand = np.array([result.cutoff_scores[c][2] for c in population])
     base_rate = float(y.mean())
 
     recent_mask = np.array(
@@ -612,62 +817,26 @@ def report_from_replay(
     recent_rate = float(y_recent.mean()) if y_recent.size else 0.0
     recent_ok = y_recent.size > 0 and y_recent.any() and not y_recent.all()
 
-    # Level changes per customer, in order.
-    by_customer: dict[str, list[ChurnEvent]] = {}
+    n_non = int((~y).sum())
     by_level: dict[str, int] = {"low": 0, "medium": 0, "high": 0}
     for ev in result.churn_events:
-        by_customer.setdefault(ev.customer_id, []).append(ev)
         by_level[ev.level] = by_level.get(ev.level, 0) + 1
-
-    leads: list[float] = []
-    within = {14: [0, 0], 30: [0, 0]}  # days -> [flagged in time, observable]
-    flagged = 0
-    for cid in population:
-        if not labels[cid]:
-            continue
-        last = result.last_activity.get(cid, result.last_activity_before_cutoff[cid])
-        # The high event of this churn: the start of the high spell the customer
-        # is in at the end of the replay; a spell that ended earlier (the
-        # customer recovered, then churned later) does not count.
-        entry: int | None = None
-        for ev in by_customer.get(cid, ()):
-            if ev.level == "high":
-                if entry is None:
-                    entry = ev.ts
-            else:
-                entry = None
-        lead = None if entry is None else (entry - last) / MS_PER_DAY
-        if lead is not None:
-            flagged += 1
-            leads.append(lead)
-        for days, counts in within.items():
-            if result.end_ms - last >= days * MS_PER_DAY:
-                counts[1] += 1
-                if lead is not None and lead <= days:
-                    counts[0] += 1
-
-    window_start = cutoff - false_alarm_days * MS_PER_DAY
-    alarmed: set[str] = set()
-    high_at_cutoff = 0
-    for cid in population:
-        if labels[cid]:
-            continue
-        level_at_cutoff = None
-        for ev in by_customer.get(cid, ()):
-            if ev.ts >= cutoff:
-                break
-            level_at_cutoff = ev.level
-            if ev.level == "high" and ev.ts >= window_start:
-                alarmed.add(cid)
-        if level_at_cutoff == "high":
-            high_at_cutoff += 1
-    n_non = int((~y).sum())
-    median, p25, p75 = _quantiles(leads)
+    figures = level_figures(
+        result.churn_events, result, labels, population, false_alarm_days=false_alarm_days
+    )
+    tradeoffs = {
+        name: level_figures(events, result, labels, population, false_alarm_days=false_alarm_days)
+        for name, events in result.shadow_events.items()
+    }
     # The streaming score is a probability of this very outcome when its
     # horizon and label are the evaluation's: then it has a Brier score.
-    same_question = model_horizon == horizon_days and result.cutoff_model.get("label") == label
+    same_question = (
+        model_horizon == horizon_days
+        and result.cutoff_model.get("label") == label
+        and int(result.cutoff_model.get("offset_days", 0)) == offset_days
+    )
     streaming = _ranking(scores, y, base_rate, probability=same_question)
-    comparisons = {RECENCY: _ranking(base, y, base_rate)}
+    comparisons = {HAND_SET: _ranking(hand, y, base_rate), RECENCY: _ranking(base, y, base_rate)}
     buyers = len(result.cutoff_btyd)
     if batch_baselines and buyers >= 50:
         from streams.btyd_baselines import batch_btyd_scores
@@ -693,18 +862,19 @@ def report_from_replay(
         recent_base_rate=round(recent_rate, 4),
         recent_score=_ranking(scores[recent_mask], y_recent, recent_rate) if recent_ok else None,
         recent_baseline=_ranking(base[recent_mask], y_recent, recent_rate) if recent_ok else None,
-        churners_flagged=flagged,
-        lead_days_median=median,
-        lead_days_p25=p25,
-        lead_days_p75=p75,
-        flagged_within_14d=round(within[14][0] / within[14][1], 4) if within[14][1] else None,
-        flagged_within_14d_of=within[14][1],
-        flagged_within_30d=round(within[30][0] / within[30][1], 4) if within[30][1] else None,
-        flagged_within_30d_of=within[30][1],
+        recent_hand_set=_ranking(hand[recent_mask], y_recent, recent_rate) if recent_ok else None,
+        churners_flagged=figures.churners_flagged,
+        lead_days_median=figures.lead_days_median,
+        lead_days_p25=figures.lead_days_p25,
+        lead_days_p75=figures.lead_days_p75,
+        flagged_within_14d=figures.flagged_within_14d,
+        flagged_within_14d_of=figures.flagged_within_14d_of,
+        flagged_within_30d=figures.flagged_within_30d,
+        flagged_within_30d_of=figures.flagged_within_30d_of,
         false_alarm_window_days=false_alarm_days,
-        false_alarms=len(alarmed),
-        false_alarm_rate=round(len(alarmed) / n_non, 4) if n_non else 0.0,
-        high_at_cutoff_non_churners=high_at_cutoff,
+        false_alarms=figures.false_alarms,
+        false_alarm_rate=figures.false_alarm_rate,
+        high_at_cutoff_non_churners=figures.high_at_cutoff_non_churners,
         churn_events=len(result.churn_events),
         churn_events_by_level=by_level,
         n_events=result.n_events,
@@ -717,15 +887,31 @@ def report_from_replay(
         comparisons=comparisons,
         model=_model_summary(result.cutoff_model),
         publications=len(result.publications),
+        levels=result.levels,
+        alarm_precision=figures.alarm_precision,
+        level_tradeoffs=tradeoffs,
     )
 
 
 # --------------------------------------------------------------------------- inputs
-def _tracking(horizon_days: int, model_horizon_days: int | None, label: str) -> ChurnTracking:
-    return ChurnTracking(
-        horizon_days=horizon_days if model_horizon_days is None else model_horizon_days,
-        label=label,
-    )
+#: Thresholds whose lead time and false alarms every report with level figures
+#: shows next to the configured ones, computed on the same scorings:
+#: ``(medium, high)`` entry scores (the exits are 0.1 lower).
+TRADEOFF_THRESHOLDS: tuple[tuple[float, float], ...] = (
+    (0.2, 0.3),
+    (0.3, 0.5),
+    (0.4, 0.7),
+    (0.5, 0.8),
+)
+
+
+def _shadow_thresholds(
+    levels: bool, tradeoffs: Sequence[tuple[float, float]]
+) -> dict[str, LevelThresholds]:
+    if not levels:
+        return {}
+    return {f"high at {high:g}, medium at {medium:g}": level_thresholds(medium, high)
+            for medium, high in tradeoffs}  # fmt: skip
 
 
 def evaluate_simulation(
@@ -737,9 +923,14 @@ def evaluate_simulation(
     mode: str = "fast",
     scorer: ChurnScorer | None = None,
     model_horizon_days: int | None = None,
+    model_offset_days: int | None = None,
     label: str = "activity",
     learning: bool = True,
     batch_baselines: bool = True,
+    levels: bool = True,
+    thresholds: LevelThresholds = DEFAULT_THRESHOLDS,
+    warmup_days: int = 90,
+    tradeoffs: Sequence[tuple[float, float]] = TRADEOFF_THRESHOLDS,
 ) -> EvaluationReport:
     """Evaluate on a simulated population whose churners are known.
 
@@ -748,9 +939,16 @@ def evaluate_simulation(
     event in the ``active_days`` before the cut-off. Churner: the ground
     truth says the customer stops for good by ``cutoff_day + horizon_days``
     (``churn_day <= cutoff_day + horizon_days``, also when that was before
-    the cut-off). The streaming model predicts no ``label`` in
-    ``model_horizon_days`` (default: the evaluation's horizon) and learns
-    from those outcomes during the replay (``learning``).
+    the cut-off).
+
+    The streaming model is configured for that question: no ``label``
+    activity in the ``model_horizon_days`` (default: the horizon) starting
+    ``model_offset_days`` (default: the horizon) after the score -- "has the
+    customer stopped within the horizon, and stayed silent as long?", the
+    observable form of the ground truth -- and learns from those outcomes
+    during the replay (``learning``), after ``warmup_days``: every simulated
+    history starts on day 0, so the windowed features of customers who signed
+    up before are truncated until the 90-day window has filled.
     """
     started = time.perf_counter()
     if cutoff_day is None:
@@ -758,13 +956,22 @@ def evaluate_simulation(
     if not 0 < cutoff_day < sim.days:
         raise ValueError(f"cut-off day {cutoff_day} must lie inside the {sim.days} simulated days")
     cutoff_ms = sim.start_ms + cutoff_day * MS_PER_DAY
+    offset = horizon_days if model_offset_days is None else model_offset_days
     result = replay(
         sim.events(),
         cutoff_ms,
         scorer=scorer,
         mode=mode,
-        tracking=_tracking(horizon_days, model_horizon_days, label),
+        tracking=ChurnTracking(
+            horizon_days=horizon_days if model_horizon_days is None else model_horizon_days,
+            label=label,
+            offset_days=offset,
+        ),
         learning=learning,
+        levels=levels,
+        thresholds=thresholds,
+        shadow_thresholds=_shadow_thresholds(levels and mode == "fast", tradeoffs),
+        warmup_days=warmup_days,
     )
     truth = sim.ground_truth()
     lo = cutoff_ms - active_days * MS_PER_DAY
@@ -777,6 +984,12 @@ def evaluate_simulation(
     notes = []
     if cutoff_day + horizon_days > sim.days:
         notes.append("the horizon runs past the simulated period; late churners are not seen")
+    if learning and not result.cutoff_model.get("learned"):
+        notes.append(
+            f"the streaming model was still the prior at the cut-off: an outcome matures "
+            f"{offset + (model_horizon_days or horizon_days)} days after its snapshot and "
+            f"snapshots of the first {warmup_days} days are not learnt; simulate more days"
+        )
     return report_from_replay(
         result,
         labels,
@@ -788,6 +1001,7 @@ def evaluate_simulation(
         label=label,
         model_horizon_days=model_horizon_days,
         batch_baselines=batch_baselines,
+        offset_days=horizon_days,
     )
 
 
@@ -817,10 +1031,15 @@ def evaluate_splits(
     mode: str = "fast",
     scorer: ChurnScorer | None = None,
     model_horizon_days: int | None = None,
+    model_offset_days: int = 0,
     label: str = "purchase",
     learning: bool = True,
     batch_baselines: bool = True,
     follow_up: bool = True,
+    levels: bool = True,
+    thresholds: LevelThresholds = DEFAULT_THRESHOLDS,
+    warmup_days: int = 90,
+    tradeoffs: Sequence[tuple[float, float]] = TRADEOFF_THRESHOLDS,
 ) -> list[EvaluationReport]:
     """Evaluate a history (``(topic, event)`` pairs in event-time order) at several splits.
 
@@ -834,6 +1053,9 @@ def evaluate_splits(
     split's horizon from the cut-off on. ``follow_up=False`` stops scoring at
     the last cut-off (faster; the later events only label the outcome, and
     the lead-time figures see no churn-risk event after the last cut-off).
+    ``model_offset_days`` shifts the model's outcome window (the evaluated
+    question has none: keep 0 for a like-for-like Brier score); ``levels``,
+    ``thresholds`` and ``warmup_days`` as in :func:`replay`.
     """
     if not splits:
         raise ValueError("need at least one (cut-off, horizon) split")
@@ -845,10 +1067,14 @@ def evaluate_splits(
         cutoffs[0],
         scorer=scorer,
         mode=mode,
-        tracking=ChurnTracking(horizon_days=model_h, label=label),
+        tracking=ChurnTracking(horizon_days=model_h, label=label, offset_days=model_offset_days),
         learning=learning,
         extra_cutoffs=cutoffs[1:],
         score_until_ms=None if follow_up else max(cutoffs),
+        levels=levels,
+        thresholds=thresholds,
+        shadow_thresholds=_shadow_thresholds(levels and mode == "fast", tradeoffs),
+        warmup_days=warmup_days,
     )
     for reason, n in (rejected or {}).items():
         replayed.n_rejected[reason] = replayed.n_rejected.get(reason, 0) + n
@@ -865,7 +1091,8 @@ def evaluate_splits(
         if not result.cutoff_model.get("learned"):
             notes.append(
                 f"the streaming model had learnt too few outcomes by the cut-off to replace "
-                f"its prior (a {model_h}-day outcome matures {model_h} days after its snapshot)"
+                f"its prior (a {model_h}-day outcome matures {model_h + model_offset_days} days "
+                f"after its snapshot; snapshots of the first {warmup_days} days are not learnt)"
             )
         lo = cutoff_ms - active_days * MS_PER_DAY if active_days > 0 else -1
         after_of = (
@@ -1002,8 +1229,17 @@ def render_report(report: EvaluationReport, console: Any = None) -> None:
     if r.recent_score is not None and r.recent_baseline is not None:
         recent = f"active in last 14 d (n={r.recent_n_customers}, {_pct(r.recent_base_rate)} churn)"
         row(recent, STREAMING, r.recent_score)
+        if r.recent_hand_set is not None:
+            row("", HAND_SET, r.recent_hand_set)
         row("", RECENCY, r.recent_baseline)
     console.print(table)
+    if not r.levels:
+        console.print(
+            "churn-risk levels: not computed (--no-levels: silent customers were evaluated only "
+            "on their snapshot and outcome days; the scores above are unchanged)"
+        )
+        _render_footer(r, console)
+        return
     lead = Table(title="churn-risk `high` events")
     lead.add_column("measure")
     lead.add_column("value", justify="right")
@@ -1027,11 +1263,36 @@ def render_report(report: EvaluationReport, console: Any = None) -> None:
     )
     lead.add_row("non-churners at high at the cut-off", str(r.high_at_cutoff_non_churners))
     lead.add_row(
+        f"alarm precision: churners among those sent to high in the {r.false_alarm_window_days} d "
+        "before the cut-off",
+        _pct(r.alarm_precision),
+    )
+    lead.add_row(
         "churn-risk events (low / medium / high)",
         f"{r.churn_events} ({r.churn_events_by_level.get('low', 0)} / "
         f"{r.churn_events_by_level.get('medium', 0)} / {r.churn_events_by_level.get('high', 0)})",
     )
     console.print(lead)
+    if r.level_tradeoffs:
+        trade = Table(title="the same scorings at other thresholds (exits 0.1 below the entries)")
+        for col in ("levels", "flagged", "lead p25 / median / p75", "within 14 / 30 d",
+                    "false alarms", "alarm precision"):  # fmt: skip
+            trade.add_column(col, justify="left" if col == "levels" else "right")
+        for name, f in r.level_tradeoffs.items():
+            trade.add_row(
+                name,
+                f"{f.churners_flagged} of {r.n_churners}",
+                f"{_days(f.lead_days_p25)} / {_days(f.lead_days_median)} / "
+                f"{_days(f.lead_days_p75)}",
+                f"{_pct(f.flagged_within_14d)} / {_pct(f.flagged_within_30d)}",
+                f"{f.false_alarms} ({_pct(f.false_alarm_rate)})",
+                _pct(f.alarm_precision),
+            )
+        console.print(trade)
+    _render_footer(r, console)
+
+
+def _render_footer(r: EvaluationReport, console: Any) -> None:
     rejected = f", rejected {r.n_rejected}" if r.n_rejected else ""
     console.print(
         f"{r.n_events} events replayed, {r.n_scored} scorings{rejected}; {r.runtime_seconds:.1f} s"

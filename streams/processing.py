@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models import dedup, features
-from models.churn import ChurnScorer, churn_level
+from models.churn import DEFAULT_THRESHOLDS, ChurnScorer, LevelThresholds, churn_level
 from models.churn_model import FEATURES, ChurnModel
 from models.churn_outcomes import ChurnTracking
 from models.clustering import SegmentAssigner, cluster_vector
@@ -177,8 +177,10 @@ class CustomerProcessor:
     dedup_window_ms
         How far back repeated event ids are recognised (per customer and topic).
     tracking
-        Churn outcome tracking: horizon H, what counts as activity, snapshot
-        cadence (:mod:`models.churn_outcomes`).
+        Churn outcome tracking: horizon H, what counts as activity, offset,
+        snapshot cadence (:mod:`models.churn_outcomes`).
+    thresholds
+        Enter/exit scores of the churn levels (``SEGMENTER_CHURN_*_THRESHOLD``).
 
     The churn model is passed per call as ``churn_params`` (the latest
     :class:`models.churn_model.ChurnModel` published by the learner); ``None``
@@ -190,6 +192,7 @@ class CustomerProcessor:
     dedup_window_ms: int = 7 * MS_PER_DAY
     rules_version: str = "rules-1"
     tracking: ChurnTracking = field(default_factory=ChurnTracking)
+    thresholds: LevelThresholds = DEFAULT_THRESHOLDS
     _prior: ChurnModel | None = field(default=None, init=False, repr=False)
 
     def churn_model(self, churn_params: Any = None) -> ChurnModel:
@@ -201,6 +204,7 @@ class CustomerProcessor:
                 scorer=self.scorer,
                 horizon_days=self.tracking.horizon_days,
                 label=self.tracking.label,
+                offset_days=self.tracking.offset_days,
             )
         return self._prior
 
@@ -614,7 +618,7 @@ class CustomerProcessor:
                 result.churn_labels.extend(released)
                 result.tracked = result.tracked or changed
         previous_level = churn.get("level")
-        level = churn_level(scored.score, previous_level)
+        level = churn_level(scored.score, previous_level, self.thresholds)
         churn["score"] = scored.score
         if level == previous_level:
             return None

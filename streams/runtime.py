@@ -169,7 +169,7 @@ class Runtime:
         """Adopt a churn model published by the churn learner (plain JSON, no code);
         False if it was refused.
 
-        A model for another horizon or label than this worker tracks (the
+        A model for another horizon, label or offset than this worker tracks (the
         settings changed) is not used: workers keep the prior until the
         learner publishes one for the new question.
         """
@@ -180,11 +180,10 @@ class Runtime:
             return False
         self.churn_message = message
         tracking = self.processor.tracking
-        if model.horizon_days != tracking.horizon_days or model.label != tracking.label:
+        if model.question != tracking.question:
             log.warning(
-                "ignoring a churn model of another question (%s in %s days)",
-                model.label,
-                model.horizon_days,
+                "ignoring a churn model of another question (H, label, offset = %s)",
+                model.question,
             )
             return True
         self.churn_params = model

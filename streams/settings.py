@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.eventtime import parse_ts
@@ -181,12 +181,19 @@ class Settings(BaseSettings):
         90,
         ge=1,
         description="H: the churn score is the probability of no purchase (or no activity, "
-        "see churn_label) in the next H days of stream time.",
+        "see churn_label) in H days of stream time (starting churn_offset_days from now).",
     )
     churn_label: Literal["purchase", "activity"] = Field(
         "purchase",
         description="What the churn outcome counts: `purchase` (no purchase in H days) or "
         "`activity` (no purchase, browsing, support or feedback event in H days).",
+    )
+    churn_offset_days: int = Field(
+        0,
+        ge=0,
+        description="Days from the score to the start of its H-day outcome window: `0` asks "
+        '"no purchase in the next H days?"; `H` asks "stopped within H days (and silent H '
+        'days)?", the question of a team that wants to act before the silence.',
     )
     churn_snapshot_every_days: int | None = Field(
         None,
@@ -203,8 +210,37 @@ class Settings(BaseSettings):
         description="Matured outcomes the churn learner learns before its weights replace "
         "the prior (today's hand-set weights).",
     )
-    churn_learning_rate: float = Field(
-        0.01, gt=0, description="SGD step of the churn model's online logistic regression."
+    churn_warmup_days: int = Field(
+        90,
+        ge=0,
+        description="Outcomes of snapshots taken in the first days of the stream are not "
+        "learnt: histories that began before the stream have truncated windowed features "
+        "until the longest window (90 days) has passed.",
+    )
+    churn_prior_sd: float = Field(
+        1.0,
+        gt=0,
+        description="Prior standard deviation (log-odds) of each churn weight around its "
+        "hand-set value, in the online Bayesian logistic regression.",
+    )
+    churn_memory_outcomes: int = Field(
+        50_000,
+        ge=2,
+        description="Effective memory of the churn learner in outcomes: older outcomes fade, "
+        "so the model follows a drifting customer base.",
+    )
+    churn_medium_threshold: float = Field(
+        0.4,
+        gt=0,
+        lt=1,
+        description="Churn score (a probability) at which a customer enters `medium`; "
+        "they leave it below 0.1 less.",
+    )
+    churn_high_threshold: float = Field(
+        0.7,
+        gt=0,
+        lt=1,
+        description="Churn score at which a customer enters `high`; they leave it below 0.1 less.",
     )
 
     # -- security and privacy (docs/security.md) -----------------------------------
@@ -231,6 +267,14 @@ class Settings(BaseSettings):
     profile_max_value_chars: int = Field(
         200, ge=1, description="Longest profile attribute string value kept."
     )
+
+    @model_validator(mode="after")
+    def _check_churn_thresholds(self) -> Settings:
+        if not self.churn_medium_threshold < self.churn_high_threshold:
+            raise ValueError(
+                "SEGMENTER_CHURN_MEDIUM_THRESHOLD must be below SEGMENTER_CHURN_HIGH_THRESHOLD"
+            )
+        return self
 
     @field_validator("api_token", "learner_salt", mode="before")
     @classmethod

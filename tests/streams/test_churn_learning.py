@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from models.btyd_summary import BTYDSummary
 from models.churn_model import FEATURES, ChurnModel
 from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY
@@ -112,7 +113,7 @@ def test_activity_label_counts_browsing() -> None:
 
 def test_the_installed_model_scores_and_names_itself_in_churn_events() -> None:
     rt = build_runtime(Settings(churn_horizon_days=30))
-    host = ChurnLearnerHost(horizon_days=30, min_labels=1)
+    host = ChurnLearnerHost(horizon_days=30, min_labels=1, warmup_days=0)
     host.learn([{"churn": [[0.0] * 5 + [0.9, 1.0, 0.0], 1, DAY0]}] * 3)
     model = host.publish()
     message = orjson.loads(orjson.dumps(host.message(model)))  # what the topic carries
@@ -145,11 +146,11 @@ def test_a_model_for_another_question_is_not_used() -> None:
 
 
 def test_learner_resumes_from_its_published_message() -> None:
-    host = ChurnLearnerHost(horizon_days=30, min_labels=2, refit_days=7)
+    host = ChurnLearnerHost(horizon_days=30, min_labels=2, refit_days=7, warmup_days=0)
     host.learn([{"churn": [[0.1] * 8, 1, DAY0]}, {"churn": [[0.0] * 8, 0, DAY0]}])
     model = host.publish()
     message = orjson.loads(orjson.dumps(host.message(model)))
-    again = ChurnLearnerHost.restore(message, horizon_days=30, min_labels=2)
+    again = ChurnLearnerHost.restore(message, horizon_days=30, min_labels=2, warmup_days=0)
     assert again.revision == host.revision
     assert again.learner is not None and host.learner is not None
     assert again.learner.weights == host.learner.weights
@@ -210,3 +211,41 @@ def test_the_worker_default_is_the_prior_until_a_model_is_published(learning: bo
     model = rt.processor.churn_model(rt.churn_params)
     assert model.version_label == "churn-prior+btyd-default"
     assert model.horizon_days == 90 and model.label == "purchase"
+
+
+def test_snapshots_of_the_warm_up_are_not_learnt_and_the_stream_start_is_kept() -> None:
+    """The first 90 days of a stream have truncated histories: their outcomes are skipped."""
+    host = ChurnLearnerHost(horizon_days=30, min_labels=1, warmup_days=90)
+    host.tick(DAY0, BTYDSummary)  # the stream starts (no refit: an empty table)
+    early = [{"churn": [[0.5] * 8, 1, DAY0 + d]} for d in (0, 45, 89)]
+    later = [{"churn": [[0.5] * 8, 0, DAY0 + d]} for d in (90, 120)]
+    assert host.learn(early + later) == 2
+    assert host.warmup_skipped == 3 and host.start_day == DAY0
+    message = orjson.loads(orjson.dumps(host.message(host.publish())))
+    assert message["model"]["validation"]["warmup_skipped"] == 3
+    again = ChurnLearnerHost.restore(message, horizon_days=30, min_labels=1, warmup_days=90)
+    assert again.start_day == DAY0  # a resumed learner keeps the stream's start
+    assert again.learn([{"churn": [[0.5] * 8, 0, DAY0 + 60]}]) == 0
+    # a learner that first hears of the stream through outcomes takes the earliest one's day
+    fresh = ChurnLearnerHost(horizon_days=30, min_labels=1, warmup_days=90)
+    assert fresh.learn([{"churn": [[0.5] * 8, 0, DAY0 + 10]}]) == 0
+    assert fresh.start_day == DAY0 + 10
+
+
+def test_a_model_for_another_offset_is_not_installed() -> None:
+    rt = build_runtime(Settings(churn_horizon_days=30, churn_offset_days=30))
+    other = ChurnLearnerHost(horizon_days=30, offset_days=0)
+    rt.install_churn_model(other.message(other.publish()))
+    assert rt.churn_params is None
+    same = ChurnLearnerHost(horizon_days=30, offset_days=30)
+    rt.install_churn_model(same.message(same.publish()))
+    assert rt.churn_params is not None and rt.churn_params.question == (30, "purchase", 30)
+    assert rt.processor.churn_model(None).question == (30, "purchase", 30)
+
+
+def test_level_thresholds_come_from_the_settings() -> None:
+    rt = build_runtime(Settings(churn_medium_threshold=0.2, churn_high_threshold=0.5))
+    t = rt.processor.thresholds
+    assert (t.medium_enter, t.medium_exit, t.high_enter, t.high_exit) == (0.2, 0.1, 0.5, 0.4)
+    with pytest.raises(ValueError, match="MEDIUM_THRESHOLD must be below"):
+        Settings(churn_medium_threshold=0.6, churn_high_threshold=0.5)
