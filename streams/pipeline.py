@@ -128,6 +128,7 @@ class Pipeline:
     # Batches waiting to commit, in the order they were processed (group commit).
     _queue: list[tuple[Batch, asyncio.Future[None]]] = field(default_factory=list)
     _committer: asyncio.Future[None] | None = None
+    _sending: asyncio.Future[None] | None = None  # the last batch's hand-over to the producer
 
     def __post_init__(self) -> None:
         settings = self.rt.settings
@@ -238,9 +239,12 @@ class Pipeline:
         if due is None and self.order is not None:
             due = self.order.release(self.caught_up)
         self._apply_due(batch, due or [])
-        # Outputs go to the producer at once; the commit waits for this send
-        # before it flushes (and sends again what failed).
-        batch.sending = asyncio.ensure_future(self._send_outputs(batch))
+        # Outputs go to the producer at once, after the previous batch's (a
+        # forward must not overtake an earlier one of its source: see
+        # streams.repartition); the commit waits for this send before it
+        # flushes (and sends again what failed).
+        batch.sending = asyncio.ensure_future(self._send_outputs(batch, self._sending))
+        self._sending = batch.sending
         started = time.perf_counter()
         committed = self.enqueue_commit(batch)
 
@@ -253,7 +257,11 @@ class Pipeline:
         return committed
 
     @staticmethod
-    async def _send_outputs(batch: Batch) -> None:
+    async def _send_outputs(batch: Batch, previous: asyncio.Future[None] | None) -> None:
+        if previous is not None and not previous.done():
+            # A send can wait (a full producer buffer, metadata): the records of a
+            # later batch would otherwise reach a partition before this one's.
+            await asyncio.wait([previous])
         try:
             await batch.outbox.send()
         except Exception:  # the commit sends them again, and retries until it succeeds

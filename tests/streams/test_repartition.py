@@ -108,10 +108,15 @@ class RepartitionTopic:
     def __init__(self) -> None:
         self.log: dict[int, list[Msg]] = {}
         self.release: asyncio.Event | None = None  # set: sends wait for it (a producer stall)
+        # set: the next send waits for it (a full producer buffer in front of one record)
+        self.stall_next: asyncio.Event | None = None
 
     async def send(self, *, key: bytes | None, value: bytes, **options: Any) -> Any:
         if self.release is not None:
             await self.release.wait()
+        if self.stall_next is not None:
+            stall, self.stall_next = self.stall_next, None
+            await stall.wait()
         partition = options["partition"]
         log = self.log.setdefault(partition, [])
         log.append(
@@ -200,6 +205,29 @@ async def test_the_source_is_acked_only_once_its_forward_is_acknowledged(h: Harn
     h.topic.release.set()
     assert await asyncio.wait_for(submission.done, 5)
     assert len(h.topic.records()) == 1
+
+
+async def test_forwards_reach_the_topic_in_the_order_their_sources_were_read(
+    h: Harness,
+) -> None:
+    """The next fetch is processed while the previous batch's outputs are still
+    being handed to the producer (a full buffer stalls one send): its forwards
+    must not overtake them. The per-source watermark takes a forward whose source
+    offset is below an applied one for a copy, so an overtaken forward would be
+    lost if it is also older than the dedup window."""
+    h.topic.stall_next = stalled = asyncio.Event()
+    first = await h.pipeline.submit("purchases", [bought(5, T0)])
+    second = await h.pipeline.submit("purchases", [bought(6, T0 + 30 * DAY)])
+    await asyncio.sleep(0.2)
+    assert h.topic.records() == []  # the second batch waits for the first one's send
+    stalled.set()
+    assert await asyncio.wait_for(first.done, 5) and await asyncio.wait_for(second.done, 5)
+    assert [dict(m.headers or ())["segmenter-source"] for m in h.topic.records()] == [
+        b"purchases:0:5",
+        b"purchases:0:6",
+    ]
+    await h.submit("repartition", *h.topic.records())
+    assert h.orders() == 2 and h.dead() == []
 
 
 async def test_a_forward_applied_twice_counts_once_however_old(h: Harness) -> None:
