@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,14 @@ from streams.processing import (
     new_customer_state,
     training_sample,
 )
-from streams.repartition import Origin, Router, mark_source_applied, source_applied
+from streams.repartition import (
+    REPARTITION_TOPIC,
+    Origin,
+    Router,
+    mark_source_applied,
+    source_applied,
+)
+from streams.reroute_merge import ProgressMark, RerouteMerge
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
@@ -120,8 +127,14 @@ class Pipeline:
     may_hold: Callable[[], bool] = field(default=lambda: True)
     # Whether this worker holds a partition's state now (streams.privacy_gate).
     holds: Callable[[int], bool] = field(default=lambda partition: True)
+    # Input topic-partitions this worker reads now (logical topic, partition).
+    sources: Callable[[], Iterable[tuple[str, int]]] = field(default=lambda: ())
+    # A topic-partition silent this long no longer holds others back (streams.app).
+    idle_seconds: float = 5.0
     # Reroutes messages not on their customer's partition (streams.repartition).
     router: Router = field(init=False)
+    # Rerouted events in event-time order across source partitions (streams.reroute_merge).
+    merge: RerouteMerge = field(init=False)
     # (logical topic, partition) -> offset and monotonic time of the last message received
     received: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     receiving_since: float | None = None  # first message since the start or a rebalance
@@ -135,6 +148,7 @@ class Pipeline:
         self.router = Router(
             settings.partitions, self.rt.metrics.repartitioned, settings.logical_topic
         )
+        self.merge = RerouteMerge(settings.logical_topic, idle_seconds=self.idle_seconds)
 
     # -- entry points -------------------------------------------------------------
     def open_batch(self) -> Batch:
@@ -196,6 +210,12 @@ class Pipeline:
             for message in messages:
                 self.received[(topic, message.partition)] = (message.offset, now)
                 submission.pending += 1
+                stream: str | None = topic
+                if topic == REPARTITION_TOPIC:
+                    stream = self.heard(message, now)
+                    if stream is None:  # a progress mark, not an event
+                        batch.submissions.append(submission)
+                        continue
                 event = self.parse(topic, message, batch)
                 if event is None or order is None:
                     if event is not None:
@@ -203,7 +223,7 @@ class Pipeline:
                     batch.submissions.append(submission)
                     continue
                 order.hold(
-                    topic,
+                    stream or topic,
                     message.partition,
                     event["ts"],
                     message.offset,
@@ -213,19 +233,70 @@ class Pipeline:
             per_topic[topic] = per_topic.get(topic, 0) + len(messages)
         for topic, count in per_topic.items():
             self.rt.metrics.observe_batch(topic, count)
+        if self.order is not None:
+            read = {(topic, m.partition) for topic, ms in parts if ms for m in ms[:1]}
+            self.announce(batch, [source for source in read if source[0] != REPARTITION_TOPIC])
         committed = self._run(batch)
         for submission in submissions:
             submission.committed = committed
         return submissions
 
     async def release_due(self) -> int:
-        """Handle held events whose turn has come without a new message (a timer)."""
-        if self.order is None or not len(self.order):
+        """Handle held events whose turn has come without a new message, and announce
+        how far this worker has read its source partitions (a timer)."""
+        if self.order is None:
             return 0
-        due = self.order.release(self.caught_up)
-        if due:
-            self._run(self.open_batch(), due)
+        batch = self.open_batch()
+        self.announce(batch, self.sources())
+        due = self.order.release(self.event_time_caught_up) if len(self.order) else []
+        if due or len(batch.outbox):
+            self._run(batch, due)
         return len(due)
+
+    # -- rerouted events in event-time order (streams.reroute_merge) -------------
+    def heard(self, message: Any, now: float) -> str | None:
+        """A record of the repartition topic: take in its progress mark (``None``), or
+        the stream in the partition's event-time order its forward belongs to."""
+        try:
+            mark = ProgressMark.of(message)
+        except ValueError:  # (not written by a worker: dead-lettered by parse)
+            return REPARTITION_TOPIC
+        if mark is not None:
+            stream, newest = self.merge.heard_mark(message.partition, mark, now)
+            if newest is not None and self.order is not None:
+                self.order.advance(stream, message.partition, newest)
+            return None
+        origin = self.router.origin(REPARTITION_TOPIC, message)
+        if origin is None:
+            return REPARTITION_TOPIC  # (dead-lettered by parse)
+        topic = self.rt.settings.logical_topic(origin.topic)
+        return self.merge.heard_forward(message.partition, topic, origin.partition, now)
+
+    def announce(self, batch: Batch, sources: Iterable[tuple[str, int]]) -> None:
+        """Send every repartition partition the progress marks of ``sources`` that
+        tell something new, behind the batch's forwards."""
+        marks = self.merge.announce(
+            sources, self.caught_up, self.rt.settings.topic, time.monotonic()
+        )
+        for mark in marks:
+            value, headers = mark.value(), mark.headers()
+            for partition in range(self.router.partitions):
+                batch.outbox.add(
+                    REPARTITION_TOPIC, None, value, partition=partition, headers=headers
+                )
+
+    def event_time_caught_up(self, topic: str, partition: int) -> bool:
+        """:attr:`caught_up`, and for the stream of a rerouted source partition, what
+        its progress marks say (:meth:`RerouteMerge.stream_caught_up`)."""
+        if "@" not in topic:
+            return self.caught_up(topic, partition)
+        return self.merge.stream_caught_up(
+            topic,
+            partition,
+            lambda: self.caught_up(REPARTITION_TOPIC, partition),
+            self.receiving_since,
+            time.monotonic(),
+        )
 
     def _run(self, batch: Batch, due: list[Any] | None = None) -> asyncio.Future[None]:
         """Handle the events whose turn has come, queue the commit, send the outputs.
@@ -237,7 +308,7 @@ class Pipeline:
         batch's older one, and the events in between lost.
         """
         if due is None and self.order is not None:
-            due = self.order.release(self.caught_up)
+            due = self.order.release(self.event_time_caught_up)
         self._apply_due(batch, due or [])
         # Outputs go to the producer at once, after the previous batch's (a
         # forward must not overtake an earlier one of its source: see
@@ -285,6 +356,7 @@ class Pipeline:
             log.info("%d held events dropped (read again from the committed offset)", len(dropped))
         self.received.clear()
         self.receiving_since = None
+        self.merge.reset()
         for topic, _, _, submission in dropped:
             self.rt.metrics.requeued(topic)
             submission.dropped = True
@@ -301,7 +373,7 @@ class Pipeline:
         now = self.rt.clock.now_ms
         if self.order is None:
             return now
-        watermark = self.order.watermark(partition, self.caught_up)
+        watermark = self.order.watermark(partition, self.event_time_caught_up)
         return int(min(now, watermark)) if watermark > 0 else 0
 
     async def on_message(self, topic: str, message: Any) -> None:
@@ -399,7 +471,10 @@ class Pipeline:
                 max_future_ms=self.rt.settings.max_future_skew_seconds * 1000,
                 min_ts_ms=self.rt.settings.min_event_time_ms,
             )
-            if self.router.reroute(topic, message, event["customer_id"], batch.outbox):
+            forwarded = self.router.reroute(topic, message, event["customer_id"], batch.outbox)
+            if topic != REPARTITION_TOPIC:
+                self.merge.read(topic, message.partition, event["ts"], forwarded)
+            if forwarded:
                 return None  # acked once the broker has the forward (the batch's outbox)
             return event
         except Exception as exc:  # a poison message must not stop the partition
