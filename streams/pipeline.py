@@ -36,6 +36,7 @@ from streams.privacy_gate import (
     message_customer,
     read_suppression,
     rejected_suppression,
+    stale_request,
     suppression_of,
 )
 from streams.processing import (
@@ -652,8 +653,16 @@ class Pipeline:
         recorded = read_suppression(self.suppressions.get(customer_id, partition))
         suppressed = recorded or Suppression()
         details: dict[str, int] = {}
-        status = "done"
-        if action == "opt_out":
+        # Delivered again (a crash, a second forward) or overtaken by a newer
+        # request: carried out already, and what came after it is not its to undo.
+        opted_since = (
+            state.get("since_ms") if state is not None and state.get("opted_out") else None
+        )
+        stale = stale_request(action, event["ts"], suppressed, opted_since)
+        status = stale or "done"
+        if stale is not None:
+            pass
+        elif action == "opt_out":
             if state is not None and not state.get("opted_out"):
                 result = self.rt.processor.leave_all_segments(
                     customer_id, state, event["ts"], event["event_id"]
@@ -668,27 +677,26 @@ class Pipeline:
             # features dropped; only the flag stays
             self.customers.put(batch.customers, customer_id, partition, encode(opted))
             # Later events are dropped before they are read (streams.privacy_gate).
-            suppressed = Suppression(suppressed.erased_ms, event["ts"])
+            suppressed = Suppression(suppressed.erased_ms, opted_out_ms=event["ts"])
             self.forget_training_sample(customer_id, details)
         elif action == "opt_in":
             if state is not None and state.get("opted_out"):
                 # tombstone: profiling starts afresh
                 self.customers.put(batch.customers, customer_id, partition, None)
                 details["changelog_tombstones"] = 1
-            suppressed = Suppression(suppressed.erased_ms, None)
+            suppressed = Suppression(suppressed.erased_ms, opted_in_ms=event["ts"])
         elif action == "erase":
-            erased_at = suppressed.erased_ms
             if state is not None:
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
                 self.customers.put(batch.customers, customer_id, partition, None)  # tombstone
                 details["table_entries"] = 1
                 details["changelog_tombstones"] = 1
-            elif erased_at is None or erased_at != event["ts"]:
-                status = "not_found"  # (a re-delivered request stays "done")
-            # Only the id and the erase time stay (and an opt-out, which an
-            # erasure does not undo), so a replay of older events cannot
+            else:
+                status = "not_found"
+            # Only the id and the erase time stay (and the consent decision, which
+            # an erasure does not undo), so a replay of older events cannot
             # recreate the profile (README, "Privacy").
-            suppressed = Suppression(max(event["ts"], erased_at or 0), suppressed.opted_out_ms)
+            suppressed = Suppression(event["ts"], suppressed.opted_out_ms, suppressed.opted_in_ms)
             self.forget_training_sample(customer_id, details)
         if suppressed != (recorded or Suppression()):
             self.suppressions.put(batch.suppressions, customer_id, partition, suppressed.encode())

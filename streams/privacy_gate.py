@@ -10,10 +10,13 @@ the ``suppressions`` table.
 
 The ``suppressions`` table holds, per customer, what is suppressed and since
 when (:class:`Suppression`): ``erased_ms`` (the erase request's time: events
-up to it are dropped for ever, so a replay cannot bring the customer back) and
-``opted_out_ms`` (until an ``opt_in``). Records written before opt-outs were
-kept here are the erase time alone, as text; :func:`read_suppression` reads
-both.
+up to it are dropped for ever, so a replay cannot bring the customer back),
+``opted_out_ms`` (until an ``opt_in``) and ``opted_in_ms`` (the time of the
+``opt_in`` that ended the last opt-out). The times also tell a privacy request
+delivered again (a crash, a second forward) or overtaken by a newer one from
+a request to carry out (:func:`stale_request`). Records written before
+opt-outs were kept here are the erase time alone, as text;
+:func:`read_suppression` reads both.
 
 Cost on the hot path: one lookup per message (a dict probe of the batch's
 layers and a RocksDB ``get`` of a key that is nearly always absent), the
@@ -37,6 +40,7 @@ __all__ = [
     "payload_customer",
     "read_suppression",
     "rejected_suppression",
+    "stale_request",
     "suppression_of",
 ]
 
@@ -51,12 +55,15 @@ class Suppression:
 
     erased_ms: int | None = None
     opted_out_ms: int | None = None
+    opted_in_ms: int | None = None  # (the latest consent decision is one of these two)
 
     def encode(self) -> bytes | None:
         """The table value (``None``, a tombstone, when nothing is suppressed).
 
         >>> Suppression(erased_ms=5).encode(), Suppression().encode() is None
         (b'{"erased_ms":5}', True)
+        >>> Suppression(opted_in_ms=7).encode()  # (kept: an older opt-out must not undo it)
+        b'{"opted_in_ms":7}'
         """
         value = {k: v for k, v in vars(self).items() if v is not None}
         return orjson.dumps(value) if value else None
@@ -66,9 +73,9 @@ def read_suppression(raw: bytes | None) -> Suppression | None:
     """A ``suppressions`` table value; ``None`` for no record.
 
     >>> read_suppression(b'{"opted_out_ms":7}')
-    Suppression(erased_ms=None, opted_out_ms=7)
+    Suppression(erased_ms=None, opted_out_ms=7, opted_in_ms=None)
     >>> read_suppression(b"1700000000000")  # the erase time alone (older records)
-    Suppression(erased_ms=1700000000000, opted_out_ms=None)
+    Suppression(erased_ms=1700000000000, opted_out_ms=None, opted_in_ms=None)
     >>> read_suppression(None) is None
     True
     """
@@ -77,7 +84,44 @@ def read_suppression(raw: bytes | None) -> Suppression | None:
     value = orjson.loads(raw)
     if isinstance(value, int):
         return Suppression(erased_ms=value)
-    return Suppression(value.get("erased_ms"), value.get("opted_out_ms"))
+    return Suppression(value.get("erased_ms"), value.get("opted_out_ms"), value.get("opted_in_ms"))
+
+
+def stale_request(
+    action: str, ts: int, record: Suppression, opted_out_since: int | None = None
+) -> str | None:
+    """Whether a privacy request is carried out already, or overtaken by a newer one.
+
+    ``"done"``: an ``erase`` no newer than the erasure recorded (everything up to
+    its time is gone, and what came after brought the customer back: not the
+    request's to delete), or an ``opt_out``/``opt_in`` no newer than the same
+    decision in force. ``"superseded"``: an ``opt_out``/``opt_in`` older than
+    the opposite decision in force (an opt-in at the very time of an opt-out
+    leaves the customer out). ``None``: carry it out. ``opted_out_since`` is the
+    opt-out time of a customer record written before ``suppressions`` kept it.
+
+    >>> old = Suppression(erased_ms=10, opted_in_ms=20)
+    >>> [stale_request("erase", ts, old) for ts in (9, 10, 11)]
+    ['done', 'done', None]
+    >>> [stale_request("opt_out", ts, old) for ts in (19, 20, 21)]
+    ['superseded', None, None]
+    >>> [stale_request("opt_in", ts, Suppression(opted_out_ms=20)) for ts in (20, 21)]
+    ['superseded', None]
+    >>> stale_request("opt_in", 5, Suppression(), opted_out_since=9)
+    'superseded'
+    """
+    if action == "erase":
+        return "done" if record.erased_ms is not None and ts <= record.erased_ms else None
+    if record.opted_out_ms is not None or opted_out_since is not None:
+        decided, when = "opt_out", record.opted_out_ms or opted_out_since
+    elif record.opted_in_ms is not None:
+        decided, when = "opt_in", record.opted_in_ms
+    else:
+        return None
+    assert when is not None
+    if ts < when or (ts == when and (action == decided or action == "opt_in")):
+        return "done" if action == decided else "superseded"
+    return None
 
 
 def payload_customer(raw: bytes | None) -> str | None:

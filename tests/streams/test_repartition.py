@@ -320,6 +320,22 @@ async def test_an_unkeyed_erase_reaches_the_customers_record(h: Harness) -> None
     assert h.sample("segmenter_events_repartitioned_total", topic="privacy", reason="unkeyed") == 1
 
 
+async def test_an_erase_forwarded_twice_leaves_the_customers_return_alone(h: Harness) -> None:
+    """The source of an unkeyed erase is read again after a crash and forwarded a
+    second time; newer purchases brought the customer back in between."""
+    erase = Msg(1, None, event("x1", T0 + DAY, action="erase"), 9, "privacy")
+    await h.submit("purchases", bought(1, T0, partition=C1_PARTITION))
+    await h.submit("privacy", erase)
+    await h.submit("repartition", h.topic.records()[0])
+    assert h.pipeline.customers.get("c1", C1_PARTITION) is None
+    await h.submit("purchases", bought(2, T0 + 2 * DAY, partition=C1_PARTITION))
+    await h.submit("privacy", erase)  # read again: a second forward
+    await h.submit("repartition", h.topic.records()[1])
+    assert h.orders() == 1
+    sent = [v for _, v in h.pipeline.outputs["privacy-confirmations"].sent]
+    assert [(c["request_event_id"], c["status"]) for c in sent] == [("x1", "done")] * 2
+
+
 async def test_a_repartition_message_without_an_origin_is_dead_lettered(h: Harness) -> None:
     stray = Msg(C1_PARTITION, b"c1", purchase("o1", T0), 0, "repartition")
     await h.submit("repartition", stray)
