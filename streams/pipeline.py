@@ -34,6 +34,7 @@ from streams.outbox import Outbox
 from streams.privacy_gate import (
     Suppression,
     message_customer,
+    named_customers,
     read_suppression,
     rejected_suppression,
     stale_request,
@@ -52,6 +53,7 @@ from streams.repartition import (
     Router,
     mark_source_applied,
     source_applied,
+    to_gate,
 )
 from streams.reroute_merge import ProgressMark, RerouteMerge
 from streams.runtime import Runtime
@@ -268,8 +270,8 @@ class Pipeline:
                 self.order.advance(stream, message.partition, newest)
             return None
         origin = self.router.origin(REPARTITION_TOPIC, message)
-        if origin is None:
-            return REPARTITION_TOPIC  # (dead-lettered by parse)
+        if origin is None or to_gate(message):
+            return REPARTITION_TOPIC  # (not an event: dead-lettered, or dropped, by parse)
         topic = self.rt.settings.logical_topic(origin.topic)
         return self.merge.heard_forward(message.partition, topic, origin.partition, now)
 
@@ -519,7 +521,7 @@ class Pipeline:
         if isinstance(exc, InvalidEvent):
             self.reject(topic, message, exc, exc.reason, batch, origin)
             return
-        if self.suppressed_message(message) is None:
+        if self.suppressed_message(message, origin) is None:
             log.exception(
                 "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
             )
@@ -723,11 +725,22 @@ class Pipeline:
         details["model_erase_requests"] = 1
 
     # -- rejections -----------------------------------------------------------------
-    def suppressed_message(self, message: Any) -> str | None:
-        """Whether a message about to be dead-lettered names a suppressed customer."""
+    def suppressed_message(self, message: Any, origin: Origin | None = None) -> str | None:
+        """Whether a message about to be dead-lettered names a suppressed customer
+        (of the partitions this worker holds)."""
         return rejected_suppression(
-            message, self.suppressions, self.customers, self.rt.settings.partitions, self.holds
+            message,
+            self.suppressions,
+            self.customers,
+            self.router.partitions,
+            self.holds,
+            self.named(message, origin),
         )
+
+    @staticmethod
+    def named(message: Any, origin: Origin | None) -> list[str]:
+        """The customers a message names (a rerouted one by the key it was produced with)."""
+        return named_customers(message.key if origin is None else origin.key, message.value)
 
     def reject(
         self,
@@ -738,14 +751,20 @@ class Pipeline:
         batch: Batch,
         origin: Origin | None = None,
     ) -> None:
-        """Dead-letter ``message`` (a rerouted one where it was first produced)."""
+        """Dead-letter ``message`` (a rerouted one where it was first produced), unless
+        it names a suppressed customer, or one whose partition another worker holds
+        (carried there first: :meth:`Router.forward_to_gate`)."""
         metrics = self.rt.metrics
-        hidden = self.suppressed_message(message)
+        hidden = self.suppressed_message(message, origin)
         if hidden is not None:
             # An erased or opted-out customer's message: its payload must not
             # outlive the request in dead-letters. Dropped and counted.
             metrics.rejected(topic, hidden)
             return
+        if topic != REPARTITION_TOPIC and self.router.forward_to_gate(
+            topic, message, origin, self.named(message, origin), self.holds, batch.outbox
+        ):
+            return  # (acked once the broker has it, like a forward)
         metrics.rejected(topic, reason)
         try:
             record = dead_letter(

@@ -37,6 +37,7 @@ __all__ = [
     "Suppression",
     "customer_partition",
     "message_customer",
+    "named_customers",
     "payload_customer",
     "read_suppression",
     "rejected_suppression",
@@ -177,26 +178,40 @@ def suppression_of(
     return None
 
 
+def named_customers(key: bytes | None, value: bytes | None) -> list[str]:
+    """The customers a message names: its key's and its payload's (they differ in a
+    ``key_mismatch``).
+
+    >>> named_customers(b"bob", b'{"customer_id": "eve"}'), named_customers(None, b"{")
+    (['bob', 'eve'], [])
+    """
+    key_customer = key.decode("utf-8", "replace") if key is not None else None
+    named = [c for c in (key_customer, payload_customer(value)) if c]
+    return list(dict.fromkeys(named))
+
+
 def rejected_suppression(
     message: Any,
     suppressions: Any,
     customers: Any,
     partitions: int,
     holds: Callable[[int], bool] = lambda partition: True,
+    named: list[str] | None = None,
 ) -> str | None:
     """Before a message is dead-lettered: is any customer it names suppressed?
 
-    Checks the key's customer and the payload's (they differ in a
-    ``key_mismatch``), on the message's partition and on the one a Java
-    client would put each customer on (a producer with another partitioner,
-    or an unkeyed message), when this worker ``holds`` it; and customers
-    opted out before opt-outs were recorded in ``suppressions`` (their
-    record's ``opted_out`` flag). Runs on the rejection path only, so it may
-    decode a record.
+    Checks the customers it names (``named``; by default the key's customer and
+    the payload's, :func:`named_customers`), on the message's partition and on
+    the one a Java client would put each customer on (a producer with another
+    partitioner, or an unkeyed message), when this worker ``holds`` it; and
+    customers opted out before opt-outs were recorded in ``suppressions``
+    (their record's ``opted_out`` flag). Runs on the rejection path only, so it
+    may decode a record. A customer whose partition this worker does not hold
+    is checked by the worker that does (``Router.forward_to_gate``).
     """
-    key = message.key.decode("utf-8", "replace") if message.key is not None else None
-    named = [c for c in (key, payload_customer(message.value)) if c is not None]
-    for customer_id in dict.fromkeys(named):
+    if named is None:
+        named = named_customers(message.key, message.value)
+    for customer_id in named:
         places = {message.partition, customer_partition(customer_id, partitions)}
         for partition in sorted(places):
             if partition != message.partition and not holds(partition):

@@ -169,13 +169,38 @@ class Harness:
         return [value for _, value in self.pipeline.outputs["dead-letters"].sent]
 
 
+class PartitionedStore:
+    """A table's local store kept per partition, as RocksDB keeps it (``memory://``
+    keeps one dict: a lookup on one partition would see another's keys)."""
+
+    def __init__(self) -> None:
+        self.data: dict[int, dict[bytes, bytes]] = {}
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get(partition, {}).get(key)
+
+    def write(self, partition: int, values: dict[bytes, bytes | None]) -> None:
+        stored = self.data.setdefault(partition, {})
+        for key, value in values.items():
+            if value is None:
+                stored.pop(key, None)
+            else:
+                stored[key] = value
+
+
 @pytest.fixture
 def h(app: Any) -> Harness:
-    """The stream tests' app, with four partitions' worth of routing."""
+    """The stream tests' app, with four partitions' worth of routing, all held here
+    unless a test says otherwise."""
     harness = Harness(app)
     settings = app.segmenter.settings
-    app.pipeline.router = Router(4, app.segmenter.metrics.repartitioned, settings.logical_topic)
-    app.pipeline.outputs["repartition"] = harness.topic
+    pipeline = app.pipeline
+    pipeline.router = Router(4, app.segmenter.metrics.repartitioned, settings.logical_topic)
+    pipeline.outputs["repartition"] = harness.topic
+    pipeline.holds = lambda partition: True
+    for table in (pipeline.customers, pipeline.suppressions):
+        table.store = PartitionedStore()
+        table._read, table._write = table.store.read, table.store.write
     return harness
 
 
@@ -334,6 +359,90 @@ async def test_an_erase_forwarded_twice_leaves_the_customers_return_alone(h: Har
     assert h.orders() == 1
     sent = [v for _, v in h.pipeline.outputs["privacy-confirmations"].sent]
     assert [(c["request_event_id"], c["status"]) for c in sent] == [("x1", "done")] * 2
+
+
+# -- invalid messages meet their customer's privacy check --------------------------------------
+def invalid(event_id: str, ts: int, customer: str = "c1") -> bytes:
+    """An invalid purchase (negative amount) carrying personal data."""
+    value = orjson.loads(purchase(event_id, ts, amount=-1.0)) | {"customer_id": customer}
+    return orjson.dumps(value | {"email": "c1.private@example.org"})
+
+
+async def erase_c1(h: Harness) -> None:
+    await h.submit("purchases", bought(1, T0, partition=C1_PARTITION))
+    await h.submit("privacy", Msg(C1_PARTITION, b"c1", event("x1", T0 + DAY, action="erase"), 0))
+    assert h.pipeline.customers.get("c1", C1_PARTITION) is None
+
+
+async def test_an_erased_customers_invalid_message_meets_the_owners_gate(h: Harness) -> None:
+    """The message lands on a partition of a worker that does not hold the
+    customer's: it cannot tell the customer was erased, so it does not dead-letter
+    the message (with its e-mail) but carries it to the customer's partition, whose
+    worker drops it."""
+    await erase_c1(h)
+    h.pipeline.holds = lambda partition: partition != C1_PARTITION  # another worker's
+    await h.submit("purchases", Msg(0, None, invalid("o2", T0 + 2 * DAY), 4))
+    assert h.dead() == []
+    (forward,) = h.topic.records()
+    assert forward.partition == C1_PARTITION and forward.key is None
+    assert dict(forward.headers or ())["segmenter-reason"] == b"invalid"
+    assert (
+        h.sample("segmenter_events_repartitioned_total", topic="purchases", reason="invalid") == 1
+    )
+    h.pipeline.holds = lambda partition: partition == C1_PARTITION  # the owner's worker
+    await h.submit("repartition", forward)
+    assert h.dead() == []
+    assert h.sample("segmenter_events_rejected_total", topic="purchases", reason="erased") == 1
+
+
+async def test_an_invalid_message_is_dead_lettered_at_the_owners_gate_as_produced(
+    h: Harness,
+) -> None:
+    h.pipeline.holds = lambda partition: partition != C1_PARTITION
+    await h.submit("purchases", Msg(0, None, invalid("o2", T0), 4))
+    (forward,) = h.topic.records()
+    h.pipeline.holds = lambda partition: partition == C1_PARTITION
+    await h.submit("repartition", forward)
+    (dead,) = h.dead()
+    validate_output("dead-letters", dead)
+    assert dead["error"]["reason"] == "schema"
+    assert (dead["source_topic"], dead["partition"], dead["offset"], dead["key"]) == (
+        "purchases", 0, 4, None
+    )  # fmt: skip
+    assert dead["event_id"] == "dlq:purchases:0:4" and dead["payload"] == invalid("o2", T0).decode()
+    assert h.sample("segmenter_events_rejected_total", topic="purchases", reason="schema") == 1
+
+
+async def test_a_message_naming_two_customers_meets_both_gates(h: Harness) -> None:
+    """Keyed by c2 (partition 1), naming c1 (partition 3), on partition 0: each
+    partition's worker checks its own customer, in partition order, and c1's, who
+    was erased, drops it."""
+    await erase_c1(h)
+    h.pipeline.holds = lambda partition: partition == 0
+    await h.submit("purchases", Msg(0, b"c2", purchase("o2", T0 + 2 * DAY), 4))  # key_mismatch
+    (to_c2,) = h.topic.records()
+    assert (to_c2.partition, to_c2.key) == (1, b"c2")
+    h.pipeline.holds = lambda partition: partition == 1
+    await h.submit("repartition", to_c2)
+    (_, to_c1) = h.topic.records()
+    assert to_c1.partition == C1_PARTITION
+    h.pipeline.holds = lambda partition: partition == C1_PARTITION
+    await h.submit("repartition", to_c1)
+    assert h.dead() == []
+    assert h.sample("segmenter_events_rejected_total", topic="purchases", reason="erased") == 1
+    # Not erased, the same message is dead-lettered at the last gate, as produced.
+    h.pipeline.suppressions.store.data.clear()
+    await h.submit("repartition", to_c1)
+    (dead,) = h.dead()
+    assert dead["error"]["reason"] == "key_mismatch" and dead["key"] == "c2"
+
+
+async def test_invalid_messages_of_customers_held_here_are_checked_here(h: Harness) -> None:
+    await erase_c1(h)
+    await h.submit("purchases", Msg(0, None, invalid("o2", T0 + 2 * DAY), 4))
+    await h.submit("purchases", Msg(0, None, invalid("o3", T0, customer="c2"), 5))
+    assert h.topic.records() == []
+    assert [(d["error"]["reason"], d["offset"]) for d in h.dead()] == [("schema", 5)]
 
 
 async def test_a_repartition_message_without_an_origin_is_dead_lettered(h: Harness) -> None:
