@@ -116,14 +116,18 @@ class EventTimeOrder:
                     best = candidate
         return None if best is None else (best[0], best[2])
 
-    def _waiting_for(self, partition: int, caught_up: CaughtUp) -> float:
+    def _waiting_for(self, partition: int, caught_up: CaughtUp, floor: float = -math.inf) -> float:
         """Events of ``partition`` older than this cannot be overtaken: the newest
-        time seen on every topic with nothing held that is not caught up."""
+        time seen on every topic with nothing held that is not caught up. (Once
+        the bound is at or below ``floor`` the rest is not looked at: nothing
+        from ``floor`` on can go.)"""
         bound = math.inf
         queues = self._held.get(partition, {})
         for topic in self.topics:
             if not queues.get(topic):
                 bound = min(bound, self._bound_of(topic, partition, caught_up))
+                if bound <= floor:
+                    break
         return bound
 
     def _bound_of(self, topic: str, partition: int, caught_up: CaughtUp) -> float:
@@ -141,9 +145,11 @@ class EventTimeOrder:
         """The events whose turn has come, in order within each partition."""
         out: list[Any] = []
         for partition, queues in self._held.items():
-            bound = self._waiting_for(partition, caught_up)
+            upcoming = self._next(partition)
+            if upcoming is None:
+                continue
+            bound = self._waiting_for(partition, caught_up, floor=upcoming[0])
             while True:
-                upcoming = self._next(partition)
                 # Strictly older: a topic that is behind may still bring more
                 # events of its newest time.
                 if upcoming is None or upcoming[0] >= bound:
@@ -152,6 +158,7 @@ class EventTimeOrder:
                 out.append(self._pop(partition, topic))
                 if not queues[topic]:  # nothing held of it now: it bounds the others
                     bound = min(bound, self._bound_of(topic, partition, caught_up))
+                upcoming = self._next(partition)
         while self._count > self.max_held:
             partition = min(
                 (p for p in self._held if self._next(p) is not None),
