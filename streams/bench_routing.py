@@ -158,6 +158,7 @@ class Hop:
     cpu_rate: float | None  # events per CPU-second of the worker
     forwards: int  # messages forwarded through the repartition topic
     marks: int  # progress marks sent (to every repartition partition)
+    late: int  # events dead-lettered as older than the dedup window
 
 
 def measure_hop(
@@ -199,7 +200,8 @@ def measure_hop(
                     worker.stop()
                 forwards = int(metric_sum(samples, "segmenter_events_repartitioned_total"))
                 sent = int(metric_sum(samples, "segmenter_outputs_total", topic="repartition"))
-                out[mode] = Hop(total, done.cpu_rate, forwards, sent - forwards)
+                late = int(metric_sum(samples, "segmenter_events_rejected_total", reason="late"))
+                out[mode] = Hop(total, done.cpu_rate, forwards, sent - forwards, late)
         finally:
             asyncio.run(delete_topics(bootstrap, [f"{tag}-"]))
     return out
@@ -224,16 +226,16 @@ def main(argv: list[str] | None = None) -> None:
         direct = hop["direct"].cpu_rate
         print(
             "\n| worker, same history | events | events per CPU-second | vs direct "
-            "| forwards | progress marks |"
+            "| forwards | progress marks | late |"
         )
-        print("|---|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for mode, run in hop.items():
             rate = run.cpu_rate
             ratio = f"{rate / direct:.2f}x" if rate and direct else "-"
             shown = f"{rate:,.0f}" if rate else "-"
             print(
                 f"| {mode} | {run.events:,} | {shown} | {ratio} | {run.forwards:,} "
-                f"| {run.marks:,} |"
+                f"| {run.marks:,} | {run.late:,} |"
             )
 
 

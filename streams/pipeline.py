@@ -663,7 +663,7 @@ class Pipeline:
         stale = stale_request(action, event["ts"], suppressed, opted_since)
         status = stale or "done"
         if stale is not None:
-            pass
+            pass  # nothing to carry out: confirmed below, with empty details
         elif action == "opt_out":
             if state is not None and not state.get("opted_out"):
                 result = self.rt.processor.leave_all_segments(
