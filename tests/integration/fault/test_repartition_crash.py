@@ -49,7 +49,9 @@ def test_sigkill_with_rerouted_messages_in_flight_loses_nothing_and_counts_nothi
     stack_factory: Callable[..., Stack],
 ) -> None:
     require_kcat()
-    stack = stack_factory()
+    # Small batches, so that each kill lands mid-way: with 1,000 a batch, a few
+    # batches forward or apply the whole history between two polls of /metrics.
+    stack = stack_factory(SEGMENTER_BATCH_SIZE="100")
     hist = history(customers=40, days=30, seed=7)
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for topic, event in hist.events:
