@@ -41,6 +41,7 @@ from streams.outbox import ProducerTopic
 from streams.pipeline import Pipeline
 from streams.processing import CustomerProcessor
 from streams.repartition import REPARTITION_TOPIC
+from streams.reroute_merge import event_time_topics
 from streams.runtime import Runtime
 from streams.settings import Settings
 from streams.state_table import StateTable, producer_send
@@ -204,11 +205,17 @@ def create_app(settings: Settings | None = None) -> faust.App:
         StateTable(customers, send),
         StateTable(suppressions, send),
         outputs,
-        order=EventTimeOrder(list(inputs), max_held=settings.order_max_held)
+        # Rerouted events wait in the event-time order as one stream per source
+        # partition (streams.reroute_merge).
+        order=EventTimeOrder(
+            event_time_topics(settings.partitions), max_held=settings.order_max_held
+        )
         if settings.order_max_held > 0
         else None,
         caught_up=_caught_up_test(app, settings),
         holds=lambda partition: partition in assigned_partitions(app, settings.topic("purchases")),
+        sources=lambda: _assigned_inputs(app, settings),
+        idle_seconds=IDLE_SECONDS,
     )
     app.pipeline = pipeline  # type: ignore[attr-defined]
     app.register_batch_topics(list(inputs.values()), IngestSink(pipeline, rt))
@@ -470,6 +477,16 @@ def _caught_up_test(app: faust.App, settings: Settings) -> Any:
         return last is not None and time.monotonic() - last > IDLE_SECONDS
 
     return caught_up
+
+
+def _assigned_inputs(app: faust.App, settings: Settings) -> list[tuple[str, int]]:
+    """The input topic-partitions (logical topic, partition) this worker reads now."""
+    try:
+        assignment = app.consumer.assignment()
+    except Exception:
+        return []
+    names = {settings.topic(name): name for name in INPUT_TOPICS}
+    return [(names[tp.topic], tp.partition) for tp in assignment if tp.topic in names]
 
 
 def _owns_training(app: faust.App, settings: Settings) -> bool:

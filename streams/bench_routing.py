@@ -15,11 +15,14 @@ times, in the same run and on the same messages:
 Results (best of five rounds, µs per message) are printed as a markdown table.
 
 **The hop** (``--hop``, the broker at ``SEGMENTER_KAFKA_BOOTSTRAP``). One
-seeded simulated history is produced twice, to fresh topics: keyed and on the
-partition murmur2 gives (``direct``), and keyed but every message one
+seeded simulated history is produced three times, to fresh topics: keyed and on
+the partition murmur2 gives (``direct``), keyed but every message one
 partition off (``rerouted``, what librdkafka's default partitioner does to
-three keys in four); a ``segmenter worker`` drains each, and its events per
-CPU-second are compared. Topics are deleted afterwards.
+three keys in four), and without a key on a random partition (``unkeyed``: a
+customer's events spread over every source partition, merged again by the
+progress marks of ``streams.reroute_merge``); a ``segmenter worker`` drains
+each, and its events per CPU-second are compared, with the forwards and
+progress marks it produced. Topics are deleted afterwards.
 
 ``docs/benchmark.md`` keeps a run of both.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import tempfile
 import time
 import uuid
@@ -42,7 +46,7 @@ from schemas import validate
 from streams.repartition import Router, partition_for
 from streams.settings import Settings
 
-__all__ = ["Message", "main", "measure", "measure_hop"]
+__all__ = ["Hop", "Message", "main", "measure", "measure_hop"]
 
 
 @dataclass
@@ -119,18 +123,23 @@ def measure(customers: int = 50_000, partitions: int = 12, rounds: int = 5) -> d
 
 
 async def produce_placed(
-    bootstrap: str, prefix: str, records: Iterable[Any], partitions: int, *, misplace: bool
+    bootstrap: str, prefix: str, records: Iterable[Any], partitions: int, *, mode: str
 ) -> int:
-    """Send keyed records on their murmur2 partition, or (``misplace``) one partition off."""
+    """Send records keyed on their murmur2 partition (``direct``), keyed one partition
+    off (``rerouted``), or without a key on a seeded random partition (``unkeyed``)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
     await producer.start()
     sent = 0
+    spread = random.Random(7)
     try:
         pending = []
         for topic, key, value in records:
-            partition = (partition_for(key, partitions) + int(misplace)) % partitions
+            if mode == "unkeyed":
+                key, partition = None, spread.randrange(partitions)
+            else:
+                partition = (partition_for(key, partitions) + (mode == "rerouted")) % partitions
             pending.append(
                 await producer.send(prefix + topic, value=value, key=key, partition=partition)
             )
@@ -141,33 +150,43 @@ async def produce_placed(
     return sent
 
 
+@dataclass
+class Hop:
+    """One mode of :func:`measure_hop`."""
+
+    events: int
+    cpu_rate: float | None  # events per CPU-second of the worker
+    forwards: int  # messages forwarded through the repartition topic
+    marks: int  # progress marks sent (to every repartition partition)
+    late: int  # events dead-lettered as older than the dedup window
+
+
 def measure_hop(
     bootstrap: str, events: int = 20_000, customers: int = 500, partitions: int = 4
-) -> dict[str, tuple[int, float | None]]:
-    """mode -> (events handled, events per CPU-second of the worker)."""
+) -> dict[str, Hop]:
+    """mode -> what the worker did with the same history (see the module docstring)."""
     from streams.bench import (
         WorkerProcess,
         bench_settings,
         delete_topics,
         drain,
         history_records,
+        metric_sum,
     )
     from streams.topics import create_topics
 
     tag = f"hop{uuid.uuid4().hex[:6]}"
     end_ms = int(time.time() * 1000)
     records = list(history_records(customers, events, seed=3, end_ms=end_ms, bad=0, dup=0))
-    out: dict[str, tuple[int, float | None]] = {}
+    out: dict[str, Hop] = {}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            for mode in ("direct", "rerouted"):
+            for mode in ("direct", "rerouted", "unkeyed"):
                 prefix = f"{tag}-{mode}-"
                 settings = bench_settings(bootstrap, prefix, partitions)
                 asyncio.run(create_topics(settings))
                 total = asyncio.run(
-                    produce_placed(
-                        bootstrap, prefix, records, partitions, misplace=mode == "rerouted"
-                    )
+                    produce_placed(bootstrap, prefix, records, partitions, mode=mode)
                 )
                 worker = WorkerProcess(
                     bootstrap, prefix, settings.app_id, Path(tmp) / mode, partitions
@@ -175,9 +194,14 @@ def measure_hop(
                 try:
                     worker.wait_ready()
                     done = drain(worker, total, timeout=900)
+                    time.sleep(1.0)  # (the last marks and their commit)
+                    samples = worker.metrics()
                 finally:
                     worker.stop()
-                out[mode] = (total, done.cpu_rate)
+                forwards = int(metric_sum(samples, "segmenter_events_repartitioned_total"))
+                sent = int(metric_sum(samples, "segmenter_outputs_total", topic="repartition"))
+                late = int(metric_sum(samples, "segmenter_events_rejected_total", reason="late"))
+                out[mode] = Hop(total, done.cpu_rate, forwards, sent - forwards, late)
         finally:
             asyncio.run(delete_topics(bootstrap, [f"{tag}-"]))
     return out
@@ -199,13 +223,20 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {name} | {micros:.3f} | {micros / baseline:.1f}x |")
     if args.hop:
         hop = measure_hop(Settings().kafka_bootstrap, events=args.hop_events)
-        direct = hop["direct"][1]
-        print("\n| worker, same history | events | events per CPU-second | vs direct |")
-        print("|---|---:|---:|---:|")
-        for mode, (events, cpu_rate) in hop.items():
-            ratio = f"{cpu_rate / direct:.2f}x" if cpu_rate and direct else "-"
-            shown = f"{cpu_rate:,.0f}" if cpu_rate else "-"
-            print(f"| {mode} | {events:,} | {shown} | {ratio} |")
+        direct = hop["direct"].cpu_rate
+        print(
+            "\n| worker, same history | events | events per CPU-second | vs direct "
+            "| forwards | progress marks | late |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for mode, run in hop.items():
+            rate = run.cpu_rate
+            ratio = f"{rate / direct:.2f}x" if rate and direct else "-"
+            shown = f"{rate:,.0f}" if rate else "-"
+            print(
+                f"| {mode} | {run.events:,} | {shown} | {ratio} | {run.forwards:,} "
+                f"| {run.marks:,} | {run.late:,} |"
+            )
 
 
 if __name__ == "__main__":

@@ -224,7 +224,8 @@ class Metrics:
             "segmenter_events_repartitioned_total",
             "Input messages not on the partition murmur2(customer_id) gives (unkeyed, or "
             "placed by another partitioner), rerouted by customer_id through the repartition "
-            "topic, by source topic and reason.",
+            "topic, by source topic and reason; reason invalid: an invalid message carried to "
+            "the privacy check of a customer whose partition another worker holds.",
             ["topic", "reason"],
             registry=r,
         )

@@ -74,9 +74,27 @@ class EventTimeOrder:
     _held: dict[int, dict[str, deque[tuple[int, int, Any]]]] = field(default_factory=dict)
     _newest: dict[tuple[str, int], int] = field(default_factory=dict)
     _count: int = 0
+    _rank: dict[str, int] = field(init=False, repr=False)  # tie-break order of the topics
+
+    def __post_init__(self) -> None:
+        self._rank = {topic: rank for rank, topic in enumerate(self.topics)}
 
     def __len__(self) -> int:
         return self._count
+
+    def advance(self, topic: str, partition: int, ts: int) -> None:
+        """``topic`` has gone past ``ts`` on ``partition`` without an event to hold
+        (a progress report of a stream read elsewhere: streams.reroute_merge).
+
+        >>> order = EventTimeOrder(["purchases", "browsing"])
+        >>> order.hold("purchases", 0, ts=30, offset=7, item="p@30")
+        >>> order.advance("browsing", 0, 40)
+        >>> order.release(lambda topic, partition: False)
+        ['p@30']
+        """
+        key = (topic, partition)
+        if ts > self._newest.get(key, -math.inf):
+            self._newest[key] = ts
 
     def hold(self, topic: str, partition: int, ts: int, offset: int, item: Any) -> None:
         """Take in one event (it is released by a later :meth:`release`)."""
@@ -90,28 +108,26 @@ class EventTimeOrder:
     def _next(self, partition: int) -> tuple[float, str] | None:
         """Time and topic of the partition's next event in order, if any is held."""
         best: tuple[float, int, str] | None = None
-        for rank, (topic, queue) in enumerate(self._queues(partition)):
+        rank = self._rank
+        for topic, queue in self._held.get(partition, {}).items():
             if queue:
-                candidate = (queue[0][0], rank, topic)
+                candidate = (queue[0][0], rank.get(topic, len(rank)), topic)
                 if best is None or candidate < best:
                     best = candidate
         return None if best is None else (best[0], best[2])
 
-    def _queues(self, partition: int) -> list[tuple[str, deque[tuple[int, int, Any]]]]:
-        """The partition's queues, one per topic in tie-break order."""
-        queues = self._held.get(partition)
-        if queues is None:
-            return []
-        return [(topic, queues[topic]) for topic in self.topics if topic in queues]
-
-    def _waiting_for(self, partition: int, caught_up: CaughtUp) -> float:
+    def _waiting_for(self, partition: int, caught_up: CaughtUp, floor: float = -math.inf) -> float:
         """Events of ``partition`` older than this cannot be overtaken: the newest
-        time seen on every topic with nothing held that is not caught up."""
+        time seen on every topic with nothing held that is not caught up. (Once
+        the bound is at or below ``floor`` the rest is not looked at: nothing
+        from ``floor`` on can go.)"""
         bound = math.inf
         queues = self._held.get(partition, {})
         for topic in self.topics:
             if not queues.get(topic):
                 bound = min(bound, self._bound_of(topic, partition, caught_up))
+                if bound <= floor:
+                    break
         return bound
 
     def _bound_of(self, topic: str, partition: int, caught_up: CaughtUp) -> float:
@@ -129,9 +145,11 @@ class EventTimeOrder:
         """The events whose turn has come, in order within each partition."""
         out: list[Any] = []
         for partition, queues in self._held.items():
-            bound = self._waiting_for(partition, caught_up)
+            upcoming = self._next(partition)
+            if upcoming is None:
+                continue
+            bound = self._waiting_for(partition, caught_up, floor=upcoming[0])
             while True:
-                upcoming = self._next(partition)
                 # Strictly older: a topic that is behind may still bring more
                 # events of its newest time.
                 if upcoming is None or upcoming[0] >= bound:
@@ -140,6 +158,7 @@ class EventTimeOrder:
                 out.append(self._pop(partition, topic))
                 if not queues[topic]:  # nothing held of it now: it bounds the others
                     bound = min(bound, self._bound_of(topic, partition, caught_up))
+                upcoming = self._next(partition)
         while self._count > self.max_held:
             partition = min(
                 (p for p in self._held if self._next(p) is not None),

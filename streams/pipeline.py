@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +34,10 @@ from streams.outbox import Outbox
 from streams.privacy_gate import (
     Suppression,
     message_customer,
+    named_customers,
     read_suppression,
     rejected_suppression,
+    stale_request,
     suppression_of,
 )
 from streams.processing import (
@@ -45,7 +47,15 @@ from streams.processing import (
     new_customer_state,
     training_samples,
 )
-from streams.repartition import Origin, Router, mark_source_applied, source_applied
+from streams.repartition import (
+    REPARTITION_TOPIC,
+    Origin,
+    Router,
+    mark_source_applied,
+    source_applied,
+    to_gate,
+)
+from streams.reroute_merge import ProgressMark, RerouteMerge
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
@@ -120,20 +130,28 @@ class Pipeline:
     may_hold: Callable[[], bool] = field(default=lambda: True)
     # Whether this worker holds a partition's state now (streams.privacy_gate).
     holds: Callable[[int], bool] = field(default=lambda partition: True)
+    # Input topic-partitions this worker reads now (logical topic, partition).
+    sources: Callable[[], Iterable[tuple[str, int]]] = field(default=lambda: ())
+    # A topic-partition silent this long no longer holds others back (streams.app).
+    idle_seconds: float = 5.0
     # Reroutes messages not on their customer's partition (streams.repartition).
     router: Router = field(init=False)
+    # Rerouted events in event-time order across source partitions (streams.reroute_merge).
+    merge: RerouteMerge = field(init=False)
     # (logical topic, partition) -> offset and monotonic time of the last message received
     received: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     receiving_since: float | None = None  # first message since the start or a rebalance
     # Batches waiting to commit, in the order they were processed (group commit).
     _queue: list[tuple[Batch, asyncio.Future[None]]] = field(default_factory=list)
     _committer: asyncio.Future[None] | None = None
+    _sending: asyncio.Future[None] | None = None  # the last batch's hand-over to the producer
 
     def __post_init__(self) -> None:
         settings = self.rt.settings
         self.router = Router(
             settings.partitions, self.rt.metrics.repartitioned, settings.logical_topic
         )
+        self.merge = RerouteMerge(settings.logical_topic, idle_seconds=self.idle_seconds)
 
     # -- entry points -------------------------------------------------------------
     def open_batch(self) -> Batch:
@@ -195,6 +213,12 @@ class Pipeline:
             for message in messages:
                 self.received[(topic, message.partition)] = (message.offset, now)
                 submission.pending += 1
+                stream: str | None = topic
+                if topic == REPARTITION_TOPIC:
+                    stream = self.heard(message, now)
+                    if stream is None:  # a progress mark, not an event
+                        batch.submissions.append(submission)
+                        continue
                 event = self.parse(topic, message, batch)
                 if event is None or order is None:
                     if event is not None:
@@ -202,7 +226,7 @@ class Pipeline:
                     batch.submissions.append(submission)
                     continue
                 order.hold(
-                    topic,
+                    stream or topic,
                     message.partition,
                     event["ts"],
                     message.offset,
@@ -212,19 +236,70 @@ class Pipeline:
             per_topic[topic] = per_topic.get(topic, 0) + len(messages)
         for topic, count in per_topic.items():
             self.rt.metrics.observe_batch(topic, count)
+        if self.order is not None:
+            read = {(topic, m.partition) for topic, ms in parts if ms for m in ms[:1]}
+            self.announce(batch, [source for source in read if source[0] != REPARTITION_TOPIC])
         committed = self._run(batch)
         for submission in submissions:
             submission.committed = committed
         return submissions
 
     async def release_due(self) -> int:
-        """Handle held events whose turn has come without a new message (a timer)."""
-        if self.order is None or not len(self.order):
+        """Handle held events whose turn has come without a new message, and announce
+        how far this worker has read its source partitions (a timer)."""
+        if self.order is None:
             return 0
-        due = self.order.release(self.caught_up)
-        if due:
-            self._run(self.open_batch(), due)
+        batch = self.open_batch()
+        self.announce(batch, self.sources())
+        due = self.order.release(self.event_time_caught_up) if len(self.order) else []
+        if due or len(batch.outbox):
+            self._run(batch, due)
         return len(due)
+
+    # -- rerouted events in event-time order (streams.reroute_merge) -------------
+    def heard(self, message: Any, now: float) -> str | None:
+        """A record of the repartition topic: take in its progress mark (``None``), or
+        the stream in the partition's event-time order its forward belongs to."""
+        try:
+            mark = ProgressMark.of(message)
+        except ValueError:  # (not written by a worker: dead-lettered by parse)
+            return REPARTITION_TOPIC
+        if mark is not None:
+            stream, newest = self.merge.heard_mark(message.partition, mark, now)
+            if newest is not None and self.order is not None:
+                self.order.advance(stream, message.partition, newest)
+            return None
+        origin = self.router.origin(REPARTITION_TOPIC, message)
+        if origin is None or to_gate(message):
+            return REPARTITION_TOPIC  # (not an event: dead-lettered, or dropped, by parse)
+        topic = self.rt.settings.logical_topic(origin.topic)
+        return self.merge.heard_forward(message.partition, topic, origin.partition, now)
+
+    def announce(self, batch: Batch, sources: Iterable[tuple[str, int]]) -> None:
+        """Send every repartition partition the progress marks of ``sources`` that
+        tell something new, behind the batch's forwards."""
+        marks = self.merge.announce(
+            sources, self.caught_up, self.rt.settings.topic, time.monotonic()
+        )
+        for mark in marks:
+            value, headers = mark.value(), mark.headers()
+            for partition in range(self.router.partitions):
+                batch.outbox.add(
+                    REPARTITION_TOPIC, None, value, partition=partition, headers=headers
+                )
+
+    def event_time_caught_up(self, topic: str, partition: int) -> bool:
+        """:attr:`caught_up`, and for the stream of a rerouted source partition, what
+        its progress marks say (:meth:`RerouteMerge.stream_caught_up`)."""
+        if "@" not in topic:
+            return self.caught_up(topic, partition)
+        return self.merge.stream_caught_up(
+            topic,
+            partition,
+            lambda: self.caught_up(REPARTITION_TOPIC, partition),
+            self.receiving_since,
+            time.monotonic(),
+        )
 
     def _run(self, batch: Batch, due: list[Any] | None = None) -> asyncio.Future[None]:
         """Handle the events whose turn has come, queue the commit, send the outputs.
@@ -236,11 +311,14 @@ class Pipeline:
         batch's older one, and the events in between lost.
         """
         if due is None and self.order is not None:
-            due = self.order.release(self.caught_up)
+            due = self.order.release(self.event_time_caught_up)
         self._apply_due(batch, due or [])
-        # Outputs go to the producer at once; the commit waits for this send
-        # before it flushes (and sends again what failed).
-        batch.sending = asyncio.ensure_future(self._send_outputs(batch))
+        # Outputs go to the producer at once, after the previous batch's (a
+        # forward must not overtake an earlier one of its source: see
+        # streams.repartition); the commit waits for this send before it
+        # flushes (and sends again what failed).
+        batch.sending = asyncio.ensure_future(self._send_outputs(batch, self._sending))
+        self._sending = batch.sending
         started = time.perf_counter()
         committed = self.enqueue_commit(batch)
 
@@ -253,7 +331,11 @@ class Pipeline:
         return committed
 
     @staticmethod
-    async def _send_outputs(batch: Batch) -> None:
+    async def _send_outputs(batch: Batch, previous: asyncio.Future[None] | None) -> None:
+        if previous is not None and not previous.done():
+            # A send can wait (a full producer buffer, metadata): the records of a
+            # later batch would otherwise reach a partition before this one's.
+            await asyncio.wait([previous])
         try:
             await batch.outbox.send()
         except Exception:  # the commit sends them again, and retries until it succeeds
@@ -277,6 +359,7 @@ class Pipeline:
             log.info("%d held events dropped (read again from the committed offset)", len(dropped))
         self.received.clear()
         self.receiving_since = None
+        self.merge.reset()
         for topic, _, _, submission in dropped:
             self.rt.metrics.requeued(topic)
             submission.dropped = True
@@ -293,7 +376,7 @@ class Pipeline:
         now = self.rt.clock.now_ms
         if self.order is None:
             return now
-        watermark = self.order.watermark(partition, self.caught_up)
+        watermark = self.order.watermark(partition, self.event_time_caught_up)
         return int(min(now, watermark)) if watermark > 0 else 0
 
     def training_through(self, partition: int) -> int | None:
@@ -406,7 +489,10 @@ class Pipeline:
                 max_future_ms=self.rt.settings.max_future_skew_seconds * 1000,
                 min_ts_ms=self.rt.settings.min_event_time_ms,
             )
-            if self.router.reroute(topic, message, event["customer_id"], batch.outbox):
+            forwarded = self.router.reroute(topic, message, event["customer_id"], batch.outbox)
+            if topic != REPARTITION_TOPIC:
+                self.merge.read(topic, message.partition, event["ts"], forwarded)
+            if forwarded:
                 return None  # acked once the broker has the forward (the batch's outbox)
             return event
         except Exception as exc:  # a poison message must not stop the partition
@@ -450,7 +536,7 @@ class Pipeline:
         if isinstance(exc, InvalidEvent):
             self.reject(topic, message, exc, exc.reason, batch, origin)
             return
-        if self.suppressed_message(message) is None:
+        if self.suppressed_message(message, origin) is None:
             log.exception(
                 "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
             )
@@ -586,8 +672,16 @@ class Pipeline:
         recorded = read_suppression(self.suppressions.get(customer_id, partition))
         suppressed = recorded or Suppression()
         details: dict[str, int] = {}
-        status = "done"
-        if action == "opt_out":
+        # Delivered again (a crash, a second forward) or overtaken by a newer
+        # request: carried out already, and what came after it is not its to undo.
+        opted_since = (
+            state.get("since_ms") if state is not None and state.get("opted_out") else None
+        )
+        stale = stale_request(action, event["ts"], suppressed, opted_since)
+        status = stale or "done"
+        if stale is not None:
+            pass  # nothing to carry out: confirmed below, with empty details
+        elif action == "opt_out":
             if state is not None and not state.get("opted_out"):
                 result = self.rt.processor.leave_all_segments(
                     customer_id, state, event["ts"], event["event_id"]
@@ -602,27 +696,26 @@ class Pipeline:
             # features dropped; only the flag stays
             self.customers.put(batch.customers, customer_id, partition, encode(opted))
             # Later events are dropped before they are read (streams.privacy_gate).
-            suppressed = Suppression(suppressed.erased_ms, event["ts"])
+            suppressed = Suppression(suppressed.erased_ms, opted_out_ms=event["ts"])
             self.forget_training_sample(customer_id, details)
         elif action == "opt_in":
             if state is not None and state.get("opted_out"):
                 # tombstone: profiling starts afresh
                 self.customers.put(batch.customers, customer_id, partition, None)
                 details["changelog_tombstones"] = 1
-            suppressed = Suppression(suppressed.erased_ms, None)
+            suppressed = Suppression(suppressed.erased_ms, opted_in_ms=event["ts"])
         elif action == "erase":
-            erased_at = suppressed.erased_ms
             if state is not None:
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
                 self.customers.put(batch.customers, customer_id, partition, None)  # tombstone
                 details["table_entries"] = 1
                 details["changelog_tombstones"] = 1
-            elif erased_at is None or erased_at != event["ts"]:
-                status = "not_found"  # (a re-delivered request stays "done")
-            # Only the id and the erase time stay (and an opt-out, which an
-            # erasure does not undo), so a replay of older events cannot
+            else:
+                status = "not_found"
+            # Only the id and the erase time stay (and the consent decision, which
+            # an erasure does not undo), so a replay of older events cannot
             # recreate the profile (README, "Privacy").
-            suppressed = Suppression(max(event["ts"], erased_at or 0), suppressed.opted_out_ms)
+            suppressed = Suppression(event["ts"], suppressed.opted_out_ms, suppressed.opted_in_ms)
             self.forget_training_sample(customer_id, details)
         if suppressed != (recorded or Suppression()):
             self.suppressions.put(batch.suppressions, customer_id, partition, suppressed.encode())
@@ -649,11 +742,22 @@ class Pipeline:
         details["model_erase_requests"] = 1
 
     # -- rejections -----------------------------------------------------------------
-    def suppressed_message(self, message: Any) -> str | None:
-        """Whether a message about to be dead-lettered names a suppressed customer."""
+    def suppressed_message(self, message: Any, origin: Origin | None = None) -> str | None:
+        """Whether a message about to be dead-lettered names a suppressed customer
+        (of the partitions this worker holds)."""
         return rejected_suppression(
-            message, self.suppressions, self.customers, self.rt.settings.partitions, self.holds
+            message,
+            self.suppressions,
+            self.customers,
+            self.router.partitions,
+            self.holds,
+            self.named(message, origin),
         )
+
+    @staticmethod
+    def named(message: Any, origin: Origin | None) -> list[str]:
+        """The customers a message names (a rerouted one by the key it was produced with)."""
+        return named_customers(message.key if origin is None else origin.key, message.value)
 
     def reject(
         self,
@@ -664,14 +768,20 @@ class Pipeline:
         batch: Batch,
         origin: Origin | None = None,
     ) -> None:
-        """Dead-letter ``message`` (a rerouted one where it was first produced)."""
+        """Dead-letter ``message`` (a rerouted one where it was first produced), unless
+        it names a suppressed customer, or one whose partition another worker holds
+        (carried there first: :meth:`Router.forward_to_gate`)."""
         metrics = self.rt.metrics
-        hidden = self.suppressed_message(message)
+        hidden = self.suppressed_message(message, origin)
         if hidden is not None:
             # An erased or opted-out customer's message: its payload must not
             # outlive the request in dead-letters. Dropped and counted.
             metrics.rejected(topic, hidden)
             return
+        if topic != REPARTITION_TOPIC and self.router.forward_to_gate(
+            topic, message, origin, self.named(message, origin), self.holds, batch.outbox
+        ):
+            return  # (acked once the broker has it, like a forward)
         metrics.rejected(topic, reason)
         try:
             record = dead_letter(

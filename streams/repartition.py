@@ -50,6 +50,7 @@ from aiokafka.partitioner import murmur2
 from schemas import INPUT_TOPICS, InvalidEvent
 
 __all__ = [
+    "GATE_REASON",
     "PRODUCER_ADVICE",
     "REASONS",
     "REPARTITION_TOPIC",
@@ -58,14 +59,17 @@ __all__ = [
     "mark_source_applied",
     "partition_for",
     "source_applied",
+    "to_gate",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Logical name of the internal topic rerouted messages go through.
 REPARTITION_TOPIC = "repartition"
-#: Why a message was rerouted (the ``reason`` label of the metric).
-REASONS: tuple[str, ...] = ("unkeyed", "wrong_partition")
+#: Why a message was rerouted (the ``reason`` label of the metric): a valid one
+#: off its customer's partition, or an ``invalid`` one carried to the privacy
+#: check of a customer it names (:meth:`Router.forward_to_gate`).
+REASONS: tuple[str, ...] = ("unkeyed", "wrong_partition", "invalid")
 #: What to tell the owner of a producer, per reason.
 PRODUCER_ADVICE: dict[str, str] = {
     "unkeyed": "key every message by its customer_id",
@@ -74,6 +78,7 @@ PRODUCER_ADVICE: dict[str, str] = {
     "the Java client and aiokafka do by default)",
 }
 
+GATE_REASON = "invalid"  # an invalid message on its way to a customer's privacy check
 SOURCE_HEADER = "segmenter-source"  # b"<full topic>:<partition>:<offset>"
 SOURCE_KEY_HEADER = "segmenter-source-key"  # the source message's key, when it had one
 REASON_HEADER = "segmenter-reason"  # one of REASONS
@@ -150,6 +155,22 @@ class Origin:
                 f"a message on the repartition topic needs a {SOURCE_HEADER} header "
                 "`<topic>:<partition>:<offset>` (it is written by the worker only)",
             ) from None
+
+
+def to_gate(message: Any) -> bool:
+    """Whether a repartition-topic record is an invalid message on its way to a
+    customer's privacy check (:meth:`Router.forward_to_gate`), not a forward.
+
+    >>> from types import SimpleNamespace as Message
+    >>> to_gate(Message(headers=Origin("t", 0, 1, None).headers("invalid")))
+    True
+    >>> to_gate(Message(headers=Origin("t", 0, 1, None).headers("unkeyed")))
+    False
+    """
+    return any(
+        name == REASON_HEADER and bytes(value) == GATE_REASON.encode()
+        for name, value in header_items(message.headers)
+    )
 
 
 def header_items(
@@ -291,6 +312,48 @@ class Router:
             return Origin.from_headers(message.headers)
         except InvalidEvent:
             return None
+
+    def forward_to_gate(
+        self,
+        topic: str,
+        message: Any,
+        origin: Origin | None,
+        customers: Iterable[str],
+        holds: Callable[[int], bool],
+        outbox: Any,
+    ) -> bool:
+        """Carry a message about to be dead-lettered to the partition of a customer it
+        names that this worker does not hold; whether it did.
+
+        Only the worker holding a customer's partition knows whether the customer
+        was erased or opted out (``streams.privacy_gate``), and a suppressed
+        customer's message must not reach ``dead-letters``. The message goes,
+        unchanged and with its origin, through the repartition topic to the
+        lowest such partition; the worker there checks what it holds and carries
+        it on to the next one above (so every partition of a customer it names is
+        checked once), and the last dead-letters it as produced
+        (``topic``, partition, offset and key of the origin). ``origin`` is
+        ``None`` for a message read where it was produced.
+        """
+        current = message.partition
+        targets = sorted({self.partition_of(customer) for customer in customers})
+        onward = [
+            t for t in targets if t != current and not holds(t) and (origin is None or t > current)
+        ]
+        if not onward:
+            return False
+        if origin is None:
+            origin = Origin(message.topic, message.partition, message.offset, message.key)
+        outbox.add(
+            REPARTITION_TOPIC,
+            origin.key,
+            message.value,
+            partition=onward[0],
+            headers=origin.headers(GATE_REASON),
+            timestamp=message.timestamp / 1000 if message.timestamp else None,
+        )
+        self.count(topic, GATE_REASON)
+        return True
 
     def reroute(self, topic: str, message: Any, customer_id: str, outbox: Any) -> bool:
         """Forward ``message`` of the logical ``topic`` through the repartition topic

@@ -118,3 +118,56 @@ def test_nothing_of_an_erased_or_opted_out_customer_reaches_dead_letters(
     changes = asyncio.run(stack.consume("segment-changes", until=lambda rs: False, timeout=3))
     after = [r for r in changes if r["key"] in ("eve", "ann") and r["value"]["current"] is not None]
     assert all(r["value"]["ts"] < "2026-01-06" for r in after)
+
+
+def test_an_invalid_message_off_its_customers_partition_meets_the_owners_gate(
+    stack_factory: Any,
+) -> None:
+    """Two workers. An erased customer's invalid, unkeyed message (e-mail inside)
+    lands on partitions the other worker holds, which cannot check the erasure: it
+    goes through the repartition topic to the worker that holds the customer's
+    partition, which drops it. Another customer's invalid message takes the same
+    hop and is dead-lettered there, naming the topic, partition, offset and key it
+    was produced with."""
+    stack: Stack = stack_factory(partitions=4)
+    workers = [stack.worker(name, start=False) for name in ("w1", "w2")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.wait_ready()
+    eve_p, bob_p = partition_of("eve", 4), partition_of("bob", 4)
+    history = [
+        ("purchases", purchase(c, n, T0 + n * DAY)) for c in ("eve", "bob") for n in range(2)
+    ]
+    asyncio.run(stack.produce(history))
+    wait_for(lambda: all(workers[0].get(f"/customers/{c}")[0] == 200 for c in ("eve", "bob")))
+    asyncio.run(stack.produce([("privacy", privacy("eve", "erase", T0 + 5 * DAY))]))
+    wait_for(lambda: workers[0].get("/customers/eve")[0] == 404)
+    handled = handled_total(workers)
+
+    invalid = orjson.dumps(purchase("eve", 7, T0 + 9 * DAY, email=EMAIL) | {"amount": -1})
+    # Every partition but eve's: two of them are the other worker's.
+    records = [(None, invalid, p) for p in range(4) if p != eve_p]
+    control = orjson.dumps(purchase("bob", 8, T0 + 9 * DAY) | {"amount": -5})
+    bob_elsewhere = (bob_p + 1) % 4
+    asyncio.run(send_raw(stack, "purchases", [*records, (None, control, bob_elsewhere)]))
+    wait_for(lambda: handled_total(workers) >= handled + len(records) + 1, timeout=90)
+
+    dead = asyncio.run(
+        stack.consume("dead-letters", until=lambda rs: any("bob-o8" in str(r["value"]) for r in rs))
+    )
+    text = orjson.dumps([r["value"] for r in dead]).decode()
+    assert EMAIL not in text and '"eve"' not in text, text
+    (letter,) = [r["value"] for r in dead]
+    assert letter["source_topic"] == stack.topic("purchases")
+    assert (letter["partition"], letter["key"]) == (bob_elsewhere, None)
+    assert (
+        letter["event_id"] == f"dlq:{stack.topic('purchases')}:{bob_elsewhere}:{letter['offset']}"
+    )
+    assert letter["error"]["reason"] == "schema"
+    rejected = sum(
+        metric_total(w, "segmenter_events_rejected_total", topic="purchases", reason="erased")
+        for w in workers
+    )
+    assert rejected == len(records)
+    assert not any(EMAIL in w.log_path.read_text(errors="replace") for w in workers)

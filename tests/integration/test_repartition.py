@@ -208,3 +208,43 @@ def test_the_partition_check_agrees_with_librdkafkas_murmur2_random(
             assert placed == agree
         else:
             assert placed < len(ids) * 0.4  # about one in four by chance
+
+
+def test_an_unkeyed_backlog_read_by_two_workers_loses_nothing_to_late(
+    stack_factory: Callable[..., Stack],
+) -> None:
+    """A backfill from producers that do not key by the Java client's partitioner,
+    sent in one burst before the workers start: the workers read the source
+    partitions at different speeds, so a customer's rerouted events reach their
+    partition out of event-time order unless the workers merge them by how far each
+    source partition has been read. Nothing is dead-lettered as ``late`` (the
+    events are at most days apart, well inside what a live producer sends), and
+    every customer's features equal the pandas reference."""
+    require_kcat()
+    stack = stack_factory()
+    hist = history(customers=40, days=20, seed=11)
+    by_topic: dict[str, list[dict[str, Any]]] = {}
+    for topic, event in hist.events:
+        by_topic.setdefault(topic, []).append(event)
+    for topic, events in by_topic.items():  # the whole history, before any worker runs
+        produce(stack, topic, events)
+    counts = Counter(topic for topic, _ in hist.events)
+    rerouted = expected_reroutes(stack, counts)
+    assert rerouted[("purchases", "unkeyed")] > counts["purchases"] / 2
+
+    workers = [stack.worker(name, start=False) for name in ("w1", "w2")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.wait_ready()
+    wait_settled(workers, hist.expected, timeout=180)
+
+    dead = asyncio.run(read_topic(stack, "dead-letters", timeout=3))
+    reasons = Counter(d["error"]["reason"] for d in dead)
+    assert dead == [], f"dead-lettered: {dict(reasons)} of {dict(counts)}"
+    for topic in counts:
+        processed = sum(
+            metric_total(w, "segmenter_events_processed_total", topic=topic) for w in workers
+        )
+        assert processed == counts[topic], topic
+    assert misplaced_records(stack, hist.expected) == {}

@@ -93,7 +93,7 @@ async def test_an_erasure_keeps_an_opt_out_and_an_opt_in_ends_it(app: Any) -> No
     assert app.pipeline.customers.get("c1", 0) is None
     assert rejected(app, "opted_out") == 1
     await put(app, "privacy", (event("p3", T0 + 3 * DAY, action="opt_in"), b"c1"))
-    assert suppression(app) == Suppression(erased_ms=T0 + DAY)
+    assert suppression(app) == Suppression(erased_ms=T0 + DAY, opted_in_ms=T0 + 3 * DAY)
     await put(app, "purchases", (purchase("o2", T0 + 4 * DAY), b"c1"))
     assert app.pipeline.customers.get("c1", 0) is not None
 
@@ -109,3 +109,82 @@ async def test_records_written_before_the_gate_still_suppress(app: Any) -> None:
     await put(app, "purchases", (orjson.dumps(c2_bad), b"c2"), (purchase("o3", T0), b"c1"))
     assert dead_letters(app) == []
     assert rejected(app, "erased") == 2 and rejected(app, "opted_out") == 1
+
+
+# -- a privacy request delivered again ----------------------------------------------------
+def confirmations(app: Any) -> list[tuple[str, str]]:
+    sent = app.pipeline.outputs["privacy-confirmations"].sent
+    return [(v["request_event_id"], v["status"]) for _, v in sent]
+
+
+def orders(app: Any) -> int | None:
+    state = decode_state(app.pipeline.customers.get("c1", 0))
+    if state is None or state.get("opted_out"):
+        return None
+    return int(app.segmenter.processor.view("c1", state, T0 + 30 * DAY)["features"]["orders"])
+
+
+async def redeliver(app: Any, topic: str, offset: int, value: bytes) -> None:
+    """The record at ``offset`` of ``topic`` again: a crash before its offset was
+    committed while later records of other topics were (topics commit apart)."""
+    app.test_feeder.offsets[(topic, 0)] = offset
+    await put(app, topic, (value, b"c1"))
+
+
+async def test_an_erase_delivered_again_does_not_erase_the_customers_return(app: Any) -> None:
+    erase = event("p1", T0 + DAY, action="erase")
+    await put(app, "purchases", (purchase("o1", T0), b"c1"))
+    await put(app, "privacy", (erase, b"c1"))
+    await put(app, "purchases", (purchase("o2", T0 + 2 * DAY), b"c1"))  # back: a new relationship
+    assert orders(app) == 1
+    await redeliver(app, "privacy", 0, erase)
+    assert orders(app) == 1  # the erasure of what came before day 1 is done already
+    assert confirmations(app) == [("p1", "done"), ("p1", "done")]
+    assert suppression(app) == Suppression(erased_ms=T0 + DAY)
+    # An older erase request is covered by the newer one in the same way.
+    await put(app, "privacy", (event("p0", T0 + DAY - 1, action="erase"), b"c1"))
+    assert orders(app) == 1 and confirmations(app)[-1] == ("p0", "done")
+    # The learner's new sample of the customer stays too.
+    erasures = [item for item in app.segmenter.training_buffer if "erase" in item]
+    assert len(erasures) == 1
+
+
+async def test_an_opt_out_delivered_again_after_an_opt_in_does_not_opt_out(app: Any) -> None:
+    opt_out = event("p1", T0 + DAY, action="opt_out")
+    await put(app, "purchases", (purchase("o1", T0), b"c1"))
+    await put(app, "privacy", (opt_out, b"c1"))
+    await put(app, "privacy", (event("p2", T0 + 2 * DAY, action="opt_in"), b"c1"))
+    await put(app, "purchases", (purchase("o3", T0 + 3 * DAY), b"c1"))
+    await redeliver(app, "privacy", 0, opt_out)
+    assert orders(app) == 1
+    assert suppression(app) == Suppression(opted_in_ms=T0 + 2 * DAY)
+    assert confirmations(app)[-1] == ("p1", "superseded")
+
+
+async def test_an_opt_in_delivered_again_after_a_newer_opt_out_does_not_opt_in(app: Any) -> None:
+    opt_in = event("p2", T0 + 2 * DAY, action="opt_in")
+    await put(app, "privacy", (event("p1", T0 + DAY, action="opt_out"), b"c1"))
+    await put(app, "privacy", (opt_in, b"c1"))
+    await put(app, "privacy", (event("p3", T0 + 3 * DAY, action="opt_out"), b"c1"))
+    await redeliver(app, "privacy", 1, opt_in)
+    assert suppression(app) == Suppression(opted_out_ms=T0 + 3 * DAY)
+    await put(app, "purchases", (purchase("o4", T0 + 4 * DAY), b"c1"))
+    assert orders(app) is None and rejected(app, "opted_out") == 1
+    assert confirmations(app)[-1] == ("p2", "superseded")
+
+
+async def test_an_opt_out_delivered_again_keeps_its_time(app: Any) -> None:
+    opt_out = event("p1", T0 + DAY, action="opt_out")
+    await put(app, "privacy", (event("p0", T0 + 2 * DAY, action="opt_out"), b"c1"))
+    await put(app, "privacy", (opt_out, b"c1"))  # an older request, after a newer one
+    assert suppression(app) == Suppression(opted_out_ms=T0 + 2 * DAY)
+    assert confirmations(app) == [("p0", "done"), ("p1", "done")]
+    state = decode_state(app.pipeline.customers.get("c1", 0))
+    assert state is not None and state["since_ms"] == T0 + 2 * DAY
+
+
+async def test_an_opt_in_at_the_time_of_an_opt_out_leaves_the_customer_out(app: Any) -> None:
+    await put(app, "privacy", (event("p1", T0 + DAY, action="opt_out"), b"c1"))
+    await put(app, "privacy", (event("p2", T0 + DAY, action="opt_in"), b"c1"))
+    assert suppression(app) == Suppression(opted_out_ms=T0 + DAY)
+    assert confirmations(app)[-1] == ("p2", "superseded")

@@ -14,6 +14,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
@@ -21,6 +22,7 @@ from schemas import INPUT_TOPICS, InvalidEvent, validate_output
 from streams.codec import decode_state
 from streams.ordering import EventTimeOrder
 from streams.repartition import Origin, Router, partition_for
+from streams.reroute_merge import ProgressMark, event_time_topics
 from tests.streams.conftest import event, purchase
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -108,21 +110,34 @@ class RepartitionTopic:
     def __init__(self) -> None:
         self.log: dict[int, list[Msg]] = {}
         self.release: asyncio.Event | None = None  # set: sends wait for it (a producer stall)
+        # set: the next send waits for it (a full producer buffer in front of one record)
+        self.stall_next: asyncio.Event | None = None
 
     async def send(self, *, key: bytes | None, value: bytes, **options: Any) -> Any:
         if self.release is not None:
             await self.release.wait()
+        if self.stall_next is not None:
+            stall, self.stall_next = self.stall_next, None
+            await stall.wait()
         partition = options["partition"]
         log = self.log.setdefault(partition, [])
+        # (the producer takes seconds; the broker stores and hands back ms)
+        timestamp = (options.get("timestamp") or 0) * 1000 or T0
         log.append(
-            # (the producer takes seconds; the broker stores and hands back ms)
-            Msg(partition, key, value, len(log), "repartition", options["timestamp"] * 1000,
-                options["headers"])
-        )  # fmt: skip
+            Msg(partition, key, value, len(log), "repartition", timestamp, options["headers"])
+        )
         return None
 
     def records(self) -> list[Msg]:
-        return [m for log in self.log.values() for m in log]
+        """The forwards (not the progress marks), partition by partition."""
+        return [m for log in self.log.values() for m in log if not is_mark(m)]
+
+    def marks(self, partition: int) -> list[ProgressMark]:
+        return [mark for m in self.log.get(partition, []) if (mark := ProgressMark.of(m))]
+
+
+def is_mark(message: Msg) -> bool:
+    return ProgressMark.of(message) is not None
 
 
 @dataclass
@@ -154,13 +169,38 @@ class Harness:
         return [value for _, value in self.pipeline.outputs["dead-letters"].sent]
 
 
+class PartitionedStore:
+    """A table's local store kept per partition, as RocksDB keeps it (``memory://``
+    keeps one dict: a lookup on one partition would see another's keys)."""
+
+    def __init__(self) -> None:
+        self.data: dict[int, dict[bytes, bytes]] = {}
+
+    def read(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get(partition, {}).get(key)
+
+    def write(self, partition: int, values: dict[bytes, bytes | None]) -> None:
+        stored = self.data.setdefault(partition, {})
+        for key, value in values.items():
+            if value is None:
+                stored.pop(key, None)
+            else:
+                stored[key] = value
+
+
 @pytest.fixture
 def h(app: Any) -> Harness:
-    """The stream tests' app, with four partitions' worth of routing."""
+    """The stream tests' app, with four partitions' worth of routing, all held here
+    unless a test says otherwise."""
     harness = Harness(app)
     settings = app.segmenter.settings
-    app.pipeline.router = Router(4, app.segmenter.metrics.repartitioned, settings.logical_topic)
-    app.pipeline.outputs["repartition"] = harness.topic
+    pipeline = app.pipeline
+    pipeline.router = Router(4, app.segmenter.metrics.repartitioned, settings.logical_topic)
+    pipeline.outputs["repartition"] = harness.topic
+    pipeline.holds = lambda partition: True
+    for table in (pipeline.customers, pipeline.suppressions):
+        table.store = PartitionedStore()
+        table._read, table._write = table.store.read, table.store.write
     return harness
 
 
@@ -200,6 +240,29 @@ async def test_the_source_is_acked_only_once_its_forward_is_acknowledged(h: Harn
     h.topic.release.set()
     assert await asyncio.wait_for(submission.done, 5)
     assert len(h.topic.records()) == 1
+
+
+async def test_forwards_reach_the_topic_in_the_order_their_sources_were_read(
+    h: Harness,
+) -> None:
+    """The next fetch is processed while the previous batch's outputs are still
+    being handed to the producer (a full buffer stalls one send): its forwards
+    must not overtake them. The per-source watermark takes a forward whose source
+    offset is below an applied one for a copy, so an overtaken forward would be
+    lost if it is also older than the dedup window."""
+    h.topic.stall_next = stalled = asyncio.Event()
+    first = await h.pipeline.submit("purchases", [bought(5, T0)])
+    second = await h.pipeline.submit("purchases", [bought(6, T0 + 30 * DAY)])
+    await asyncio.sleep(0.2)
+    assert h.topic.records() == []  # the second batch waits for the first one's send
+    stalled.set()
+    assert await asyncio.wait_for(first.done, 5) and await asyncio.wait_for(second.done, 5)
+    assert [dict(m.headers or ())["segmenter-source"] for m in h.topic.records()] == [
+        b"purchases:0:5",
+        b"purchases:0:6",
+    ]
+    await h.submit("repartition", *h.topic.records())
+    assert h.orders() == 2 and h.dead() == []
 
 
 async def test_a_forward_applied_twice_counts_once_however_old(h: Harness) -> None:
@@ -282,6 +345,106 @@ async def test_an_unkeyed_erase_reaches_the_customers_record(h: Harness) -> None
     assert h.sample("segmenter_events_repartitioned_total", topic="privacy", reason="unkeyed") == 1
 
 
+async def test_an_erase_forwarded_twice_leaves_the_customers_return_alone(h: Harness) -> None:
+    """The source of an unkeyed erase is read again after a crash and forwarded a
+    second time; newer purchases brought the customer back in between."""
+    erase = Msg(1, None, event("x1", T0 + DAY, action="erase"), 9, "privacy")
+    await h.submit("purchases", bought(1, T0, partition=C1_PARTITION))
+    await h.submit("privacy", erase)
+    await h.submit("repartition", h.topic.records()[0])
+    assert h.pipeline.customers.get("c1", C1_PARTITION) is None
+    await h.submit("purchases", bought(2, T0 + 2 * DAY, partition=C1_PARTITION))
+    await h.submit("privacy", erase)  # read again: a second forward
+    await h.submit("repartition", h.topic.records()[1])
+    assert h.orders() == 1
+    sent = [v for _, v in h.pipeline.outputs["privacy-confirmations"].sent]
+    assert [(c["request_event_id"], c["status"]) for c in sent] == [("x1", "done")] * 2
+
+
+# -- invalid messages meet their customer's privacy check --------------------------------------
+def invalid(event_id: str, ts: int, customer: str = "c1") -> bytes:
+    """An invalid purchase (negative amount) carrying personal data."""
+    value = orjson.loads(purchase(event_id, ts, amount=-1.0)) | {"customer_id": customer}
+    return orjson.dumps(value | {"email": "c1.private@example.org"})
+
+
+async def erase_c1(h: Harness) -> None:
+    await h.submit("purchases", bought(1, T0, partition=C1_PARTITION))
+    await h.submit("privacy", Msg(C1_PARTITION, b"c1", event("x1", T0 + DAY, action="erase"), 0))
+    assert h.pipeline.customers.get("c1", C1_PARTITION) is None
+
+
+async def test_an_erased_customers_invalid_message_meets_the_owners_gate(h: Harness) -> None:
+    """The message lands on a partition of a worker that does not hold the
+    customer's: it cannot tell the customer was erased, so it does not dead-letter
+    the message (with its e-mail) but carries it to the customer's partition, whose
+    worker drops it."""
+    await erase_c1(h)
+    h.pipeline.holds = lambda partition: partition != C1_PARTITION  # another worker's
+    await h.submit("purchases", Msg(0, None, invalid("o2", T0 + 2 * DAY), 4))
+    assert h.dead() == []
+    (forward,) = h.topic.records()
+    assert forward.partition == C1_PARTITION and forward.key is None
+    assert dict(forward.headers or ())["segmenter-reason"] == b"invalid"
+    assert (
+        h.sample("segmenter_events_repartitioned_total", topic="purchases", reason="invalid") == 1
+    )
+    h.pipeline.holds = lambda partition: partition == C1_PARTITION  # the owner's worker
+    await h.submit("repartition", forward)
+    assert h.dead() == []
+    assert h.sample("segmenter_events_rejected_total", topic="purchases", reason="erased") == 1
+
+
+async def test_an_invalid_message_is_dead_lettered_at_the_owners_gate_as_produced(
+    h: Harness,
+) -> None:
+    h.pipeline.holds = lambda partition: partition != C1_PARTITION
+    await h.submit("purchases", Msg(0, None, invalid("o2", T0), 4))
+    (forward,) = h.topic.records()
+    h.pipeline.holds = lambda partition: partition == C1_PARTITION
+    await h.submit("repartition", forward)
+    (dead,) = h.dead()
+    validate_output("dead-letters", dead)
+    assert dead["error"]["reason"] == "schema"
+    assert (dead["source_topic"], dead["partition"], dead["offset"], dead["key"]) == (
+        "purchases", 0, 4, None
+    )  # fmt: skip
+    assert dead["event_id"] == "dlq:purchases:0:4" and dead["payload"] == invalid("o2", T0).decode()
+    assert h.sample("segmenter_events_rejected_total", topic="purchases", reason="schema") == 1
+
+
+async def test_a_message_naming_two_customers_meets_both_gates(h: Harness) -> None:
+    """Keyed by c2 (partition 1), naming c1 (partition 3), on partition 0: each
+    partition's worker checks its own customer, in partition order, and c1's, who
+    was erased, drops it."""
+    await erase_c1(h)
+    h.pipeline.holds = lambda partition: partition == 0
+    await h.submit("purchases", Msg(0, b"c2", purchase("o2", T0 + 2 * DAY), 4))  # key_mismatch
+    (to_c2,) = h.topic.records()
+    assert (to_c2.partition, to_c2.key) == (1, b"c2")
+    h.pipeline.holds = lambda partition: partition == 1
+    await h.submit("repartition", to_c2)
+    (_, to_c1) = h.topic.records()
+    assert to_c1.partition == C1_PARTITION
+    h.pipeline.holds = lambda partition: partition == C1_PARTITION
+    await h.submit("repartition", to_c1)
+    assert h.dead() == []
+    assert h.sample("segmenter_events_rejected_total", topic="purchases", reason="erased") == 1
+    # Not erased, the same message is dead-lettered at the last gate, as produced.
+    h.pipeline.suppressions.store.data.clear()
+    await h.submit("repartition", to_c1)
+    (dead,) = h.dead()
+    assert dead["error"]["reason"] == "key_mismatch" and dead["key"] == "c2"
+
+
+async def test_invalid_messages_of_customers_held_here_are_checked_here(h: Harness) -> None:
+    await erase_c1(h)
+    await h.submit("purchases", Msg(0, None, invalid("o2", T0 + 2 * DAY), 4))
+    await h.submit("purchases", Msg(0, None, invalid("o3", T0, customer="c2"), 5))
+    assert h.topic.records() == []
+    assert [(d["error"]["reason"], d["offset"]) for d in h.dead()] == [("schema", 5)]
+
+
 async def test_a_repartition_message_without_an_origin_is_dead_lettered(h: Harness) -> None:
     stray = Msg(C1_PARTITION, b"c1", purchase("o1", T0), 0, "repartition")
     await h.submit("repartition", stray)
@@ -291,30 +454,166 @@ async def test_a_repartition_message_without_an_origin_is_dead_lettered(h: Harne
     assert h.pipeline.customers.get("c1", C1_PARTITION) is None
 
 
-async def test_rerouted_events_take_their_turn_in_event_time(h: Harness) -> None:
-    """The repartition topic is one more input of the partition: a browsing event
-    waits while the repartition topic has not caught up to it, and a rerouted
-    purchase older than it is applied first."""
-    behind = {"repartition"}
+# -- rerouted events in event-time order (streams.reroute_merge) ------------------------------
+EVERY_SOURCE = [(topic, p) for topic in INPUT_TOPICS for p in range(4)]
+
+
+@dataclass
+class Merge:
+    """The harness with the event-time order on: source partitions in ``behind`` have
+    more to read; the worker reads every source partition and repartition partition."""
+
+    h: Harness
+    behind: set[tuple[str, int]]
+    applied: list[tuple[str, int]] = field(default_factory=list)
+    delivered: dict[int, int] = field(default_factory=dict)
+
+    async def tick(self) -> None:
+        """The worker's timer: held events due, and progress marks (with the producer after)."""
+        await self.h.pipeline.release_due()
+        await self.h.pipeline.drain()
+
+    async def deliver(self, partition: int = C1_PARTITION) -> list[Any]:
+        """Everything forwarded or marked to ``partition`` since the last call, in order."""
+        await self.h.pipeline.drain()  # (what the timer sent is with the producer)
+        log = self.h.topic.log.get(partition, [])
+        new = log[self.delivered.get(partition, 0) :]
+        self.delivered[partition] = len(log)
+        return [await self.h.pipeline.submit("repartition", new)] if new else []
+
+
+@pytest.fixture
+def merge(h: Harness) -> Merge:
+    state = Merge(h, behind=set())
     pipeline = h.pipeline
-    pipeline.order = EventTimeOrder([*INPUT_TOPICS, "repartition"])
-    pipeline.caught_up = lambda topic, partition: topic not in behind
-    applied: list[tuple[str, int]] = []
+    pipeline.order = EventTimeOrder(event_time_topics(4))
+    pipeline.caught_up = lambda topic, partition: (topic, partition) not in state.behind
+    pipeline.sources = lambda: EVERY_SOURCE
     apply = pipeline.apply
 
     def spy(topic: str, message: Any, event: dict[str, Any], batch: Any) -> None:
-        applied.append((topic, event["ts"]))
+        state.applied.append((orjson.loads(message.value)["event_id"], event["ts"]))
         apply(topic, message, event, batch)
 
     pipeline.apply = spy
-    await h.submit("purchases", bought(1, T0 + DAY))
-    (forward,) = h.topic.records()
+    return state
+
+
+async def test_a_rerouted_event_waits_for_the_source_partitions_behind_it(
+    h: Harness, merge: Merge
+) -> None:
+    """An unkeyed backlog: source partition 0 is read up to day 20 of c1 while
+    source partition 1 has not been read yet; it holds c1's day 1. Applied in
+    arrival order, day 1 would come 19 days after day 20 and be dead-lettered as
+    late. Each source partition's reader announces how far it has read it, and the
+    customer's partition releases events only past every source still behind."""
+    merge.behind = {("purchases", 0), ("purchases", 1)}
+    await merge.tick()  # the worker announces the source partitions read up
+    await h.submit("purchases", bought(1, T0 + 20 * DAY, key=None))
+    (mark,) = h.topic.marks(C1_PARTITION)[-1:]
+    assert (mark.topic, mark.partition, mark.newest) == ("purchases", 0, T0 + 20 * DAY)
+    assert (mark.caught_up, mark.forwarding) == (False, True)
+    await merge.deliver()
+    assert merge.applied == []  # purchases[1] has not said how far it is
+    await h.submit("purchases", bought(2, T0 + DAY, partition=1, key=None))
+    await merge.deliver()
+    assert merge.applied == [("o2", T0 + DAY)]  # purchases[1] is at day 1
+    merge.behind.clear()  # read to the end: the next announcement says so
+    await merge.tick()
+    held = await merge.deliver()
+    await merge.tick()
+    assert merge.applied == [("o2", T0 + DAY), ("o1", T0 + 20 * DAY)]
+    assert all([await asyncio.wait_for(s.done, 5) for s in held])
+    assert h.orders() == 2 and h.dead() == []
+
+
+async def test_a_source_partition_not_heard_from_holds_back_for_a_while_only(
+    h: Harness, merge: Merge
+) -> None:
+    """A source partition whose reader is gone says nothing: after ``idle_seconds``
+    it no longer holds the others back (order traded for progress)."""
+    h.pipeline.sources = lambda: [s for s in EVERY_SOURCE if s != ("purchases", 1)]
+    h.pipeline.merge.idle_seconds = 0.3
+    await merge.tick()
+    await h.submit("purchases", bought(1, T0, key=None))
+    await merge.deliver()
+    assert merge.applied == []
+    await asyncio.sleep(0.4)
+    await merge.tick()
+    assert merge.applied == [("o1", T0)]
+
+
+async def test_source_partitions_that_forward_nothing_hold_nothing_back(
+    h: Harness, merge: Merge
+) -> None:
+    merge.behind = {("purchases", 0)}  # behind, but its messages are where they belong
+    await merge.tick()
+    assert h.topic.marks(C1_PARTITION) != []
+    assert ("purchases", 0) not in {(m.topic, m.partition) for m in h.topic.marks(C1_PARTITION)}
+    c9 = orjson.dumps(orjson.loads(purchase("o0", T0)) | {"customer_id": "c9"})
+    await h.pipeline.submit("purchases", [Msg(0, b"c9", c9, 0)])  # c9's partition is 0
+    await h.pipeline.drain()
+    assert h.topic.records() == []
+    (mark,) = [m for m in h.topic.marks(C1_PARTITION) if (m.topic, m.partition) == ("purchases", 0)]
+    assert (mark.newest, mark.caught_up, mark.forwarding) == (T0, False, False)
+    await merge.deliver()
+    # c1's purchase, on c1's partition, is later than how far purchases[0] is read;
+    # purchases[0] forwards nothing, so nothing waits for it.
+    await h.submit("purchases", bought(1, T0 + DAY, partition=C1_PARTITION))
+    assert ("o1", T0 + DAY) in merge.applied
+
+
+async def test_marks_tell_only_what_changed(h: Harness, merge: Merge) -> None:
+    merge.behind = {("purchases", 0)}
+    await merge.tick()
+    announced = len(h.topic.marks(0))
+    assert announced == len(EVERY_SOURCE) - 1  # (the source behind waits for its first read)
+    await merge.tick()
+    assert len(h.topic.marks(0)) == announced  # nothing new
+    for offset in range(3):  # behind and forwarding: newer times, at most every interval
+        await h.submit("purchases", bought(offset, T0 + offset * DAY, key=None))
+    assert len(h.topic.marks(0)) == announced + 1
+    await asyncio.sleep(h.pipeline.merge.mark_interval)
+    await h.submit("purchases", bought(3, T0 + 3 * DAY, key=None))
+    assert [m.newest for m in h.topic.marks(0)[announced:]] == [T0, T0 + 3 * DAY]
+    merge.behind.clear()
+    await merge.tick()
+    assert h.topic.marks(0)[-1].caught_up
+    assert all(len(h.topic.marks(p)) == announced + 3 for p in range(4))  # to every partition
+
+
+async def test_marks_are_neither_events_nor_counted(h: Harness, merge: Merge) -> None:
+    await merge.tick()
+    (submission,) = await merge.deliver(0)
+    assert await asyncio.wait_for(submission.done, 5)
+    assert h.sample("segmenter_events_consumed_total", topic="repartition") == 0
+    assert h.dead() == []
+
+
+async def test_a_record_with_a_broken_mark_is_dead_lettered(h: Harness) -> None:
+    broken = Msg(C1_PARTITION, None, b"{}", 0, "repartition",
+                 headers=[("segmenter-progress", b"purchases:x")])  # fmt: skip
+    await h.submit("repartition", broken)
+    (dead,) = h.dead()
+    assert dead["error"]["reason"] == "unknown_topic"
+
+
+async def test_rerouted_events_take_their_turn_among_the_partitions_own(
+    h: Harness, merge: Merge
+) -> None:
+    """A browsing event read on the customer's partition waits while a source
+    partition that forwards may still bring something older."""
+    merge.behind = {("purchases", 0)}
+    await merge.tick()
+    await h.submit("purchases", bought(1, T0 + DAY, key=None))
     browse = event("b1", T0 + 2 * DAY, session_id="s1", action="page_view")
-    browsing = await pipeline.submit("browsing", [Msg(C1_PARTITION, b"c1", browse, 0, "browsing")])
-    assert applied == []  # held: the repartition topic may still bring something older
-    await h.submit("repartition", forward)
-    behind.clear()  # the repartition topic is read to its end
-    await pipeline.release_due()
+    browsing = await h.pipeline.submit(
+        "browsing", [Msg(C1_PARTITION, b"c1", browse, 0, "browsing")]
+    )
+    await merge.deliver()
+    assert merge.applied == [("o1", T0 + DAY)]  # browsing waits: purchases[0] is at day 1
+    merge.behind.clear()
+    await merge.tick()
+    await merge.deliver()
+    assert merge.applied == [("o1", T0 + DAY), ("b1", T0 + 2 * DAY)]
     assert await asyncio.wait_for(browsing.done, 5)
-    assert applied == [("repartition", T0 + DAY), ("browsing", T0 + 2 * DAY)]
-    assert h.orders() == 1
