@@ -332,11 +332,12 @@ def parse_rules(
     elif isinstance(data, list):
         items = data
     elif isinstance(data, dict):
-        unknown = set(data) - {"settings", "segments"}
+        # (`experiments` is read by models.experiments.load_segments_config)
+        unknown = set(data) - {"settings", "segments", "experiments"}
         if unknown:
             raise RulesConfigError(
                 f"{source}: unknown top-level key(s) {sorted(map(str, unknown))}; "
-                "expected 'settings' and/or 'segments'"
+                "expected 'settings', 'segments' and/or 'experiments'"
             )
         raw_settings = data.get("settings") or {}
         if not isinstance(raw_settings, dict):

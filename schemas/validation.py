@@ -55,6 +55,7 @@ OUTPUT_TOPICS: tuple[str, ...] = (
     "churn-risk",
     "dead-letters",
     "privacy-confirmations",
+    "segment-memberships",
 )
 """Logical names (without prefix) of the output topics that have a schema."""
 

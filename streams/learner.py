@@ -18,6 +18,7 @@ from typing import Any
 
 from models.btyd import fit_bgnbd
 from models.clustering import SegmentLearner
+from models.gamma_gamma import fit_from_samples
 from streams.runtime import Runtime
 
 __all__ = ["LearnerHost"]
@@ -40,6 +41,7 @@ class LearnerHost:
     btyd_seen: int = 0
     pending: int = 0
     churn_params: Any = None
+    spend_params: dict[str, Any] | None = None  # Gamma-Gamma, for the CLV (models.clv)
     _rng: random.Random = field(default_factory=lambda: random.Random(42))
 
     def ensure_learner(self) -> SegmentLearner:
@@ -58,6 +60,7 @@ class LearnerHost:
                     self.btyd_keys = [None] * len(self.btyd)
                 self.btyd_seen = int(message.get("btyd_seen", len(self.btyd)))
                 self.churn_params = message.get("churn_params")
+                self.spend_params = message.get("spend_params")
         return self.learner
 
     def _restore(self, message: dict[str, Any]) -> SegmentLearner | None:
@@ -131,12 +134,19 @@ class LearnerHost:
             try:
                 import numpy as np
 
-                data = np.asarray(self.btyd, dtype=float)
+                data = np.asarray([sample[:3] for sample in self.btyd], dtype=float)
                 version = f"bgnbd-{self.btyd_seen}"
                 fitted = fit_bgnbd(data[:, 0], data[:, 1], data[:, 2], version=version)
                 self.churn_params = fitted.to_dict()
             except Exception:
                 log.exception("BG/NBD fit failed; keeping the previous parameters")
+            try:
+                spend = fit_from_samples(
+                    self.btyd, self.btyd_keys, version=f"gamma-gamma-{self.btyd_seen}"
+                )
+                self.spend_params = spend.to_dict() if spend else self.spend_params
+            except Exception:
+                log.exception("Gamma-Gamma fit failed; keeping the previous parameters")
         snapshot = learner.snapshot()
         snapshot["published_s"] = time.time()
         self.pending = 0
@@ -144,6 +154,7 @@ class LearnerHost:
             "snapshot": snapshot,
             "state": base64.b64encode(learner.to_bytes()).decode(),
             "churn_params": self.churn_params,
+            "spend_params": self.spend_params,
             "btyd_reservoir": self.btyd,
             "btyd_keys": self.btyd_keys,
             "btyd_seen": self.btyd_seen,

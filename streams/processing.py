@@ -29,6 +29,7 @@ from models import dedup, features
 from models.churn import ChurnScorer, churn_level
 from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
+from models.kpis import KpiTracker
 from models.rules import RuleEngine
 
 __all__ = [
@@ -71,7 +72,7 @@ class Result:
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
     churn_events: list[dict[str, Any]] = field(default_factory=list)
     training_vector: dict[str, float] | None = None
-    btyd: list[float] | None = None  # (frequency, recency, T) sample for the churn fit
+    btyd: list[float] | None = None  # (frequency, recency, T, monetary_value) for the fits
     flaps: list[str] = field(default_factory=list)  # segment types that flapped
     write: bool = False  # whether the state must be written back
 
@@ -103,12 +104,16 @@ class CustomerProcessor:
         The churn scorer.
     dedup_window_ms
         How far back repeated event ids are recognised (per customer and topic).
+    tracker
+        Keeps the customer's KPI contribution and experiment outcomes
+        (``state["kc"]``, ``state["xo"]``; :mod:`models.kpis`).
     """
 
     rules: RuleEngine
     scorer: ChurnScorer
     dedup_window_ms: int = 7 * MS_PER_DAY
     rules_version: str = "rules-1"
+    tracker: KpiTracker | None = None
 
     # -- events -----------------------------------------------------------
     def handle(
@@ -145,6 +150,8 @@ class CustomerProcessor:
         today = day_of(event["ts"])
         result = self.catch_up(customer_id, state, today, assigner, churn_params, reviewed_through)
         features.apply_event(state["f"], topic, event)
+        if self.tracker is not None:
+            self.tracker.applied(state, topic, event)
         clock_ms = max(state.get("t", 0), event["ts"])
         state["t"] = clock_ms
         if not self.can_skip_evaluation(state, topic, today):
@@ -165,7 +172,13 @@ class CustomerProcessor:
             feats = result_features(state, clock_ms)
             result.training_vector = cluster_vector(feats)
             if feats.get("T") is not None:
-                result.btyd = [feats["frequency"], feats["recency"], feats["T"]]
+                # (monetary_value: the learner's Gamma-Gamma fit of the spend per purchase)
+                result.btyd = [
+                    feats["frequency"],
+                    feats["recency"],
+                    feats["T"],
+                    feats["monetary_value"],
+                ]
         return result
 
     def catch_up(
@@ -352,6 +365,10 @@ class CustomerProcessor:
         churn_event = self._churn(customer_id, state, feats, clock_ms, trigger, churn_params)
         if churn_event is not None:
             result.churn_events.append(churn_event)
+        if self.tracker is not None:
+            self.tracker.evaluated(
+                customer_id, state, feats, clock_ms, result.segment_changes, result.churn_events
+            )
         return result
 
     @staticmethod
@@ -403,6 +420,7 @@ class CustomerProcessor:
             "label": label,
             "reasons": reasons,
             "model_version": model_version,
+            "experiments": [],  # filled by the tracker when entering an experiment's segment
         }
 
     def _churn(
@@ -433,6 +451,7 @@ class CustomerProcessor:
             "previous_level": previous_level,
             "reasons": list(scored.reasons),
             "model_version": self.scorer.model_version(churn_params),
+            "experiments": [],
         }
 
     # -- reading ------------------------------------------------------------

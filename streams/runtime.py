@@ -9,6 +9,10 @@ from typing import Any
 
 from models.btyd import BGNBDParams
 from models.clustering import SegmentAssigner
+from models.eventtime import day_of
+from models.experiments import Experiment
+from models.gamma_gamma import GammaGammaParams
+from models.kpis import KpiBook
 from models.profile_policy import AttributePolicy
 from streams.clock import StreamClock
 from streams.metrics import Metrics
@@ -41,6 +45,12 @@ class Runtime:
     profile_policy: AttributePolicy = field(default_factory=AttributePolicy)
     # Secret salt of learner keys (streams.learner_salt); set before any event is handled.
     learner_salt: bytes | None = None
+    # Experiments of the segments YAML, and the KPI sums of the owned partitions.
+    experiments: tuple[Experiment, ...] = ()
+    kpis: KpiBook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kpis = KpiBook(today=lambda: day_of(self.clock.now_ms))
 
     def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
         """Track the largest event time per input partition (and overall)."""
@@ -86,3 +96,9 @@ class Runtime:
             )
         if message.get("churn_params"):
             self.churn_params = BGNBDParams.from_dict(message["churn_params"])
+        tracker = self.processor.tracker
+        if tracker is not None:  # the CLV's models (models.clv)
+            if isinstance(self.churn_params, BGNBDParams):
+                tracker.purchases = self.churn_params
+            if message.get("spend_params"):
+                tracker.spend = GammaGammaParams.from_dict(message["spend_params"])
