@@ -88,7 +88,7 @@ def membership_records(result: Any) -> list[tuple[bytes, bytes | None]]:
                         "segment_type": seg_type,
                         "segment": current,
                         "label": change["label"],
-                        "since": change["ts"],
+                        "ts": change["ts"],
                         "event_id": change["event_id"],
                     }
                 ),
@@ -104,7 +104,7 @@ def membership_records(result: Any) -> list[tuple[bytes, bytes | None]]:
                         "segment_type": CHURN_TYPE,
                         "segment": churn["level"],
                         "label": f"{churn['level'].capitalize()} churn risk",
-                        "since": churn["ts"],
+                        "ts": churn["ts"],
                         "event_id": churn["event_id"],
                     }
                 ),
