@@ -33,7 +33,9 @@ def partition_keys(
             if len(raw_keys) >= limit:
                 break
     else:
-        ordered = sorted(orjson.dumps(k) for k in store)
+        # (StateTable writes the encoded keys into the memory store's dict)
+        memory = getattr(store, "data", store)
+        ordered = sorted(k if isinstance(k, bytes) else orjson.dumps(k) for k in memory)
         raw_keys = [k for k in ordered if after is None or k > after][:limit]
     ids = [orjson.loads(k) for k in raw_keys]
     return ids, (raw_keys[-1] if raw_keys else after)

@@ -1,0 +1,161 @@
+"""KPIs, memberships and experiment arms through the worker's agents (no Kafka)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from models.eventtime import MS_PER_DAY
+from models.experiments import arm_of
+from models.kpis import Totals
+from schemas import validate_output
+from streams.app import finish_sweep
+from streams.codec import decode_state
+from streams.segment_api import experiments_document
+from streams.sweep import PartitionSweep, partition_keys
+from streams.web import segment_catalogue
+from tests.streams.conftest import event
+
+DAY = MS_PER_DAY
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def buy(customer: str, event_id: str, ts: int, amount: float) -> bytes:
+    return orjson.dumps(
+        {"event_id": event_id, "customer_id": customer, "ts": ts, "order_id": event_id,
+         "amount": amount}
+    )  # fmt: skip
+
+
+def browse(customer: str, event_id: str, ts: int, action: str) -> bytes:
+    return orjson.dumps(
+        {"event_id": event_id, "customer_id": customer, "ts": ts, "session_id": "s",
+         "action": action}
+    )  # fmt: skip
+
+
+@pytest.fixture
+def experiment_app(make_app: Any, tmp_path: Path) -> Any:
+    config = tmp_path / "segments.yaml"
+    config.write_text(
+        "experiments:\n  - {name: welcome, segment: lifecycle.new, holdout: 0.5, window_days: 7}\n"
+    )
+    return make_app(segments_config=config)
+
+
+async def run_pass(app: Any) -> None:
+    """One sweep pass over partition 0, as the clock-ticks agent runs it."""
+    rt, pipeline = app.segmenter, app.pipeline
+    rt.kpis.begin_pass(0)
+    await pipeline.drain()
+    sweep = PartitionSweep(clock_ms=rt.clock.now_ms)
+    keys, _ = partition_keys(pipeline.customers.table, 0, None, 2000)
+    rt.kpis.listed(0, [orjson.dumps(k) for k in keys])
+    await pipeline.review_partition(keys, 0, sweep)
+    finish_sweep(rt, 0, sweep)
+    rt.remote_stats["p0"] = {"kpis": rt.kpis.record(0)}  # as published on stream-clock
+
+
+def recount(app: Any, customers: list[str]) -> Totals:
+    totals = Totals()
+    for customer in customers:
+        state = decode_state(app.pipeline.customers.get(customer, 0))
+        totals.add((state or {}).get("kc"), 1, app.segmenter.kpis.floor())
+    return totals
+
+
+async def test_kpis_follow_events_and_a_pass_derives_the_same_sums(app: Any) -> None:
+    purchases = app.agents["segmenter.ingest.purchases"]
+    browsing = app.agents["segmenter.ingest.browsing"]
+    async with browsing.test_context() as ctx:
+        await ctx.put(browse("a", "b1", T0, "product_view"), key=b"a")
+        await ctx.put(browse("b", "b2", T0 + 1, "page_view"), key=b"b")
+        await ctx.put(browse("b", "b3", T0 + 2, "product_view"), key=b"b")  # skips evaluation
+    async with purchases.test_context() as ctx:
+        await ctx.put(buy("a", "o1", T0 + 10, 30.0), key=b"a")
+        await ctx.put(buy("c", "o2", T0 + 20, 70.0), key=b"c")
+    live = app.segmenter.kpis.partitions[0].live
+    assert live.seg == recount(app, ["a", "b", "c"]).seg
+    # a and c bought (lifecycle new); b is a prospect who viewed a product.
+    new = live.seg["lifecycle.new"]
+    assert new[:4] == [2, 2, 1, 1]  # customers, active, viewed, viewed and bought
+    assert new[8] == pytest.approx(100.0)
+    assert live.seg["lifecycle.prospect"][:3] == [1, 1, 1]
+    await run_pass(app)
+    assert app.segmenter.kpis.derived(0)
+    catalogue = segment_catalogue(app.segmenter)
+    kpis = {(s["type"], s["id"]): s["kpis"] for s in catalogue["segments"]}
+    assert kpis[("lifecycle", "new")]["customers"] == 2
+    assert kpis[("lifecycle", "new")]["entered_30d"] == 2
+    assert kpis[("lifecycle", "new")]["conversion_30d"] == 1.0
+    assert kpis[("lifecycle", "new")]["revenue_30d"] == pytest.approx(100.0)
+    assert kpis[("lifecycle", "prospect")]["conversion_30d"] == 0.0
+    assert kpis[("lifecycle", "lapsed")]["active_30d_share"] is None  # no member: unknown
+    assert kpis[("churn", "low")]["customers"] == 3
+    assert catalogue["kpis"]["complete"] is True
+
+
+async def test_memberships_follow_changes_and_erasure_tombstones_them(app: Any) -> None:
+    purchases = app.agents["segmenter.ingest.purchases"]
+    async with purchases.test_context() as ctx:
+        await ctx.put(buy("c1", "o1", T0, 20.0), key=b"c1")
+    records = app.pipeline.outputs["segment-memberships"].sent
+    current = {key: value for key, value in records}
+    assert current[b"c1|lifecycle"]["segment"] == "new"
+    assert current[b"c1|churn"]["segment"] == "low"
+    for value in current.values():
+        validate_output("segment-memberships", value)
+    types = {key.split(b"|")[1] for key in current}
+    async with app.agents["segmenter.ingest.privacy"].test_context() as ctx:
+        await ctx.put(event("x1", T0 + DAY, action="erase"), key=b"c1")
+    latest = {key: value for key, value in records}
+    assert {key.split(b"|")[1] for key, value in latest.items() if value is None} == types
+    assert app.segmenter.kpis.partitions[0].live.seg["lifecycle.new"][0] == 0
+
+
+async def test_opting_out_leaves_every_audience_and_the_kpis(app: Any) -> None:
+    async with app.agents["segmenter.ingest.purchases"].test_context() as ctx:
+        await ctx.put(buy("c1", "o1", T0, 20.0), key=b"c1")
+    async with app.agents["segmenter.ingest.privacy"].test_context() as ctx:
+        await ctx.put(event("x1", T0 + DAY, action="opt_out"), key=b"c1")
+    latest = dict(app.pipeline.outputs["segment-memberships"].sent)
+    assert all(value is None for value in latest.values())
+    assert not any(v[0] for v in app.segmenter.kpis.partitions[0].live.seg.values())
+
+
+async def test_entering_the_experiment_segment_carries_the_arm(experiment_app: Any) -> None:
+    app = experiment_app
+    customers = [f"c{i}" for i in range(40)]
+    async with app.agents["segmenter.ingest.purchases"].test_context() as ctx:
+        for i, customer in enumerate(customers):
+            await ctx.put(buy(customer, f"o{i}", T0 + i, 10.0), key=customer.encode())
+        # Half of them buy again within the 7-day window (outcome: purchased).
+        for i, customer in enumerate(customers[::2]):
+            await ctx.put(buy(customer, f"r{i}", T0 + 2 * DAY, 5.0), key=customer.encode())
+    changes = [v for _, v in app.pipeline.outputs["segment-changes"].sent]
+    entering = [c for c in changes if c["segment_type"] == "lifecycle" and c["current"] == "new"]
+    assert len(entering) == len(customers)
+    for change in changes:
+        validate_output("segment-changes", change)
+        expected = [{"name": "welcome", "arm": arm_of("welcome", change["customer_id"], 0.5)}]
+        assert change["experiments"] == (expected if change in entering else [])
+    for _, churn in app.pipeline.outputs["churn-risk"].sent:
+        assert churn["experiments"] == []
+    # The windows close at the start of day 7 after entry, at the daily evaluation.
+    app.segmenter.clock.observe(T0 + 8 * DAY)
+    await run_pass(app)
+    report = experiments_document(app.segmenter)
+    (welcome,) = report["experiments"]
+    arms = welcome["arms"]
+    assert arms["treatment"]["customers"] + arms["holdout"]["customers"] == 40
+    assert arms["treatment"]["completed"] + arms["holdout"]["completed"] == 40
+    repeaters = set(customers[::2])
+    for arm in ("treatment", "holdout"):
+        members = [c for c in customers if arm_of("welcome", c, 0.5) == arm]
+        bought = sum(c in repeaters for c in members) / len(members)
+        assert arms[arm]["outcomes"]["purchase_share"] == pytest.approx(bought)
+        revenue = 5.0 * sum(c in repeaters for c in members) / len(members)
+        assert arms[arm]["outcomes"]["revenue_per_customer"] == pytest.approx(revenue)
