@@ -14,6 +14,8 @@ Gamma-Gamma fit.
 
 from __future__ import annotations
 
+import math
+
 from models import btyd
 from models.gamma_gamma import GammaGammaParams, expected_spend
 
@@ -74,4 +76,6 @@ def customer_value(
     if per_purchase is None:
         return None
     purchases_ahead = expected_purchases(horizon_days, x, float(recency or 0), float(T), purchases)
-    return purchases_ahead * per_purchase
+    value = purchases_ahead * per_purchase
+    # (the hypergeometric term can overflow for extreme fitted parameters)
+    return value if math.isfinite(value) and value >= 0 else None
