@@ -81,6 +81,8 @@ NPS_FLAGS = {"promoter": 16, "passive": 32, "detractor": 64}
 BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 #: Days of stream time the entered/exited counts cover.
 WINDOW_DAYS = 30
+#: CLVs the tracker remembers per input before it starts afresh.
+CLV_CACHE_SIZE = 100_000
 #: Days a customer's segment transitions stay in their contribution (one of slack).
 LOG_DAYS = WINDOW_DAYS + 1
 #: The KPIs of ``GET /segments``, in order.
@@ -135,16 +137,21 @@ class KpiTracker:
         model arrives; ``None``: BG/NBD defaults, no CLV).
     clv_tolerance
         A stored CLV is refreshed when the new value differs by more than this
-        share (the daily pass would otherwise rewrite every buyer each day, as
-        ``T`` grows); the error this leaves in a segment's mean is below it.
+        share of it, or of the mean spend per purchase for small values (the
+        daily pass would otherwise rewrite every buyer each day, as ``T``
+        grows); the error this leaves in a segment's mean is below it.
     """
 
     experiments: tuple[Experiment, ...] = ()
     purchases: BGNBDParams | None = None
     spend: GammaGammaParams | None = None
-    clv_tolerance: float = 0.02
+    clv_tolerance: float = 0.05
     _by_segment: dict[str, list[Experiment]] = field(init=False, repr=False)
     _names: frozenset[str] = field(init=False, repr=False)
+    _clv_cache: dict[tuple[Any, ...], float | None] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _clv_models: tuple[Any, Any] = field(default=(None, None), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_segment = {}
@@ -228,13 +235,11 @@ class KpiTracker:
         revenue = float(feats.get("revenue_30d") or 0.0)
         clv = None
         if self.spend is not None and feats.get("T") is not None:
-            clv = customer_value(
+            clv = self._clv(
                 feats.get("frequency"),
                 feats.get("recency"),
                 feats.get("T"),
                 feats.get("monetary_value"),
-                self.purchases,
-                self.spend,
             )
         if (
             old is not None
@@ -243,12 +248,32 @@ class KpiTracker:
             and old[_MEMBERS] == members
             and old[_FLAGS] == flags
             and abs(old[_REVENUE] - revenue) <= 1e-9 * max(1.0, abs(revenue))
-            and _close(old[_CLV], clv, self.clv_tolerance)
+            and _close(old[_CLV], clv, self.clv_tolerance, self._clv_floor())
         ):
             return
         floor = day - LOG_DAYS + 1
         log = [entry for entry in (old[_LOG] if old else ()) if entry[0] >= floor]
         state["kc"] = [members, flags, revenue, clv, log + entries, tallies]
+
+    def _clv_floor(self) -> float:
+        """Changes of a CLV below this are never worth a write: ``clv_tolerance`` of
+        what an unknown customer spends per purchase (values decaying towards 0
+        would otherwise change by more than the share every day)."""
+        mean = self.spend.population_mean if self.spend is not None else None
+        return self.clv_tolerance * (mean or 1.0)
+
+    def _clv(self, frequency: Any, recency: Any, T: Any, monetary: Any) -> float | None:
+        """:func:`models.clv.customer_value`, remembered per input (a customer's
+        evaluations of one day share it, and so do customers with equal summaries)."""
+        models = (self.purchases, self.spend)
+        if models != self._clv_models or len(self._clv_cache) >= CLV_CACHE_SIZE:
+            self._clv_cache, self._clv_models = {}, models
+        key = (frequency, recency, T, monetary)
+        if key in self._clv_cache:
+            return self._clv_cache[key]
+        value = customer_value(frequency, recency, T, monetary, self.purchases, self.spend)
+        self._clv_cache[key] = value
+        return value
 
     def _enter(
         self,
@@ -275,10 +300,10 @@ class KpiTracker:
         return True
 
 
-def _close(old: float | None, new: float | None, tolerance: float) -> bool:
+def _close(old: float | None, new: float | None, tolerance: float, floor: float) -> bool:
     if old is None or new is None:
         return old is new
-    return abs(new - old) <= tolerance * abs(old) + 1e-9
+    return abs(new - old) <= max(tolerance * abs(old), floor)
 
 
 # --------------------------------------------------------------------------- sums

@@ -1,0 +1,181 @@
+#!/usr/bin/env python
+"""Per-event cost of the segment KPIs and experiments (docs/segments.md, "Cost").
+
+The same simulated history goes through ``CustomerProcessor.handle`` twice in
+one run: the baseline without the KPI tracker (the worker before this
+feature), then with it (two experiments configured, a fitted spend model so
+every buyer's CLV is computed). Reported per event: the processing time of
+both, the tracker's share, the partition sums' update
+(``KpiBook.apply``) over the contribution changes the run produced, the
+``segment-memberships`` records per output, and the state's size and orjson
+round trip with and without the stored contribution.
+
+    .venv/bin/python scripts/bench-kpis.py [--customers 600] [--days 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+
+from models.churn import ChurnScorer
+from models.eventtime import MS_PER_DAY, parse_ts
+from models.experiments import Experiment
+from models.gamma_gamma import GammaGammaParams
+from models.kpis import KpiBook, KpiTracker
+from models.rules import RuleEngine, RulesConfig
+from streams.audiences import membership_records
+from streams.processing import CustomerProcessor
+from streams.simulator import Simulation
+
+EXPERIMENTS = (
+    Experiment("welcome", "lifecycle", "new", 0.2, 14),
+    Experiment("save", "churn", "high", 0.2, 30),
+)
+SPEND = GammaGammaParams(p=6.25, q=3.74, v=15.44)
+
+
+def run(
+    processor: CustomerProcessor, events: list[tuple[str, dict[str, Any]]]
+) -> tuple[float, dict[str, Any], list[Any]]:
+    """Seconds for ``handle`` over every event; the final states; (old, new) contributions."""
+    states: dict[str, Any] = {}
+    changes: list[Any] = []
+    handle = processor.handle
+    elapsed = 0.0
+    for topic, event in events:
+        customer = event["customer_id"]
+        state = states.get(customer)
+        old = state.get("kc") if state else None
+        started = time.perf_counter()
+        result = handle(customer, state, topic, event, None)
+        elapsed += time.perf_counter() - started
+        states[customer] = result.state
+        if result.state is not None and result.state.get("kc") is not old:
+            changes.append((orjson.dumps(customer), old, result.state.get("kc"), result))
+    return elapsed, states, changes
+
+
+class TimedTracker(KpiTracker):
+    """The tracker, timing its own two calls (the difference of two totals is noisy)."""
+
+    seconds = 0.0
+
+    def applied(self, *args: Any) -> None:
+        started = time.perf_counter()
+        super().applied(*args)
+        self.seconds += time.perf_counter() - started
+
+    def evaluated(self, *args: Any) -> None:  # type: ignore[override]
+        started = time.perf_counter()
+        super().evaluated(*args)
+        self.seconds += time.perf_counter() - started
+
+
+def best(fn: Callable[[], float], repeats: int) -> float:
+    return min(fn() for _ in range(repeats))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=600)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    events = []
+    for topic, event in Simulation(customers=args.customers, days=args.days, seed=3).events():
+        events.append((topic, {**event, "ts": parse_ts(event["ts"])}))
+    n = len(events)
+    rules = RuleEngine(RulesConfig())
+
+    def processor(tracker: KpiTracker | None) -> CustomerProcessor:
+        return CustomerProcessor(rules=rules, scorer=ChurnScorer(), tracker=tracker)
+
+    # Alternated, best of each: a busy machine slows both alike.
+    baseline = with_kpis = float("inf")
+    for _ in range(args.repeats):
+        baseline = min(baseline, run(processor(None), events)[0])
+        with_kpis = min(with_kpis, run(processor(KpiTracker(EXPERIMENTS, spend=SPEND)), events)[0])
+    _, states, changes = run(processor(KpiTracker(EXPERIMENTS, spend=SPEND)), events)
+    _, plain_states, _ = run(processor(None), events)
+
+    inside = float("inf")
+    for _ in range(args.repeats):
+        timed = TimedTracker(EXPERIMENTS, spend=SPEND)
+        run(processor(timed), events)
+        inside = min(inside, timed.seconds)
+
+    book = KpiBook(today=lambda: 10**6)
+
+    def apply_all() -> float:
+        started = time.perf_counter()
+        for key, old, new, _ in changes:
+            book.apply(0, key, old, new)
+        return time.perf_counter() - started
+
+    book_s = best(apply_all, args.repeats)
+    results = [SimpleNamespace(segment_changes=r.segment_changes, churn_events=r.churn_events)
+               for *_, r in changes]  # fmt: skip
+    outputs = sum(len(r.segment_changes) + len(r.churn_events) for r in results)
+
+    def memberships() -> float:
+        started = time.perf_counter()
+        for result in results:
+            membership_records(result)
+        return time.perf_counter() - started
+
+    members_s = best(memberships, args.repeats)
+
+    def roundtrip(pool: dict[str, Any]) -> tuple[float, float]:
+        blobs = [orjson.dumps(s) for s in pool.values()]
+
+        def once() -> float:
+            started = time.perf_counter()
+            for state in pool.values():
+                orjson.loads(orjson.dumps(state))
+            return (time.perf_counter() - started) / len(blobs)
+
+        return sum(map(len, blobs)) / len(blobs), best(once, args.repeats * 3)
+
+    size_with, rt_with = roundtrip(states)
+    size_without, rt_without = roundtrip(plain_states)
+    # The daily pass over 30 silent days after the history: customers written
+    # (a changed segment or churn level; with KPIs also a changed contribution).
+    last_day = max(event["ts"] for _, event in events) // MS_PER_DAY
+
+    def pass_writes(pool: dict[str, Any], tracker: KpiTracker | None) -> int:
+        writes = 0
+        reviewer = processor(tracker)
+        for day in range(last_day + 1, last_day + 31):
+            for customer, state in pool.items():
+                old = state.get("kc")
+                result = reviewer.review(customer, state, day, None)
+                writes += bool(result.write or state.get("kc") is not old)
+        return writes
+
+    writes_with = pass_writes(states, KpiTracker(EXPERIMENTS, spend=SPEND))
+    writes_without = pass_writes(plain_states, None)
+    per = 1e6 / n
+    print(f"events: {n:,}, customers: {args.customers}, days: {args.days} (best of {args.repeats})")
+    print(f"handle(), baseline without KPIs: {baseline * per:6.2f} µs/event")
+    print(f"handle(), with KPIs+experiments: {with_kpis * per:6.2f} µs/event "
+          f"(+{(with_kpis - baseline) * per:.2f} µs, x{with_kpis / baseline:.3f})")  # fmt: skip
+    each = book_s / max(1, len(changes)) * 1e6
+    print(f"  of which inside the tracker:   {inside * per:6.2f} µs/event (timed directly)")
+    print(f"KpiBook.apply: {book_s * per:6.2f} µs/event "
+          f"({len(changes):,} contribution changes, {each:.2f} µs each)")  # fmt: skip
+    print(f"segment-memberships records: {members_s * per:6.3f} µs/event "
+          f"({outputs:,} outputs, {members_s / max(1, outputs) * 1e6:.2f} µs each)")  # fmt: skip
+    print(f"daily pass, 30 silent days x {len(states)} customers: {writes_without:,} -> "
+          f"{writes_with:,} state writes")  # fmt: skip
+    print(f"state: {size_without:,.0f} -> {size_with:,.0f} bytes; orjson round trip "
+          f"{rt_without * 1e6:.2f} -> {rt_with * 1e6:.2f} µs per write")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
