@@ -197,3 +197,12 @@ def test_report_has_every_arm_and_outcome_even_when_empty() -> None:
         "significant": None,
     }
     assert report["holdout_share_observed"] is None
+
+
+def test_the_example_file_has_valid_experiments() -> None:
+    root = Path(__file__).resolve().parents[2]
+    _, experiments = load_segments_config(root / "segments.example.yaml")
+    assert [e.segment_key for e in experiments] == [
+        "lifecycle.at_risk",
+        "vip_promoters.vip_detractor",
+    ]
