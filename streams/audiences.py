@@ -39,6 +39,7 @@ __all__ = [
     "encode_cursor",
     "membership_key",
     "membership_records",
+    "membership_snapshot",
     "scan_members",
     "tombstones",
 ]
@@ -110,6 +111,49 @@ def membership_records(result: Any) -> list[tuple[bytes, bytes | None]]:
                 ),
             )
         )
+    return records
+
+
+def membership_snapshot(customer_id: str, state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """Records of every current segment of a customer recorded before this topic existed.
+
+    A worker upgraded to a version with ``segment-memberships`` publishes them
+    the first time it evaluates such a customer (their record has no KPI
+    contribution yet), so the topic holds every customer within a day of stream
+    time, not only those who changed since. ``event_id`` is then a
+    deterministic id of the membership.
+
+    >>> state = {"seg": {"value": {"current": "mid", "since_ms": 0, "label": "Mid value"}},
+    ...          "churn": {"level": "low", "since_ms": 0}}
+    >>> [key for key, _ in membership_snapshot("c1", state)]
+    [b'c1|value', b'c1|churn']
+    """
+    from streams.processing import output_event_id
+
+    records = []
+    entries = [
+        (t, e.get("current"), e.get("label"), e.get("since_ms"))
+        for t, e in (state.get("seg") or {}).items()
+    ]
+    churn = state.get("churn") or {}
+    if churn.get("level"):
+        level = churn["level"]
+        entries.append(
+            (CHURN_TYPE, level, f"{level.capitalize()} churn risk", churn.get("since_ms"))
+        )
+    for seg_type, segment, label, since in entries:
+        if segment is None:
+            continue
+        ts = format_ts(since if isinstance(since, int) else 0)
+        value = {
+            "customer_id": customer_id,
+            "segment_type": seg_type,
+            "segment": segment,
+            "label": label or segment,
+            "ts": ts,
+            "event_id": output_event_id(customer_id, "membership", seg_type, segment, ts),
+        }
+        records.append((membership_key(customer_id, seg_type), orjson.dumps(value)))
     return records
 
 

@@ -28,7 +28,12 @@ from typing import Any
 from models import dedup
 from models.eventtime import day_of
 from schemas import InvalidEvent, dead_letter, validate
-from streams.audiences import MEMBERSHIPS_TOPIC, membership_records, tombstones
+from streams.audiences import (
+    MEMBERSHIPS_TOPIC,
+    membership_records,
+    membership_snapshot,
+    tombstones,
+)
 from streams.codec import decode_state, encode
 from streams.ordering import CaughtUp, EventTimeOrder
 from streams.outbox import Outbox
@@ -474,6 +479,8 @@ class Pipeline:
         if topic == "profiles":
             event = self.screen_profile(event, state)
         old_kpis = state.get("kc") if state is not None else None  # (replaced, never mutated)
+        # (recorded before KPI contributions existed: see count_kpis)
+        upgraded = state is not None and old_kpis is None and bool(state.get("seg"))
         result = self.rt.processor.handle(
             customer_id,
             state,
@@ -503,7 +510,7 @@ class Pipeline:
             mark_source_applied(result.state, topic, origin)
         self.rt.observe_partition_clock(partition, event["ts"])
         self.customers.put(batch.customers, customer_id, partition, encode(result.state))
-        self.count_kpis(customer_id, partition, old_kpis, result.state)
+        self.count_kpis(customer_id, partition, old_kpis, result.state, batch if upgraded else None)
         self.emit(result, message, batch)
         if result.training_vector is not None:
             self.add_training_sample(customer_id, result)
@@ -541,12 +548,24 @@ class Pipeline:
             batch.outbox.add(MEMBERSHIPS_TOPIC, key, value)
 
     def count_kpis(
-        self, customer_id: str, partition: int, old: Any, state: dict[str, Any] | None
+        self,
+        customer_id: str,
+        partition: int,
+        old: Any,
+        state: dict[str, Any] | None,
+        batch: Batch | None = None,
     ) -> None:
-        """The customer's stored KPI contribution changes (models.kpis)."""
+        """The customer's stored KPI contribution changes (models.kpis).
+
+        A customer recorded before contributions existed (``old`` is None, yet
+        in segments) gets their current memberships published (``batch``)."""
         new = state.get("kc") if state is not None else None
-        if old is not new:
-            self.rt.kpis.apply(partition, self.customers.key_bytes(customer_id), old, new)
+        if old is new:
+            return
+        self.rt.kpis.apply(partition, self.customers.key_bytes(customer_id), old, new)
+        if old is None and batch is not None and state is not None and state.get("seg"):
+            for key, value in membership_snapshot(customer_id, state):
+                batch.outbox.add(MEMBERSHIPS_TOPIC, key, value)
 
     @staticmethod
     def send(
@@ -746,7 +765,7 @@ class Pipeline:
                 # (a KPI contribution that moved is written too: models.kpis)
                 if result.write or state.get("kc") is not old_kpis:
                     self.customers.put(batch.customers, customer_id, partition, encode(state))
-                    self.count_kpis(customer_id, partition, old_kpis, state)
+                    self.count_kpis(customer_id, partition, old_kpis, state, batch)
                     self.emit(result, None, batch)
                     changed += 1
             sweep.count(state)

@@ -159,3 +159,25 @@ async def test_entering_the_experiment_segment_carries_the_arm(experiment_app: A
         assert arms[arm]["outcomes"]["purchase_share"] == pytest.approx(bought)
         revenue = 5.0 * sum(c in repeaters for c in members) / len(members)
         assert arms[arm]["outcomes"]["revenue_per_customer"] == pytest.approx(revenue)
+
+
+async def test_customers_recorded_before_the_upgrade_get_their_memberships(app: Any) -> None:
+    """A record without a KPI contribution (written by an older version) gets all
+    its current memberships published at its first evaluation, and joins the KPIs."""
+    tracker, app.segmenter.processor.tracker = app.segmenter.processor.tracker, None
+    async with app.agents["segmenter.ingest.purchases"].test_context() as ctx:
+        await ctx.put(buy("old", "o1", T0, 20.0), key=b"old")
+    assert "kc" not in decode_state(app.pipeline.customers.get("old", 0))
+    app.pipeline.outputs["segment-memberships"].sent.clear()
+    app.segmenter.processor.tracker = tracker
+    app.segmenter.clock.observe(T0 + 2 * DAY)
+    await run_pass(app)
+    published = dict(app.pipeline.outputs["segment-memberships"].sent)
+    state = decode_state(app.pipeline.customers.get("old", 0))
+    assert state is not None and "kc" in state
+    expected = {f"old|{t}".encode(): e["current"] for t, e in state["seg"].items() if e["current"]}
+    expected[b"old|churn"] = state["churn"]["level"]
+    assert {k: v["segment"] for k, v in published.items()} == expected
+    for value in published.values():
+        validate_output("segment-memberships", value)
+    assert app.segmenter.kpis.partitions[0].live.seg["churn." + state["churn"]["level"]][0] == 1
