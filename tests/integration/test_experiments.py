@@ -184,5 +184,7 @@ async def test_arms_exposures_outcomes_and_the_known_uplift(experiment_stack: St
     # The known effect is recovered: significant, inside the 95 % interval.
     revenue = welcome["uplift"]["revenue_per_customer"]
     low, high = revenue["ci95"]
+    print(f"entrants {len(entries)}, holdout share {holdouts / len(entries):.3f}, revenue uplift "
+          f"{revenue['estimate']:.2f} [{low:.2f}, {high:.2f}], true {CAMPAIGN.effect}")  # fmt: skip
     assert revenue["significant"] and low > 0
     assert low <= CAMPAIGN.effect <= high, (low, CAMPAIGN.effect, high)

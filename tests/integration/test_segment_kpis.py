@@ -12,6 +12,7 @@ new ones (empty local stores): they derive the same sums from the changelog.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,8 @@ def differences(worker: Worker, expected: dict[str, dict[str, Any]]) -> list[str
             if value is None or got is None:
                 ok = value is None and got is None
             elif name == "clv_365d_mean":
-                ok = abs(got - value) <= 0.05 * abs(value)  # (stored CLVs refresh beyond 5 %)
+                # Stored CLVs are refreshed beyond 5 % or 5 % of the mean spend (models.kpis).
+                ok = abs(got - value) <= 0.05 * abs(value) + 0.05 * (SPEND.population_mean or 0.0)
             else:
                 ok = abs(got - value) <= 1e-6 * max(1.0, abs(value))
             if not ok:
@@ -263,7 +265,11 @@ async def test_kpis_equal_an_independent_computation_and_survive_a_rebalance(
             for t, s in [key.split(".", 1)]
         )  # fmt: skip
 
+    started = time.monotonic()
     wait_for(derived_by_new_owners, timeout=120, interval=2)
+    print(
+        f"sums derived by the new owners {time.monotonic() - started:.1f} s after they were ready"
+    )
     assert differences(third, expected) == []
     want = sorted(c for c, s in members.items() if s.get("lifecycle") == "active")
     assert sorted(members_of(second, "lifecycle.active", limit=25)) == want
