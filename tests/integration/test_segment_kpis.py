@@ -12,6 +12,7 @@ new ones (empty local stores): they derive the same sums from the changelog.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +29,7 @@ from models.gamma_gamma import GammaGammaParams
 from schemas import validate_output
 from streams.simulator import Simulation
 from tests.integration.conftest import Stack, Worker, handled_total, metric_total, wait_for
+from tests.integration.kcat import KCAT
 from tests.reference import reference_features
 
 lifetimes = pytest.importorskip("lifetimes")
@@ -63,6 +65,17 @@ async def memberships(stack: Stack) -> dict[str, dict[str, str]]:
     for key, value in await stack.consume_raw(stack.topic("segment-memberships"), timeout=8):
         assert key is not None
         latest[key] = value
+    if KCAT is not None:  # the command docs/segments.md gives (librdkafka), same answer
+        lines = subprocess.run(
+            [KCAT, "-C", "-b", stack.bootstrap, "-t", stack.topic("segment-memberships"),
+             "-e", "-Z", "-f", "%k\t%s\n"],
+            capture_output=True, check=True, timeout=60,
+        ).stdout.splitlines()  # fmt: skip
+        seen: dict[bytes, bytes | None] = {}
+        for line in lines:
+            key, _, value = line.partition(b"\t")
+            seen[key] = None if value == b"NULL" else value
+        assert seen == latest
     current: dict[str, dict[str, str]] = defaultdict(dict)
     for key, value in latest.items():
         if value is None:
