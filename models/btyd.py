@@ -36,7 +36,9 @@ __all__ = [
     "CDNOW_PARAMS_WEEKS",
     "DEFAULT_PARAMS",
     "BGNBDParams",
+    "bgnbd_expected_purchases_np",
     "bgnbd_log_likelihood",
+    "bgnbd_prob_no_purchase",
     "expected_purchases",
     "fit_bgnbd",
     "prob_alive",
@@ -247,6 +249,7 @@ def fit_bgnbd(
     frequency: ArrayLike,
     recency: ArrayLike,
     T: ArrayLike,
+    weights: ArrayLike | None = None,
     *,
     initial: BGNBDParams | None = None,
     penalizer: float = 0.0,
@@ -266,6 +269,9 @@ def fit_bgnbd(
     ----------
     frequency, recency, T
         Arrays of repeat purchase days, ``t_x`` and ``T`` (days).
+    weights
+        How many customers each row stands for (a summary table of distinct
+        rows, :class:`models.btyd_summary.BTYDSummary`); 1 each when ``None``.
     initial
         Starting point; defaults to :data:`DEFAULT_PARAMS`.
     penalizer
@@ -288,10 +294,17 @@ def fit_bgnbd(
     x = np.asarray(frequency, dtype=float).ravel()
     t_x = np.asarray(recency, dtype=float).ravel()
     big_t = np.asarray(T, dtype=float).ravel()
-    if not (x.shape == t_x.shape == big_t.shape):
-        raise ValueError("frequency, recency and T must have the same length")
-    if x.size == 0:
+    row_weights = None if weights is None else np.asarray(weights, dtype=float).ravel()
+    if not (x.shape == t_x.shape == big_t.shape) or (
+        row_weights is not None and row_weights.shape != x.shape
+    ):
+        raise ValueError("frequency, recency, T and weights must have the same length")
+    if x.size == 0 or (row_weights is not None and float(row_weights.sum()) <= 0):
         raise ValueError("cannot fit BG/NBD on zero customers")
+    if row_weights is not None and (
+        not np.all(np.isfinite(row_weights)) or np.any(row_weights < 0)
+    ):
+        raise ValueError("weights must be finite and >= 0")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(t_x)) and np.all(np.isfinite(big_t))):
         raise ValueError("frequency, recency and T must be finite")
     if np.any(x < 0) or np.any(t_x < 0) or np.any(big_t < 0):
@@ -301,11 +314,14 @@ def fit_bgnbd(
     if penalizer < 0:
         raise ValueError("penalizer must be >= 0")
 
-    rows = np.stack([x, t_x, big_t], axis=1)
-    uniq, counts = np.unique(rows, axis=0, return_counts=True)
-    ux, utx, ut = uniq[:, 0], uniq[:, 1], uniq[:, 2]
-    w = counts.astype(float)
-    n = float(x.size)
+    if row_weights is None:
+        rows = np.stack([x, t_x, big_t], axis=1)
+        uniq, counts = np.unique(rows, axis=0, return_counts=True)
+        ux, utx, ut = uniq[:, 0], uniq[:, 1], uniq[:, 2]
+        w = counts.astype(float)
+    else:
+        ux, utx, ut, w = x, t_x, big_t, row_weights
+    n = float(w.sum())
 
     start = DEFAULT_PARAMS if initial is None else initial
     theta0 = np.log([start.r, start.alpha, start.a, start.b])
@@ -317,7 +333,13 @@ def fit_bgnbd(
         value = -(ll - penalty) / n
         return value if math.isfinite(value) else 1e300
 
-    result = optimize.minimize(objective, theta0, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
+    result = optimize.minimize(
+        objective,
+        theta0,
+        method="L-BFGS-B",
+        bounds=[(-12.0, 12.0)] * 4,
+        options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 500},
+    )
     r, alpha, a, b = (float(v) for v in np.exp(result.x))
     total_ll = bgnbd_log_likelihood(r, alpha, a, b, ux, utx, ut, w)
     return BGNBDParams(
@@ -325,7 +347,7 @@ def fit_bgnbd(
         alpha=alpha,
         a=a,
         b=b,
-        n_customers=int(x.size),
+        n_customers=round(n),
         log_likelihood=total_ll,
         version=version,
     )
@@ -358,6 +380,62 @@ def expected_purchases(
     second = 1.0 - ((alpha + T) / (alpha + T + t)) ** (r + x) * hyp
     denom = 1.0 + (x > 0) * (a / (b + x - 1.0)) * ((alpha + T) / (alpha + recency)) ** (r + x)
     return first * second / denom
+
+
+def bgnbd_expected_purchases_np(
+    t: float,
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    params: BGNBDParams | None = None,
+) -> NDArray[np.float64]:
+    """Vectorised :func:`expected_purchases` (same formula, arrays in and out).
+
+    Examples
+    --------
+    >>> bgnbd_expected_purchases_np(39, [2, 0], [30.43, 0], [38.86, 38.86],
+    ...                             CDNOW_PARAMS_WEEKS).round(3).tolist()
+    [1.226, 0.195]
+    """
+    p = DEFAULT_PARAMS if params is None else params
+    r, alpha, a, b = p.r, p.alpha, p.a, p.b
+    x = np.asarray(frequency, dtype=float)
+    big_t = np.asarray(T, dtype=float)
+    t_x = np.minimum(np.asarray(recency, dtype=float), big_t)
+    z = t / (alpha + big_t + t)
+    hyp = special.hyp2f1(r + x, b + x, a + b + x - 1.0, z)
+    first = (a + b + x - 1.0) / (a - 1.0)
+    second = 1.0 - ((alpha + big_t) / (alpha + big_t + t)) ** (r + x) * hyp
+    alive = prob_alive_np(x, t_x, big_t, p)
+    return np.asarray(np.maximum(first * second * alive, 0.0), dtype=float)
+
+
+def bgnbd_prob_no_purchase(
+    t: float,
+    frequency: ArrayLike,
+    recency: ArrayLike,
+    T: ArrayLike,
+    params: BGNBDParams | None = None,
+) -> NDArray[np.float64]:
+    """P(no purchase in the next ``t`` days | x, t_x, T) under BG/NBD.
+
+    A dead customer buys nothing; one alive at ``T`` has a purchase rate
+    distributed ``Gamma(r + x, alpha + T)`` and cannot die without buying, so
+    ``P = 1 - P(alive) + P(alive) * ((alpha + T) / (alpha + T + t)) ** (r + x)``
+    (equal to ``L(x, t_x, T + t) / L(x, t_x, T)``).
+
+    Examples
+    --------
+    >>> bgnbd_prob_no_purchase(39, [0, 2], [0, 30.43], [38.86, 38.86],
+    ...                        CDNOW_PARAMS_WEEKS).round(3).tolist()
+    [0.855, 0.445]
+    """
+    p = DEFAULT_PARAMS if params is None else params
+    x = np.asarray(frequency, dtype=float)
+    big_t = np.asarray(T, dtype=float)
+    alive = prob_alive_np(x, recency, big_t, p)
+    stay = ((p.alpha + big_t) / (p.alpha + big_t + t)) ** (p.r + x)
+    return np.asarray(1.0 - alive + alive * stay, dtype=float)
 
 
 def simulate_bgnbd(

@@ -49,7 +49,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from river import linear_model, optim
 
 from models.btyd import DEFAULT_PARAMS, BGNBDParams, prob_alive
 from models.eventtime import MS_PER_DAY, day_of
@@ -61,12 +60,10 @@ __all__ = [
     "FACTORS",
     "FORMULA_VERSION",
     "LEVELS",
-    "ChurnLearner",
     "ChurnScore",
     "ChurnScorer",
     "LevelThresholds",
     "churn_level",
-    "inactive_label",
     "next_review_ms",
     "precision_at_top",
     "project_silence",
@@ -308,9 +305,16 @@ class ChurnScorer:
         return self._evaluate(features, params)[0]
 
     def _evaluate(
-        self, features: Mapping[str, Any], params: BGNBDParams | None
+        self,
+        features: Mapping[str, Any],
+        params: BGNBDParams | None,
+        p_alive: float | None = None,
     ) -> tuple[dict[str, float], dict[str, Any]]:
-        """Factor values, plus the raw numbers the reason texts need."""
+        """Factor values, plus the raw numbers the reason texts need.
+
+        ``p_alive`` replaces BG/NBD's P(alive) with another model's
+        (:class:`models.churn_model.ChurnModel` passes its BG/NBD + Pareto/NBD one).
+        """
         values: dict[str, float] = {}
         ctx: dict[str, Any] = {}
 
@@ -320,7 +324,8 @@ class ChurnScorer:
         orders = _num(features, "orders")
         if freq is not None and big_t is not None and (orders is None or orders > 0):
             rec = _num(features, "recency") or 0.0
-            p_alive = prob_alive(freq, rec, big_t, params)
+            if p_alive is None:
+                p_alive = prob_alive(freq, rec, big_t, params)
             values["not_alive"] = 1.0 - p_alive
             since_buy = _num(features, "days_since_last_purchase")
             ctx["p_alive"] = p_alive
@@ -718,108 +723,6 @@ def next_review_ms(
     else:
         k = max_wait_days
     return (today + k) * MS_PER_DAY
-
-
-# ---------------------------------------------------------------- learning
-def inactive_label(later_features: Mapping[str, Any], horizon_days: int) -> bool:
-    """Delayed outcome: was the customer silent for the whole horizon?
-
-    Read the features ``horizon_days`` after a scored moment; the customer is
-    labelled inactive (``True``) when nothing happened since, i.e.
-    ``days_since_last_event >= horizon_days``.
-
-    Examples
-    --------
-    >>> inactive_label({"days_since_last_event": 45}, 30)
-    True
-    >>> inactive_label({"days_since_last_event": 2}, 30)
-    False
-    """
-    silent = _num(later_features, "days_since_last_event")
-    return silent is not None and silent >= horizon_days
-
-
-class ChurnLearner:
-    """Online refinement of the factor weights from delayed outcomes (optional).
-
-    A river ``LogisticRegression`` over the factor *values*, warm-started at
-    the scorer's weights and bias, fed ``(values at t, inactive_label at
-    t + horizon)`` pairs. The streaming layer keeps ``ChurnScore.values`` of a
-    sample of scored moments and, ``horizon_days`` of stream time later,
-    calls :meth:`learn_one` with :func:`inactive_label` of the then-current
-    features. :meth:`to_scorer` returns the scorer to use: the hand-set one
-    until ``min_samples`` outcomes have been seen, then one with the learned
-    weights (clipped at 0 so every factor still reads as a risk).
-
-    Parameters
-    ----------
-    scorer
-        The starting scorer (its other settings are kept).
-    learning_rate
-        SGD step for weights and intercept.
-    l2
-        L2 regularisation.
-    min_samples
-        Outcomes needed before :meth:`to_scorer` uses the learned weights.
-    horizon_days
-        The outcome horizon, kept for the caller's scheduling.
-
-    Examples
-    --------
-    >>> learner = ChurnLearner(min_samples=2)
-    >>> learner.to_scorer().weights == DEFAULT_WEIGHTS
-    True
-    >>> learner.learn_one({"inactivity": 0.9, "support": 0.0}, True)
-    >>> learner.learn_one({"inactivity": 0.0, "support": 0.1}, False)
-    >>> learner.n_samples, learner.to_scorer().weights["inactivity"] > 3.0
-    (2, True)
-    """
-
-    def __init__(
-        self,
-        scorer: ChurnScorer | None = None,
-        learning_rate: float = 0.01,
-        l2: float = 0.0,
-        min_samples: int = 500,
-        horizon_days: int = 30,
-    ) -> None:
-        self.scorer = ChurnScorer() if scorer is None else scorer
-        self.learning_rate = float(learning_rate)
-        self.l2 = float(l2)
-        self.min_samples = int(min_samples)
-        self.horizon_days = int(horizon_days)
-        self.n_samples = 0
-        self.model = linear_model.LogisticRegression(
-            optimizer=optim.SGD(self.learning_rate),
-            l2=self.l2,
-            intercept_init=self.scorer.bias,
-            intercept_lr=self.learning_rate,
-        )
-        # Warm start at the hand-set weights (river has no public setter).
-        for name in FACTORS:
-            self.model._weights[name] = self.scorer.weights[name]
-
-    def learn_one(self, values: Mapping[str, float], inactive: bool) -> None:
-        """Learn from one ``(factor values at t, outcome at t + horizon)`` pair."""
-        x = {name: float(values.get(name, 0.0)) for name in FACTORS}
-        self.model.learn_one(x, bool(inactive))
-        self.n_samples += 1
-
-    def to_scorer(self) -> ChurnScorer:
-        """The scorer to use now (hand-set until ``min_samples`` outcomes)."""
-        if self.n_samples < self.min_samples:
-            return self.scorer
-        learned = self.model.weights
-        s = self.scorer
-        return ChurnScorer(
-            weights={name: max(0.0, float(learned.get(name, 0.0))) for name in FACTORS},
-            bias=float(self.model.intercept),
-            default_gap_days=s.default_gap_days,
-            min_gap_days=s.min_gap_days,
-            max_gap_days=s.max_gap_days,
-            max_reasons=s.max_reasons,
-            min_reason_contribution=s.min_reason_contribution,
-        )
 
 
 # ---------------------------------------------------------------- evaluation

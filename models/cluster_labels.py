@@ -10,6 +10,7 @@ snapshot always gives the same labels.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "describe_clusters",
     "distinguishing",
     "level_phrase",
+    "still_describes",
 ]
 
 TRAIT_THRESHOLD = 0.5
@@ -182,6 +184,30 @@ def describe_clusters(snapshot: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for desc in result.values():
         del desc["_words"]
     return result
+
+
+def still_describes(label: str, profile: Mapping[str, float], slack: float = 0.1) -> bool:
+    """Whether every word of an existing ``label`` still holds for ``profile``.
+
+    With ``slack`` below the trait threshold (a trait fades out at 0.4, not
+    0.5), so a label does not flicker when a z-score hovers around 0.5 or
+    two traits swap places.
+
+    Examples
+    --------
+    >>> still_describes("high spenders, promoters", {"order_value": 0.45, "sentiment": 1.2})
+    True
+    >>> still_describes("high spenders, promoters", {"order_value": 0.2, "sentiment": 1.2})
+    False
+    >>> still_describes("average customers (c4)", {"order_value": 0.3})
+    True
+    """
+    base = re.sub(r" \(c\d+\)$", "", label)
+    if base == "average customers":
+        return not distinguishing(profile, limit=1, threshold=TRAIT_THRESHOLD + slack)
+    traits = distinguishing(profile, limit=len(profile), threshold=TRAIT_THRESHOLD - slack)
+    words = set(_label_words(traits, max_words=len(traits) + len(_COMBINED)))
+    return all(word in words for word in base.split(", "))
 
 
 def _id_order(cid: str) -> tuple[int, str]:

@@ -28,17 +28,23 @@ dimension           definition and why
                     interest turns into a purchase; separates window shoppers.
                     Omitted with neither cart adds nor orders.
 ``support_load``    ``log1p(tickets_90d)``: recent need for help.
-``escalation_share`` ``escalations / tickets`` in [0, 1] (0 without tickets):
-                    how bad the support experience is.
+``escalation_share`` ``(escalations + 0.4) / (tickets + 4)``: the share of
+                    escalated tickets, shrunk towards 10 % for customers with
+                    few tickets, so that one escalated ticket does not make a
+                    group of its own; how bad the support experience is.
 ``sentiment``       mean of the available centred scores ``(nps_avg - 7.5) /
                     2.5``, ``(csat_avg - 3.5) / 1.5``, ``(review_avg - 3.5) /
                     1.5``; 0 (neutral) without feedback. Detractors < 0 <
                     promoters.
 ``dormancy``        ``log1p(days_since_last_event)``: how long since the
                     customer did anything; separates lapsing customers.
-``tenure``          ``log1p(T)`` (days since the first purchase): separates new
-                    customers from established ones. Omitted without purchases.
 =================== ===========================================================
+
+Tenure (days since the first purchase) is deliberately **not** a dimension:
+it is a lifecycle notion (the ``lifecycle`` segment says ``new``), it is
+dominated by where the history starts, and in the clustering it split
+groups that behave alike into "bought for the first time recently" and the
+rest (measured in ``docs/clustering.md``, "Choosing k").
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import math
 from collections.abc import Mapping
 
 __all__ = [
+    "ESCALATION_PRIOR",
     "FEATURES",
     "FEATURE_NAMES",
     "cluster_vector",
@@ -61,9 +68,13 @@ FEATURES: tuple[str, ...] = (
     "escalation_share",
     "sentiment",
     "dormancy",
-    "tenure",
 )
 """The clustering dimensions, in the order used by snapshots."""
+
+ESCALATION_PRIOR = 0.1
+"""Escalation share assumed for a customer without tickets (and the shrinkage target)."""
+_PRIOR_TICKETS = 4.0  # the prior weighs as much as four tickets
+
 
 FEATURE_NAMES: dict[str, str] = {
     "purchase_rate": "purchase frequency",
@@ -74,7 +85,6 @@ FEATURE_NAMES: dict[str, str] = {
     "escalation_share": "share of escalated tickets",
     "sentiment": "satisfaction (NPS/CSAT)",
     "dormancy": "time since last activity",
-    "tenure": "customer tenure",
 }
 """Human-readable names of the dimensions, used in reasons and labels."""
 
@@ -112,10 +122,10 @@ def cluster_vector(features: Mapping[str, object]) -> dict[str, float]:
     ... })
     >>> {k: round(x, 3) for k, x in v.items()}  # doctest: +NORMALIZE_WHITESPACE
     {'purchase_rate': 0.693, 'order_value': 4.796, 'browse_intensity': 2.565,
-     'cart_conversion': 0.591, 'support_load': 0.0, 'escalation_share': 0.0,
-     'sentiment': 1.0, 'dormancy': 1.609, 'tenure': 5.994}
+     'cart_conversion': 0.591, 'support_load': 0.0, 'escalation_share': 0.08,
+     'sentiment': 1.0, 'dormancy': 1.609}
 
-    A visitor who never bought has no order value and no tenure:
+    A visitor who never bought has no order value:
 
     >>> sorted(cluster_vector({"product_views_30d": 40, "cart_adds": 9}))
     ... # doctest: +NORMALIZE_WHITESPACE
@@ -152,10 +162,11 @@ def cluster_vector(features: Mapping[str, object]) -> dict[str, float]:
         tickets_90d = _num(f("tickets")) or 0.0
     out["support_load"] = math.log1p(max(tickets_90d, 0.0))
 
-    tickets = _num(f("tickets")) or 0.0
-    escalations = _num(f("escalations")) or 0.0
-    share = escalations / tickets if tickets > 0 else 0.0
-    out["escalation_share"] = min(max(share, 0.0), 1.0)
+    tickets = max(_num(f("tickets")) or 0.0, 0.0)
+    escalations = min(max(_num(f("escalations")) or 0.0, 0.0), tickets)
+    out["escalation_share"] = (escalations + ESCALATION_PRIOR * _PRIOR_TICKETS) / (
+        tickets + _PRIOR_TICKETS
+    )
 
     scores = []
     nps = _num(f("nps_avg"))
@@ -173,6 +184,4 @@ def cluster_vector(features: Mapping[str, object]) -> dict[str, float]:
     if idle is not None:
         out["dormancy"] = math.log1p(max(idle, 0.0))
 
-    if tenure_days is not None and orders > 0:
-        out["tenure"] = math.log1p(max(tenure_days, 0.0))
     return out

@@ -1,22 +1,24 @@
 """Customer lifetime value over a horizon: expected purchases x expected spend.
 
-``clv = E[repeat purchase days in the next 365 days | x, t_x, T]`` (BG/NBD,
-:mod:`models.btyd`) ``x E[spend per purchase day | x, m]`` (Gamma-Gamma,
+``clv = E[repeat purchase days in the next 365 days | x, t_x, T]`` (the
+churn learner's BTYD fit, :class:`models.churn_model.BTYDFit`: the mean of
+BG/NBD and Pareto/NBD, BG/NBD's alone before Pareto/NBD is fitted)
+``x E[spend per purchase day | x, m]`` (Gamma-Gamma,
 :mod:`models.gamma_gamma`), undiscounted, in the unit of ``amount``. Both
-models are fitted by the learner on the whole customer base and published on
-``segment-models``; :func:`expected_purchases` is the only place that calls
-the BG/NBD code, so another purchase model can replace it here.
+models are fitted by the churn learner on the whole base's summary tables
+and published on ``segment-models``; :func:`expected_purchases` is the only
+place that asks a purchase model, so another one can replace it here.
 
-A customer without a purchase has no CLV (``None``: the BG/NBD model starts
-at the first purchase), and neither does anyone before the first
-Gamma-Gamma fit.
+The value is unknown (``None``) for a customer without a purchase (the BTYD
+models start at the first purchase), and for everyone until the learner's
+first fit of both models (no parameters of this customer base yet).
 """
 
 from __future__ import annotations
 
 import math
 
-from models import btyd
+from models.churn_model import BTYDFit
 from models.gamma_gamma import GammaGammaParams, expected_spend
 
 __all__ = ["HORIZON_DAYS", "customer_value", "expected_purchases"]
@@ -25,18 +27,14 @@ HORIZON_DAYS = 365
 
 
 def expected_purchases(
-    days: float,
-    frequency: float,
-    recency: float,
-    T: float,
-    params: btyd.BGNBDParams | None,
+    days: float, frequency: float, recency: float, T: float, purchases: BTYDFit
 ) -> float:
     """Expected repeat purchase days in the next ``days`` days (the purchase model).
 
-    >>> round(expected_purchases(365, 0, 0, 10, None), 3)  # BG/NBD defaults
+    >>> round(expected_purchases(365, 0, 0, 10, BTYDFit()), 3)  # BG/NBD defaults
     1.205
     """
-    return btyd.expected_purchases(days, frequency, recency, T, params)
+    return purchases.quantities(frequency, recency, T, days)[1]
 
 
 def customer_value(
@@ -44,7 +42,7 @@ def customer_value(
     recency: float | None,
     T: float | None,
     monetary_value: float | None,
-    purchases: btyd.BGNBDParams | None,
+    purchases: BTYDFit | None,
     spend: GammaGammaParams | None,
     horizon_days: float = HORIZON_DAYS,
 ) -> float | None:
@@ -55,21 +53,25 @@ def customer_value(
     frequency, recency, T, monetary_value
         The customer's BTYD summary in days (``models.features``).
     purchases
-        BG/NBD parameters (``None``: :data:`models.btyd.DEFAULT_PARAMS`).
+        The BTYD fit (``None``, or the defaults of a fit never made: no CLV).
     spend
         Gamma-Gamma parameters (``None`` before the first fit: no CLV).
 
     Examples
     --------
+    >>> from models.btyd import DEFAULT_PARAMS
+    >>> fit = BTYDFit(bgnbd=DEFAULT_PARAMS, day=100)
     >>> spend = GammaGammaParams(p=6.25, q=3.74, v=15.44)
-    >>> round(customer_value(4, 60, 90, 50.0, None, spend), 2)
+    >>> round(customer_value(4, 60, 90, 50.0, fit, spend), 2)
     251.68
-    >>> customer_value(0, 0, None, 0.0, None, spend) is None  # never bought
+    >>> customer_value(0, 0, None, 0.0, fit, spend) is None  # never bought
     True
-    >>> customer_value(4, 60, 90, 50.0, None, None) is None  # no spend model yet
+    >>> customer_value(4, 60, 90, 50.0, fit, None) is None  # no spend model yet
+    True
+    >>> customer_value(4, 60, 90, 50.0, BTYDFit(), spend) is None  # no BTYD fit yet
     True
     """
-    if T is None or spend is None:
+    if T is None or spend is None or purchases is None or purchases.day is None:
         return None
     x = float(frequency or 0)
     per_purchase = expected_spend(x, monetary_value, spend)
@@ -77,5 +79,5 @@ def customer_value(
         return None
     purchases_ahead = expected_purchases(horizon_days, x, float(recency or 0), float(T), purchases)
     value = purchases_ahead * per_purchase
-    # (the hypergeometric term can overflow for extreme fitted parameters)
+    # (BTYDFit.quantities is finite for any fitted parameters; a guard, not a case)
     return value if math.isfinite(value) and value >= 0 else None

@@ -32,16 +32,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, special
 
+if TYPE_CHECKING:
+    from models.spend_summary import SpendSummary
+
 __all__ = [
     "GammaGammaParams",
     "expected_spend",
-    "fit_from_samples",
+    "fit_from_summary",
     "fit_gamma_gamma",
     "gamma_gamma_log_likelihood",
     "simulate_gamma_gamma",
@@ -153,6 +156,7 @@ def fit_gamma_gamma(
     frequency: ArrayLike,
     monetary_value: ArrayLike,
     *,
+    weights: ArrayLike | None = None,
     initial: GammaGammaParams | None = None,
     penalizer: float = 0.0,
     version: str = "fitted",
@@ -171,6 +175,9 @@ def fit_gamma_gamma(
         Repeat purchase days ``x`` (> 0) per customer.
     monetary_value
         Mean value ``m`` (> 0) of those repeat purchases per customer.
+    weights
+        Customers per row (default 1 each): a row of a summary table
+        (:func:`fit_from_summary`) stands for that many customers.
 
     Raises
     ------
@@ -197,9 +204,16 @@ def fit_gamma_gamma(
         raise ValueError("Gamma-Gamma is fitted on repeat customers: frequency and monetary > 0")
     if penalizer < 0:
         raise ValueError("penalizer must be >= 0")
-    rows, counts = np.unique(np.stack([x, m], axis=1), axis=0, return_counts=True)
-    ux, um, w = rows[:, 0], rows[:, 1], counts.astype(float)
-    n = float(x.size)
+    if weights is None:
+        rows, counts = np.unique(np.stack([x, m], axis=1), axis=0, return_counts=True)
+        ux, um, w = rows[:, 0], rows[:, 1], counts.astype(float)
+    else:
+        ux, um, w = x, m, np.asarray(weights, dtype=float).ravel()
+        if w.shape != x.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("weights must be finite, >= 0 and one per row")
+    n = float(w.sum())
+    if n <= 0:
+        raise ValueError("cannot fit Gamma-Gamma on zero customers")
     start = (1.0, 1.0, 1.0) if initial is None else (initial.p, initial.q, initial.v)
 
     def objective(theta: NDArray[np.float64]) -> float:
@@ -224,7 +238,7 @@ def fit_gamma_gamma(
         p=p,
         q=q,
         v=v,
-        n_customers=int(x.size),
+        n_customers=round(n),
         log_likelihood=gamma_gamma_log_likelihood(p, q, v, ux, um, w),
         version=version,
     )
@@ -286,40 +300,33 @@ def simulate_gamma_gamma(
     return x, m
 
 
-def fit_from_samples(
-    samples: list[list[float]],
-    keys: list[str | None] | None = None,
+def fit_from_summary(
+    summary: SpendSummary,
     *,
     min_customers: int = 50,
+    initial: GammaGammaParams | None = None,
     version: str = "fitted",
 ) -> GammaGammaParams | None:
-    """Fit on the learner's BTYD samples ``[frequency, recency, T, monetary_value]``.
+    """Fit on the base's spend table (:class:`models.spend_summary.SpendSummary`).
 
-    The reservoir holds several samples of one customer (one per event day);
-    the newest (largest ``T``) of each customer ``key`` is kept, then the repeat
-    customers (``frequency > 0``, ``monetary_value > 0``). Samples without the
-    fourth value (published before it existed) are skipped. ``None`` with fewer
-    than ``min_customers`` repeat customers.
+    Each row counts as that many repeat customers at the row's mean spend.
+    ``None`` with fewer than ``min_customers`` repeat customers (too few to
+    say how spend varies between customers). Warm-started from ``initial``.
 
     Examples
     --------
+    >>> from models.spend_summary import SpendSummary
     >>> x, m = simulate_gamma_gamma(500, GammaGammaParams(6.0, 4.0, 15.0), seed=1)
-    >>> samples = [[xi, 0.0, 10.0, mi] for xi, mi in zip(x, m)] + [[0, 0, 5.0, 0.0]]
-    >>> fit_from_samples(samples, version="gg-1").version
-    'gg-1'
-    >>> fit_from_samples(samples[:10]) is None
+    >>> table = SpendSummary()
+    >>> for xi, mi in zip(x, m):
+    ...     table.add(int(xi), float(mi))
+    >>> fit = fit_from_summary(table, version="d10")
+    >>> fit.version, fit.n_customers
+    ('d10', 500)
+    >>> fit_from_summary(SpendSummary()) is None
     True
     """
-    newest: dict[object, list[float]] = {}
-    for index, sample in enumerate(samples):
-        if len(sample) < 4:
-            continue
-        key = keys[index] if keys is not None and index < len(keys) else None
-        ident: object = key if key is not None else index
-        held = newest.get(ident)
-        if held is None or sample[2] >= held[2]:
-            newest[ident] = sample
-    repeat = [s for s in newest.values() if s[0] > 0 and s[3] > 0]
-    if len(repeat) < min_customers:
+    x, m, counts = summary.table()
+    if counts.sum() < min_customers:
         return None
-    return fit_gamma_gamma([s[0] for s in repeat], [s[3] for s in repeat], version=version)
+    return fit_gamma_gamma(x, m, weights=counts, initial=initial, version=version)

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.btyd import BGNBDParams
+from models.churn_model import BTYDFit
 from models.clv import customer_value
 from models.eventtime import day_of
 from models.experiments import ARMS, Experiment, close_due, enter, observe_event
@@ -133,8 +133,8 @@ class KpiTracker:
     experiments
         The configured experiments (:func:`models.experiments.parse_experiments`).
     purchases, spend
-        The fitted BG/NBD and Gamma-Gamma parameters of the CLV (set when a
-        model arrives; ``None``: BG/NBD defaults, no CLV).
+        The churn learner's BTYD fit and Gamma-Gamma parameters of the CLV
+        (:meth:`set_models` when a model arrives; ``None``: no CLV).
     clv_tolerance
         A stored CLV is refreshed when the new value differs by more than this
         share of it, or of the mean spend per purchase for small values (the
@@ -143,7 +143,7 @@ class KpiTracker:
     """
 
     experiments: tuple[Experiment, ...] = ()
-    purchases: BGNBDParams | None = None
+    purchases: BTYDFit | None = None
     spend: GammaGammaParams | None = None
     clv_tolerance: float = 0.05
     _by_segment: dict[str, list[Experiment]] = field(init=False, repr=False)
@@ -158,6 +158,14 @@ class KpiTracker:
         for experiment in self.experiments:
             self._by_segment.setdefault(experiment.segment_key, []).append(experiment)
         self._names = frozenset(e.name for e in self.experiments)
+
+    def set_models(self, purchases: BTYDFit | None, spend: GammaGammaParams | None) -> None:
+        """The CLV's models changed (a churn model arrived): CLVs are computed afresh.
+
+        Every customer's stored CLV moves to the new models at their next
+        evaluation (the daily sweep reaches everyone within a day).
+        """
+        self.purchases, self.spend = purchases, spend
 
     def applied(self, state: dict[str, Any], topic: str, event: Mapping[str, Any]) -> None:
         """An event was applied to the customer's features (before any evaluation).
@@ -265,9 +273,13 @@ class KpiTracker:
     def _clv(self, frequency: Any, recency: Any, T: Any, monetary: Any) -> float | None:
         """:func:`models.clv.customer_value`, remembered per input (a customer's
         evaluations of one day share it, and so do customers with equal summaries)."""
-        models = (self.purchases, self.spend)
-        if models != self._clv_models or len(self._clv_cache) >= CLV_CACHE_SIZE:
-            self._clv_cache, self._clv_models = {}, models
+        held = self._clv_models
+        if (
+            held[0] is not self.purchases
+            or held[1] is not self.spend
+            or len(self._clv_cache) >= CLV_CACHE_SIZE
+        ):
+            self._clv_cache, self._clv_models = {}, (self.purchases, self.spend)
         key = (frequency, recency, T, monetary)
         if key in self._clv_cache:
             return self._clv_cache[key]

@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from models.cluster_config import ClusterConfig, parse_cluster_config
 from models.conditions import Condition, ConditionError, compile_condition
 from models.eventtime import MS_PER_DAY, day_of
 
@@ -194,6 +195,9 @@ class RulesConfig:
         Hysteresis: leave a tier only below ``threshold * (1 - value_margin)``.
     user_rules
         User-defined rule types, in evaluation and catalogue order.
+    clusters
+        Bounds on the number of behavioural clusters (the YAML's ``clusters``
+        section, :mod:`models.cluster_config`).
 
     Examples
     --------
@@ -221,10 +225,12 @@ class RulesConfig:
     value_min_dwell_days: float = 7
     nps_min_dwell_days: float = 0
     user_rules: tuple[UserRule, ...] = field(default_factory=tuple)
+    # Not part of repr: the rules' version (streams.app.rules_version) is about rule segments.
+    clusters: ClusterConfig = field(default_factory=ClusterConfig, repr=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.name in ("value_feature", "user_rules"):
+            if f.name in ("value_feature", "user_rules", "clusters"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -269,8 +275,9 @@ def load_rules(path: str | Path, known_features: Collection[str] = FEATURE_NAMES
     """Load a rules YAML file into a validated :class:`RulesConfig`.
 
     The file is either a list of user rules, or a mapping with optional keys
-    ``settings`` (overrides of :class:`RulesConfig` thresholds) and
-    ``segments`` (the list of user rules). See ``docs/segments.md``.
+    ``settings`` (overrides of :class:`RulesConfig` thresholds),
+    ``segments`` (the list of user rules) and ``clusters`` (bounds on the
+    number of behavioural clusters). See ``docs/segments.md``.
 
     Raises
     ------
@@ -327,22 +334,27 @@ def parse_rules(
     """
     known = frozenset(known_features)
     settings: dict[str, Any] = {}
+    clusters = ClusterConfig()
     if data is None:
         items: list[Any] = []
     elif isinstance(data, list):
         items = data
     elif isinstance(data, dict):
         # (`experiments` is read by models.experiments.load_segments_config)
-        unknown = set(data) - {"settings", "segments", "experiments"}
+        unknown = set(data) - {"settings", "segments", "clusters", "experiments"}
         if unknown:
             raise RulesConfigError(
                 f"{source}: unknown top-level key(s) {sorted(map(str, unknown))}; "
-                "expected 'settings', 'segments' and/or 'experiments'"
+                "expected 'settings', 'segments', 'clusters' and/or 'experiments'"
             )
+        try:
+            clusters = parse_cluster_config(data.get("clusters"), f"{source}: clusters")
+        except ValueError as exc:
+            raise RulesConfigError(str(exc)) from exc
         raw_settings = data.get("settings") or {}
         if not isinstance(raw_settings, dict):
             raise RulesConfigError(f"{source}: 'settings' must be a mapping")
-        allowed = {f.name for f in fields(RulesConfig)} - {"user_rules"}
+        allowed = {f.name for f in fields(RulesConfig)} - {"user_rules", "clusters"}
         for key, value in raw_settings.items():
             if key not in allowed:
                 raise RulesConfigError(
@@ -364,7 +376,7 @@ def parse_rules(
         seen.add(rule.name)
         rules.append(rule)
     try:
-        return RulesConfig(**settings, user_rules=tuple(rules))
+        return RulesConfig(**settings, user_rules=tuple(rules), clusters=clusters)
     except (TypeError, RulesConfigError) as exc:
         raise RulesConfigError(f"{source}: settings: {exc}") from exc
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: one worker driven by the simulator; segment changes and churn-risk
-# events are printed as they arrive. Ctrl-C stops the worker and the tails.
+# `make run`: one worker driven by the simulator, watched with `segmenter top`
+# (a live view on a terminal; one summary line every few seconds otherwise).
+# Ctrl-C stops the worker, the simulator and the view. DEMO_EXIT_AFTER=N exits
+# (status 0) N seconds after the simulation has been sent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEG=.venv/bin/segmenter
@@ -22,15 +24,14 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 curl -fsS "$URL/ready" >/dev/null || { echo "worker not ready; see $DATA/worker.log"; tail -30 "$DATA/worker.log"; exit 1; }
-echo "worker ready; tailing segment-changes and churn-risk"
-$SEG tail segment-changes &
+customers=${DEMO_CUSTOMERS:-300}
+echo "worker ready; simulating $customers customers over ${DEMO_DAYS:-120} days (log: $DATA/simulate.log)"
+echo "every change: $SEG tail segment-changes --all   |   a customer: $SEG customer c000001"
+# The view runs in the background so that the simulator's end does not stop it.
+$SEG top --url "$URL" &
 pids+=($!)
-$SEG tail churn-risk &
-pids+=($!)
-sleep 2
-$SEG simulate --customers "${DEMO_CUSTOMERS:-300}" --days "${DEMO_DAYS:-120}" --rate "${DEMO_RATE:-3000}"
-echo
-echo "simulation sent. Try: $SEG customer c000001   |   curl $URL/segments"
-echo "Ctrl-C to stop (the broker keeps running: $SEG kafka stop)"
+top_pid=$!
+$SEG simulate --customers "$customers" --days "${DEMO_DAYS:-120}" --rate "${DEMO_RATE:-3000}" \
+  >"$DATA/simulate.log" 2>&1
 if [ -n "${DEMO_EXIT_AFTER:-}" ]; then sleep "$DEMO_EXIT_AFTER"; exit 0; fi
-wait
+wait "$top_pid"

@@ -50,7 +50,6 @@ from typing import Any
 import orjson
 
 from models.eventtime import MS_PER_DAY
-from streams.processing import output_event_id
 from streams.producing import RateLimiter
 from streams.settings import Settings
 from streams.topics import INPUT_TOPICS, changelog_topic, create_topics
@@ -714,10 +713,10 @@ async def measure_latency(
     """Produce ``records`` at ``rate`` and match outputs to the inputs that caused them.
 
     Each input is sent with an explicit Kafka timestamp (the send time). An
-    output's ``event_id`` is ``output_event_id(customer, input event_id,
-    segment_type, current)`` (``"churn"``, level for churn-risk), so every
-    output record is matched exactly to its input; outputs of clock sweeps
-    (trigger ``clock:<day>``) match no input and are left out.
+    output decided on an input event names it (``cause`` = ``event:<event_id>``),
+    so every output record is matched exactly to its input; outputs of a day's
+    evaluation or of a new model's placement (``day:…``, ``model:…``) match no
+    input and are left out.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -733,7 +732,7 @@ async def measure_latency(
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1, acks=1)
     await consumer.start()
     await producer.start()
-    sent_at: dict[str, list[tuple[str, int]]] = {}
+    sent_at: dict[tuple[str, str], int] = {}  # (customer, input event_id) -> send time
     received: list[tuple[dict[str, Any], int, float]] = []
     stop = asyncio.Event()
 
@@ -766,7 +765,7 @@ async def measure_latency(
             # with the wall clock as in production (nothing else is changed).
             event["ts"] = now_ms
             value = orjson.dumps(event)
-            sent_at.setdefault(event["customer_id"], []).append((event["event_id"], now_ms))
+            sent_at[(event["customer_id"], event["event_id"])] = now_ms
             await producer.send(prefix + topic, value=value, key=key, timestamp_ms=now_ms)
             await limiter.tick()
         await producer.flush()
@@ -794,16 +793,14 @@ async def measure_latency(
     consume: list[float] = []
     timeline: list[tuple[int, float]] = []
     for output, out_ts, seen in received:
-        cid = str(output.get("customer_id"))
-        kind = "churn" if "level" in output else output.get("segment_type")
-        current = output.get("level") if kind == "churn" else output.get("current")
-        for event_id, in_ts in reversed(sent_at.get(cid, ())):
-            if output_event_id(cid, event_id, kind, current) == output.get("event_id"):
-                if in_ts >= warm_until_ms:
-                    emit.append(out_ts - in_ts)
-                    timeline.append((in_ts, out_ts - in_ts))
-                    consume.append(seen * 1000 - in_ts)
-                break
+        cause = str(output.get("cause", ""))
+        if not cause.startswith("event:"):
+            continue
+        in_ts = sent_at.get((str(output.get("customer_id")), cause[len("event:") :]))
+        if in_ts is not None and in_ts >= warm_until_ms:
+            emit.append(out_ts - in_ts)
+            timeline.append((in_ts, out_ts - in_ts))
+            consume.append(seen * 1000 - in_ts)
     delta = bucket_delta(histogram_after, histogram_before or [])
     return LatencyResult(
         rate=rate,

@@ -60,16 +60,26 @@ async def run_broadcast_reader(rt: Runtime, stopping: asyncio.Event | None = Non
 
 
 def apply_record(rt: Runtime, is_model: bool, key: bytes | None, value: bytes | None) -> None:
-    """Apply one record of a broadcast topic to the runtime."""
+    """Apply one record of a broadcast topic to the runtime.
+
+    Never raises: a record that cannot be used is skipped (and, on
+    segment-models, counted), so the reader goes on and readiness is reached.
+    """
     if value is None:
         return
     try:
-        message: dict[str, Any] = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        log.warning("ignoring an unreadable broadcast record")
+        message: Any = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        if is_model:
+            rt.reject_model_record("unreadable", exc)
+        else:
+            log.warning("ignoring an unreadable stream-clock record")
         return
     if is_model:
         rt.install_model(message)
+        return
+    if not isinstance(message, dict):
+        log.warning("ignoring a stream-clock record that is not an object")
         return
     partition_key = key.decode() if key else "?"
     rt.remote_stats[partition_key] = message

@@ -152,6 +152,15 @@ def worker(
 
     from streams.app import create_app
 
+    if settings.event_loop == "uvloop":
+        import mode.loop
+
+        try:
+            mode.loop.use("uvloop")  # before the app creates any loop
+        except ImportError as exc:
+            raise typer.BadParameter(
+                "SEGMENTER_EVENT_LOOP=uvloop needs the uvloop package (pip install uvloop)"
+            ) from exc
     app = create_app(settings)
     # Everything imported so far (river, scipy, sklearn: about a million objects)
     # lives as long as the worker: keep it out of the cyclic GC's full
@@ -178,13 +187,23 @@ def simulate(
         str | None,
         typer.Option(help="First simulated day, YYYY-MM-DD (default: DAYS days before today)."),
     ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="Personas: default (the realistic mix), separated (five clearly different "
+            "behaviours) or overlapping (the same, blurred); see docs/simulator.md."
+        ),
+    ] = "default",
 ) -> None:
     """Produce synthetic customers (latent personas, churners) to the input topics."""
     from models.eventtime import MS_PER_DAY, parse_ts
+    from streams.persona_modes import MODES, simulation
     from streams.preflight import check_topics
     from streams.producing import produce
-    from streams.simulator import Simulation
     from streams.topics import INPUT_TOPICS
+
+    if mode not in MODES:
+        raise CliError(f"--mode {mode!r}: must be one of {', '.join(MODES)}", 2)
 
     settings = _settings()
     if start is not None:
@@ -195,10 +214,11 @@ def simulate(
     else:
         # End the history today, so no event lies in the future (those are rejected).
         start_ms = (int(time.time() * 1000) // MS_PER_DAY - days) * MS_PER_DAY
-    sim = Simulation(
-        customers=customers,
-        days=days,
-        seed=seed,
+    sim = simulation(
+        mode,
+        customers,
+        days,
+        seed,
         start_ms=start_ms,
         bad_fraction=bad_fraction,
         duplicate_fraction=duplicate_fraction,
@@ -286,6 +306,10 @@ def tail(
     topic: Annotated[str, typer.Argument(help="Topic without prefix, e.g. segment-changes.")],
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record.")] = False,
     limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="Also show first assignments (records with initial: true)."),
+    ] = False,
 ) -> None:
     """Pretty-print the records of an output topic as they arrive."""
     from streams.preflight import check_topics
@@ -294,7 +318,33 @@ def tail(
     settings = _settings()
     check_topics(settings, [settings.topic(topic)])
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(tail_topic(settings, settings.topic(topic), from_beginning, limit))
+        asyncio.run(tail_topic(settings, settings.topic(topic), from_beginning, limit, show_all))
+
+
+@cli.command()
+def top(
+    url: Annotated[
+        list[str] | None,
+        typer.Option(help="A worker's base URL; repeat for each worker (default: this host's)."),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between refreshes (default 1 on a terminal, 5 in logs)."),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    kafka: Annotated[
+        bool, typer.Option(help="Tail the output topics for the notable changes.")
+    ] = True,
+) -> None:
+    """Live view of a deployment: rate, lag, segments, churn levels, model, notable changes."""
+    from streams.top.live import run_top
+
+    settings = _settings()
+    host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "") else settings.web_host
+    urls = url or [f"http://{host}:{settings.web_port}"]
+    asyncio.run(run_top(urls, settings, interval=interval, duration=duration, kafka=kafka))
 
 
 @cli.command()
@@ -382,54 +432,123 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 42,
     history: Annotated[
         list[Path] | None,
-        typer.Option(help="JSON Lines history (per-topic files or a `topic` field); repeatable."),
-    ] = None,
-    cutoff: Annotated[
-        str | None,
         typer.Option(
-            help="Cut-off date YYYY-MM-DD (required with --history; default for a "
-            "simulation: days - horizon)."
+            help="History: JSON Lines of input events (per-topic files or a `topic` field), "
+            "or a transaction log (CSV or JSON Lines: customer_id, ts/timestamp/date, amount); "
+            "repeatable."
         ),
     ] = None,
-    horizon: Annotated[int, typer.Option(help="Days after the cut-off that define churn.")] = 30,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="A public purchase history shipped by an installed package: cdnow, "
+            "cdnow-sample (needs `pip install lifetimes`)."
+        ),
+    ] = None,
+    cutoff: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Cut-off date YYYY-MM-DD (required with --history/--dataset; default for a "
+            "simulation: days - horizon). Repeat it for several splits of one replay."
+        ),
+    ] = None,
+    horizon: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Days after the cut-off that define churn (default 30 for a simulation, "
+            "90 for a history); one per --cutoff, or one for all."
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="Churn = no `purchase` or no `activity` in the horizon (default: activity for "
+            "a simulation, purchase for a history)."
+        ),
+    ] = None,
+    model_horizon: Annotated[
+        int | None,
+        typer.Option(
+            help="H of the streaming churn model (default: --horizon). Outcomes mature H days "
+            "after their snapshot: the model learns only from histories longer than H."
+        ),
+    ] = None,
+    learning: Annotated[
+        bool, typer.Option(help="--no-learning scores with the prior (hand-set) weights only.")
+    ] = True,
     active_days: Annotated[
-        int, typer.Option(help="Population: customers active in these days before the cut-off.")
+        int,
+        typer.Option(
+            help="Population: customers active in these days before the cut-off (0: everyone)."
+        ),
     ] = 60,
     mode: Annotated[
         str, typer.Option(help="fast (one score per customer-day) or exact (worker code path).")
     ] = "fast",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Replay a history through the churn logic and measure the churn-risk events."""
+    """Replay a history through the churn logic and measure the churn score and events.
+
+    The streaming score (the worker's code, learning from outcomes in stream
+    time) is compared in the same run with recency alone and with BG/NBD and
+    Pareto/NBD fitted in batch on the calibration data.
+    """
     from streams.evaluation import (
-        evaluate_history,
+        dataset_splits,
         evaluate_simulation,
+        history_splits,
         render_report,
         simulation_day,
     )
     from streams.simulator import Simulation
 
+    if label is not None and label not in ("purchase", "activity"):
+        typer.secho("--label must be purchase or activity", fg="red", err=True)
+        raise typer.Exit(2)
+    real = bool(history) or dataset is not None
+    cutoffs = list(cutoff or [])
+    horizons = list(horizon or [90 if real else 30])
+    if len(horizons) == 1:
+        horizons *= max(1, len(cutoffs))
+    if cutoffs and len(horizons) != len(cutoffs):
+        typer.secho("give one --horizon per --cutoff, or one for all", fg="red", err=True)
+        raise typer.Exit(2)
+    options: dict[str, Any] = {
+        "active_days": active_days,
+        "mode": mode,
+        "label": label or ("purchase" if real else "activity"),
+        "model_horizon_days": model_horizon,
+        "learning": learning,
+    }
     try:
-        if history:
-            if cutoff is None:
-                typer.secho("--history needs --cutoff YYYY-MM-DD", fg="red", err=True)
+        if real:
+            if not cutoffs:
+                typer.secho("--history and --dataset need --cutoff YYYY-MM-DD", fg="red", err=True)
                 raise typer.Exit(2)
-            report = evaluate_history(
-                history, cutoff, horizon_days=horizon, active_days=active_days, mode=mode
-            )
+            splits = list(zip(cutoffs, horizons, strict=True))
+            if dataset is not None:
+                reports = dataset_splits(dataset, splits, **options)
+            else:
+                assert history is not None
+                reports = history_splits(history, splits, **options)
         else:
+            if len(cutoffs) > 1:
+                typer.secho("a simulation takes one --cutoff", fg="red", err=True)
+                raise typer.Exit(2)
             sim = Simulation(customers=customers, days=days, seed=seed)
-            cutoff_day = None if cutoff is None else simulation_day(sim, cutoff)
-            report = evaluate_simulation(
-                sim, cutoff_day=cutoff_day, horizon_days=horizon, active_days=active_days, mode=mode
-            )
-    except ValueError as exc:
+            cutoff_day = simulation_day(sim, cutoffs[0]) if cutoffs else None
+            reports = [
+                evaluate_simulation(sim, cutoff_day=cutoff_day, horizon_days=horizons[0], **options)
+            ]
+    except (ValueError, KeyError, FileNotFoundError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     if as_json:
-        typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        payload: Any = reports[0].to_dict() if len(reports) == 1 else [r.to_dict() for r in reports]
+        typer.echo(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
     else:
-        render_report(report)
+        for report in reports:
+            render_report(report)
 
 
 def main() -> None:

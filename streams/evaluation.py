@@ -1,32 +1,37 @@
 """Offline evaluation of the churn-risk stream: would a retention team have acted in time?
 
-``segmenter evaluate`` replays a history in event-time order through the logic
-the worker runs per customer -- :mod:`models.dedup`, :mod:`models.features`,
-:class:`models.churn.ChurnScorer` and :func:`models.churn.churn_level` (with
-hysteresis), plus the worker's daily sweep that re-scores silent customers --
-and records every churn-level change (the ``churn-risk`` events the worker
-would have emitted). No Kafka is involved.
+``segmenter evaluate`` replays a history in event-time order through the
+worker's own churn code -- :mod:`models.dedup`, :mod:`models.features`,
+:meth:`streams.processing.CustomerProcessor.churn_step` (the published
+:class:`models.churn_model.ChurnModel`, outcome snapshots, the level
+hysteresis) at every midnight for every customer as the worker's sweep does,
+and the single churn learner (:class:`streams.churn_learner.ChurnLearnerHost`)
+learning the matured outcomes and refitting BG/NBD and Pareto/NBD in stream
+time -- and records every churn-level change (the ``churn-risk`` events the
+worker would have emitted). No Kafka is involved.
 
-At a cut-off date it ranks the customers by their churn score and compares
-the ranking with who actually went inactive afterwards; it does the same for
-the recency-only baseline (:func:`models.churn.recency_baseline_score`) in the
-same run. The recorded level changes give the lead time of the ``high`` events
-and the false-alarm rate. ``docs/evaluation.md`` defines every figure.
+At each cut-off date it ranks the customers by their churn score and compares
+the ranking with who actually churned afterwards; in the same run it does the
+same for recency alone (:func:`models.churn.recency_baseline_score`) and for
+BG/NBD and Pareto/NBD fitted in batch on the calibration data
+(:mod:`streams.btyd_baselines`). The recorded level changes give the lead
+time of the ``high`` events and the false-alarm rate. ``docs/evaluation.md``
+defines every figure.
 
-Two replay modes give the same churn-level changes up to intra-day detail:
+Two replay modes give the same scores at the cut-off and the same churn-level
+changes up to intra-day detail:
 
 ``fast`` (default)
-    Each known customer is scored once per UTC day: after their last event of
-    the day when they had events, otherwise at the start of the day (the
-    sweep). A customer who was active the previous day is not swept at the
-    start of the next one (their score was taken a few hours earlier and can
-    only change through the one-day shift of the windows).
+    Every known customer is evaluated at the start of every UTC day (the
+    sweep: snapshots, outcomes, levels) and, when they had events that day,
+    once more after their last event of the day. No rule segments, no
+    clusters (they do not influence churn).
 ``exact``
     :meth:`streams.processing.CustomerProcessor.handle` for every event and,
     at every UTC midnight of the stream clock, the worker's sweep
     (``due_for_review`` / ``review``) for every customer: the worker's code
-    path, rule segments and churn timers included. About ten times slower;
-    used by the tests to check the fast mode.
+    path, rule segments included. Slower; used by the tests to check the fast
+    mode.
 
 Examples
 --------
@@ -43,24 +48,27 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from models import dedup, features
-from models.btyd import BGNBDParams
+from models.btyd_summary import BTYDSummary
 from models.churn import (
     ChurnScorer,
-    churn_level,
     precision_at_top,
     recency_baseline_score,
     roc_auc,
 )
+from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY, format_ts, parse_ts
+from models.rules import RuleEngine, RulesConfig
+from streams.churn_learner import ChurnLearnerHost
+from streams.histories import read_history
+from streams.processing import CustomerProcessor, Result, btyd_row, new_customer_state
 from streams.simulator import Simulation
 
 __all__ = [
@@ -68,8 +76,13 @@ __all__ = [
     "EvaluationReport",
     "Ranking",
     "ReplayResult",
+    "dataset_splits",
+    "evaluate_dataset",
+    "evaluate_events",
     "evaluate_history",
     "evaluate_simulation",
+    "evaluate_splits",
+    "history_splits",
     "read_history",
     "replay",
     "report_from_replay",
@@ -92,16 +105,14 @@ class ChurnEvent:
 
 
 class _Customer:
-    """Replay state of one customer (the parts of the worker's table value churn needs)."""
+    """Replay state of one customer: the worker's table value (``state``) and the
+    time of their last event today (fast mode)."""
 
-    __slots__ = ("active_ts", "dd", "f", "level", "processor_state")
+    __slots__ = ("active_ts", "state")
 
     def __init__(self) -> None:
-        self.f: dict[str, Any] = features.new_state()
-        self.dd: dict[str, Any] = dedup.new_dedup()
-        self.level: str | None = None
+        self.state: dict[str, Any] = new_customer_state()
         self.active_ts: int | None = None  # last event ts of the current day, if active today
-        self.processor_state: dict[str, Any] | None = None  # exact mode only
 
 
 @dataclass
@@ -123,6 +134,54 @@ class ReplayResult:
     n_rejected: dict[str, int]
     n_scored: int
     mode: str
+    # customer -> first purchase ts at or after the cut-off
+    first_purchase_after_cutoff: dict[str, int] = field(default_factory=dict)
+    # customer -> (frequency, recency, T) at the cut-off, buyers only (batch BTYD input)
+    cutoff_btyd: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    # the streaming churn model the cut-off scores were computed with (ChurnModel.to_dict)
+    cutoff_model: dict[str, Any] = field(default_factory=dict)
+    # (day, revision, learned, outcomes learnt) of every model the learner published
+    publications: list[tuple[int, int, bool, int]] = field(default_factory=list)
+    # every cut-off's scores, BTYD summaries and model (for :meth:`at`)
+    cutoff_states: dict[int, _CutoffState] = field(default_factory=dict)
+    # customer -> behavioural / purchase event times, in replay order
+    activity: dict[str, list[int]] = field(default_factory=dict)
+    purchases: dict[str, list[int]] = field(default_factory=dict)
+
+    def at(self, cutoff_ms: int) -> ReplayResult:
+        """The same replay seen from another of its cut-offs."""
+        state = self.cutoff_states[cutoff_ms]
+        last_before: dict[str, int] = {}
+        first_after: dict[str, int] = {}
+        for cid, times in self.activity.items():
+            before = [t for t in times if t < cutoff_ms]
+            after = [t for t in times if t >= cutoff_ms]
+            if before:
+                last_before[cid] = max(before)
+            if after:
+                first_after[cid] = min(after)
+        first_purchase = {
+            cid: min(after)
+            for cid, times in self.purchases.items()
+            if (after := [t for t in times if t >= cutoff_ms])
+        }
+        return replace(
+            self,
+            cutoff_ms=cutoff_ms,
+            cutoff_scores=state.scores,
+            cutoff_btyd=state.btyd,
+            cutoff_model=state.model,
+            last_activity_before_cutoff=last_before,
+            first_activity_after_cutoff=first_after,
+            first_purchase_after_cutoff=first_purchase,
+        )
+
+
+@dataclass
+class _CutoffState:
+    scores: dict[str, tuple[float, float]] = field(default_factory=dict)
+    btyd: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
 
 
 def _ts(event: dict[str, Any]) -> int:
@@ -135,9 +194,13 @@ def replay(
     cutoff_ms: int,
     *,
     scorer: ChurnScorer | None = None,
-    params: BGNBDParams | None = None,
     mode: str = "fast",
     dedup_window_ms: int = DEFAULT_DEDUP_WINDOW_MS,
+    tracking: ChurnTracking | None = None,
+    learner: ChurnLearnerHost | None = None,
+    learning: bool = True,
+    extra_cutoffs: Sequence[int] = (),
+    score_until_ms: int | None = None,
 ) -> ReplayResult:
     """Replay ``(topic, event)`` pairs (non-decreasing ``ts``) through the churn logic.
 
@@ -146,6 +209,18 @@ def replay(
     The stream clock is the largest event time seen; the sweep runs at every
     UTC midnight it passes, up to the day of the last event. Scores at
     ``cutoff_ms`` are read from the state of everything before ``cutoff_ms``.
+
+    Churn is the worker's: :meth:`CustomerProcessor.churn_step` scores with
+    the current :class:`ChurnModel`, takes snapshots and releases matured
+    outcomes at every midnight; ``learner`` (a :class:`ChurnLearnerHost`, by
+    default one with ``tracking``'s horizon and label) learns them after each
+    midnight pass, refits BG/NBD and Pareto/NBD on the customers' summary
+    table in stream time, and the model it publishes scores from then on --
+    what the worker does, without Kafka's delivery delays. ``learning=False``
+    keeps the prior model throughout. ``extra_cutoffs`` are further cut-offs
+    read in the same replay (:meth:`ReplayResult.at`). From ``score_until_ms``
+    on (at or after the last cut-off) events are only recorded for the labels:
+    nothing is scored, so churn-risk events and lead times stop there.
 
     Events should come in event-time order (as :func:`read_history` and
     :meth:`Simulation.events` give them); an out-of-order event is applied to
@@ -160,70 +235,93 @@ def replay(
     if mode not in ("fast", "exact"):
         raise ValueError(f"mode must be 'fast' or 'exact', got {mode!r}")
     scorer = scorer or ChurnScorer()
+    tracking = tracking or ChurnTracking()
     exact = mode == "exact"
-    processor: Any = None
-    if exact:
-        from models.rules import RuleEngine, RulesConfig
-        from streams.processing import CustomerProcessor
-
-        processor = CustomerProcessor(
-            rules=RuleEngine(RulesConfig()), scorer=scorer, dedup_window_ms=dedup_window_ms
+    processor = CustomerProcessor(
+        rules=RuleEngine(RulesConfig()),
+        scorer=scorer,
+        dedup_window_ms=dedup_window_ms,
+        tracking=tracking,
+    )
+    if learner is None and learning:
+        learner = ChurnLearnerHost(
+            horizon_days=tracking.horizon_days, label=tracking.label, scorer=scorer
         )
-
-    weights = [(name, w) for name, w in scorer.weights.items()]
-    bias = scorer.bias
-    factor_values = scorer.factor_values
+    model = processor.churn_model(None)
     read = features.read_features
     apply = features.apply_event
     check = dedup.check
-    exp = math.exp
-
-    def score_of(feats: dict[str, Any]) -> float:
-        # ChurnScorer.score without building reason texts (same arithmetic).
-        values = factor_values(feats, params)
-        z = bias
-        for name, w in weights:
-            v = values.get(name)
-            if v is not None:
-                z += w * v
-        return 1.0 / (1.0 + exp(-z)) if z >= -700 else 0.0
 
     customers: dict[str, _Customer] = {}
     churn_events: list[ChurnEvent] = []
-    cutoff_scores: dict[str, tuple[float, float]] = {}
-    last_before: dict[str, int] = {}
-    first_after: dict[str, int] = {}
+    cutoffs = sorted({cutoff_ms, *extra_cutoffs})
+    states = {c: _CutoffState() for c in cutoffs}
+    pending_cutoffs = list(cutoffs)  # not taken yet, earliest first
+    activity: dict[str, list[int]] = {}
+    purchases: dict[str, list[int]] = {}
+    publications: list[tuple[int, int, bool, int]] = []
     last_activity: dict[str, int] = {}
     active_today: list[str] = []
     rejected: dict[str, int] = {}
+    labels: list[list[Any]] = []
     n_events = 0
     n_scored = 0
-    cutoff_day = cutoff_ms // MS_PER_DAY
-    cutoff_done = False
     current_day: int | None = None
     clock = 0
 
-    def rescore(cid: str, cust: _Customer, at_ms: int, feats: dict[str, Any] | None) -> None:
-        nonlocal n_scored
-        n_scored += 1
-        s = score_of(read(cust.f, at_ms) if feats is None else feats)
-        level = churn_level(s, cust.level)
-        if level != cust.level:
-            churn_events.append(ChurnEvent(cid, at_ms, level, cust.level, s))
-            cust.level = level
-
-    def take_cutoff() -> None:
-        nonlocal cutoff_done
-        cutoff_done = True
-        for cid, cust in customers.items():
-            feats = read(cust.f, cutoff_ms)
-            cutoff_scores[cid] = (score_of(feats), recency_baseline_score(feats))
-
-    def exact_record(cid: str, result: Any, at_ms: int) -> None:
-        for ev in result.churn_events:
+    def record(cid: str, events: Iterable[dict[str, Any]], at_ms: int) -> None:
+        for ev in events:
             churn_events.append(
                 ChurnEvent(cid, at_ms, ev["level"], ev["previous_level"], ev["score"])
             )
+
+    def step(cid: str, cust: _Customer, at_ms: int, day_start: bool) -> None:
+        """The churn part of the worker's evaluation, at ``at_ms`` (fast mode)."""
+        nonlocal n_scored
+        n_scored += 1
+        result = Result("new", cust.state)
+        cause = f"day:{at_ms // MS_PER_DAY}" if day_start else "replay"
+        feats = read(cust.state["f"], at_ms)
+        event = processor.churn_step(cid, cust.state, feats, at_ms, model, cause, day_start, result)
+        if event is not None:
+            record(cid, (event,), at_ms)
+        labels.extend(result.churn_labels)
+
+    def take_cutoffs(day: int) -> None:
+        """Read every cut-off at or before the start of ``day`` not read yet."""
+        while pending_cutoffs and pending_cutoffs[0] // MS_PER_DAY <= day:
+            at = pending_cutoffs.pop(0)
+            state = states[at]
+            state.model = model.to_dict()
+            for cid, cust in customers.items():
+                feats = read(cust.state["f"], at)
+                state.scores[cid] = (
+                    model.score(feats, explain=False).score,
+                    recency_baseline_score(feats),
+                )
+                if feats.get("T") is not None:
+                    state.btyd[cid] = (feats["frequency"], feats["recency"], feats["T"])
+
+    def base_summary() -> BTYDSummary:
+        # What the sweeps publish: every customer's row, summed.
+        summary = BTYDSummary()
+        for cust in customers.values():
+            row = btyd_row(cust.state)
+            if row is not None:
+                summary.add(*row)
+        return summary
+
+    def learn(day: int) -> None:
+        nonlocal model, labels
+        if learner is None:
+            labels = []
+            return
+        learner.learn([{"churn": label} for label in labels])
+        labels = []
+        if learner.tick(day, base_summary):
+            model = learner.publish()
+            assert learner.learner is not None
+            publications.append((day, model.revision, model.learned, learner.learner.n_labels))
 
     def start_day(day: int) -> None:
         """The stream clock reaches the midnight starting ``day``."""
@@ -231,95 +329,123 @@ def replay(
         midnight = day * MS_PER_DAY
         if exact:
             for cid, cust in customers.items():
-                st = cust.processor_state
-                if st is not None and processor.due_for_review(st, day):
+                st = cust.state
+                if processor.due_for_review(st, day):
                     n_scored += 1
-                    exact_record(cid, processor.review(cid, st, day, None, params), midnight)
-            if day == cutoff_day:
-                take_cutoff()
-            return
-        # Customers active on the previous day: score as of their last event then.
-        was_active = set(active_today)
-        for cid in active_today:
-            cust = customers[cid]
-            assert cust.active_ts is not None
-            rescore(cid, cust, cust.active_ts, None)
-            cust.active_ts = None
-        active_today = []
-        if day == cutoff_day:
-            take_cutoff()
-        # The sweep: everyone silent through the previous day.
-        for cid, cust in customers.items():
-            if cid not in was_active:
-                rescore(cid, cust, midnight, None)
+                    result = processor.review(cid, st, day, None, model)
+                    record(cid, result.churn_events, midnight)
+                    labels.extend(result.churn_labels)
+        else:
+            # Customers active on the previous day: score as of their last event then.
+            for cid in active_today:
+                cust = customers[cid]
+                assert cust.active_ts is not None
+                step(cid, cust, cust.active_ts, False)
+                cust.active_ts = None
+            active_today = []
+            # The sweep: everyone at the start of the day (snapshots, outcomes, levels).
+            for cid, cust in customers.items():
+                if cust.state.get("eval_day", day) < day:
+                    step(cid, cust, midnight, True)
+                    cust.state["eval_day"] = day
+        take_cutoffs(day)
+        learn(day)
 
+    if score_until_ms is not None and score_until_ms < max(cutoffs):
+        raise ValueError("score_until_ms must not be before the last cut-off")
     for topic, event in stream:
         if topic not in FEATURE_TOPICS:
             rejected[f"{topic}:skipped"] = rejected.get(f"{topic}:skipped", 0) + 1
             continue
         ts = _ts(event)
+        if score_until_ms is not None and ts >= score_until_ms:
+            # Follow-up only: the outcome, not the scores. The stream clock
+            # still reaches the last cut-off's midnight first.
+            last_day = score_until_ms // MS_PER_DAY
+            if current_day is not None and current_day < last_day:
+                for d in range(current_day + 1, last_day + 1):
+                    start_day(d)
+                current_day = last_day
+            if topic in BEHAVIOUR_TOPICS:
+                cid = event["customer_id"]
+                activity.setdefault(cid, []).append(ts)
+                if topic == "purchases":
+                    purchases.setdefault(cid, []).append(ts)
+                last_activity[cid] = ts
+            clock = max(clock, ts)
+            n_events += 1
+            continue
         day = ts // MS_PER_DAY
         if current_day is None:
             current_day = day
-            if day >= cutoff_day and not cutoff_done:
-                take_cutoff()
+            take_cutoffs(day)
         elif day > current_day:
             for d in range(current_day + 1, day + 1):
                 start_day(d)
             current_day = day
         if ts > clock:
             clock = ts
+        if type(event["ts"]) is not int:
+            event = dict(event, ts=ts)
         cid = event["customer_id"]
         cust = customers.get(cid)
+        new = cust is None
         if cust is None:
-            cust = customers[cid] = _Customer()
+            cust = _Customer()
         if exact:
-            result = processor.handle(cid, cust.processor_state, topic, event, None, params)
+            result = processor.handle(cid, cust.state, topic, event, None, model)
             if result.status != "new":
                 rejected[result.status] = rejected.get(result.status, 0) + 1
                 continue
-            cust.processor_state = result.state
-            cust.f = result.state["f"]
-            exact_record(cid, result, clock)
+            assert result.state is not None
+            cust.state = result.state
+            record(cid, result.churn_events, clock)
+            labels.extend(result.churn_labels)
             n_scored += 1
         else:
-            if check(cust.dd, topic, event["event_id"], ts, window_ms=dedup_window_ms) != "new":
+            st = cust.state
+            if check(st["dedup"], topic, event["event_id"], ts, window_ms=dedup_window_ms) != "new":
                 rejected["duplicate_or_late"] = rejected.get("duplicate_or_late", 0) + 1
                 continue
-            if type(event["ts"]) is not int:
-                event = dict(event, ts=ts)
-            apply(cust.f, topic, event)
+            processor.observe_outcome(st, topic, ts)
+            apply(st["f"], topic, event)
+            st.setdefault("eval_day", day)
             if cust.active_ts is None:
                 active_today.append(cid)
             cust.active_ts = ts
+        if new:
+            customers[cid] = cust
         n_events += 1
         if topic in BEHAVIOUR_TOPICS:
-            if ts < cutoff_ms:
-                last_before[cid] = ts
-            elif cid not in first_after:
-                first_after[cid] = ts
+            activity.setdefault(cid, []).append(ts)
+            if topic == "purchases":
+                purchases.setdefault(cid, []).append(ts)
             last_activity[cid] = ts
     # End of the stream: flush the last day (no further midnight is reached).
     if not exact:
         for cid in active_today:
             cust = customers[cid]
             assert cust.active_ts is not None
-            rescore(cid, cust, cust.active_ts, None)
-    if not cutoff_done:
-        take_cutoff()
-    return ReplayResult(
+            step(cid, cust, cust.active_ts, False)
+    take_cutoffs(max(cutoffs) // MS_PER_DAY)  # cut-offs after the last event
+    replayed = ReplayResult(
         churn_events=churn_events,
         cutoff_ms=cutoff_ms,
-        cutoff_scores=cutoff_scores,
-        last_activity_before_cutoff=last_before,
-        first_activity_after_cutoff=first_after,
+        cutoff_scores={},
+        last_activity_before_cutoff={},
+        first_activity_after_cutoff={},
         last_activity=last_activity,
         end_ms=clock,
         n_events=n_events,
         n_rejected=rejected,
         n_scored=n_scored,
         mode=mode,
+        publications=publications,
+        cutoff_states=states,
+        activity=activity,
+        purchases=purchases,
     )
+    return replayed.at(cutoff_ms)
 
 
 # --------------------------------------------------------------------------- report
@@ -330,6 +456,7 @@ class Ranking:
     auc: float
     precision_at_decile: float
     lift: float  # precision_at_decile / base rate
+    brier: float | None = None  # for a probability of the evaluated outcome
 
 
 @dataclass(frozen=True)
@@ -374,20 +501,62 @@ class EvaluationReport:
     n_scored: int
     runtime_seconds: float
     notes: list[str] = field(default_factory=list)
+    label: str = "activity"  # what churn means: no purchase, or no activity
+    model_horizon_days: int = 30  # H of the streaming model
+    # recency alone and the batch BTYD models, ranked on the same population
+    comparisons: dict[str, Ranking] = field(default_factory=dict)
+    # the streaming model at the cut-off: revision, learned, outcomes, weights, BTYD fit
+    model: dict[str, Any] = field(default_factory=dict)
+    publications: int = 0  # models the learner published during the replay
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return asdict(self)
 
 
-def _ranking(scores: np.ndarray, labels: np.ndarray, base_rate: float) -> Ranking:
+def _ranking(
+    scores: np.ndarray, labels: np.ndarray, base_rate: float, probability: bool = False
+) -> Ranking:
     auc = roc_auc(scores, labels)
     precision = precision_at_top(scores, labels, 0.1)
+    brier = float(np.mean((scores - labels) ** 2)) if probability else None
     return Ranking(
         auc=round(auc, 4),
         precision_at_decile=round(precision, 4),
         lift=round(precision / base_rate, 3) if base_rate > 0 else float("nan"),
+        brier=None if brier is None else round(brier, 4),
     )
+
+
+#: Name of the streaming score's row in reports.
+STREAMING = "streaming churn model"
+#: Name of the recency-only baseline's row.
+RECENCY = "recency only"
+
+
+def _model_summary(model: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a published ChurnModel a report shows."""
+    if not model:
+        return {}
+    btyd = model.get("btyd") or {}
+    return {
+        "version": model.get("version"),
+        "learned": model.get("learned"),
+        "horizon_days": model.get("horizon_days"),
+        "label": model.get("label"),
+        "weights": {k: round(v, 3) for k, v in (model.get("weights") or {}).items()},
+        "bias": round(float(model.get("bias", 0.0)), 3),
+        "validation": model.get("validation") or {},
+        "bgnbd": {
+            k: round(v, 4) for k, v in (btyd.get("bgnbd") or {}).items() if k in "r alpha a b"
+        },
+        "pareto": {
+            k: round(v, 4)
+            for k, v in (btyd.get("pareto") or {}).items()
+            if k in ("r", "alpha", "s", "beta")
+        },
+        "btyd_fit_day": btyd.get("day"),
+    }
 
 
 def _quantiles(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
@@ -408,12 +577,19 @@ def report_from_replay(
     false_alarm_days: int = 30,
     recent_days: int = 14,
     notes: Sequence[str] = (),
+    label: str = "activity",
+    model_horizon_days: int | None = None,
+    batch_baselines: bool = True,
 ) -> EvaluationReport:
     """Compute the report from a replay and the churn label of every customer.
 
     ``labels`` holds the population: customers active in the ``active_days``
-    before the cut-off, mapped to whether they churned.
+    before the cut-off, mapped to whether they churned. With
+    ``batch_baselines``, BG/NBD and Pareto/NBD are fitted on every buyer's
+    summary at the cut-off (:mod:`streams.btyd_baselines`) and ranked on the
+    same population, in the same run.
     """
+    model_horizon = horizon_days if model_horizon_days is None else model_horizon_days
     cutoff = result.cutoff_ms
     population = sorted(labels)
     y = np.array([labels[c] for c in population], dtype=bool)
@@ -487,6 +663,19 @@ def report_from_replay(
             high_at_cutoff += 1
     n_non = int((~y).sum())
     median, p25, p75 = _quantiles(leads)
+    # The streaming score is a probability of this very outcome when its
+    # horizon and label are the evaluation's: then it has a Brier score.
+    same_question = model_horizon == horizon_days and result.cutoff_model.get("label") == label
+    streaming = _ranking(scores, y, base_rate, probability=same_question)
+    comparisons = {RECENCY: _ranking(base, y, base_rate)}
+    buyers = len(result.cutoff_btyd)
+    if batch_baselines and buyers >= 50:
+        from streams.btyd_baselines import batch_btyd_scores
+
+        for batch in batch_btyd_scores(result.cutoff_btyd, population, horizon_days):
+            comparisons[batch.name] = _ranking(
+                batch.scores, y, base_rate, probability=batch.probability and label == "purchase"
+            )
     return EvaluationReport(
         source=source,
         mode=result.mode,
@@ -498,8 +687,8 @@ def report_from_replay(
         n_non_churners=n_non,
         base_rate=round(base_rate, 4),
         decile_size=max(1, math.ceil(0.1 * y.size - 1e-9)),
-        score=_ranking(scores, y, base_rate),
-        baseline=_ranking(base, y, base_rate),
+        score=streaming,
+        baseline=comparisons[RECENCY],
         recent_n_customers=int(y_recent.size),
         recent_base_rate=round(recent_rate, 4),
         recent_score=_ranking(scores[recent_mask], y_recent, recent_rate) if recent_ok else None,
@@ -523,10 +712,22 @@ def report_from_replay(
         n_scored=result.n_scored,
         runtime_seconds=round(time.perf_counter() - started, 2),
         notes=list(notes),
+        label=label,
+        model_horizon_days=model_horizon,
+        comparisons=comparisons,
+        model=_model_summary(result.cutoff_model),
+        publications=len(result.publications),
     )
 
 
 # --------------------------------------------------------------------------- inputs
+def _tracking(horizon_days: int, model_horizon_days: int | None, label: str) -> ChurnTracking:
+    return ChurnTracking(
+        horizon_days=horizon_days if model_horizon_days is None else model_horizon_days,
+        label=label,
+    )
+
+
 def evaluate_simulation(
     sim: Simulation,
     *,
@@ -535,7 +736,10 @@ def evaluate_simulation(
     active_days: int = 60,
     mode: str = "fast",
     scorer: ChurnScorer | None = None,
-    params: BGNBDParams | None = None,
+    model_horizon_days: int | None = None,
+    label: str = "activity",
+    learning: bool = True,
+    batch_baselines: bool = True,
 ) -> EvaluationReport:
     """Evaluate on a simulated population whose churners are known.
 
@@ -544,7 +748,9 @@ def evaluate_simulation(
     event in the ``active_days`` before the cut-off. Churner: the ground
     truth says the customer stops for good by ``cutoff_day + horizon_days``
     (``churn_day <= cutoff_day + horizon_days``, also when that was before
-    the cut-off).
+    the cut-off). The streaming model predicts no ``label`` in
+    ``model_horizon_days`` (default: the evaluation's horizon) and learns
+    from those outcomes during the replay (``learning``).
     """
     started = time.perf_counter()
     if cutoff_day is None:
@@ -552,7 +758,14 @@ def evaluate_simulation(
     if not 0 < cutoff_day < sim.days:
         raise ValueError(f"cut-off day {cutoff_day} must lie inside the {sim.days} simulated days")
     cutoff_ms = sim.start_ms + cutoff_day * MS_PER_DAY
-    result = replay(sim.events(), cutoff_ms, scorer=scorer, params=params, mode=mode)
+    result = replay(
+        sim.events(),
+        cutoff_ms,
+        scorer=scorer,
+        mode=mode,
+        tracking=_tracking(horizon_days, model_horizon_days, label),
+        learning=learning,
+    )
     truth = sim.ground_truth()
     lo = cutoff_ms - active_days * MS_PER_DAY
     labels = {}
@@ -572,61 +785,10 @@ def evaluate_simulation(
         active_days=active_days,
         started=started,
         notes=notes,
+        label=label,
+        model_horizon_days=model_horizon_days,
+        batch_baselines=batch_baselines,
     )
-
-
-def _topic_from_name(path: Path) -> str | None:
-    stem = path.name.split(".")[0]
-    for topic in (*FEATURE_TOPICS, "privacy"):
-        if stem == topic or stem.endswith(f"-{topic}") or stem.endswith(f"_{topic}"):
-            return topic
-    return None
-
-
-def read_history(
-    paths: Sequence[str | Path],
-) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, int]]:
-    """Read JSON Lines history files into ``(topic, event)`` pairs sorted by event time.
-
-    A line's topic is its ``topic`` field when present (one file holding every
-    topic), otherwise the file's name (``purchases.jsonl``,
-    ``shop-purchases.jsonl``; as written by ``segmenter simulate --output``).
-    Every line is validated against the topic's schema as the worker does
-    (:func:`schemas.validate`); lines that fail are counted by reason, not used.
-    Returns the events and the rejection counts.
-    """
-    from schemas import InvalidEvent, validate
-
-    rows: list[tuple[int, str, dict[str, Any]]] = []
-    rejected: dict[str, int] = {}
-    for raw_path in paths:
-        path = Path(raw_path)
-        default_topic = _topic_from_name(path)
-        with path.open("rb") as handle:
-            for line in handle:
-                line = line.strip()
-                if not line:
-                    continue
-                topic = default_topic
-                try:
-                    head = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    rejected["invalid_json"] = rejected.get("invalid_json", 0) + 1
-                    continue
-                if isinstance(head, dict) and isinstance(head.get("topic"), str):
-                    topic = head.pop("topic")
-                    line = orjson.dumps(head)
-                if topic is None:
-                    rejected["unknown_topic"] = rejected.get("unknown_topic", 0) + 1
-                    continue
-                try:
-                    event = validate(topic, line)
-                except InvalidEvent as err:
-                    rejected[err.reason] = rejected.get(err.reason, 0) + 1
-                    continue
-                rows.append((event["ts"], topic, event))
-    rows.sort(key=lambda row: row[0])
-    return [(topic, event) for _ts, topic, event in rows], rejected
 
 
 def _day_ms(day: date | str) -> int:
@@ -634,51 +796,143 @@ def _day_ms(day: date | str) -> int:
     return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
 
 
+def evaluate_events(
+    events: Sequence[tuple[str, dict[str, Any]]],
+    cutoff: date | str,
+    *,
+    horizon_days: int = 90,
+    **options: Any,
+) -> EvaluationReport:
+    """Evaluate on a history at one cut-off; options as :func:`evaluate_splits`."""
+    return evaluate_splits(events, [(cutoff, horizon_days)], **options)[0]
+
+
+def evaluate_splits(
+    events: Sequence[tuple[str, dict[str, Any]]],
+    splits: Sequence[tuple[date | str, int]],
+    *,
+    source: str,
+    rejected: dict[str, int] | None = None,
+    active_days: int = 60,
+    mode: str = "fast",
+    scorer: ChurnScorer | None = None,
+    model_horizon_days: int | None = None,
+    label: str = "purchase",
+    learning: bool = True,
+    batch_baselines: bool = True,
+    follow_up: bool = True,
+) -> list[EvaluationReport]:
+    """Evaluate a history (``(topic, event)`` pairs in event-time order) at several splits.
+
+    One replay serves every ``(cut-off date, horizon days)`` split: the
+    streaming model (horizon ``model_horizon_days``, default the first
+    split's) learns along the whole history and is read at each cut-off.
+    Population: customers with a behavioural event (purchase, browsing,
+    support, feedback) in the ``active_days`` before the cut-off (00:00 UTC;
+    ``active_days=0``: every customer seen before it). Churned: no purchase
+    (``label="purchase"``) or no behavioural event (``"activity"``) in the
+    split's horizon from the cut-off on. ``follow_up=False`` stops scoring at
+    the last cut-off (faster; the later events only label the outcome, and
+    the lead-time figures see no churn-risk event after the last cut-off).
+    """
+    if not splits:
+        raise ValueError("need at least one (cut-off, horizon) split")
+    started = time.perf_counter()
+    cutoffs = [_day_ms(cutoff) for cutoff, _ in splits]
+    model_h = splits[0][1] if model_horizon_days is None else model_horizon_days
+    replayed = replay(
+        events,
+        cutoffs[0],
+        scorer=scorer,
+        mode=mode,
+        tracking=ChurnTracking(horizon_days=model_h, label=label),
+        learning=learning,
+        extra_cutoffs=cutoffs[1:],
+        score_until_ms=None if follow_up else max(cutoffs),
+    )
+    for reason, n in (rejected or {}).items():
+        replayed.n_rejected[reason] = replayed.n_rejected.get(reason, 0) + n
+    reports = []
+    for cutoff_ms, (_, horizon_days) in zip(cutoffs, splits, strict=True):
+        result = replayed.at(cutoff_ms)
+        notes = []
+        end = cutoff_ms + horizon_days * MS_PER_DAY
+        if result.end_ms < end - MS_PER_DAY:
+            notes.append(
+                f"the history ends on {format_ts(result.end_ms)[:10]}, before the end of the "
+                f"{horizon_days}-day horizon: customers silent since then count as churned"
+            )
+        if not result.cutoff_model.get("learned"):
+            notes.append(
+                f"the streaming model had learnt too few outcomes by the cut-off to replace "
+                f"its prior (a {model_h}-day outcome matures {model_h} days after its snapshot)"
+            )
+        lo = cutoff_ms - active_days * MS_PER_DAY if active_days > 0 else -1
+        after_of = (
+            result.first_purchase_after_cutoff
+            if label == "purchase"
+            else result.first_activity_after_cutoff
+        )
+        labels = {}
+        for cid, last in result.last_activity_before_cutoff.items():
+            if last >= lo:
+                after = after_of.get(cid)
+                labels[cid] = after is None or after >= end
+        reports.append(
+            report_from_replay(
+                result,
+                labels,
+                source=source,
+                horizon_days=horizon_days,
+                active_days=active_days,
+                started=started,
+                notes=notes,
+                label=label,
+                model_horizon_days=model_h,
+                batch_baselines=batch_baselines,
+            )
+        )
+    return reports
+
+
 def evaluate_history(
     paths: Sequence[str | Path],
     cutoff: date | str,
     *,
-    horizon_days: int = 30,
-    active_days: int = 60,
-    mode: str = "fast",
-    scorer: ChurnScorer | None = None,
-    params: BGNBDParams | None = None,
+    horizon_days: int = 90,
+    **options: Any,
 ) -> EvaluationReport:
-    """Evaluate on JSON Lines history with a cut-off date (00:00 UTC).
+    """Evaluate on history files (:func:`streams.histories.read_history`) at a cut-off.
 
-    Population: customers with a behavioural event (purchase, browsing,
-    support, feedback) in the ``active_days`` before the cut-off. Churned: no
-    behavioural event in the ``horizon_days`` from the cut-off on.
+    Options as :func:`evaluate_splits`.
     """
-    started = time.perf_counter()
+    return history_splits(paths, [(cutoff, horizon_days)], **options)[0]
+
+
+def history_splits(
+    paths: Sequence[str | Path], splits: Sequence[tuple[date | str, int]], **options: Any
+) -> list[EvaluationReport]:
+    """:func:`evaluate_splits` on history files."""
     events, rejected = read_history(paths)
-    cutoff_ms = _day_ms(cutoff)
-    result = replay(events, cutoff_ms, scorer=scorer, params=params, mode=mode)
-    for reason, n in rejected.items():
-        result.n_rejected[reason] = result.n_rejected.get(reason, 0) + n
-    notes = []
-    end = cutoff_ms + horizon_days * MS_PER_DAY
-    if result.end_ms < end - MS_PER_DAY:
-        notes.append(
-            f"the history ends on {format_ts(result.end_ms)[:10]}, before the end of the "
-            f"{horizon_days}-day horizon: customers silent since then count as churned"
-        )
-    lo = cutoff_ms - active_days * MS_PER_DAY
-    labels = {}
-    for cid, last in result.last_activity_before_cutoff.items():
-        if last >= lo:
-            after = result.first_activity_after_cutoff.get(cid)
-            labels[cid] = after is None or after >= end
     names = ", ".join(Path(p).name for p in paths)
-    return report_from_replay(
-        result,
-        labels,
-        source=f"history: {names}",
-        horizon_days=horizon_days,
-        active_days=active_days,
-        started=started,
-        notes=notes,
-    )
+    return evaluate_splits(events, splits, source=f"history: {names}", rejected=rejected, **options)
+
+
+def evaluate_dataset(
+    name: str, cutoff: date | str, *, horizon_days: int = 90, **options: Any
+) -> EvaluationReport:
+    """Evaluate on a public data set an installed package ships (``cdnow``, ``cdnow-sample``)."""
+    return dataset_splits(name, [(cutoff, horizon_days)], **options)[0]
+
+
+def dataset_splits(
+    name: str, splits: Sequence[tuple[date | str, int]], **options: Any
+) -> list[EvaluationReport]:
+    """:func:`evaluate_splits` on a public data set (:data:`streams.histories.DATASETS`)."""
+    from streams.histories import DATASETS, dataset_events
+
+    events, rejected = dataset_events(name)
+    return evaluate_splits(events, splits, source=DATASETS[name][1], rejected=rejected, **options)
 
 
 def simulation_day(sim: Simulation, day: date | str) -> int:
@@ -708,41 +962,47 @@ def render_report(report: EvaluationReport, console: Any = None) -> None:
     console = console or Console()
     r = report
     console.print(f"[bold]Churn-risk evaluation[/bold] - {r.source} (replay mode {r.mode})")
+    what = "no purchase" if r.label == "purchase" else "no activity"
+    who = f"active in the {r.active_days} d before" if r.active_days > 0 else "everyone seen before"
     console.print(
-        f"cut-off {r.cutoff}, horizon {r.horizon_days} d, population = active in the "
-        f"{r.active_days} d before: {r.n_customers} customers, {r.n_churners} churned "
+        f"cut-off {r.cutoff}, churn = {what} in the {r.horizon_days} d after it, population = "
+        f"{who}: {r.n_customers} customers, {r.n_churners} churned "
         f"(base rate {_pct(r.base_rate)})"
     )
+    m = r.model
+    if m:
+        v = m.get("validation") or {}
+        learnt = "learned weights" if m.get("learned") else "prior weights (not enough outcomes)"
+        console.print(
+            f"streaming model at the cut-off: {m.get('version')}, P({what} in "
+            f"{m.get('horizon_days')} d), {learnt}; {v.get('labels', 0)} outcomes learnt, "
+            f"progressive AUC {v.get('auc', '-')} / Brier {v.get('brier', '-')} on the last "
+            f"{v.get('window', 0)}; {r.publications} models published"
+        )
     table = Table(title="Ranking at the cut-off (top decile = the customers a team would call)")
-    for col in ("population", "score", "ROC AUC", "precision@top 10%", "lift"):
+    for col in ("population", "score", "ROC AUC", "precision@top 10%", "lift", "Brier"):
         table.add_column(col, justify="right" if col not in ("population", "score") else "left")
-    rows = [("all active", r.score, r.baseline, r.n_customers, r.base_rate)]
-    if r.recent_score is not None and r.recent_baseline is not None:
-        rows.append(
-            (
-                "active in last 14 d",
-                r.recent_score,
-                r.recent_baseline,
-                r.recent_n_customers,
-                r.recent_base_rate,
-            )
-        )
-    for label, score, base, n, rate in rows:
-        name = f"{label} (n={n}, {_pct(rate)} churn)"
+
+    def row(population: str, name: str, ranking: Ranking) -> None:
         table.add_row(
+            population,
             name,
-            "ChurnScorer",
-            f"{score.auc:.3f}",
-            _pct(score.precision_at_decile),
-            f"{score.lift:.2f}x",
+            f"{ranking.auc:.3f}",
+            _pct(ranking.precision_at_decile),
+            f"{ranking.lift:.2f}x",
+            "-" if ranking.brier is None else f"{ranking.brier:.3f}",
         )
-        table.add_row(
-            "",
-            "recency only",
-            f"{base.auc:.3f}",
-            _pct(base.precision_at_decile),
-            f"{base.lift:.2f}x",
-        )
+
+    everyone = f"all (n={r.n_customers}, {_pct(r.base_rate)} churn)"
+    if r.active_days > 0:
+        everyone = f"active in {r.active_days} d (n={r.n_customers}, {_pct(r.base_rate)} churn)"
+    row(everyone, STREAMING, r.score)
+    for name, ranking in (r.comparisons or {RECENCY: r.baseline}).items():
+        row("", name, ranking)
+    if r.recent_score is not None and r.recent_baseline is not None:
+        recent = f"active in last 14 d (n={r.recent_n_customers}, {_pct(r.recent_base_rate)} churn)"
+        row(recent, STREAMING, r.recent_score)
+        row("", RECENCY, r.recent_baseline)
     console.print(table)
     lead = Table(title="churn-risk `high` events")
     lead.add_column("measure")

@@ -65,6 +65,7 @@ __all__ = [
     "INPUT_TOPICS",
     "LATENCY_OUTPUTS",
     "METRIC_NAMES",
+    "MODEL_REJECT_REASONS",
     "OUTPUT_TOPICS",
     "PRIVACY_ACTIONS",
     "PROCESSING_BUCKETS",
@@ -102,6 +103,8 @@ CHURN_LEVELS: tuple[str, ...] = ("low", "medium", "high")
 PRIVACY_ACTIONS: tuple[str, ...] = ("opt_out", "opt_in", "erase")
 #: Faust tables whose key counts are exported.
 TABLES: tuple[str, ...] = ("customers",)
+#: Why a ``segment-models`` record was refused.
+MODEL_REJECT_REASONS: tuple[str, ...] = ("unreadable", "snapshot", "state", "churn")
 
 #: Event-to-emit latency buckets: 1 ms … 60 s.
 EMIT_LATENCY_BUCKETS: tuple[float, ...] = (
@@ -252,10 +255,10 @@ class Metrics:
             ["topic"],
             registry=r,
         )
-        self.untracked_acks_refused = Counter(
-            "segmenter_untracked_acks_refused_total",
-            "Acks refused for input messages a stream skipped without processing them "
-            "(a stop or a rebalance under way); they are read again from the committed offset.",
+        self.events_requeued = Counter(
+            "segmenter_events_requeued_total",
+            "Input events held for event-time order and handed back unprocessed at a stop "
+            "or a rebalance; never acked, they are read again from the committed offset.",
             ["topic"],
             registry=r,
         )
@@ -409,6 +412,51 @@ class Metrics:
             "Number of clusters (k) of the current model.",
             registry=r,
         )
+        self.churn_model_revision = Gauge(
+            "segmenter_churn_model_revision",
+            "Revision of the churn model this worker scores with (0: the prior).",
+            registry=r,
+        )
+        self.churn_model_learned = Gauge(
+            "segmenter_churn_model_learned",
+            "1 when the churn model's weights were learned from outcomes, 0 for the prior.",
+            registry=r,
+        )
+        self.churn_model_outcomes = Gauge(
+            "segmenter_churn_model_outcomes",
+            "Matured churn outcomes the churn learner has learnt from.",
+            registry=r,
+        )
+        self.churn_model_auc = Gauge(
+            "segmenter_churn_model_auc",
+            "Progressive-validation ROC AUC of the churn model on recent matured outcomes.",
+            registry=r,
+        )
+        self.churn_model_brier = Gauge(
+            "segmenter_churn_model_brier",
+            "Progressive-validation Brier score of the churn model on recent matured outcomes.",
+            registry=r,
+        )
+        self.model_as_of = Gauge(
+            "segmenter_model_as_of_timestamp_seconds",
+            "Stream time (event time) the current cluster model is as of: it moves once "
+            "per day of stream time, once every partition is past the day.",
+            registry=r,
+        )
+        self.model_records_rejected = Counter(
+            "segmenter_model_records_rejected_total",
+            "Records of the segment-models topic refused (and skipped): not JSON, a "
+            "malformed snapshot, or a learner state that is not the data-only format.",
+            ["reason"],
+            registry=r,
+        )
+        self.cluster_change_rate = Gauge(
+            "segmenter_cluster_changes_per_customer_30d",
+            "Cluster changes (first assignments excluded) per customer over the last 30 "
+            "days of stream time, over every partition's customers; steady behaviour "
+            "should stay below 0.1.",
+            registry=r,
+        )
 
         # -- privacy and health -------------------------------------------
         self.privacy_requests = Counter(
@@ -489,6 +537,8 @@ class Metrics:
             self.profile_attributes_rejected_total.labels(reason)
         for table in TABLES:
             self.table_keys.labels(table)
+        for reason in MODEL_REJECT_REASONS:
+            self.model_records_rejected.labels(reason)
 
     # -- counters ----------------------------------------------------------
     def consumed(self, topic: str) -> None:
@@ -531,9 +581,9 @@ class Metrics:
         """Count ``offsets`` offsets of ``topic`` that were skipped, not processed."""
         self.offset_gaps.labels(topic).inc(offsets)
 
-    def untracked_ack_refused(self, topic: str) -> None:
-        """Count one skipped message of ``topic`` whose ack was refused (streams.ack_guard)."""
-        self.untracked_acks_refused.labels(topic).inc()
+    def requeued(self, topic: str) -> None:
+        """Count one held event of ``topic`` handed back at a stop or a rebalance."""
+        self.events_requeued.labels(topic).inc()
 
     def dead_letter(self, topic: str) -> None:
         """Count one dead-letter record whose source topic is ``topic``."""
@@ -742,7 +792,9 @@ class Metrics:
             if level not in CHURN_LEVELS:
                 self.churn_level_customers.labels(level).set(n)
 
-    def model_refreshed(self, version: int, clusters: int, when: float | None = None) -> None:
+    def model_refreshed(
+        self, version: int, clusters: int, when: float | None = None, as_of_ms: int | None = None
+    ) -> None:
         """Record that model ``version`` with ``clusters`` clusters was loaded at ``when``.
 
         >>> from prometheus_client import CollectorRegistry
@@ -754,6 +806,40 @@ class Metrics:
         self.model_version.set(version)
         self.model_clusters.set(clusters)
         self.model_last_refresh.set(time.time() if when is None else when)
+        if as_of_ms is not None:
+            self.model_as_of.set(as_of_ms / 1000.0)
+
+    def model_record_rejected(self, reason: str) -> None:
+        """Count one refused ``segment-models`` record (``unreadable``, ``snapshot``, ``state``).
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.model_record_rejected("state")
+        >>> m.sample("segmenter_model_records_rejected_total", reason="state")
+        1.0
+        """
+        self.model_records_rejected.labels(reason).inc()
+
+    def set_cluster_change_rate(self, rate: float) -> None:
+        """Set the cluster changes per customer per 30 days of stream time."""
+        self.cluster_change_rate.set(rate)
+
+    def churn_model_installed(
+        self, revision: int, learned: bool, validation: Mapping[str, Any]
+    ) -> None:
+        """Record the churn model a worker now scores with and its progressive validation.
+
+        >>> m = Metrics(CollectorRegistry())
+        >>> m.churn_model_installed(4, True, {"labels": 5000, "auc": 0.81, "brier": 0.12})
+        >>> m.sample("segmenter_churn_model_auc"), m.sample("segmenter_churn_model_revision")
+        (0.81, 4.0)
+        """
+        self.churn_model_revision.set(revision)
+        self.churn_model_learned.set(1 if learned else 0)
+        self.churn_model_outcomes.set(float(validation.get("labels", 0)))
+        for gauge, key in ((self.churn_model_auc, "auc"), (self.churn_model_brier, "brier")):
+            value = validation.get(key)
+            gauge.set(float("nan") if value is None else float(value))
 
     def set_stream_clock(self, clock_ms: int) -> None:
         """Set the stream clock from epoch milliseconds."""

@@ -1,13 +1,13 @@
 """The hot path: a batch of input messages in, outputs and state out.
 
-Each input agent hands :meth:`Pipeline.submit` the messages of one
-``stream.take_events`` batch. Valid events go through the event-time order of
+The consumer (:mod:`streams.faust_adapter`) hands :meth:`Pipeline.submit_many`
+the input records of one fetch. Valid events go through the event-time order of
 their partition (:mod:`streams.ordering`); those whose turn has come are
 processed synchronously and in order; the batch's outputs go to the producer at
 once; then the commit waits for their acknowledgements, and only then writes
 the changed customers (one changelog record and one RocksDB write per customer
-per batch, see :mod:`streams.state_table`). The agent acks its messages after
-that, so their offsets are committed only once everything they caused is
+per batch, see :mod:`streams.state_table`). The consumer acks the records
+after that, so their offsets are committed only once everything they caused is
 durable.
 
 A message that cannot be parsed, validated or processed goes to
@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from models import dedup
-from models.eventtime import day_of
+from models.eventtime import MS_PER_DAY, day_of
 from schemas import InvalidEvent, dead_letter, validate
 from streams.audiences import (
     MEMBERSHIPS_TOPIC,
@@ -44,7 +44,13 @@ from streams.privacy_gate import (
     rejected_suppression,
     suppression_of,
 )
-from streams.processing import Result, learner_key, new_customer_state, training_sample
+from streams.processing import (
+    Result,
+    churn_training_items,
+    learner_key,
+    new_customer_state,
+    training_samples,
+)
 from streams.repartition import Origin, Router, mark_source_applied, source_applied
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
@@ -75,12 +81,12 @@ class Batch:
 
 @dataclass(eq=False)
 class Submission:
-    """The messages of one agent batch: done once each is committed (or dropped).
+    """Messages of one topic-partition of a fetch: done once each is committed (or dropped).
 
     Messages may be held back by the event-time ordering and handled in a
-    later batch (of any agent); the agent acks its messages when ``done``
-    resolves to ``True``, and acks nothing when a rebalance dropped some
-    (``False``: the partition's next owner reads them again).
+    later batch; the consumer acks them when ``done`` resolves to ``True``,
+    and acks nothing when a rebalance or a stop dropped some (``False``: the
+    partition's next reader reads them again).
     """
 
     done: asyncio.Future[bool]
@@ -125,8 +131,6 @@ class Pipeline:
     # (logical topic, partition) -> offset and monotonic time of the last message received
     received: dict[tuple[str, int], tuple[int, float]] = field(default_factory=dict)
     receiving_since: float | None = None  # first message since the start or a rebalance
-    # (logical topic, partition) -> (consumer generation, first offset dropped)
-    _dropped: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     # Batches waiting to commit, in the order they were processed (group commit).
     _queue: list[tuple[Batch, asyncio.Future[None]]] = field(default_factory=list)
     _committer: asyncio.Future[None] | None = None
@@ -154,55 +158,70 @@ class Pipeline:
         """
         await (await self.submit(topic, messages)).done
 
-    async def submit(self, topic: str, messages: list[Any]) -> Submission:
-        """Take in one agent batch; handle what is due; queue the commit; send outputs.
+    async def submit(self, topic: str, messages: Sequence[Any]) -> Submission:
+        """Take in the messages of one logical input topic (see :meth:`submit_many`)."""
+        return (await self.submit_many([(topic, messages)]))[0]
 
-        Returns the :class:`Submission`: its ``done`` resolves once every
-        message of the batch is committed (``True``) or was dropped by a
-        rebalance (``False``), when the agent acks them; ``committed`` once
-        the batch this call processed is committed, which the agent waits
-        for before taking its next batch (the wait makes batches bigger under
-        load, and never depends on another agent).
+    async def submit_many(self, parts: Sequence[tuple[str, Sequence[Any]]]) -> list[Submission]:
+        """Take in one fetch; handle what is due; queue the commit; send the outputs.
+
+        ``parts`` are ``(logical topic, messages)``: in a worker, each is one
+        topic-partition's records of one consumer fetch, in offset order
+        (aiokafka ``ConsumerRecord``: ``topic``, ``partition``, ``offset``,
+        ``key``, ``value``, ``timestamp`` in milliseconds).
+
+        Returns one :class:`Submission` per part: its ``done`` resolves once
+        every message of the part is committed (``True``) or was dropped at a
+        rebalance or a stop (``False``), when the consumer acks them;
+        ``committed`` once the batch this call processed is committed, which
+        the consumer waits for before its next fetch (the wait makes batches
+        bigger under load).
         Invalid messages are dead-lettered at once. Valid ones go through the
         event-time ordering (:mod:`streams.ordering`), so this batch also
-        handles other agents' events whose turn has come.
+        handles earlier events whose turn has come.
         """
         if len(self._queue) >= MAX_QUEUED_COMMITS:
             await self._queue[-1][1]  # the broker is slow: do not run ahead of it
-        submission = Submission(asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
         batch = self.open_batch()
         now = time.monotonic()
         if self.receiving_since is None:
             self.receiving_since = now
         order = self.order
         if order is not None and not self.may_hold():
-            # A rebalance or a stop under way: hold nothing more, and hand over
-            # what is held first, in order, so no later offset overtakes it.
+            # Hold nothing more, and hand over what is held first, in order, so
+            # no later offset overtakes it.
             self._apply_due(batch, order.release(lambda t, p: True))
             order = None
-        for message in messages:
-            self.received[(topic, message.partition)] = (message.offset, now)
-            if self.behind_dropped(topic, message):
-                submission.dropped = True  # read again after the dropped ones
-                continue
-            submission.pending += 1
-            event = self.parse(topic, message, batch)
-            if event is None or order is None:
-                if event is not None:
-                    self.apply(topic, message, event, batch)
-                batch.submissions.append(submission)
-                continue
-            order.hold(
-                topic,
-                message.partition,
-                event["ts"],
-                message.offset,
-                (topic, message, event, submission),
-            )
-        submission.close()
-        self.rt.metrics.observe_batch(topic, len(messages))
-        submission.committed = self._run(batch)
-        return submission
+        submissions = []
+        per_topic: dict[str, int] = {}
+        for topic, messages in parts:
+            submission = Submission(loop.create_future())
+            submissions.append(submission)
+            for message in messages:
+                self.received[(topic, message.partition)] = (message.offset, now)
+                submission.pending += 1
+                event = self.parse(topic, message, batch)
+                if event is None or order is None:
+                    if event is not None:
+                        self.apply(topic, message, event, batch)
+                    batch.submissions.append(submission)
+                    continue
+                order.hold(
+                    topic,
+                    message.partition,
+                    event["ts"],
+                    message.offset,
+                    (topic, message, event, submission),
+                )
+            submission.close()
+            per_topic[topic] = per_topic.get(topic, 0) + len(messages)
+        for topic, count in per_topic.items():
+            self.rt.metrics.observe_batch(topic, count)
+        committed = self._run(batch)
+        for submission in submissions:
+            submission.committed = committed
+        return submissions
 
     async def release_due(self) -> int:
         """Handle held events whose turn has come without a new message (a timer)."""
@@ -254,8 +273,9 @@ class Pipeline:
 
     def drop_held(self) -> int:
         """Forget the held events (a rebalance or a stop): never acked, they are
-        read again from the committed offset, and so is every later message of
-        their topic-partition delivered before then (see :meth:`behind_dropped`)."""
+        read again from the committed offset by their partition's next reader.
+        The consumer delivers nothing more of the same generation afterwards
+        (streams/faust_adapter.py), so no later offset can overtake them."""
         if self.order is None:
             return 0
         dropped = self.order.clear()
@@ -263,27 +283,11 @@ class Pipeline:
             log.info("%d held events dropped (read again from the committed offset)", len(dropped))
         self.received.clear()
         self.receiving_since = None
-        for topic, message, _, submission in dropped:
-            key = (topic, message.partition)
-            generation, first = self._dropped.get(key, (message.generation_id, message.offset))
-            self._dropped[key] = (generation, min(first, message.offset))
+        for topic, _, _, submission in dropped:
+            self.rt.metrics.requeued(topic)
             submission.dropped = True
             submission.settle()
         return len(dropped)
-
-    def behind_dropped(self, topic: str, message: Any) -> bool:
-        """Whether ``message`` comes after a dropped one of its topic-partition in
-        the same consumer generation: applying it would move the customer's
-        offset watermark past the dropped one, which would then be taken for a
-        re-delivery when it is read again."""
-        dropped = self._dropped.get((topic, message.partition))
-        if dropped is None:
-            return False
-        generation, first = dropped
-        if getattr(message, "generation_id", generation) != generation:
-            del self._dropped[(topic, message.partition)]  # read again since: all clear
-            return False
-        return bool(message.offset >= first)
 
     def sweep_clock(self, partition: int) -> int:
         """How far the sweep may bring ``partition``'s silent customers.
@@ -297,6 +301,21 @@ class Pipeline:
             return now
         watermark = self.order.watermark(partition, self.caught_up)
         return int(min(now, watermark)) if watermark > 0 else 0
+
+    def training_through(self, partition: int) -> int | None:
+        """Every learner sample of ``partition`` up to this time (ms) is in the buffer.
+
+        Event samples come with the events, which are handled in event-time
+        order up to :meth:`sweep_clock`; refresh samples of silent customers
+        come with the sweep, complete up to the last day it finished
+        (``reviewed_through``). The learner closes a period of stream time once
+        every partition is past it (``streams.learner``). None before the
+        partition's first event.
+        """
+        clock = self.sweep_clock(partition)
+        if clock <= 0:
+            return None
+        return min(clock - 1, self.rt.reviewed_through(partition) * MS_PER_DAY)
 
     async def on_message(self, topic: str, message: Any) -> None:
         """Process one message (a batch of one)."""
@@ -512,8 +531,12 @@ class Pipeline:
         self.customers.put(batch.customers, customer_id, partition, encode(result.state))
         self.count_kpis(customer_id, partition, old_kpis, result.state, batch if upgraded else None)
         self.emit(result, message, batch)
-        if result.training_vector is not None:
+        if result.segment_changes:
+            self.rt.count_cluster_changes(partition, result.segment_changes)
+        if result.training_vector is not None or result.refresh:
             self.add_training_sample(customer_id, result)
+        if result.churn_labels:
+            self.rt.training_buffer.extend(churn_training_items(result))
         metrics.processed(topic)
 
     def screen_profile(self, event: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:
@@ -531,13 +554,13 @@ class Pipeline:
         return {**event, "attributes": screened.kept}
 
     def add_training_sample(self, customer_id: str, result: Result) -> None:
-        self.rt.training_buffer.append(training_sample(customer_id, result, self.rt.salt()))
+        self.rt.training_buffer.extend(training_samples(customer_id, result, self.rt.salt()))
 
     def emit(self, result: Result, message: Any | None, batch: Batch) -> None:
         """Queue the result's output events; count transitions and flaps."""
         metrics = self.rt.metrics
-        kafka_ts = getattr(message, "timestamp", None) if message is not None else None
-        kafka_ts_ms = kafka_ts * 1000 if kafka_ts else None
+        # (aiokafka records carry the Kafka timestamp in milliseconds)
+        kafka_ts_ms = getattr(message, "timestamp", None) if message is not None else None
         for change in result.segment_changes:
             self.send(batch, "segment-changes", change["customer_id"], change, kafka_ts_ms)
             metrics.transition(change["segment_type"], flap=change["segment_type"] in result.flaps)
@@ -767,7 +790,12 @@ class Pipeline:
                     self.customers.put(batch.customers, customer_id, partition, encode(state))
                     self.count_kpis(customer_id, partition, old_kpis, state, batch)
                     self.emit(result, None, batch)
+                    self.rt.count_cluster_changes(partition, result.segment_changes)
+                    if result.refresh:
+                        self.add_training_sample(customer_id, result)
                     changed += 1
+                if result.churn_labels:
+                    self.rt.training_buffer.extend(churn_training_items(result))
             sweep.count(state)
             kpis.count(partition, key, state.get("kc") if ours else None)
         return changed

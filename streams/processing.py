@@ -10,13 +10,29 @@ the output sequence number always agree, also after a crash::
 
     {"f": <models.features state>, "dedup": <models.dedup state>,
      "seg": {segment_type: {"current", "since_ms", "label"}},
-     "churn": {"level", "score", "since_ms", "reasons", "review_ms"},
-     "seq": int, "train_day": int, "browse_day": int, "off": {topic: [partition, offset]},
-     "eval_day": int, "t": int}
+     "churn": {"level", "score", "since_ms", "reasons", "seq", "b", "snap"},
+     "seq": int, "n": {segment_type: int}, "born": int,
+     "train_day": int, "train_ms": int, "browse_day": int,
+     "off": {topic: [partition, offset]}, "eval_day": int, "t": int}
 
 ``eval_day`` is the last day the customer was brought up to, and ``t`` their
 own clock: the time of their latest event, or of the latest evaluation that
-changed a segment or churn level.
+changed a segment or churn level. ``churn.b`` is the customer's
+``[frequency, recency, first purchase day]`` (what the sweep sums into the
+base's BTYD table) and ``churn.snap`` the snapshots waiting for their outcome
+(:mod:`models.churn_outcomes`).
+
+Output ids (:func:`change_event_id`) say what a change *is*, never what
+triggered it: the customer, the profile (``born``: the time of the event that
+created this record, so a customer who comes back after an erasure or an
+opt-out gets new ids), the segment type, the change's ordinal within that type
+(``n``; ``churn.seq`` for churn levels), and the previous and current segment.
+Everything in it is read from the state the change is decided on, so the same
+change reached again after a crash — through another event, a day's catch-up
+or the sweep — carries the same id, and two changes never share one. Ordinals
+count per type, so a change of another type that comes out differently after a
+restart (a newer cluster model) cannot renumber it. ``seq`` numbers every
+change of the customer, in order; it is in the output, the ordinals are not.
 """
 
 from __future__ import annotations
@@ -27,6 +43,8 @@ from typing import Any
 
 from models import dedup, features
 from models.churn import ChurnScorer, churn_level
+from models.churn_model import FEATURES, ChurnModel
+from models.churn_outcomes import ChurnTracking
 from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.kpis import KpiTracker
@@ -36,31 +54,75 @@ __all__ = [
     "CustomerProcessor",
     "Result",
     "assigner_signature",
+    "btyd_row",
+    "change_event_id",
+    "churn_training_items",
+    "has_behaviour",
     "learner_key",
     "output_event_id",
+    "spend_row",
     "training_sample",
+    "training_samples",
 ]
 
 BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 FEATURE_TOPICS = BEHAVIOUR_TOPICS | {"profiles"}
 FLAP_WINDOW_MS = 7 * MS_PER_DAY
+# Segment types whose "no segment" means "not assessed yet" (no activity, no
+# cluster model yet): leaving it is the customer's first assignment. For nps
+# and user-defined rules, "no segment" is an assessment of its own ("no NPS
+# answer", "no case matched"), and entering a segment from it later is news.
+UNASSESSED_WHEN_NONE = frozenset({"lifecycle", "value", "cluster"})
+# A customer without new behaviour sends the learner a fresh sample this often
+# (their dormancy grows, their 30/90-day windows empty): the model learns the
+# customer base as the daily sweep assigns it, not as it was at each last event.
+REFRESH_SAMPLE_MS = 7 * MS_PER_DAY
 
 
 def output_event_id(*parts: object) -> str:
-    """Deterministic id of an output event: the same trigger gives the same id.
+    """A 32-hex-digit hash of ``parts``: equal parts, equal id.
 
     Examples
     --------
-    >>> a = output_event_id("c1", "e1", "lifecycle", "new")
-    >>> a == output_event_id("c1", "e1", "lifecycle", "new")
+    >>> a = output_event_id("c1", "lifecycle", 1, None, "new")
+    >>> a == output_event_id("c1", "lifecycle", 1, None, "new")
     True
-    >>> a == output_event_id("c1", "e2", "lifecycle", "new")
+    >>> a == output_event_id("c1", "lifecycle", 2, None, "new")
     False
     >>> len(output_event_id("c1"))
     32
     """
     text = "\x1f".join(str(p) for p in parts)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def change_event_id(
+    topic: str,
+    customer_id: str,
+    born: int | None,
+    kind: str,
+    ordinal: int,
+    previous: str | None,
+    current: str | None,
+) -> str:
+    """The ``event_id`` of a change: what it is, not what triggered it.
+
+    ``kind`` is the segment type (or ``"churn"``), ``ordinal`` the change's
+    number within that kind for this customer (1 for the first), ``born`` the
+    event time that started the customer's profile (see the module docstring).
+
+    Examples
+    --------
+    >>> first = change_event_id("segment-changes", "c1", 0, "cluster", 1, None, "c2")
+    >>> first == change_event_id("segment-changes", "c1", 0, "cluster", 1, None, "c2")
+    True
+    >>> # the same move again later is another change, and so is another profile
+    >>> first == change_event_id("segment-changes", "c1", 0, "cluster", 3, None, "c2")
+    False
+    >>> first == change_event_id("segment-changes", "c1", 86400000, "cluster", 1, None, "c2")
+    False
+    """
+    return output_event_id("v2", topic, customer_id, born, kind, ordinal, previous, current)
 
 
 @dataclass
@@ -72,24 +134,36 @@ class Result:
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
     churn_events: list[dict[str, Any]] = field(default_factory=list)
     training_vector: dict[str, float] | None = None
-    btyd: list[float] | None = None  # (frequency, recency, T, monetary_value) for the fits
+    training_ms: int | None = None  # the time training_vector describes
+    # (time, vector) refreshes of a customer without new behaviour (catch-up days)
+    refresh: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     flaps: list[str] = field(default_factory=list)  # segment types that flapped
     write: bool = False  # whether the state must be written back
+    # Matured churn outcomes for the learner: [vector, churned, snapshot day].
+    churn_labels: list[list[Any]] = field(default_factory=list)
+    tracked: bool = False  # a churn snapshot was taken or released: write the state
 
     def merge(self, later: Result) -> None:
         """Append the outputs of a later evaluation of the same customer."""
         self.segment_changes.extend(later.segment_changes)
         self.churn_events.extend(later.churn_events)
         self.flaps.extend(later.flaps)
+        self.churn_labels.extend(later.churn_labels)
+        self.tracked = self.tracked or later.tracked
 
     def merge_changes(self, timer: Result, at_ms: int) -> None:
         """Merge a timer evaluation at ``at_ms`` that changed something, and move
         the customer's clock (``state["t"]``) to it; one that changed nothing
-        leaves both as they were."""
+        leaves both as they were. Churn snapshots and outcomes are always kept
+        (they do not move the customer's clock)."""
+        self.churn_labels.extend(timer.churn_labels)
+        self.tracked = self.tracked or timer.tracked
         if timer.segment_changes or timer.churn_events:
             assert self.state is not None
             self.state["t"] = max(self.state.get("t", 0), at_ms)
-            self.merge(timer)
+            self.segment_changes.extend(timer.segment_changes)
+            self.churn_events.extend(timer.churn_events)
+            self.flaps.extend(timer.flaps)
 
 
 @dataclass
@@ -101,12 +175,19 @@ class CustomerProcessor:
     rules
         The rule engine (lifecycle, value, nps and user-defined segments).
     scorer
-        The churn scorer.
+        The behavioural churn factors (inside every churn model).
     dedup_window_ms
         How far back repeated event ids are recognised (per customer and topic).
     tracker
         Keeps the customer's KPI contribution and experiment outcomes
         (``state["kc"]``, ``state["xo"]``; :mod:`models.kpis`).
+    tracking
+        Churn outcome tracking: horizon H, what counts as activity, snapshot
+        cadence (:mod:`models.churn_outcomes`).
+
+    The churn model is passed per call as ``churn_params`` (the latest
+    :class:`models.churn_model.ChurnModel` published by the learner); ``None``
+    scores with the prior (today's hand-set weights, the default BTYD fit).
     """
 
     rules: RuleEngine
@@ -114,6 +195,26 @@ class CustomerProcessor:
     dedup_window_ms: int = 7 * MS_PER_DAY
     rules_version: str = "rules-1"
     tracker: KpiTracker | None = None
+    tracking: ChurnTracking = field(default_factory=ChurnTracking)
+    _prior: ChurnModel | None = field(default=None, init=False, repr=False)
+
+    def churn_model(self, churn_params: Any = None) -> ChurnModel:
+        """The model to score with: the published one, else the prior."""
+        if isinstance(churn_params, ChurnModel):
+            return churn_params
+        if self._prior is None:
+            self._prior = ChurnModel(
+                scorer=self.scorer,
+                horizon_days=self.tracking.horizon_days,
+                label=self.tracking.label,
+            )
+        return self._prior
+
+    def observe_outcome(self, state: dict[str, Any], topic: str, ts_ms: int) -> None:
+        """An accepted event: it may be the outcome pending churn snapshots wait for."""
+        churn = state.get("churn")
+        if churn:
+            self.tracking.observe(churn, topic, ts_ms)
 
     # -- events -----------------------------------------------------------
     def handle(
@@ -139,6 +240,7 @@ class CustomerProcessor:
         """
         if state is None:
             state = new_customer_state()
+            state["born"] = event["ts"]
         elif state.get("opted_out"):
             return Result("opted_out", state)
         verdict = dedup.check(
@@ -149,6 +251,7 @@ class CustomerProcessor:
             return Result(verdict, state)
         today = day_of(event["ts"])
         result = self.catch_up(customer_id, state, today, assigner, churn_params, reviewed_through)
+        self.observe_outcome(state, topic, event["ts"])
         features.apply_event(state["f"], topic, event)
         if self.tracker is not None:
             self.tracker.applied(state, topic, event)
@@ -158,27 +261,18 @@ class CustomerProcessor:
             state["eval_day"] = day_of(clock_ms)
             if topic == "browsing":
                 state["browse_day"] = today
-            result.merge(
-                self.evaluate(
-                    customer_id, state, clock_ms, assigner, event["event_id"], churn_params
-                )
-            )
+            cause = f"event:{event['event_id']}"
+            result.merge(self.evaluate(customer_id, state, clock_ms, assigner, churn_params, cause))
         result.status = "new"
         result.write = True
         if topic in BEHAVIOUR_TOPICS and state.get("train_day") != today:
             # One training sample per customer and event day keeps the learner's
             # input balanced between heavy and light customers.
             state["train_day"] = today
+            state["train_ms"] = clock_ms
             feats = result_features(state, clock_ms)
             result.training_vector = cluster_vector(feats)
-            if feats.get("T") is not None:
-                # (monetary_value: the learner's Gamma-Gamma fit of the spend per purchase)
-                result.btyd = [
-                    feats["frequency"],
-                    feats["recency"],
-                    feats["T"],
-                    feats["monetary_value"],
-                ]
+            result.training_ms = clock_ms
         return result
 
     def catch_up(
@@ -197,19 +291,59 @@ class CustomerProcessor:
         nothing to catch up. Evaluating a day again that changed nothing
         changes nothing, so the caller may drop the state of a catch-up without
         outputs and repeat it later.
+
+        A customer who has not met the current cluster model's clusters (new,
+        split or merged ones) meets them first, at their own time
+        (``state["t"]``): whether the sweep or their next event gets there
+        first, and whether or not a crash lost the first attempt, they are
+        placed at the same moment, with the same features, so the placement is
+        the same change.
         """
         result = Result("unchanged", state)
         if "eval_day" not in state or state.get("opted_out"):
             return result
+        if assigner is not None and state.get("model") != assigner_signature(assigner):
+            when = state.get("t", 0)
+            result.merge_changes(
+                self.evaluate(
+                    customer_id,
+                    state,
+                    when,
+                    assigner,
+                    churn_params,
+                    f"model:{assigner.model_version}",
+                ),
+                when,
+            )
         first = max(state["eval_day"], reviewed_through) + 1
         for day in range(first, until_day + 1):
+            cause = f"day:{format_ts(day * MS_PER_DAY)[:10]}"
             step = self.evaluate(
-                customer_id, state, day * MS_PER_DAY, assigner, f"clock:{day}", churn_params
+                customer_id,
+                state,
+                day * MS_PER_DAY,
+                assigner,
+                churn_params,
+                cause,
+                day_start=True,
             )
             result.merge_changes(step, day * MS_PER_DAY)
+            self._refresh_sample(state, day * MS_PER_DAY, result)
         if first <= until_day:
             state["eval_day"] = until_day
         return result
+
+    @staticmethod
+    def _refresh_sample(state: dict[str, Any], at_ms: int, result: Result) -> None:
+        """A fresh learner sample at ``at_ms`` if the customer's last one is a week old."""
+        last = state.get("train_ms")
+        if last is None:
+            if state.get("train_day") is None:
+                return  # never had behaviour: nothing to learn from
+            last = state["train_day"] * MS_PER_DAY
+        if at_ms - last >= REFRESH_SAMPLE_MS:
+            state["train_ms"] = at_ms
+            result.refresh.append((at_ms, cluster_vector(result_features(state, at_ms))))
 
     @staticmethod
     def can_skip_evaluation(state: dict[str, Any], topic: str, day: int) -> bool:
@@ -239,21 +373,19 @@ class CustomerProcessor:
     ) -> Result:
         """Bring a customer without new events up to the start of ``day`` (the sweep).
 
-        Every day since their last evaluation is evaluated in turn
-        (:meth:`catch_up`). A customer whose clusters changed (a new model) and
-        who had nothing to catch up is placed again at their own latest time.
+        Every day since their last evaluation is evaluated in turn, after the
+        customer has met a new model's clusters (:meth:`catch_up`).
         """
         if state.get("opted_out"):
             return Result("opted_out", state)
         result = self.catch_up(customer_id, state, day, assigner, churn_params, reviewed_through)
-        if assigner is not None and state.get("model") != assigner_signature(assigner):
-            when = max(state.get("t", 0), day * MS_PER_DAY)
-            step = self.evaluate(customer_id, state, when, assigner, f"clock:{day}", churn_params)
-            result.merge_changes(step, when)
         # Written back only when something changed; an unchanged customer is
         # evaluated again (with the same outcome) only if the sweep's progress
-        # is lost.
-        result.write = bool(result.segment_changes or result.churn_events)
+        # is lost. A churn snapshot taken or released, and a learner refresh
+        # sample, are changes too.
+        result.write = bool(
+            result.segment_changes or result.churn_events or result.tracked or result.refresh
+        )
         result.status = "changed" if result.write else "unchanged"
         return result
 
@@ -275,9 +407,10 @@ class CustomerProcessor:
         return bool(state.get("eval_day", day) < day)
 
     def leave_all_segments(
-        self, customer_id: str, state: dict[str, Any], ts_ms: int, trigger: str
+        self, customer_id: str, state: dict[str, Any], ts_ms: int, request_id: str
     ) -> Result:
-        """Segment changes to ``None`` for every segment: the customer opted out."""
+        """Segment changes to ``None`` for every segment: the customer opted out
+        (``request_id``: the privacy request's ``event_id``)."""
         result = Result("opted_out", state)
         for seg_type, entry in sorted(state["seg"].items()):
             if entry["current"] is None:
@@ -286,7 +419,6 @@ class CustomerProcessor:
                 self._segment_change(
                     customer_id,
                     state,
-                    trigger,
                     ts_ms,
                     seg_type,
                     entry["current"],
@@ -294,6 +426,8 @@ class CustomerProcessor:
                     "Opted out of profiling",
                     ["customer opted out of profiling"],
                     self.rules_version,
+                    f"opt_out:{request_id}",
+                    initial=False,
                 )
             )
         return result
@@ -310,13 +444,30 @@ class CustomerProcessor:
         state: dict[str, Any],
         clock_ms: int,
         assigner: SegmentAssigner | None,
-        trigger: str,
-        churn_params: Any = None,
+        churn_params: Any,
+        cause: str,
+        day_start: bool = False,
     ) -> Result:
-        """Assign segments and churn level at ``clock_ms``; emit what changed."""
+        """Assign segments and churn level at ``clock_ms``; emit what changed.
+
+        ``cause`` names the evaluation in the outputs (``event:<event_id>``,
+        ``day:<date>``, ``model:<version>``); it is not part of their ids.
+
+        A change from no segment is ``initial`` (a first assignment, not a
+        move) when it is part of the customer's first assessment (nothing was
+        assigned before this evaluation), or when "no segment" meant "not
+        assessed yet" (:data:`UNASSESSED_WHEN_NONE`: the first lifecycle stage
+        once there is activity, the first cluster once there is a model).
+        Entering an nps or user-defined segment later, e.g. a first NPS answer
+        weeks after the first purchase, is not initial.
+
+        ``day_start``: the evaluation at 00:00 of a day, before its events,
+        where churn snapshots are taken and matured outcomes released.
+        """
         feats = result_features(state, clock_ms)
         result = Result("new", state)
         segments = state["seg"]
+        first_assessment = not segments
         previous = {
             k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in segments.items()
         }
@@ -330,7 +481,6 @@ class CustomerProcessor:
                 self._segment_change(
                     customer_id,
                     state,
-                    trigger,
                     clock_ms,
                     seg_type,
                     old,
@@ -338,11 +488,15 @@ class CustomerProcessor:
                     assignment.label,
                     list(assignment.reasons),
                     self.rules_version,
+                    cause,
+                    initial=old is None and (first_assessment or seg_type in UNASSESSED_WHEN_NONE),
                 )
             )
         if assigner is not None:
             state["model"] = assigner_signature(assigner)
-        if assigner is not None and feats.get("browsing_events", 0) + feats.get("orders", 0) > 0:
+        # Every customer with behaviour (what the learner learns from) is placed; a
+        # profile alone is not.
+        if assigner is not None and has_behaviour(feats):
             old = segments.get("cluster", {}).get("current")
             cluster_id, _margin, reasons = assigner.assign(cluster_vector(feats), old)
             if cluster_id is not None and cluster_id != old:
@@ -352,7 +506,6 @@ class CustomerProcessor:
                     self._segment_change(
                         customer_id,
                         state,
-                        trigger,
                         clock_ms,
                         "cluster",
                         old,
@@ -360,9 +513,13 @@ class CustomerProcessor:
                         label,
                         reasons,
                         assigner.model_version,
+                        cause,
+                        initial=old is None,
                     )
                 )
-        churn_event = self._churn(customer_id, state, feats, clock_ms, trigger, churn_params)
+        churn_event = self.churn_step(
+            customer_id, state, feats, clock_ms, churn_params, cause, day_start, result
+        )
         if churn_event is not None:
             result.churn_events.append(churn_event)
         if self.tracker is not None:
@@ -399,7 +556,6 @@ class CustomerProcessor:
         self,
         customer_id: str,
         state: dict[str, Any],
-        trigger: str,
         clock_ms: int,
         segment_type: str,
         previous: str | None,
@@ -407,50 +563,99 @@ class CustomerProcessor:
         label: str,
         reasons: list[str],
         model_version: str,
+        cause: str,
+        *,
+        initial: bool,
     ) -> dict[str, Any]:
         state["seq"] = state.get("seq", 0) + 1
+        ordinals = state.setdefault("n", {})
+        ordinals[segment_type] = ordinals.get(segment_type, 0) + 1
         return {
-            "event_id": output_event_id(customer_id, trigger, segment_type, current),
+            "event_id": change_event_id(
+                "segment-changes",
+                customer_id,
+                state.get("born"),
+                segment_type,
+                ordinals[segment_type],
+                previous,
+                current,
+            ),
             "customer_id": customer_id,
             "seq": state["seq"],
             "ts": format_ts(clock_ms),
             "segment_type": segment_type,
             "previous": previous,
             "current": current,
+            "initial": initial,
             "label": label,
             "reasons": reasons,
             "model_version": model_version,
+            "cause": cause,
             "experiments": [],  # filled by the tracker when entering an experiment's segment
         }
 
-    def _churn(
+    def churn_step(
         self,
         customer_id: str,
         state: dict[str, Any],
         feats: dict[str, Any],
         clock_ms: int,
-        trigger: str,
         churn_params: Any,
+        cause: str,
+        day_start: bool = False,
+        result: Result | None = None,
     ) -> dict[str, Any] | None:
+        """Score churn, track outcomes, apply hysteresis; the churn-risk event if the level moved.
+
+        At a day start, matured snapshots are released into ``result.churn_labels``
+        and a snapshot of today's feature vector may be taken.
+        """
         churn = state.setdefault("churn", {})
-        scored = self.scorer.score(feats, churn_params)
+        model = self.churn_model(churn_params)
+        scored = model.score(feats, explain=False)
+        big_t = feats.get("T")
+        if big_t is not None:
+            hi = state["f"].get("hi") or clock_ms
+            today = max(clock_ms, hi) // MS_PER_DAY
+            churn["b"] = [feats["frequency"], feats["recency"], today - big_t]
+        if day_start:
+            vector = [scored.values[name] for name in FEATURES]
+            released, changed = self.tracking.start_of_day(
+                churn, customer_id, clock_ms // MS_PER_DAY, vector
+            )
+            if result is not None:
+                result.churn_labels.extend(released)
+                result.tracked = result.tracked or changed
         previous_level = churn.get("level")
         level = churn_level(scored.score, previous_level)
         churn["score"] = scored.score
-        churn["reasons"] = list(scored.reasons)
         if level == previous_level:
             return None
+        reasons = model.score(feats).reasons  # words only when they are sent
+        churn["reasons"] = list(reasons)  # why the customer is at this level
         churn["level"] = level
         churn["since_ms"] = clock_ms
+        churn["seq"] = churn.get("seq", 0) + 1
         return {
-            "event_id": output_event_id(customer_id, trigger, "churn", level),
+            "event_id": change_event_id(
+                "churn-risk",
+                customer_id,
+                state.get("born"),
+                "churn",
+                churn["seq"],
+                previous_level,
+                level,
+            ),
             "customer_id": customer_id,
+            "seq": churn["seq"],
             "ts": format_ts(clock_ms),
             "score": scored.score,
             "level": level,
             "previous_level": previous_level,
-            "reasons": list(scored.reasons),
-            "model_version": self.scorer.model_version(churn_params),
+            "initial": previous_level is None,
+            "reasons": list(reasons),
+            "model_version": model.version_label,
+            "cause": cause,
             "experiments": [],
         }
 
@@ -467,7 +672,7 @@ class CustomerProcessor:
         churn = dict(state.get("churn", {}))
         feats = result_features(state, clock_ms)
         if churn.get("level") is not None:
-            scored = self.scorer.score(feats, churn_params)
+            scored = self.churn_model(churn_params).score(feats)
             churn["score"], churn["reasons"] = scored.score, list(scored.reasons)
         return {
             "customer_id": customer_id,
@@ -502,8 +707,52 @@ def learner_key(customer_id: str, salt: bytes) -> str:
 
 
 def training_sample(customer_id: str, result: Result, salt: bytes) -> dict[str, Any]:
-    """The learner's sample of one customer: vector, BG/NBD triple, salted key."""
-    return {"k": learner_key(customer_id, salt), "x": result.training_vector, "btyd": result.btyd}
+    """The learner's sample of one customer: vector, its time and salted key."""
+    return {
+        "k": learner_key(customer_id, salt),
+        "x": result.training_vector,
+        "t": result.training_ms,
+    }
+
+
+def training_samples(customer_id: str, result: Result, salt: bytes) -> list[dict[str, Any]]:
+    """Every learner sample of a result: catch-up refreshes, then the event's own."""
+    key = learner_key(customer_id, salt)
+    samples = [{"k": key, "x": vector, "t": at_ms} for at_ms, vector in result.refresh]
+    if result.training_vector is not None:
+        samples.append(training_sample(customer_id, result, salt))
+    return samples
+
+
+def btyd_row(state: dict[str, Any]) -> list[int] | None:
+    """The customer's ``[frequency, recency, first purchase day]`` (``None``: never bought).
+
+    Kept up to date by every churn evaluation; what a sweep adds to the
+    partition's :class:`models.btyd_summary.BTYDSummary`.
+    """
+    row = (state.get("churn") or {}).get("b")
+    return None if row is None else [int(v) for v in row]
+
+
+def spend_row(state: dict[str, Any]) -> tuple[int, float] | None:
+    """The repeat customer's ``(frequency, monetary_value)`` (``None``: no repeat purchase).
+
+    What a sweep adds to the partition's :class:`models.spend_summary.SpendSummary`
+    (the Gamma-Gamma fit of the CLV): the frequency of :func:`btyd_row`, the
+    repeat purchase days' total over it.
+    """
+    row = (state.get("churn") or {}).get("b")
+    if row is None or row[0] <= 0:
+        return None
+    return int(row[0]), features.repeat_revenue(state["f"]) / row[0]
+
+
+def churn_training_items(result: Result) -> list[dict[str, Any]]:
+    """Matured churn outcomes for the learner: ``{"churn": [vector, churned, day]}``.
+
+    No customer id or key: an outcome is an anonymous example.
+    """
+    return [{"churn": label} for label in result.churn_labels]
 
 
 def assigner_signature(assigner: SegmentAssigner) -> str:
@@ -513,6 +762,25 @@ def assigner_signature(assigner: SegmentAssigner) -> str:
     event or the daily pass; new, split or merged clusters re-place everyone.
     """
     return ",".join(sorted(assigner.ids))
+
+
+_BEHAVIOUR_COUNTS = (
+    "orders",
+    "browsing_events",
+    "tickets",
+    "nps_count",
+    "csat_count",
+    "review_count",
+)
+
+
+def has_behaviour(feats: dict[str, Any]) -> bool:
+    """Whether a customer did anything but send a profile (buy, browse, ask, rate).
+
+    >>> has_behaviour({"orders": 0, "tickets": 1}), has_behaviour({"orders": 0})
+    (True, False)
+    """
+    return any(feats.get(name) for name in _BEHAVIOUR_COUNTS)
 
 
 def new_customer_state() -> dict[str, Any]:

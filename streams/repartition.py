@@ -317,7 +317,9 @@ class Router:
             message.value,
             partition=self.partition_of(customer_id),
             headers=headers,
-            timestamp=message.timestamp,  # event-to-emit latency counts from the first append
+            # The producer takes seconds; records carry milliseconds. Event-to-emit
+            # latency counts from the first append.
+            timestamp=message.timestamp / 1000 if message.timestamp else None,
         )
         self.count(source, reason)
         if (source, reason) not in self._warned:

@@ -158,14 +158,14 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         1000,
         ge=1,
-        description="Most messages an ingest agent processes and commits as one batch "
-        "(one state write per customer and one wait for acknowledgements per batch).",
+        description="Most input records one consumer fetch hands to the pipeline, "
+        "processed and committed as one batch (one state write per customer and one "
+        "wait for acknowledgements per batch).",
     )
-    batch_linger_ms: float = Field(
-        10.0,
-        gt=0,
-        description="How long an ingest agent waits to fill a batch: the latency it adds "
-        "when traffic is light.",
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio",
+        description="The worker's event loop: `asyncio`, or `uvloop` (pip install uvloop; "
+        "measured within the noise of this machine, docs/benchmark.md).",
     )
     order_max_held: int = Field(
         50_000,
@@ -174,6 +174,37 @@ class Settings(BaseSettings):
         "handled in event-time order across the input topics (backlogs, replays); beyond "
         'it the oldest go first. `0` handles events in arrival order (see "Event-time '
         'order across topics").',
+    )
+
+    # -- churn model (docs/churn.md) --------------------------------------------
+    churn_horizon_days: int = Field(
+        90,
+        ge=1,
+        description="H: the churn score is the probability of no purchase (or no activity, "
+        "see churn_label) in the next H days of stream time.",
+    )
+    churn_label: Literal["purchase", "activity"] = Field(
+        "purchase",
+        description="What the churn outcome counts: `purchase` (no purchase in H days) or "
+        "`activity` (no purchase, browsing, support or feedback event in H days).",
+    )
+    churn_snapshot_every_days: int | None = Field(
+        None,
+        ge=1,
+        description="Days between two snapshots of a customer's churn features for the "
+        "learner (default: H / 6, rounded up).",
+    )
+    churn_refit_days: int = Field(
+        7, ge=1, description="Days of stream time between two BG/NBD and Pareto/NBD fits."
+    )
+    churn_min_outcomes: int = Field(
+        2000,
+        ge=1,
+        description="Matured outcomes the churn learner learns before its weights replace "
+        "the prior (today's hand-set weights).",
+    )
+    churn_learning_rate: float = Field(
+        0.01, gt=0, description="SGD step of the churn model's online logistic regression."
     )
 
     # -- security and privacy (docs/security.md) -----------------------------------

@@ -181,6 +181,10 @@ class Persona:
     churn_propensity
         Relative likelihood of being a churner (normalised so that the overall
         fraction matches ``Simulation.churn_fraction``).
+    churn_by
+        A churner's churn day is drawn before this fraction of the period
+        (1.0: anywhere in it; 0.5: in its first half, so they have lapsed by
+        the end).
     """
 
     purchase_rate: float
@@ -206,6 +210,7 @@ class Persona:
     plan_weights: Mapping[str, float]
     age_mean: float
     churn_propensity: float
+    churn_by: float = 1.0
 
     def expected_events_per_day(self) -> float:
         """Rough mean number of events an active customer emits per day.
@@ -607,7 +612,7 @@ class Simulation:
     churn_fraction
         Expected fraction of customers who churn during the period.
     personas
-        Weights of the latent personas (names from :data:`PERSONAS`); missing
+        Weights of the latent personas (names from ``catalogue``); missing
         names get weight 0.
     rfc3339_fraction
         Fraction of events whose ``ts`` is an RFC 3339 string with a UTC offset
@@ -620,6 +625,9 @@ class Simulation:
         after a clean one (same ``event_id``).
     campaign
         An outreach campaign to new customers with a known effect (:class:`Campaign`).
+    catalogue
+        The personas to draw from (default :data:`PERSONAS`); see
+        :mod:`streams.persona_modes` for the separated and overlapping sets.
 
     Examples
     --------
@@ -640,6 +648,7 @@ class Simulation:
     bad_fraction: float = 0.0
     duplicate_fraction: float = 0.0
     campaign: Campaign | None = None
+    catalogue: Mapping[str, Persona] | None = None
 
     def __post_init__(self) -> None:
         if self.customers < 0:
@@ -650,9 +659,24 @@ class Simulation:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
-        unknown = set(self.personas) - set(PERSONAS)
+        catalogue = PERSONAS if self.catalogue is None else self.catalogue
+        unknown = set(self.personas) - set(catalogue)
         if unknown:
-            raise ValueError(f"unknown personas {sorted(unknown)}; known: {sorted(PERSONAS)}")
+            raise ValueError(f"unknown personas {sorted(unknown)}; known: {sorted(catalogue)}")
+        unknown_categories = {c for p in catalogue.values() for c in p.categories} - set(
+            _ALL_CATEGORIES
+        )
+        if unknown_categories:
+            raise ValueError(f"unknown categories {sorted(unknown_categories)}")
+        self._catalogue: Mapping[str, Persona] = catalogue
+        if catalogue is PERSONAS:
+            self._tables = (_PERSONA_PLAN_TABLES, _PERSONA_ACTION_TABLES, _PERSONA_CATEGORY_TABLES)
+        else:
+            self._tables = (
+                {n: _table(p.plan_weights, 100) for n, p in catalogue.items()},
+                {n: _action_table(p.action_weights) for n, p in catalogue.items()},
+                {n: _category_table(p.categories) for n, p in catalogue.items()},
+            )
         if any(w < 0 for w in self.personas.values()) or sum(self.personas.values()) <= 0:
             raise ValueError("persona weights must be >= 0 with a positive sum")
         self._roster_cache: tuple[tuple[Any, ...], list[_Customer]] | None = None
@@ -676,24 +700,28 @@ class Simulation:
     def _build_roster(self) -> list[_Customer]:
         rng = random.Random(f"segmenter-simulator-roster-{self.seed}")
         rand = rng.random
-        names = [n for n in PERSONAS if self.personas.get(n, 0.0) > 0]
+        catalogue = self._catalogue
+        plan_tables = self._tables[0]
+        names = [n for n in catalogue if self.personas.get(n, 0.0) > 0]
         weights = [self.personas[n] for n in names]
         total = sum(weights)
         cum = list(_cumulative(weights))
         # Churn probability per persona, scaled so the overall expectation is
         # churn_fraction (capped at 1).
         mean_prop = sum(
-            w / total * PERSONAS[n].churn_propensity for n, w in zip(names, weights, strict=True)
+            w / total * catalogue[n].churn_propensity for n, w in zip(names, weights, strict=True)
         )
         churn_p = {
-            n: min(1.0, self.churn_fraction * PERSONAS[n].churn_propensity / mean_prop)
+            n: min(1.0, self.churn_fraction * catalogue[n].churn_propensity / mean_prop)
+            if mean_prop > 0
+            else 0.0
             for n in names
         }
         days = self.days
         out: list[_Customer] = []
         for i in range(self.customers):
             name = names[min(bisect.bisect_right(cum, rand() * total), len(names) - 1)]
-            persona = PERSONAS[name]
+            persona = catalogue[name]
             if name == "new_customer":
                 signup_day = rng.randrange(1, days) if days > 1 else 0
                 hour = _HOUR_TABLE[int(rand() * len(_HOUR_TABLE))]
@@ -709,8 +737,9 @@ class Simulation:
             churn_day: int | None = None
             draw = rand()
             earliest = max(signup_day, 0) + 7
-            if draw < churn_p[name] and earliest <= days - 1:
-                churn_day = rng.randint(earliest, days - 1)
+            latest = days - 1 if persona.churn_by >= 1.0 else int(days * persona.churn_by) - 1
+            if draw < churn_p[name] and earliest <= latest:
+                churn_day = rng.randint(earliest, latest)
             out.append(
                 _Customer(
                     customer_id=f"c{i:06d}",
@@ -724,9 +753,7 @@ class Simulation:
                     age=max(18, min(85, round(rng.gauss(persona.age_mean, 9.0)))),
                     company_size=_SIZE_TABLE[int(rand() * len(_SIZE_TABLE))],
                     industry=int(rand() * len(INDUSTRIES)),
-                    plan=PLANS.index(
-                        _PERSONA_PLAN_TABLES[name][int(rand() * len(_PERSONA_PLAN_TABLES[name]))]
-                    ),
+                    plan=PLANS.index(plan_tables[name][int(rand() * len(plan_tables[name]))]),
                     device=_DEVICE_TABLE[int(rand() * len(_DEVICE_TABLE))],
                 )
             )
@@ -790,7 +817,7 @@ class Simulation:
         # Browsing dominates the volume: scale by its mean seasonal factor.
         season = sum(_season(self.start_ms + d * MS_PER_DAY)[1] for d in range(days)) / days
         for c in self._roster():
-            persona = PERSONAS[c.persona]
+            persona = self._catalogue[c.persona]
             first = max(c.signup_day, 0)
             last = days if c.churn_day is None else c.churn_day
             active = float(max(0, last - first))
@@ -892,8 +919,8 @@ class Simulation:
 
     def _spec(self, cust: _Customer) -> tuple[Any, ...]:
         """Per-customer constants of the hot loop, looked up once per run."""
-        persona = PERSONAS[cust.persona]
-        actions, kinds, fixed_pages = _PERSONA_ACTION_TABLES[cust.persona]
+        persona = self._catalogue[cust.persona]
+        actions, kinds, fixed_pages = self._tables[1][cust.persona]
         platforms = _PLATFORM_BY_DEVICE[cust.device]
         return (
             cust,
@@ -911,7 +938,7 @@ class Simulation:
             actions,
             kinds,
             fixed_pages,
-            _PERSONA_CATEGORY_TABLES[cust.persona],
+            self._tables[2][cust.persona],
             math.log(persona.order_median * cust.spend),
         )
 

@@ -8,6 +8,10 @@ from typing import Any
 
 import orjson
 
+from models.btyd_summary import BTYDSummary
+from models.spend_summary import SpendSummary
+from streams.processing import btyd_row, spend_row
+
 __all__ = ["PartitionSweep", "partition_keys"]
 
 FAUST_OFFSET_KEY = b"__faust\0offset__"
@@ -50,10 +54,20 @@ class PartitionSweep:
     sizes: dict[str, Counter[str]] = field(default_factory=dict)
     churn_levels: Counter[str] = field(default_factory=Counter)
     customers: int = 0
+    # The partition's BTYD sufficient statistics, rebuilt by every pass.
+    btyd: BTYDSummary = field(default_factory=BTYDSummary)
+    # Repeat customers' (frequency, monetary_value): the Gamma-Gamma fit of the CLV.
+    spend: SpendSummary = field(default_factory=SpendSummary)
 
     def count(self, state: dict[str, Any]) -> None:
-        """Add one customer's segments and churn level to the pass's statistics."""
+        """Add one customer's segments, churn level, BTYD and spend rows to the statistics."""
         self.customers += 1
+        row = btyd_row(state)
+        if row is not None:
+            self.btyd.add(*row)
+            spend = spend_row(state)
+            if spend is not None:
+                self.spend.add(*spend)
         for seg_type, entry in state.get("seg", {}).items():
             if entry.get("current") is not None:
                 self.sizes.setdefault(seg_type, Counter())[entry["current"]] += 1

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from streams.settings import Settings
 
-__all__ = ["format_record", "render_customer", "tail_topic"]
+__all__ = ["format_record", "is_initial", "render_customer", "tail_topic"]
 
 LEVEL_STYLE = {"high": "bold red", "medium": "yellow", "low": "green"}
 
@@ -50,10 +50,29 @@ def format_record(topic: str, value: bytes | None) -> str:
     return orjson.dumps(event).decode()
 
 
+def is_initial(value: bytes | None) -> bool:
+    """Whether a record is a first assignment (``"initial": true``), not a move.
+
+    >>> is_initial(b'{"initial": true}'), is_initial(b'{"initial": false}'), is_initial(b"x")
+    (True, False, False)
+    """
+    try:
+        return bool(value) and orjson.loads(value or b"{}").get("initial") is True
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+
+
 async def tail_topic(
-    settings: Settings, topic: str, from_beginning: bool, limit: int | None
+    settings: Settings,
+    topic: str,
+    from_beginning: bool,
+    limit: int | None,
+    show_initial: bool = False,
 ) -> None:
-    """Print records of ``topic`` until interrupted (or ``limit`` records)."""
+    """Print records of ``topic`` until interrupted (or ``limit`` records).
+
+    First assignments (``"initial": true``) are left out unless ``show_initial``.
+    """
     console = Console(highlight=False, soft_wrap=True)
     consumer = AIOKafkaConsumer(
         topic,
@@ -66,6 +85,8 @@ async def tail_topic(
     seen = 0
     try:
         async for record in consumer:
+            if not show_initial and is_initial(record.value):
+                continue
             console.print(format_record(topic, record.value))
             seen += 1
             if limit is not None and seen >= limit:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from models.eventtime import format_ts
 from streams.codec import decode_state
 from streams.metrics import exposition
 from streams.runtime import Runtime
@@ -86,7 +87,12 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
     """Every segment with its label, size (all partitions) and what defines it."""
     sizes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     previous: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    churn_levels: dict[str, int] = defaultdict(int)
+    customers = 0
     for stats in rt.remote_stats.values():
+        customers += int(stats.get("customers") or 0)
+        for level, n in (stats.get("churn_levels") or {}).items():
+            churn_levels[level] += n
         for seg_type, counts in (stats.get("sizes") or {}).items():
             for seg, n in counts.items():
                 sizes[seg_type][seg] += n
@@ -111,7 +117,12 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
                 "id": cluster_id,
                 "label": label,
                 "definition": "nearest centroid of the behavioural cluster model",
+                # what characterises it: the distinguishing dimensions in words, the
+                # centroid in z-scores (0 = average customer) and in the vector's units
+                "traits": (snapshot.get("traits") or {}).get(cluster_id, []),
                 "profile": (snapshot.get("profiles") or {}).get(cluster_id, {}),
+                "centroid": (snapshot.get("centroids") or {}).get(cluster_id, {}),
+                "model_share": (snapshot.get("shares") or {}).get(cluster_id),
                 "size": sizes["cluster"].get(cluster_id, 0),
                 "growth_1d": sizes["cluster"].get(cluster_id, 0)
                 - previous["cluster"].get(cluster_id, 0),
@@ -119,12 +130,20 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
         )
     segments += churn_catalogue(rt)
     kpis = catalogue_kpis(rt, segments)  # KPIs of every segment, whole base
+    as_of = snapshot.get("as_of_ms")
     return {
         "kpis": kpis,
         "model_version": snapshot.get("model_version"),
+        # the stream time the model is as of (it moves once per day of stream time)
+        "model_as_of": format_ts(as_of) if isinstance(as_of, int) else None,
         "clusters": snapshot.get("k", 0),
         "quality": snapshot.get("quality", {}),
         # Splits and merges of clusters, announced rather than silently renumbered.
         "model_events": snapshot.get("events", []),
+        # Totals over all partitions, as of each partition's last sweep.
+        "customers": customers,
+        "churn_levels": dict(churn_levels),
         "segments": segments,
+        # The churn model scoring churn-risk: weights, BTYD fit, progressive validation.
+        "churn_model": rt.processor.churn_model(rt.churn_params).to_dict(),
     }

@@ -68,7 +68,12 @@ def one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str
         (["worker"], {"SEGMENTER_LOG_LEVEL": "loud"}, ["SEGMENTER_LOG_LEVEL=loud", "'info'"]),
         (["worker"], {"SEGMENTER_LOG_FORMAT": "xml"}, ["SEGMENTER_LOG_FORMAT=xml", "'json'"]),
         (["worker"], {"SEGMENTER_DEDUP_WINDOW_DAYS": "inf"}, ["DEDUP_WINDOW_DAYS=inf", "finite"]),
-        (["worker"], {"SEGMENTER_BATCH_LINGER_MS": "nan"}, ["BATCH_LINGER_MS=nan", "finite"]),
+        (
+            ["worker"],
+            {"SEGMENTER_SESSION_TIMEOUT_SECONDS": "nan"},
+            ["TIMEOUT_SECONDS=nan", "finite"],
+        ),
+        (["worker"], {"SEGMENTER_EVENT_LOOP": "tokio"}, ["SEGMENTER_EVENT_LOOP=tokio", "uvloop"]),
         (["worker"], {"SEGMENTER_SESSION_TIMEOUT_SECONDS": "1"}, ["SESSION_TIMEOUT_SECONDS=1"]),
         (["worker"], {"SEGMENTER_STORE": "redis://x"}, ["SEGMENTER_STORE=redis://x", "rocksdb"]),
         (["tail", "churn-risk"], {"SEGMENTER_KAFKA_BOOTSTRAP": "k:99999"}, ["KAFKA_BOOTSTRAP"]),

@@ -64,11 +64,12 @@ class Worker:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    command: list[str] = field(default_factory=lambda: [SEGMENTER, "worker"])
 
     def start(self) -> Worker:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [SEGMENTER, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             cwd=REPO, start_new_session=True,
         )  # fmt: skip
         return self

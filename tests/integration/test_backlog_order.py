@@ -30,7 +30,6 @@ from typing import Any
 import orjson
 import pytest
 
-from models.btyd import BGNBDParams
 from models.clustering import SegmentAssigner
 from models.eventtime import day_of, format_ts, parse_ts
 from schemas import validate
@@ -58,7 +57,7 @@ def in_order_reference(
     """customer -> document, from the worker's code fed the history in event-time order."""
     message = orjson.loads(model)
     assigner = SegmentAssigner.from_snapshot(message["snapshot"])
-    params = BGNBDParams.from_dict(message["churn_params"])
+    params = None  # a frozen run publishes no churn model: workers score with the prior
     processor = build_runtime(Settings()).processor
     validated = [
         (topic, validate(topic, orjson.dumps(event), now_ms=int(time.time() * 1000)))

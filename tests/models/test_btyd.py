@@ -174,3 +174,53 @@ def test_simulation_matches_model_moments() -> None:
     x, _, _ = simulate_bgnbd(20_000, 100.0, DEFAULT_PARAMS, seed=2)
     assert x.mean() < DEFAULT_PARAMS.r / DEFAULT_PARAMS.alpha * 100
     assert x.mean() > 0.3 * DEFAULT_PARAMS.r / DEFAULT_PARAMS.alpha * 100
+
+
+@pytest.mark.parametrize("scale", [1.0, 7.0])
+def test_fit_agrees_with_lifetimes_on_the_same_summary(scale: float) -> None:
+    """Our BG/NBD MLE equals lifetimes' BetaGeoFitter on CDNOW (weeks, and days)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from lifetimes import BetaGeoFitter
+        from lifetimes.datasets import load_cdnow_summary
+
+        d = load_cdnow_summary(index_col=[0])
+        x, tx, t = d["frequency"], d["recency"] * scale, d["T"] * scale
+        theirs = BetaGeoFitter().fit(x, tx, t).params_
+    ours = fit_bgnbd(x, tx, t)
+    for name in ("r", "alpha", "a", "b"):
+        assert getattr(ours, name) == pytest.approx(theirs[name], rel=2e-3), name
+
+
+def test_prob_no_purchase_is_the_likelihood_ratio() -> None:
+    from models.btyd import bgnbd_prob_no_purchase
+
+    p = CDNOW_PARAMS_WEEKS
+    x, tx, t = np.array([0.0, 2.0, 7.0]), np.array([0.0, 30.43, 20.0]), np.array([38.86] * 3)
+    ratio = [
+        math.exp(
+            bgnbd_log_likelihood(
+                p.r, p.alpha, p.a, p.b, x[i : i + 1], tx[i : i + 1], t[i : i + 1] + 39
+            )
+            - bgnbd_log_likelihood(
+                p.r, p.alpha, p.a, p.b, x[i : i + 1], tx[i : i + 1], t[i : i + 1]
+            )
+        )
+        for i in range(3)
+    ]
+    np.testing.assert_allclose(bgnbd_prob_no_purchase(39, x, tx, t, p), ratio, rtol=1e-10)
+
+
+def test_vectorised_expected_purchases_matches_scalar() -> None:
+    from models.btyd import bgnbd_expected_purchases_np
+
+    x, tx, t = [0, 2, 9], [0, 30.43, 35.0], [38.86, 38.86, 38.86]
+    scalar = [
+        expected_purchases(39, a, b, c, CDNOW_PARAMS_WEEKS)
+        for a, b, c in zip(x, tx, t, strict=False)
+    ]
+    np.testing.assert_allclose(
+        bgnbd_expected_purchases_np(39, x, tx, t, CDNOW_PARAMS_WEEKS), scalar, rtol=1e-12
+    )

@@ -16,12 +16,10 @@ from models.churn import (
     DEFAULT_THRESHOLDS,
     DEFAULT_WEIGHTS,
     FACTORS,
-    ChurnLearner,
     ChurnScore,
     ChurnScorer,
     LevelThresholds,
     churn_level,
-    inactive_label,
     next_review_ms,
     precision_at_top,
     project_silence,
@@ -450,35 +448,6 @@ def test_end_to_end_with_read_features() -> None:
 
 
 # ------------------------------------------------------------------- learner
-def test_learner_starts_at_hand_set_weights_and_learns() -> None:
-    learner = ChurnLearner(min_samples=200, learning_rate=0.05)
-    assert (learner.learning_rate, learner.l2, learner.min_samples, learner.horizon_days) == (
-        0.05,
-        0.0,
-        200,
-        30,
-    )
-    assert learner.to_scorer() is learner.scorer
-    rng = np.random.default_rng(3)
-    for _ in range(3000):
-        values = {name: float(rng.random()) for name in FACTORS}
-        # Outcomes here depend on support only: its weight must grow, others shrink.
-        p = 1 / (1 + math.exp(-(-3 + 6 * values["support"])))
-        learner.learn_one(values, bool(rng.random() < p))
-    scorer = learner.to_scorer()
-    assert scorer is not learner.scorer
-    assert scorer.weights["support"] > DEFAULT_WEIGHTS["support"]
-    assert scorer.weights["inactivity"] < DEFAULT_WEIGHTS["inactivity"]
-    assert all(w >= 0 for w in scorer.weights.values())
-
-
-def test_inactive_label() -> None:
-    assert inactive_label({"days_since_last_event": 30}, 30)
-    assert not inactive_label({"days_since_last_event": 29}, 30)
-    assert not inactive_label({"days_since_last_event": None}, 30)
-
-
-# ---------------------------------------------------------------- evaluation
 def test_roc_auc_matches_sklearn() -> None:
     rng = np.random.default_rng(11)
     for _ in range(20):

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from models.churn_model import BTYDFit
 from models.eventtime import MS_PER_DAY
 from models.experiments import Experiment
 from models.gamma_gamma import GammaGammaParams
@@ -192,7 +193,7 @@ def test_a_skipped_browsing_evaluation_still_sets_activity_and_views() -> None:
 
 def test_clv_is_refreshed_beyond_its_tolerance_only() -> None:
     spend = GammaGammaParams(p=6.25, q=3.74, v=15.44)
-    tracker = KpiTracker(spend=spend, clv_tolerance=0.02)
+    tracker = KpiTracker(purchases=BTYDFit(day=80), spend=spend, clv_tolerance=0.02)
     state = customer(value="mid")
     f = feats(frequency=3, recency=60, T=90, monetary_value=40.0)
     tracker.evaluated("c1", state, f, 90 * DAY, [], [])
@@ -202,6 +203,27 @@ def test_clv_is_refreshed_beyond_its_tolerance_only() -> None:
     assert state["kc"] is first  # T + 1 day moves the CLV by < 2 %
     tracker.evaluated("c1", state, {**f, "T": 200}, 200 * DAY, [], [])
     assert state["kc"][3] < 0.9 * first[3]  # silent for months: refreshed
+
+
+def test_clv_waits_for_both_fits_and_follows_new_models() -> None:
+    """No CLV from parameters of another customer base (the BTYD defaults), nor
+    before the spend model; a new model reaches the customer at their next
+    evaluation, whatever the cache holds."""
+    spend = GammaGammaParams(p=6.25, q=3.74, v=15.44)
+    tracker = KpiTracker()
+    state = customer(value="mid")
+    f = feats(frequency=3, recency=60, T=90, monetary_value=40.0)
+    tracker.set_models(BTYDFit(), spend)  # the prior's BTYD: never fitted here
+    tracker.evaluated("c1", state, f, 90 * DAY, [], [])
+    assert state["kc"][3] is None
+    tracker.set_models(BTYDFit(day=89), spend)
+    tracker.evaluated("c1", state, f, 90 * DAY, [], [])
+    before = state["kc"][3]
+    assert before is not None and before > 0
+    tracker.set_models(BTYDFit(day=89), GammaGammaParams(p=6.25, q=3.74, v=30.0))
+    tracker.evaluated("c1", state, f, 90 * DAY, [], [])
+    # a dearer spend model (v 15.44 -> 30: E[spend] x 150 / 135.44): refreshed at once
+    assert state["kc"][3] == pytest.approx(before * 150 / 135.44)
 
 
 def test_transitions_are_logged_and_old_ones_forgotten() -> None:

@@ -328,7 +328,7 @@ def _touch_everything(m: Metrics) -> None:
     m.set_table_keys("customers", 1)
     m.observe_emit_latency("segment_changes", 1, now=1.0)
     m.offset_gap("purchases", 1)
-    m.untracked_ack_refused("purchases")
+    m.requeued("purchases")
     m.set_events_held(3, 1)
     from models.kpis import Totals
 

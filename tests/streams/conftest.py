@@ -1,8 +1,11 @@
 """Fixtures and helpers of the stream tests: a worker app without Kafka, its
-consumer (never started), and input events of customer ``c1``."""
+consumer (never started), input records fed to the worker as its consumer
+would, and input events of customer ``c1``."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,11 +13,57 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.types import TP
 
 from streams.app import create_app
 from streams.settings import Settings
 
-__all__ = ["RecordingTopic", "event", "purchase"]
+__all__ = ["Feeder", "RecordingTopic", "event", "purchase", "record"]
+
+
+def record(
+    topic: str, offset: int, value: bytes, key: bytes | None = b"c1", partition: int = 0
+) -> ConsumerRecord[bytes, bytes]:
+    """An input record as aiokafka hands it to the consumer (``topic``: full name)."""
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=int(time.time() * 1000),
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+class Feeder:
+    """Feeds input records to a worker app's batch sink, one fetch per :meth:`put`,
+    the way ``streams.faust_adapter.BatchConsumer`` does (no Kafka needed).
+
+    Offsets count up per topic-partition; set ``offsets[(topic, partition)]``
+    to deliver some again (a re-delivery after a crash).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.offsets: dict[tuple[str, int], int] = defaultdict(int)
+
+    async def put(
+        self, topic: str, value: bytes, key: bytes | None = b"c1", partition: int = 0
+    ) -> bool:
+        """Deliver one record of the logical input ``topic``; ``True`` once committed."""
+        full = self.app.segmenter.settings.topic(topic)
+        offset = self.offsets[(topic, partition)]
+        self.offsets[(topic, partition)] = offset + 1
+        futures = await self.app.batch_sink.handle(
+            [(TP(full, partition), [record(full, offset, value, key, partition)])]
+        )
+        return all(await asyncio.gather(*futures))
 
 
 class RecordingTopic:

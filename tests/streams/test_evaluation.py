@@ -58,12 +58,32 @@ def test_report_counts_are_consistent(sim_report: EvaluationReport) -> None:
     assert r.cutoff == "2026-04-01"  # day 90 = days - horizon
 
 
-def test_lead_time_exists_for_most_churners(sim_report: EvaluationReport) -> None:
-    r = sim_report
-    assert r.churners_flagged >= 0.8 * r.n_churners
-    assert r.lead_days_median is not None and r.lead_days_p25 is not None
-    assert r.lead_days_p25 <= r.lead_days_median <= (r.lead_days_p75 or 0.0)
-    assert r.flagged_within_30d is not None and r.flagged_within_30d >= 0.8
+@pytest.fixture(scope="module")
+def sim_prior_report() -> EvaluationReport:
+    """The same simulation scored with the prior (hand-set) weights only."""
+    return evaluate_simulation(
+        Simulation(customers=SIM_CUSTOMERS, days=SIM_DAYS, seed=SIM_SEED),
+        learning=False,
+        batch_baselines=False,
+    )
+
+
+def test_lead_time_exists_for_most_churners(
+    sim_report: EvaluationReport, sim_prior_report: EvaluationReport
+) -> None:
+    for r in (sim_report, sim_prior_report):
+        assert r.churners_flagged >= 0.8 * r.n_churners
+        assert r.lead_days_median is not None and r.lead_days_p25 is not None
+        assert r.lead_days_p25 <= r.lead_days_median <= (r.lead_days_p75 or 0.0)
+    # The hand-set score flags 80 % of churners within 30 days of going silent.
+    prior = sim_prior_report
+    assert prior.flagged_within_30d is not None and prior.flagged_within_30d >= 0.8
+    # The learned score is a calibrated probability: at the same level
+    # thresholds it waits longer for evidence and sends fewer false alarms.
+    # The trade-off is documented (docs/evaluation.md, Simulator); this pins it.
+    learned = sim_report
+    assert learned.flagged_within_30d is not None and learned.flagged_within_30d >= 0.6
+    assert learned.false_alarm_rate <= prior.false_alarm_rate
 
 
 def test_fast_replay_agrees_with_the_worker_code_path() -> None:
@@ -185,9 +205,36 @@ def test_cli_evaluate_history_json(history: list[Path]) -> None:
 def test_cli_evaluate_simulation_table() -> None:
     result = CliRunner().invoke(cli, ["evaluate", "--customers", "80", "--days", "50"])
     assert result.exit_code == 0, result.output
-    assert "ChurnScorer" in result.output and "recency only" in result.output
+    assert "streaming churn" in result.output and "recency only" in result.output
 
 
 def test_cli_history_without_cutoff(history: list[Path]) -> None:
     result = CliRunner().invoke(cli, ["evaluate", "--history", str(history[0])])
     assert result.exit_code == 2
+
+
+# --------------------------------------------------------------------------- transaction logs
+def test_a_plain_transaction_log_is_read_as_purchases(tmp_path: Path) -> None:
+    """CSV of customer_id, date, amount (what any order system can export)."""
+    log = tmp_path / "orders.csv"
+    rows = ["customer_id,date,amount"]
+    for cid, days in {"a": range(0, 60, 3), "b": range(0, 100, 3), "c": range(0, 100, 5)}.items():
+        rows += [f"{cid},{(DAY0 + d * MS_PER_DAY) // 1000}000,{10 + d % 7}" for d in days]
+    rows += ["d,2025-01-05,12.5", "d,20250110,7", "e,not a date,3", "f,2025-01-02,-1"]
+    log.write_text("\n".join(rows) + "\n")
+    from streams.histories import read_history
+
+    events, rejected = read_history([log])
+    assert rejected == {"bad_ts": 1, "schema": 1}
+    assert {e["customer_id"] for _, e in events} == {"a", "b", "c", "d"}
+    assert all(t == "purchases" and e["order_id"] == e["event_id"] for t, e in events)
+    r = evaluate_history([log], "2025-03-03", horizon_days=30, active_days=0, learning=False)
+    assert (r.n_customers, r.n_churners) == (4, 2)  # a and d churn, b and c buy on
+    assert r.label == "purchase"
+
+
+def test_cli_dataset_needs_the_package_or_names_it() -> None:
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--dataset", "no-such-set", "--cutoff", "1997-10-01"]
+    )
+    assert result.exit_code == 2 and "unknown data set" in result.output

@@ -42,30 +42,3 @@ def test_only_a_second_browsing_event_of_the_day_skips_evaluation() -> None:
     assert not CustomerProcessor.can_skip_evaluation(state, "purchases", day)
     state["churn"] = {"level": "high"}
     assert not CustomerProcessor.can_skip_evaluation(state, "browsing", day)
-
-
-def test_an_erasure_removes_the_customers_bgnbd_samples_too() -> None:
-    host = LearnerHost(build_runtime(Settings(cluster_warmup=40)))
-    items = samples(50)
-    for i, item in enumerate(items):
-        item["btyd"] = [float(i % 3), 1.0, 10.0]
-    host.learn([*items, {"k": "key7", "x": items[7]["x"], "btyd": [1.0, 2.0, 30.0]}])
-    assert host.btyd_keys.count("key7") == 2 and len(host.btyd) == 51
-
-    assert host.learn([{"erase": "key7"}]) == 3  # the cluster sample and both BG/NBD samples
-    assert "key7" not in host.btyd_keys and len(host.btyd) == len(host.btyd_keys) == 49
-    message = host.snapshot_message()
-    assert message["btyd_keys"] == host.btyd_keys
-
-    # A worker that takes the learner over resumes with the keys.
-    rt = build_runtime(Settings(cluster_warmup=40))
-    rt.model_message = message
-    resumed = LearnerHost(rt)
-    resumed.ensure_learner()
-    assert resumed.btyd_keys == host.btyd_keys
-    assert resumed.learn([{"erase": "key8"}]) == 2
-    # A snapshot published before samples were keyed resumes without keys.
-    rt.model_message = {k: v for k, v in message.items() if k != "btyd_keys"}
-    older = LearnerHost(rt)
-    older.ensure_learner()
-    assert older.btyd_keys == [None] * len(older.btyd)

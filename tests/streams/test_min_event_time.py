@@ -8,7 +8,7 @@ from typing import Any
 from models.eventtime import parse_ts
 from schemas import validate_output
 from streams.codec import decode_state
-from tests.streams.conftest import event
+from tests.streams.conftest import Feeder, event
 
 T1995 = parse_ts("1995-03-01T10:00:00Z")
 DAY = 86_400_000
@@ -20,10 +20,9 @@ def minimal_purchase(event_id: str, ts: int, amount: float) -> bytes:
 
 
 async def replay_1995(app: Any) -> None:
-    agent = app.agents["segmenter.ingest.purchases"]
-    async with agent.test_context() as ctx:
-        await ctx.put(minimal_purchase("o1", T1995, 20.0), key=b"c1")
-        await ctx.put(minimal_purchase("o2", T1995 + 7 * DAY, 30.0), key=b"c1")
+    feeder = Feeder(app)
+    await feeder.put("purchases", minimal_purchase("o1", T1995, 20.0), key=b"c1")
+    await feeder.put("purchases", minimal_purchase("o2", T1995 + 7 * DAY, 30.0), key=b"c1")
 
 
 async def test_events_before_the_default_bound_are_dead_lettered_with_the_reason(

@@ -16,15 +16,14 @@ DAY = 86_400_000
 
 @dataclass
 class Message:
-    """The fields of a Faust message the pipeline reads."""
+    """The fields of an input record the pipeline reads."""
 
     offset: int
     value: bytes
     key: bytes = b"c1"
     topic: str = "purchases"
     partition: int = 0
-    timestamp: float = T0 / 1000
-    generation_id: int = 1
+    timestamp: int = T0  # milliseconds, as in an aiokafka record
 
 
 def purchase_message(offset: int, ts: int) -> Message:

@@ -1,4 +1,4 @@
-"""The privacy path first (streams.privacy_gate) through the ingest agents, no Kafka."""
+"""The privacy path first (streams.privacy_gate) through the worker's batch sink, no Kafka."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import orjson
 from streams.codec import decode_state
 from streams.privacy_gate import Suppression, read_suppression
 from streams.processing import learner_key
-from tests.streams.conftest import event, purchase
+from tests.streams.conftest import Feeder, event, purchase
 
 DAY = 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -23,9 +23,9 @@ def bad_purchase(event_id: str, ts: int) -> bytes:
 
 
 async def put(app: Any, topic: str, *messages: tuple[bytes, bytes | None]) -> None:
-    async with app.agents[f"segmenter.ingest.{topic}"].test_context() as ctx:
-        for value, key in messages:
-            await ctx.put(value, key=key)
+    feeder = app.test_feeder = getattr(app, "test_feeder", None) or Feeder(app)
+    for value, key in messages:
+        await feeder.put(topic, value, key=key)
 
 
 def dead_letters(app: Any) -> list[dict[str, Any]]:

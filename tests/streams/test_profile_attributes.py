@@ -12,16 +12,14 @@ from models.rules import parse_rules
 from streams.app import build_runtime, check_rules_read_allowed_attributes
 from streams.codec import decode_state
 from streams.settings import Settings
-from tests.streams.conftest import event
+from tests.streams.conftest import Feeder, event
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 async def test_only_allowed_attributes_reach_the_record(app: Any) -> None:
-    agent = app.agents["segmenter.ingest.profiles"]
     attributes = {"country": "DE", "email": "a@b.example", "plan": "pro"}
-    async with agent.test_context() as ctx:
-        await ctx.put(event("p1", T0, attributes=attributes), key=b"c1")
+    await Feeder(app).put("profiles", event("p1", T0, attributes=attributes), key=b"c1")
     state = decode_state(app.pipeline.customers.get("c1", 0))
     assert state is not None and set(state["f"]["pr"]) == {"country", "plan"}
     metrics = app.segmenter.metrics
@@ -31,9 +29,8 @@ async def test_only_allowed_attributes_reach_the_record(app: Any) -> None:
 async def test_a_record_written_before_the_allow_list_is_cleaned(app: Any) -> None:
     # Stored by an older release: the e-mail is deleted by the customer's next
     # profile event, and never shown in between.
-    agent = app.agents["segmenter.ingest.profiles"]
-    async with agent.test_context() as ctx:
-        await ctx.put(event("p1", T0, attributes={"country": "DE"}), key=b"c1")
+    feeder = Feeder(app)
+    await feeder.put("profiles", event("p1", T0, attributes={"country": "DE"}), key=b"c1")
     state = decode_state(app.pipeline.customers.get("c1", 0))
     assert state is not None
     state["f"]["pr"]["email"] = [T0, "p0", "a@b.example"]
@@ -42,9 +39,7 @@ async def test_a_record_written_before_the_allow_list_is_cleaned(app: Any) -> No
     policy = app.segmenter.profile_policy
     assert policy.visible(view["features"]["profile"]) == {"country": "DE"}
     app.pipeline.customers.table.data[b'"c1"'] = orjson.dumps(state)
-    async with agent.test_context() as ctx:
-        ctx.sent_offset = 1
-        await ctx.put(event("p2", T0 + 1, attributes={"plan": "pro"}), key=b"c1")
+    await feeder.put("profiles", event("p2", T0 + 1, attributes={"plan": "pro"}), key=b"c1")
     state = decode_state(app.pipeline.customers.get("c1", 0))
     assert state is not None and set(state["f"]["pr"]) == {"country", "plan"}
 

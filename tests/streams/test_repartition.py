@@ -65,14 +65,15 @@ def test_partition_of_a_customer_agrees_with_aiokafkas_default_partitioner() -> 
 
 @dataclass
 class Msg:
-    """The fields of a Faust message the router and the pipeline read."""
+    """The fields of a consumer record the router and the pipeline read (the
+    timestamp in milliseconds, as aiokafka hands it)."""
 
     partition: int
     key: bytes | None
     value: bytes = b"{}"
     offset: int = 0
     topic: str = "purchases"
-    timestamp: float = T0 / 1000
+    timestamp: float = T0
     headers: list[tuple[str, bytes]] | None = None
     generation_id: int = 1
 
@@ -114,7 +115,8 @@ class RepartitionTopic:
         partition = options["partition"]
         log = self.log.setdefault(partition, [])
         log.append(
-            Msg(partition, key, value, len(log), "repartition", options["timestamp"],
+            # (the producer takes seconds; the broker stores and hands back ms)
+            Msg(partition, key, value, len(log), "repartition", options["timestamp"] * 1000,
                 options["headers"])
         )  # fmt: skip
         return None
@@ -174,7 +176,7 @@ async def test_a_mispartitioned_purchase_is_forwarded_not_applied_where_it_lande
     (forward,) = h.topic.records()
     assert forward.partition == C1_PARTITION and forward.key == b"c1"
     assert forward.value == purchase("o5", T0)  # the message itself, unchanged
-    assert forward.timestamp == T0 / 1000  # the first append's time
+    assert forward.timestamp == T0  # the first append's time
     assert dict(forward.headers or ()) == {
         "segmenter-source": b"purchases:0:5",
         "segmenter-source-key": b"c1",

@@ -1,4 +1,4 @@
-"""KPIs, memberships and experiment arms through the worker's agents (no Kafka)."""
+"""KPIs, memberships and experiment arms through the worker's batch sink (no Kafka)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from streams.codec import decode_state
 from streams.segment_api import experiments_document
 from streams.sweep import PartitionSweep, partition_keys
 from streams.web import segment_catalogue
-from tests.streams.conftest import event
+from tests.streams.conftest import Feeder, event
 
 DAY = MS_PER_DAY
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -68,15 +68,12 @@ def recount(app: Any, customers: list[str]) -> Totals:
 
 
 async def test_kpis_follow_events_and_a_pass_derives_the_same_sums(app: Any) -> None:
-    purchases = app.agents["segmenter.ingest.purchases"]
-    browsing = app.agents["segmenter.ingest.browsing"]
-    async with browsing.test_context() as ctx:
-        await ctx.put(browse("a", "b1", T0, "product_view"), key=b"a")
-        await ctx.put(browse("b", "b2", T0 + 1, "page_view"), key=b"b")
-        await ctx.put(browse("b", "b3", T0 + 2, "product_view"), key=b"b")  # skips evaluation
-    async with purchases.test_context() as ctx:
-        await ctx.put(buy("a", "o1", T0 + 10, 30.0), key=b"a")
-        await ctx.put(buy("c", "o2", T0 + 20, 70.0), key=b"c")
+    feed = Feeder(app)
+    await feed.put("browsing", browse("a", "b1", T0, "product_view"), key=b"a")
+    await feed.put("browsing", browse("b", "b2", T0 + 1, "page_view"), key=b"b")
+    await feed.put("browsing", browse("b", "b3", T0 + 2, "product_view"), key=b"b")  # no evaluation
+    await feed.put("purchases", buy("a", "o1", T0 + 10, 30.0), key=b"a")
+    await feed.put("purchases", buy("c", "o2", T0 + 20, 70.0), key=b"c")
     live = app.segmenter.kpis.partitions[0].live
     assert live.seg == recount(app, ["a", "b", "c"]).seg
     # a and c bought (lifecycle new); b is a prospect who viewed a product.
@@ -99,9 +96,8 @@ async def test_kpis_follow_events_and_a_pass_derives_the_same_sums(app: Any) -> 
 
 
 async def test_memberships_follow_changes_and_erasure_tombstones_them(app: Any) -> None:
-    purchases = app.agents["segmenter.ingest.purchases"]
-    async with purchases.test_context() as ctx:
-        await ctx.put(buy("c1", "o1", T0, 20.0), key=b"c1")
+    feed = Feeder(app)
+    await feed.put("purchases", buy("c1", "o1", T0, 20.0), key=b"c1")
     records = app.pipeline.outputs["segment-memberships"].sent
     current = {key: value for key, value in records}
     assert current[b"c1|lifecycle"]["segment"] == "new"
@@ -109,18 +105,16 @@ async def test_memberships_follow_changes_and_erasure_tombstones_them(app: Any) 
     for value in current.values():
         validate_output("segment-memberships", value)
     types = {key.split(b"|")[1] for key in current}
-    async with app.agents["segmenter.ingest.privacy"].test_context() as ctx:
-        await ctx.put(event("x1", T0 + DAY, action="erase"), key=b"c1")
+    await feed.put("privacy", event("x1", T0 + DAY, action="erase"), key=b"c1")
     latest = {key: value for key, value in records}
     assert {key.split(b"|")[1] for key, value in latest.items() if value is None} == types
     assert app.segmenter.kpis.partitions[0].live.seg["lifecycle.new"][0] == 0
 
 
 async def test_opting_out_leaves_every_audience_and_the_kpis(app: Any) -> None:
-    async with app.agents["segmenter.ingest.purchases"].test_context() as ctx:
-        await ctx.put(buy("c1", "o1", T0, 20.0), key=b"c1")
-    async with app.agents["segmenter.ingest.privacy"].test_context() as ctx:
-        await ctx.put(event("x1", T0 + DAY, action="opt_out"), key=b"c1")
+    feed = Feeder(app)
+    await feed.put("purchases", buy("c1", "o1", T0, 20.0), key=b"c1")
+    await feed.put("privacy", event("x1", T0 + DAY, action="opt_out"), key=b"c1")
     latest = dict(app.pipeline.outputs["segment-memberships"].sent)
     assert all(value is None for value in latest.values())
     assert not any(v[0] for v in app.segmenter.kpis.partitions[0].live.seg.values())
@@ -129,12 +123,14 @@ async def test_opting_out_leaves_every_audience_and_the_kpis(app: Any) -> None:
 async def test_entering_the_experiment_segment_carries_the_arm(experiment_app: Any) -> None:
     app = experiment_app
     customers = [f"c{i}" for i in range(40)]
-    async with app.agents["segmenter.ingest.purchases"].test_context() as ctx:
-        for i, customer in enumerate(customers):
-            await ctx.put(buy(customer, f"o{i}", T0 + i, 10.0), key=customer.encode())
-        # Half of them buy again within the 7-day window (outcome: purchased).
-        for i, customer in enumerate(customers[::2]):
-            await ctx.put(buy(customer, f"r{i}", T0 + 2 * DAY, 5.0), key=customer.encode())
+    feed = Feeder(app)
+    for i, customer in enumerate(customers):
+        await feed.put("purchases", buy(customer, f"o{i}", T0 + i, 10.0), key=customer.encode())
+    # Half of them buy again within the 7-day window (outcome: purchased).
+    for i, customer in enumerate(customers[::2]):
+        await feed.put(
+            "purchases", buy(customer, f"r{i}", T0 + 2 * DAY, 5.0), key=customer.encode()
+        )
     changes = [v for _, v in app.pipeline.outputs["segment-changes"].sent]
     entering = [c for c in changes if c["segment_type"] == "lifecycle" and c["current"] == "new"]
     assert len(entering) == len(customers)
@@ -165,8 +161,7 @@ async def test_customers_recorded_before_the_upgrade_get_their_memberships(app: 
     """A record without a KPI contribution (written by an older version) gets all
     its current memberships published at its first evaluation, and joins the KPIs."""
     tracker, app.segmenter.processor.tracker = app.segmenter.processor.tracker, None
-    async with app.agents["segmenter.ingest.purchases"].test_context() as ctx:
-        await ctx.put(buy("old", "o1", T0, 20.0), key=b"old")
+    await Feeder(app).put("purchases", buy("old", "o1", T0, 20.0), key=b"old")
     assert "kc" not in decode_state(app.pipeline.customers.get("old", 0))
     app.pipeline.outputs["segment-memberships"].sent.clear()
     app.segmenter.processor.tracker = tracker

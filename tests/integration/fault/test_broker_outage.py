@@ -9,35 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from streams.broker import LocalBroker
 from streams.topics import create_topics
-from tests.integration.conftest import REPO, Stack, free_port, handled_total, wait_for
+from tests.integration.conftest import Stack, handled_total, wait_for
 from tests.integration.fault.conftest import history, wait_committed, wait_features
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-CACHED_JARS = REPO / ".segmenter" / "kafka" / "jars"
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    if not (CACHED_JARS / ".complete").exists():
-        pytest.skip("the broker jars are not cached yet (run `segmenter kafka start` once)")
-    broker = LocalBroker(
-        tmp_path / "broker", port=free_port(), controller_port=free_port(), heap="384m"
-    )
-    broker.home.mkdir(parents=True)
-    broker.jars_dir.symlink_to(CACHED_JARS, target_is_directory=True)  # has `.complete`
-    broker.start(timeout=120)
-    try:
-        yield broker
-    finally:
-        broker.stop()  # only ever this test's broker: checked by pid and home dir
 
 
 def test_broker_restart_loses_nothing(own_broker: LocalBroker, tmp_path: Path) -> None:

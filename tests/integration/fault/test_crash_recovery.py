@@ -22,6 +22,7 @@ from tests.integration.conftest import Stack, handled_total, wait_for
 from tests.integration.fault.conftest import (
     duplicate_stats,
     history,
+    id_report,
     output_conflicts,
     read_topic,
     segment_chain_breaks,
@@ -40,13 +41,14 @@ def test_sigkill_mid_replay_loses_nothing_and_counts_nothing_twice(
     stack_factory: Callable[..., Stack],
 ) -> None:
     stack = stack_factory()
-    hist = history(customers=60, days=40, seed=5)
+    # Big enough that the batch consumer path is still busy when the kill comes.
+    hist = history(customers=200, days=40, seed=5)
     total = len(hist.events)
     asyncio.run(stack.produce(hist.events))
 
     worker = stack.worker("w1")
     # Kill while it is busy: after some, but well before all, events are handled.
-    wait_for(lambda: handled_total([worker]) >= total * 0.3, timeout=120, interval=0.2)
+    wait_for(lambda: handled_total([worker]) >= total * 0.3, timeout=120, interval=0.05)
     handled_at_kill = handled_total([worker])
     worker.kill()
     assert worker.proc is not None and worker.proc.returncode == -9
@@ -64,10 +66,15 @@ def test_sigkill_mid_replay_loses_nothing_and_counts_nothing_twice(
     assert changes and churn
     assert output_conflicts(changes, SEGMENT_FIELDS) == []
     assert output_conflicts(churn, CHURN_FIELDS) == []
+    report = id_report(changes, churn)
     print(
         f"\nkilled after {handled_at_kill:.0f}/{total} handled; "
-        f"segment-changes {duplicate_stats(changes)}, churn-risk {duplicate_stats(churn)}"
+        f"segment-changes {duplicate_stats(changes)}, churn-risk {duplicate_stats(churn)}; "
+        f"{report['resent']} re-sent, {report['renumbered']} renumbered"
     )
+    # One id per change (a change re-sent after the kill kept its id), one change per id.
+    assert report["ids_per_change"] == {}
+    assert report["changes_per_id"] == {}
     # Consistent segments: a consumer that de-duplicates by event_id sees, per
     # customer and segment type, an unbroken chain ending where the worker is
     # (no output lost: outputs are acknowledged before the state is written).

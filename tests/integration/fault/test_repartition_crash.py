@@ -50,7 +50,7 @@ def test_sigkill_with_rerouted_messages_in_flight_loses_nothing_and_counts_nothi
 ) -> None:
     require_kcat()
     stack = stack_factory()
-    hist = history(customers=40, days=30, seed=7)
+    hist = history(customers=150, days=40, seed=7)  # a backlog the worker needs seconds for
     by_topic: dict[str, list[dict[str, Any]]] = {}
     for topic, event in hist.events:
         by_topic.setdefault(topic, []).append(event)

@@ -1,0 +1,149 @@
+"""Delayed outcomes of churn scores: snapshots in the customer's state, labels H days later.
+
+The worker keeps, in each customer's own record (``state["churn"]``), the
+feature vector of the scored customer on a few days per horizon, and marks a
+snapshot as soon as the outcome it waits for happens (a purchase -- or any
+behavioural event, with ``label="activity"`` -- within ``[day, day + H)``).
+When ``H`` days of stream time have passed, the snapshot is released as a
+labelled example ``[vector, churned, day]`` for the single learner and
+dropped from the record. So:
+
+* the cost per event is a loop over at most ``ceil(H / every) + 1`` pending
+  snapshots, and a record holds that many short vectors (~8 numbers each);
+* the snapshots are written with the features, in the same table write, so a
+  crash or a replay takes and releases the same snapshots (deterministic);
+* erasing or opting out a customer deletes the record, pending snapshots
+  included: nothing of theirs reaches the learner afterwards.
+
+Snapshots are taken only at the *start* of a day (the evaluation the daily
+sweep, or the catch-up before an event, makes at 00:00 UTC), before any of
+that day's events is applied, on every ``every``-th day of a phase drawn
+from the customer id (which spreads the work over the days).
+
+Examples
+--------
+>>> t = ChurnTracking(horizon_days=30, label="activity", snapshot_every=1)
+>>> churn = {}
+>>> t.start_of_day(churn, "c1", 100, [0.5, 0.1])  # (released, changed)
+([], True)
+>>> t.observe(churn, "browsing", 103 * 86_400_000)
+>>> t.start_of_day(churn, "c1", 130, [0.2, 0.0])[0]  # active in the horizon: not churned
+[[[0.5, 0.1], 0, 100]]
+>>> t.start_of_day(churn, "c1", 160, [0.2, 0.0])[0]  # silent since day 130: churned
+[[[0.2, 0.0], 1, 130]]
+>>> t.start_of_day(churn, "c1", 160, [0.2, 0.0])  # the same day again: nothing
+([], False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from models.eventtime import MS_PER_DAY
+
+__all__ = ["BEHAVIOUR_TOPICS", "ChurnTracking"]
+
+BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
+
+_PENDING = "snap"
+
+
+@dataclass(frozen=True)
+class ChurnTracking:
+    """When to snapshot, what counts as an outcome, and how long to wait.
+
+    Parameters
+    ----------
+    horizon_days
+        H: the outcome is "no purchase (or activity) in ``[day, day + H)``".
+    label
+        ``"purchase"``: only purchases count as activity; ``"activity"``:
+        any purchase, browsing, support or feedback event does.
+    snapshot_every
+        Days between two snapshots of a customer (default ``ceil(H / 6)``):
+        at most ``H / every + 1`` pending per customer.
+    """
+
+    horizon_days: int = 90
+    label: str = "purchase"
+    snapshot_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.horizon_days < 1:
+            raise ValueError("horizon_days must be >= 1")
+        if self.label not in ("purchase", "activity"):
+            raise ValueError("label must be 'purchase' or 'activity'")
+        if self.snapshot_every is not None and self.snapshot_every < 1:
+            raise ValueError("snapshot_every must be >= 1")
+
+    @property
+    def every(self) -> int:
+        """Days between snapshots."""
+        if self.snapshot_every is not None:
+            return self.snapshot_every
+        return max(1, -(-self.horizon_days // 6))
+
+    def counts(self, topic: str) -> bool:
+        """Whether an event of ``topic`` is the activity the label waits for."""
+        return topic == "purchases" if self.label == "purchase" else topic in BEHAVIOUR_TOPICS
+
+    def is_snapshot_day(self, customer_id: str, day: int) -> bool:
+        """Whether ``day`` is one of the customer's snapshot days.
+
+        >>> t = ChurnTracking(horizon_days=60)
+        >>> sum(t.is_snapshot_day("c7", d) for d in range(0, 100))
+        10
+        """
+        every = self.every
+        if every == 1:
+            return True
+        digest = hashlib.blake2b(customer_id.encode(), digest_size=4).digest()
+        return (day + int.from_bytes(digest, "big")) % every == 0
+
+    def start_of_day(
+        self, churn: dict[str, Any], customer_id: str, day: int, vector: list[float]
+    ) -> tuple[list[list[Any]], bool]:
+        """At 00:00 of ``day``: release matured snapshots, maybe take one.
+
+        Returns the released examples ``[vector, churned (0/1), snapshot day]``
+        (``churned`` = no counted activity in ``[day, day + H)``) and whether
+        ``churn`` changed (so must be written). Idempotent for the same day: a
+        repeated call releases and takes nothing more.
+        """
+        pending: list[list[Any]] = churn.get(_PENDING) or []
+        released: list[list[Any]] = []
+        if pending:
+            due = day - self.horizon_days
+            keep = []
+            for snap in pending:
+                if snap[0] <= due:
+                    released.append([snap[1], 0 if snap[2] else 1, snap[0]])
+                else:
+                    keep.append(snap)
+            pending = keep
+        taken = self.is_snapshot_day(customer_id, day) and not (pending and pending[-1][0] >= day)
+        if taken:
+            pending.append([day, [round(v, 4) for v in vector], 0])
+        if pending:
+            churn[_PENDING] = pending
+        else:
+            churn.pop(_PENDING, None)
+        return released, bool(released) or taken
+
+    def observe(self, churn: dict[str, Any], topic: str, ts_ms: int) -> None:
+        """An event of ``topic`` at ``ts_ms``: mark the snapshots whose window holds it."""
+        pending = churn.get(_PENDING)
+        if not pending or not self.counts(topic):
+            return
+        day = ts_ms // MS_PER_DAY
+        horizon = self.horizon_days
+        for snap in pending:
+            if snap[0] <= day < snap[0] + horizon:
+                snap[2] = 1
+
+    @staticmethod
+    def pending(churn: dict[str, Any]) -> int:
+        """How many snapshots wait for their outcome."""
+        return len(churn.get(_PENDING) or ())
