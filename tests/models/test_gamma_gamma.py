@@ -197,9 +197,8 @@ def test_clv_of_the_churn_learners_fit_agrees_with_lifetimes(cdnow: pd.DataFrame
         return float(np.mean(np.abs(prediction - actual)))
 
     bgnbd_only = BTYDFit(bgnbd=bg, day=cut)
-    alone = np.array(
-        [customer_value(*row, bgnbd_only, spend, horizon_days=horizon) for row in zip(f, r, t, m)]
-    )
+    rows = zip(f, r, t, m, strict=True)
+    alone = np.array([customer_value(*x, bgnbd_only, spend, horizon_days=horizon) for x in rows])
     past_rate = f * m / np.maximum(t, 1.0) * horizon
     assert mae(ours) < 0.85 * mae(past_rate)  # 31.5 vs 42.1 dollars per customer
     assert mae(ours) <= mae(alone)  # 31.5 vs 31.9 with BG/NBD alone
@@ -219,6 +218,12 @@ def test_fit_on_the_spend_table_equals_the_fit_on_raw_rows(cdnow: pd.DataFrame) 
     for name in ("p", "q", "v"):
         assert getattr(fitted, name) == pytest.approx(getattr(raw, name), rel=1e-3), name
     assert fitted.population_mean == pytest.approx(raw.population_mean, rel=1e-4)
+    # lifetimes' GammaGammaFitter on the same table (its rows weighted by their
+    # customers) finds the same parameters: the fit the learner publishes.
+    tx, tm, tw = table.table()
+    theirs = lifetimes.GammaGammaFitter(penalizer_coef=0.0).fit(tx, tm, weights=tw)
+    for name in ("p", "q", "v"):
+        assert getattr(fitted, name) == pytest.approx(theirs.params_[name], rel=1e-3), name
     # Too few repeat customers: no fit, rather than a fit that says nothing.
     few = SpendSummary()
     for xi, mi in zip(x[:49], m[:49], strict=True):
