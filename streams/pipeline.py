@@ -134,6 +134,8 @@ class Pipeline:
     # Batches waiting to commit, in the order they were processed (group commit).
     _queue: list[tuple[Batch, asyncio.Future[None]]] = field(default_factory=list)
     _committer: asyncio.Future[None] | None = None
+    # The last batch's send: the next batch's outputs follow it (order per key).
+    _sending: asyncio.Future[None] | None = None
 
     def __post_init__(self) -> None:
         settings = self.rt.settings
@@ -246,7 +248,12 @@ class Pipeline:
         self._apply_due(batch, due or [])
         # Outputs go to the producer at once; the commit waits for this send
         # before it flushes (and sends again what failed).
-        batch.sending = asyncio.ensure_future(self._send_outputs(batch))
+        # Batches hand their outputs to the producer one after the other: two
+        # concurrent sends can swap a key's records (a producer batch that is full
+        # makes one wait while the other appends), and the compacted
+        # segment-memberships keeps whichever came last.
+        batch.sending = asyncio.ensure_future(self._send_outputs(batch, self._sending))
+        self._sending = batch.sending
         started = time.perf_counter()
         committed = self.enqueue_commit(batch)
 
@@ -259,7 +266,9 @@ class Pipeline:
         return committed
 
     @staticmethod
-    async def _send_outputs(batch: Batch) -> None:
+    async def _send_outputs(batch: Batch, after: asyncio.Future[None] | None) -> None:
+        if after is not None and not after.done():
+            await asyncio.wait([after])  # (never raises, even if it was cancelled)
         try:
             await batch.outbox.send()
         except Exception:  # the commit sends them again, and retries until it succeeds

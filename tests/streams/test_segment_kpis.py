@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from streams.codec import decode_state
 from streams.segment_api import experiments_document
 from streams.sweep import PartitionSweep, partition_keys
 from streams.web import segment_catalogue
-from tests.streams.conftest import Feeder, event
+from tests.streams.conftest import Feeder, RecordingTopic, event, record
 
 DAY = MS_PER_DAY
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -176,3 +177,54 @@ async def test_customers_recorded_before_the_upgrade_get_their_memberships(app: 
     for value in published.values():
         validate_output("segment-memberships", value)
     assert app.segmenter.kpis.partitions[0].live.seg["churn." + state["churn"]["level"]][0] == 1
+
+
+class StalledTopic(RecordingTopic):
+    """An output topic whose first send waits until released (a full producer batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def send(self, key: bytes | None = None, value: bytes | None = b"", **kw: Any) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.release.wait()
+        await super().send(key, value, **kw)
+
+
+async def test_memberships_keep_the_order_of_the_batches_when_the_producer_stalls(
+    make_app: Any,
+) -> None:
+    """A compacted topic keeps the last record per key: a batch whose send waits
+    must not let the next batch's newer membership go first."""
+    app = make_app()
+    pipeline = app.pipeline
+    stalled = StalledTopic()
+    pipeline.outputs["segment-memberships"] = stalled
+    first = asyncio.ensure_future(
+        pipeline.submit("purchases", [record("purchases", 0, buy("c1", "o1", T0, 20.0))])
+    )
+    while stalled.calls == 0:
+        await asyncio.sleep(0)
+    # The next day c1 buys for far more: new value (and lifecycle) memberships.
+    second = await pipeline.submit(
+        "purchases", [record("purchases", 1, buy("c1", "o2", T0 + 3 * DAY, 5_000.0))]
+    )
+    await asyncio.sleep(0.05)
+    stalled.release.set()
+    assert await asyncio.wait_for((await first).done, 5)
+    assert await asyncio.wait_for(second.done, 5)
+    latest: dict[bytes, Any] = {}
+    written: dict[bytes, int] = {}
+    for key, value in stalled.sent:
+        assert key is not None
+        latest[key] = value
+        written[key] = written.get(key, 0) + 1
+    assert max(written.values()) >= 2  # a key both batches wrote
+    state = decode_state(pipeline.customers.get("c1", 0))
+    assert state is not None
+    for seg_type, entry in state["seg"].items():
+        got = latest.get(f"c1|{seg_type}".encode())
+        assert (got or {}).get("segment") == entry.get("current"), seg_type
