@@ -150,6 +150,7 @@ __all__ = [
     "new_state",
     "prune",
     "read_features",
+    "repeat_revenue",
 ]
 
 HORIZON_DAYS = 90
@@ -659,6 +660,20 @@ def _top(counts: dict[str, int]) -> str | None:
         if n > best_n or (n == best_n and best is not None and key < best):
             best, best_n = key, n
     return best
+
+
+def repeat_revenue(state: dict[str, Any]) -> float:
+    """Purchase total of every purchase day but the first (``monetary_value * frequency``).
+
+    What the sweep needs for the spend table without reading every feature.
+
+    >>> s = new_state()
+    >>> for ts, amount in [(0, 10.0), (86_400_000, 30.0), (2 * 86_400_000, 50.0)]:
+    ...     apply_event(s, "purchases", {"ts": ts, "amount": amount, "event_id": str(ts)})
+    >>> repeat_revenue(s), read_features(s, 3 * 86_400_000)["monetary_value"]
+    (80.0, 40.0)
+    """
+    return float(state["p"][6])
 
 
 def read_features(state: dict[str, Any], clock_ms: int) -> dict[str, Any]:

@@ -340,11 +340,12 @@ def parse_rules(
     elif isinstance(data, list):
         items = data
     elif isinstance(data, dict):
-        unknown = set(data) - {"settings", "segments", "clusters"}
+        # (`experiments` is read by models.experiments.load_segments_config)
+        unknown = set(data) - {"settings", "segments", "clusters", "experiments"}
         if unknown:
             raise RulesConfigError(
                 f"{source}: unknown top-level key(s) {sorted(map(str, unknown))}; "
-                "expected 'settings', 'segments' and/or 'clusters'"
+                "expected 'settings', 'segments', 'clusters' and/or 'experiments'"
             )
         try:
             clusters = parse_cluster_config(data.get("clusters"), f"{source}: clusters")

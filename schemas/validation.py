@@ -55,6 +55,7 @@ OUTPUT_TOPICS: tuple[str, ...] = (
     "churn-risk",
     "dead-letters",
     "privacy-confirmations",
+    "segment-memberships",
 )
 """Logical names (without prefix) of the output topics that have a schema."""
 
@@ -460,7 +461,8 @@ def validate_output(topic: str, event: dict[str, Any]) -> None:
     ...     "event_id": "churn:c1:3", "customer_id": "c1", "seq": 3,
     ...     "ts": "2023-11-14T22:13:20.000Z", "score": 0.8, "level": "high",
     ...     "previous_level": "medium", "initial": False, "reasons": ["inactive 40 days"],
-    ...     "model_version": "churn-v1", "cause": "day:2023-11-14"})
+    ...     "model_version": "churn-v1", "cause": "day:2023-11-14",
+    ...     "experiments": [{"name": "winback", "arm": "holdout"}]})
     >>> try:
     ...     validate_output("churn-risk", {"event_id": "x"})
     ... except InvalidEvent as err:

@@ -22,8 +22,10 @@ from prometheus_client import CollectorRegistry
 from models.churn import ChurnScorer, level_thresholds
 from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY, day_of
+from models.experiments import load_segments_config
+from models.kpis import KpiTracker
 from models.profile_policy import AttributePolicy
-from models.rules import RuleEngine, RulesConfig, load_rules
+from models.rules import RuleEngine, RulesConfig
 from streams import faust_adapter
 from streams.broadcast import run_broadcast_reader
 from streams.churn_learner import CHURN_MODEL_KEY
@@ -85,7 +87,11 @@ def broker_urls(bootstrap: str) -> list[str]:
 
 def build_runtime(settings: Settings) -> Runtime:
     """The worker's shared state and logic, without any Kafka wiring."""
-    config = load_rules(settings.segments_config) if settings.segments_config else RulesConfig()
+    config, experiments = (
+        load_segments_config(settings.segments_config)
+        if settings.segments_config
+        else (RulesConfig(), ())
+    )
     policy = AttributePolicy(
         frozenset(settings.profile_attributes),
         settings.profile_max_attributes,
@@ -98,6 +104,7 @@ def build_runtime(settings: Settings) -> Runtime:
         scorer=ChurnScorer(),
         dedup_window_ms=int(settings.dedup_window_days * MS_PER_DAY),
         rules_version=rules_version(config),
+        tracker=KpiTracker(experiments),
         tracking=ChurnTracking(
             horizon_days=settings.churn_horizon_days,
             label=settings.churn_label,
@@ -112,6 +119,7 @@ def build_runtime(settings: Settings) -> Runtime:
         processor=processor,
         worker_id=f"{settings.reachable_host()}:{settings.web_port}",
         profile_policy=policy,
+        experiments=experiments,
     )
 
 
@@ -236,12 +244,17 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 await pipeline.drain()
                 sweep = PartitionSweep(clock_ms=pipeline.sweep_clock(partition))
                 sweeps[partition] = sweep
+                rt.kpis.begin_pass(partition)  # the pass sums the KPIs again (models.kpis)
             try:
+                # Committed first, so every customer handled so far is listed.
+                await pipeline.drain()
                 keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
+                rt.kpis.listed(partition, [orjson.dumps(key) for key in keys])
                 await pipeline.review_partition(keys, partition, sweep)
             except Exception:  # never let a timer stop the worker; the next tick retries
                 log.exception("sweep of partition %s failed", partition)
                 sweeps.pop(partition, None)
+                rt.kpis.abort_pass(partition)
                 continue
             if len(keys) < SWEEP_CHUNK:  # the pass is complete
                 finish_sweep(rt, partition, sweep)
@@ -349,7 +362,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
     async def tick_and_publish_clock() -> None:
         rt.metrics.set_stream_clock(rt.clock.now_ms)
         wall = time.monotonic()
-        for partition in assigned_partitions(app, settings.topic("purchases")):
+        assigned = assigned_partitions(app, settings.topic("purchases"))
+        for partition in set(rt.kpis.partitions) - set(assigned):
+            rt.kpis.drop(partition)  # moved to another worker
+        for partition in assigned:
             now = pipeline.sweep_clock(partition)
             # A running pass goes on; a new one starts when the stream clock enters
             # a new day (silent customers move on), when a new model arrives
@@ -358,10 +374,16 @@ def create_app(settings: Settings | None = None) -> faust.App:
             model = rt.assigner_signature()
             day, started, seen_model = last_pass.get(partition, (-1, 0.0, None))
             # (now is 0 while the partition's first events are still to come.)
-            if partition in sweeps or (
-                now > 0
-                and (
-                    day_of(now) > day or model != seen_model or wall - started > SWEEP_EVERY_SECONDS
+            if (
+                partition in sweeps
+                or not rt.kpis.derived(partition)  # new here: derive its KPI sums
+                or (
+                    now > 0
+                    and (
+                        day_of(now) > day
+                        or model != seen_model
+                        or wall - started > SWEEP_EVERY_SECONDS
+                    )
                 )
             ):
                 if partition not in sweeps:
@@ -369,8 +391,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 await ticks.send(value=b"{}", partition=partition)
             stats = rt.partition_stats.get(partition, {})
             message = {"clock_ms": rt.partition_clock.get(partition, 0), **stats}
+            # Until derived here, the KPI sums its previous owner published stand.
+            kpis = rt.kpis.record(partition) or rt.remote_stats.get(f"p{partition}", {}).get("kpis")
+            if kpis is not None:
+                message["kpis"] = kpis
             if message != rt.remote_stats.get(f"p{partition}"):
                 await clock_topic.send(key=f"p{partition}".encode(), value=encode(message))
+        rt.metrics.set_segment_kpis(rt.kpis.local_totals(assigned), day_of(rt.clock.now_ms))
 
     @app.timer(interval=5.0)
     async def observe_lag() -> None:
@@ -507,6 +534,7 @@ def assigned_partitions(app: faust.App, topic: str) -> list[int]:
 
 def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
     """Publish the statistics of a completed pass over a partition."""
+    rt.kpis.end_pass(partition)
     previous = rt.partition_stats.get(partition, {})
     day_ago = previous.get("sizes_day_ago", {})
     if rt.clock.now_ms - previous.get("sizes_day_ago_ms", 0) >= MS_PER_DAY:
@@ -520,6 +548,7 @@ def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
         "churn_levels": dict(sweep.churn_levels),
         "customers": sweep.customers,
         "btyd": sweep.btyd.to_dict(),
+        "spend": sweep.spend.to_dict(),  # the Gamma-Gamma fit of the CLV (docs/segments.md)
         # every customer of the partition is evaluated up to this day
         "reviewed_through": max(rt.reviewed_through(partition), day_of(sweep.clock_ms)),
         "cluster_changes": rt.cluster_change_stats(partition, day_of(sweep.clock_ms)),

@@ -16,12 +16,15 @@ replay's stream clock (``streams.evaluation``). It
   never see again;
 * refits BG/NBD and Pareto/NBD every ``refit_days`` of stream time on the
   base's summary table (the sum of the partitions' tables, which every sweep
-  rebuilds from the customers it holds);
+  rebuilds from the customers it holds), and with them the Gamma-Gamma spend
+  model of the CLV (:mod:`models.clv`) on the base's spend table (every day
+  until its first fit: it needs 50 repeat customers);
 * publishes a :class:`models.churn_model.ChurnModel` -- the learned weights
   once ``min_labels`` outcomes were learnt, the prior before -- after each
   refit and every ``publish_every`` outcomes, as plain JSON under the key
   ``churn`` of the compacted ``segment-models`` topic, together with the
-  learner's own state, so a learner that moves to another worker resumes.
+  learner's own state and the spend model (``spend``), so a learner that
+  moves to another worker resumes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from typing import Any
 from models.btyd_summary import BTYDSummary
 from models.churn import ChurnScorer
 from models.churn_model import BTYDFit, ChurnModel, OnlineChurnLearner, fit_btyd
+from models.gamma_gamma import GammaGammaParams, fit_from_summary
+from models.spend_summary import SpendSummary
 
 __all__ = ["CHURN_MODEL_KEY", "ChurnLearnerHost"]
 
@@ -91,6 +96,9 @@ class ChurnLearnerHost:
     unpublished: int = 0
     refitted: bool = False
     scorer: ChurnScorer = field(default_factory=ChurnScorer)
+    # Gamma-Gamma spend model of the CLV, fitted with the BTYD models.
+    spend: GammaGammaParams | None = None
+    last_spend_day: int | None = None
 
     def __post_init__(self) -> None:
         if self.learner is None:
@@ -129,6 +137,9 @@ class ChurnLearnerHost:
             start = message.get("start_day")
             host.start_day = None if start is None else int(start)
             host.warmup_skipped = int(message.get("warmup_skipped", 0))
+            spend = message.get("spend")
+            host.spend = None if spend is None else GammaGammaParams.from_dict(spend)
+            host.last_spend_day = host.last_refit_day if host.spend is not None else None
         except (KeyError, TypeError, ValueError):
             log.exception("cannot resume the churn learner; starting afresh")
             return cls(**settings)
@@ -172,16 +183,45 @@ class ChurnLearnerHost:
         self.refitted = True
         return True
 
-    def tick(self, day: int, summary: Callable[[], BTYDSummary]) -> bool:
+    def spend_due(self, day: int) -> bool:
+        """Whether the spend model is refitted at ``day``: with every BTYD refit, and
+        every day until its first fit (a young base has too few repeat customers)."""
+        if self.spend is None:
+            return self.last_spend_day is None or day > self.last_spend_day
+        return self.last_spend_day is None or day >= self.last_spend_day + self.refit_days
+
+    def refit_spend(self, summary: SpendSummary, day: int) -> bool:
+        """Fit the Gamma-Gamma spend model on ``summary``; whether it changed."""
+        self.last_spend_day = day
+        try:
+            fitted = fit_from_summary(summary, initial=self.spend, version=f"d{day}")
+        except Exception:  # a numerical failure keeps the previous fit
+            log.exception("Gamma-Gamma refit failed; keeping the previous parameters")
+            return False
+        if fitted is None:
+            return False
+        self.spend = fitted
+        self.refitted = True
+        return True
+
+    def tick(
+        self,
+        day: int,
+        summary: Callable[[], BTYDSummary],
+        spend: Callable[[], SpendSummary] | None = None,
+    ) -> bool:
         """Advance to stream ``day``: refit if due; whether a publication is due.
 
-        ``summary`` is called only when a refit is due (building it costs a
-        pass over the partitions' tables).
+        ``summary`` and ``spend`` (the base's spend table; ``None``: no spend
+        model) are called only when a refit is due (building them costs a pass
+        over the partitions' tables).
         """
         if self.start_day is None or day < self.start_day:
             self.start_day = day
         if self.refit_due(day):
             self.refit(summary(), day)
+        if spend is not None and self.spend_due(day):
+            self.refit_spend(spend(), day)
         return self.should_publish()
 
     def should_publish(self) -> bool:
@@ -223,5 +263,7 @@ class ChurnLearnerHost:
             "last_refit_day": self.last_refit_day,
             "start_day": self.start_day,
             "warmup_skipped": self.warmup_skipped,
+            # Gamma-Gamma spend model of the CLV (models.clv), plain JSON
+            "spend": None if self.spend is None else self.spend.to_dict(),
             "published_s": time.time(),
         }

@@ -4,8 +4,9 @@ The worker's glue around :class:`streams.churn_learner.ChurnLearnerHost`:
 the learner is resumed from the latest churn model on ``segment-models``
 when this worker becomes the owner of ``segment-training`` (and dropped when
 it stops being it), learns the outcomes in the training batches, and is
-stepped by a timer with the stream clock; the base's BTYD table is the sum of
-the partitions' tables that the sweeps publish on ``stream-clock``. All
+stepped by a timer with the stream clock; the base's BTYD and spend tables
+are the sums of the partitions' tables that the sweeps publish on
+``stream-clock``. All
 calls run on the learner's own thread, one at a time.
 """
 
@@ -17,10 +18,11 @@ from typing import Any
 
 from models.btyd_summary import BTYDSummary
 from models.eventtime import day_of
+from models.spend_summary import SpendSummary
 from streams.churn_learner import ChurnLearnerHost
 from streams.runtime import Runtime
 
-__all__ = ["ChurnLearnerRunner", "base_summary"]
+__all__ = ["ChurnLearnerRunner", "base_spend", "base_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,22 @@ def base_summary(rt: Runtime) -> BTYDSummary:
         BTYDSummary.from_dict(stats["btyd"])
         for stats in list(rt.remote_stats.values())
         if stats.get("btyd")
+    )
+
+
+def base_spend(rt: Runtime) -> SpendSummary:
+    """The whole base's spend table (Gamma-Gamma): every partition's latest, summed.
+
+    >>> from types import SimpleNamespace
+    >>> part = SpendSummary(); part.add(2, 40.0)
+    >>> rt = SimpleNamespace(remote_stats={"p0": {"spend": part.to_dict()}, "p1": {}})
+    >>> base_spend(rt).n_customers
+    1
+    """
+    return SpendSummary.combined(
+        SpendSummary.from_dict(stats["spend"])
+        for stats in list(rt.remote_stats.values())
+        if stats.get("spend")
     )
 
 
@@ -83,7 +101,7 @@ class ChurnLearnerRunner:
         if now <= 0 or not any(s.get("btyd") for s in list(self.rt.remote_stats.values())):
             return None  # no partition's table heard yet (a start): do not spend the refit
         host = self._ensure()
-        if not host.tick(day_of(now), lambda: base_summary(self.rt)):
+        if not host.tick(day_of(now), lambda: base_summary(self.rt), lambda: base_spend(self.rt)):
             return None
         model = host.publish()
         log.info(

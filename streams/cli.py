@@ -391,6 +391,41 @@ def customer(
 
 
 @cli.command()
+def segments(
+    segment_type: Annotated[
+        str | None, typer.Option("--type", help="Only segments of this type, e.g. lifecycle.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
+) -> None:
+    """The segment catalogue with every segment's KPIs (from any worker)."""
+    from rich.console import Console
+
+    from streams.cli_reports import fetch, render_segments
+
+    document = fetch(_settings(), "/segments")
+    if as_json:
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        render_segments(document, Console(highlight=False), segment_type)
+
+
+@cli.command()
+def experiments(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
+) -> None:
+    """Every experiment: arms, outcomes and the uplift with its 95 % interval."""
+    from rich.console import Console
+
+    from streams.cli_reports import fetch, render_experiments
+
+    document = fetch(_settings(), "/experiments")
+    if as_json:
+        typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        render_experiments(document, Console(highlight=False))
+
+
+@cli.command()
 def evaluate(
     customers: Annotated[int, typer.Option(help="Simulate this many customers.")] = 2000,
     days: Annotated[

@@ -51,8 +51,11 @@ STAGES = {
     "rules": "evaluate",
     "cluster": "evaluate",
     "churn": "evaluate",
+    "kpis": "handle",  # KpiTracker.applied + .evaluated (models.kpis; part in evaluate)
+    "kpi sums": "apply",  # the partition's KPI sums (Pipeline.count_kpis)
     "state write": "apply",  # encode + put into the batch layer
     "emit": "apply",  # outputs into the outbox
+    "memberships": "emit",  # segment-memberships records (streams.audiences)
     "commit": "",  # group commit (stand-in broker: no network)
 }
 
@@ -254,6 +257,13 @@ def _instrument(app: Any, timer: StageTimer) -> None:
     if rt.assigner is not None:
         rt.assigner.assign = timer.wrap("cluster", rt.assigner.assign)
     processor.churn_step = timer.wrap("churn", processor.churn_step)
+    if processor.tracker is not None:
+        processor.tracker.applied = timer.wrap("kpis", processor.tracker.applied)
+        processor.tracker.evaluated = timer.wrap("kpis", processor.tracker.evaluated)
+    pipeline.count_kpis = timer.wrap("kpi sums", pipeline.count_kpis)
+    streams.pipeline.membership_records = timer.wrap(
+        "memberships", streams.pipeline.membership_records
+    )
 
 
 def measure(

@@ -144,6 +144,26 @@ PROCESSING_BUCKETS: tuple[float, ...] = (
     1.0,
 )
 
+# (measure, index in models.kpis.SEG_FIELDS / XP_FIELDS) of the KPI gauges
+_KPI_COUNTS = (
+    ("members", 0),
+    ("active_30d", 1),
+    ("viewed_30d", 2),
+    ("converted_30d", 3),
+    ("churn_high", 4),
+    ("nps_promoters", 5),
+    ("nps_passives", 6),
+    ("nps_detractors", 7),
+    ("with_clv", 10),
+)
+_EXPERIMENT_COUNTS = (
+    ("exposed", 0),
+    ("completed", 1),
+    ("active", 2),
+    ("purchased", 3),
+    ("churn_high", 6),
+)
+
 #: Content type of :func:`render` (the Prometheus text exposition format).
 CONTENT_TYPE: str = CONTENT_TYPE_LATEST
 
@@ -346,6 +366,36 @@ class Metrics:
             ["level"],
             registry=r,
         )
+        # -- segment KPIs and experiments (additive: sum over workers) -------
+        self.segment_kpi_customers = Gauge(
+            "segmenter_segment_kpi_customers",
+            "Customers of a segment (owned by this worker) counted by a KPI measure: "
+            "members, active_30d, viewed_30d, converted_30d, churn_high, nps_promoters, "
+            "nps_passives, nps_detractors, with_clv, entered_30d, exited_30d.",
+            ["segment_type", "segment", "measure"],
+            registry=r,
+        )
+        self.segment_kpi_amount = Gauge(
+            "segmenter_segment_kpi_amount",
+            "Money summed over a segment's members (owned by this worker): revenue_30d, "
+            "clv_365d (predicted 365-day value).",
+            ["segment_type", "segment", "measure"],
+            registry=r,
+        )
+        self.experiment_customers = Gauge(
+            "segmenter_experiment_customers",
+            "Exposures of an experiment arm (customers owned by this worker) by measure: "
+            "exposed, completed, active, purchased, churn_high (the last three over "
+            "completed outcome windows).",
+            ["experiment", "arm", "measure"],
+            registry=r,
+        )
+        self.experiment_revenue = Gauge(
+            "segmenter_experiment_revenue",
+            "Revenue in the completed outcome windows of an experiment arm (this worker).",
+            ["experiment", "arm"],
+            registry=r,
+        )
 
         # -- model ----------------------------------------------------------
         self.model_version = Gauge(
@@ -453,6 +503,7 @@ class Metrics:
 
         self._lag_keys: set[tuple[str, str]] = set()
         self._segments: dict[str, set[str]] = {}
+        self._kpi_series: dict[Any, set[tuple[str, ...]]] = {}
         self._init_series(list(input_topics), list(output_topics), list(segment_types))
 
     # ------------------------------------------------------------------
@@ -673,6 +724,66 @@ class Metrics:
         for segment, size in sizes.items():
             known.add(str(segment))
             self.segment_size.labels(segment_type, str(segment)).set(size)
+
+    def set_segment_kpis(self, totals: Any, today: int) -> None:
+        """Export this worker's KPI sums (a :class:`models.kpis.Totals`) as of day ``today``.
+
+        Series of segments and experiments that disappeared are removed.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> from models.kpis import Totals
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.set_segment_kpis(Totals(seg={"value.high": [3, 2, 1, 1, 0, 1, 0, 0, 90.0, 600.0, 3]},
+        ...                           days={7: {"value.high": [2, 0]}}), today=7)
+        >>> m.sample("segmenter_segment_kpi_customers", segment_type="value", segment="high",
+        ...          measure="entered_30d")
+        2.0
+        >>> m.sample("segmenter_segment_kpi_amount", segment_type="value", segment="high",
+        ...          measure="clv_365d")
+        600.0
+        """
+        from models.kpis import WINDOW_DAYS
+
+        counts: dict[tuple[str, ...], float] = {}
+        amounts: dict[tuple[str, ...], float] = {}
+        for key, sums in totals.seg.items():
+            seg_type, _, segment = key.partition(".")
+            for measure, index in _KPI_COUNTS:
+                counts[(seg_type, segment, measure)] = sums[index]
+            amounts[(seg_type, segment, "revenue_30d")] = sums[8]
+            amounts[(seg_type, segment, "clv_365d")] = sums[9]
+        windowed: dict[str, list[int]] = {}
+        for day, bucket in totals.days.items():
+            if today - WINDOW_DAYS < day <= today:
+                for key, (entered, exited) in bucket.items():
+                    sums = windowed.setdefault(key, [0, 0])
+                    sums[0] += entered
+                    sums[1] += exited
+        for key, (entered, exited) in windowed.items():
+            seg_type, _, segment = key.partition(".")
+            counts[(seg_type, segment, "entered_30d")] = entered
+            counts[(seg_type, segment, "exited_30d")] = exited
+        people: dict[tuple[str, ...], float] = {}
+        revenue: dict[tuple[str, ...], float] = {}
+        for name, arms in totals.xp.items():
+            for arm, sums in arms.items():
+                for measure, index in _EXPERIMENT_COUNTS:
+                    people[(name, arm, measure)] = sums[index]
+                revenue[(name, arm)] = sums[4]
+        self._replace(self.segment_kpi_customers, counts)
+        self._replace(self.segment_kpi_amount, amounts)
+        self._replace(self.experiment_customers, people)
+        self._replace(self.experiment_revenue, revenue)
+
+    def _replace(self, gauge: Gauge, values: Mapping[tuple[str, ...], float]) -> None:
+        """Set ``gauge``'s series to ``values``; remove the series not in it."""
+        known = self._kpi_series.setdefault(gauge, set())
+        for labels in known - values.keys():
+            gauge.remove(*labels)
+        for labels, value in values.items():
+            gauge.labels(*labels).set(value)
+        known.clear()
+        known.update(values)
 
     def set_churn_levels(self, counts: Mapping[str, int]) -> None:
         """Set the number of customers per churn level; missing levels are 0."""

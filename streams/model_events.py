@@ -114,6 +114,8 @@ def model_change_events(
                     # (about the model, not a customer's first assignment)
                     "initial": False,
                     "cause": f"model:km-{version}",
+                    # (a model event puts no customer into an experiment's segment)
+                    "experiments": [],
                     "model_change": body,
                 }
             )

@@ -53,7 +53,7 @@ class OutputRecord:
 
     output: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
     latency_kind: str | None = None
     kafka_ts_ms: float | None = None
     sent_at: float | None = None  # wall clock when handed to the producer
@@ -96,7 +96,7 @@ class Outbox:
         self,
         output: str,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         latency_kind: str | None = None,
         kafka_ts_ms: float | None = None,
         **options: Any,

@@ -28,6 +28,12 @@ from typing import Any
 from models import dedup
 from models.eventtime import MS_PER_DAY, day_of
 from schemas import InvalidEvent, dead_letter, validate
+from streams.audiences import (
+    MEMBERSHIPS_TOPIC,
+    membership_records,
+    membership_snapshot,
+    tombstones,
+)
 from streams.codec import decode_state, encode
 from streams.ordering import CaughtUp, EventTimeOrder
 from streams.outbox import Outbox
@@ -577,6 +583,9 @@ class Pipeline:
             seen = source_applied(state, topic, origin)
         if topic == "profiles":
             event = self.screen_profile(event, state)
+        old_kpis = state.get("kc") if state is not None else None  # (replaced, never mutated)
+        # (recorded before KPI contributions existed: see count_kpis)
+        upgraded = state is not None and old_kpis is None and bool(state.get("seg"))
         result = self.rt.processor.handle(
             customer_id,
             state,
@@ -606,6 +615,7 @@ class Pipeline:
             mark_source_applied(result.state, topic, origin)
         self.rt.observe_partition_clock(partition, event["ts"])
         self.customers.put(batch.customers, customer_id, partition, encode(result.state))
+        self.count_kpis(customer_id, partition, old_kpis, result.state, batch if upgraded else None)
         self.emit(result, message, batch)
         if result.segment_changes:
             self.rt.count_cluster_changes(partition, result.segment_changes)
@@ -643,6 +653,28 @@ class Pipeline:
         for churn in result.churn_events:
             self.send(batch, "churn-risk", churn["customer_id"], churn, kafka_ts_ms)
             metrics.churn_event(churn["level"])
+        for key, value in membership_records(result):  # (compacted: the audiences)
+            batch.outbox.add(MEMBERSHIPS_TOPIC, key, value)
+
+    def count_kpis(
+        self,
+        customer_id: str,
+        partition: int,
+        old: Any,
+        state: dict[str, Any] | None,
+        batch: Batch | None = None,
+    ) -> None:
+        """The customer's stored KPI contribution changes (models.kpis).
+
+        A customer recorded before contributions existed (``old`` is None, yet
+        in segments) gets their current memberships published (``batch``)."""
+        new = state.get("kc") if state is not None else None
+        if old is new:
+            return
+        self.rt.kpis.apply(partition, self.customers.key_bytes(customer_id), old, new)
+        if old is None and batch is not None and state is not None and state.get("seg"):
+            for key, value in membership_snapshot(customer_id, state):
+                batch.outbox.add(MEMBERSHIPS_TOPIC, key, value)
 
     @staticmethod
     def send(
@@ -688,6 +720,8 @@ class Pipeline:
                 )
                 self.emit(result, message, batch)
                 details["segments_left"] = len(result.segment_changes)
+                self.send_tombstones(batch, customer_id, state, ("churn",))
+            self.count_kpis(customer_id, partition, (state or {}).get("kc"), None)
             details["table_entries_cleared"] = int(state is not None)
             opted = new_customer_state()
             opted["opted_out"] = True
@@ -706,6 +740,8 @@ class Pipeline:
             suppressed = Suppression(suppressed.erased_ms, opted_in_ms=event["ts"])
         elif action == "erase":
             if state is not None:
+                self.send_tombstones(batch, customer_id, state)
+                self.count_kpis(customer_id, partition, state.get("kc"), None)
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
                 self.customers.put(batch.customers, customer_id, partition, None)  # tombstone
                 details["table_entries"] = 1
@@ -735,6 +771,14 @@ class Pipeline:
             confirmation=True,
         )
         self.rt.metrics.processed("privacy")
+
+    @staticmethod
+    def send_tombstones(
+        batch: Batch, customer_id: str, state: dict[str, Any], only: tuple[str, ...] | None = None
+    ) -> None:
+        """Take the customer out of every audience on segment-memberships."""
+        for key in tombstones(customer_id, state, only):
+            batch.outbox.add(MEMBERSHIPS_TOPIC, key, None)
 
     def forget_training_sample(self, customer_id: str, details: dict[str, int]) -> None:
         """Ask the learner to drop the customer's samples (sent after any queued ones)."""
@@ -827,10 +871,16 @@ class Pipeline:
         reviewed_through = self.rt.reviewed_through(partition)
         processor = self.rt.processor
         model_version = self.rt.assigner_signature()
+        kpis = self.rt.kpis
         for customer_id in keys:
+            # (the memory:// store of the tests lists every partition's keys)
+            ours = self.router.partition_of(customer_id) == partition
+            key = self.customers.key_bytes(customer_id)
             state = decode_state(self.customers.get(customer_id, partition))
             if state is None or state.get("opted_out"):
+                kpis.count(partition, key, None)
                 continue
+            old_kpis = state.get("kc")
             if processor.due_for_review(state, day, model_version):
                 try:
                     result = processor.review(
@@ -843,9 +893,12 @@ class Pipeline:
                     )
                 except Exception:  # one customer's bad state must not stop the sweep
                     log.exception("review failed for a customer of this partition")
+                    kpis.count(partition, key, old_kpis if ours else None)
                     continue
-                if result.write:
+                # (a KPI contribution that moved is written too: models.kpis)
+                if result.write or state.get("kc") is not old_kpis:
                     self.customers.put(batch.customers, customer_id, partition, encode(state))
+                    self.count_kpis(customer_id, partition, old_kpis, state, batch)
                     self.emit(result, None, batch)
                     self.rt.count_cluster_changes(partition, result.segment_changes)
                     if result.refresh:
@@ -854,6 +907,7 @@ class Pipeline:
                 if result.churn_labels:
                     self.rt.training_buffer.extend(churn_training_items(result))
             sweep.count(state)
+            kpis.count(partition, key, state.get("kc") if ours else None)
         return changed
 
 

@@ -24,11 +24,12 @@ __all__ = ["check_topics", "check_web_port", "check_worker"]
 def check_worker(settings: Settings) -> None:
     """The rules file loads, the web port is free, the data dir is writable and Kafka
     answers with every Segmenter topic: configuration first, then the environment."""
-    from models.rules import load_rules
+    from models.experiments import load_segments_config
     from streams.topics import TABLE_NAMES, all_topics, changelog_topic
 
     if settings.segments_config is not None:
-        load_rules(settings.segments_config)  # RulesConfigError: one line (cli_errors)
+        # RulesConfigError (rules or experiments): one line (cli_errors)
+        load_segments_config(settings.segments_config)
     check_web_port(settings)
     (settings.data_dir / f"worker-{settings.web_port}").mkdir(parents=True, exist_ok=True)
     # Faust creates a missing changelog itself (with the same partition count).

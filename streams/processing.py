@@ -47,6 +47,7 @@ from models.churn_model import FEATURES, ChurnModel
 from models.churn_outcomes import ChurnTracking
 from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
+from models.kpis import KpiTracker
 from models.rules import RuleEngine
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "has_behaviour",
     "learner_key",
     "output_event_id",
+    "spend_row",
     "training_sample",
     "training_samples",
 ]
@@ -176,6 +178,9 @@ class CustomerProcessor:
         The behavioural churn factors (inside every churn model).
     dedup_window_ms
         How far back repeated event ids are recognised (per customer and topic).
+    tracker
+        Keeps the customer's KPI contribution and experiment outcomes
+        (``state["kc"]``, ``state["xo"]``; :mod:`models.kpis`).
     tracking
         Churn outcome tracking: horizon H, what counts as activity, offset,
         snapshot cadence (:mod:`models.churn_outcomes`).
@@ -191,6 +196,7 @@ class CustomerProcessor:
     scorer: ChurnScorer
     dedup_window_ms: int = 7 * MS_PER_DAY
     rules_version: str = "rules-1"
+    tracker: KpiTracker | None = None
     tracking: ChurnTracking = field(default_factory=ChurnTracking)
     thresholds: LevelThresholds = DEFAULT_THRESHOLDS
     _prior: ChurnModel | None = field(default=None, init=False, repr=False)
@@ -251,6 +257,8 @@ class CustomerProcessor:
         result = self.catch_up(customer_id, state, today, assigner, churn_params, reviewed_through)
         self.observe_outcome(state, topic, event["ts"])
         features.apply_event(state["f"], topic, event)
+        if self.tracker is not None:
+            self.tracker.applied(state, topic, event)
         clock_ms = max(state.get("t", 0), event["ts"])
         state["t"] = clock_ms
         if not self.can_skip_evaluation(state, topic, today):
@@ -518,6 +526,10 @@ class CustomerProcessor:
         )
         if churn_event is not None:
             result.churn_events.append(churn_event)
+        if self.tracker is not None:
+            self.tracker.evaluated(
+                customer_id, state, feats, clock_ms, result.segment_changes, result.churn_events
+            )
         return result
 
     @staticmethod
@@ -583,6 +595,7 @@ class CustomerProcessor:
             "reasons": reasons,
             "model_version": model_version,
             "cause": cause,
+            "experiments": [],  # filled by the tracker when entering an experiment's segment
         }
 
     def churn_step(
@@ -647,6 +660,7 @@ class CustomerProcessor:
             "reasons": list(reasons),
             "model_version": model.version_label,
             "cause": cause,
+            "experiments": [],
         }
 
     # -- reading ------------------------------------------------------------
@@ -722,6 +736,19 @@ def btyd_row(state: dict[str, Any]) -> list[int] | None:
     """
     row = (state.get("churn") or {}).get("b")
     return None if row is None else [int(v) for v in row]
+
+
+def spend_row(state: dict[str, Any]) -> tuple[int, float] | None:
+    """The repeat customer's ``(frequency, monetary_value)`` (``None``: no repeat purchase).
+
+    What a sweep adds to the partition's :class:`models.spend_summary.SpendSummary`
+    (the Gamma-Gamma fit of the CLV): the frequency of :func:`btyd_row`, the
+    repeat purchase days' total over it.
+    """
+    row = (state.get("churn") or {}).get("b")
+    if row is None or row[0] <= 0:
+        return None
+    return int(row[0]), features.repeat_revenue(state["f"]) / row[0]
 
 
 def churn_training_items(result: Result) -> list[dict[str, Any]]:

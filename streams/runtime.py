@@ -12,6 +12,9 @@ from models.change_rate import add_changes, change_rate, prune
 from models.churn_model import ChurnModel
 from models.clustering import SegmentAssigner, SnapshotError
 from models.eventtime import day_of, parse_ts
+from models.experiments import Experiment
+from models.gamma_gamma import GammaGammaParams
+from models.kpis import KpiBook
 from models.profile_policy import AttributePolicy
 from streams.clock import StreamClock
 from streams.metrics import Metrics
@@ -52,6 +55,12 @@ class Runtime:
     # Secret salt of learner keys (streams.learner_salt); set before any event is handled.
     learner_salt: bytes | None = None
     _reported_bad_model: bool = False
+    # Experiments of the segments YAML, and the KPI sums of the owned partitions.
+    experiments: tuple[Experiment, ...] = ()
+    kpis: KpiBook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kpis = KpiBook(today=lambda: day_of(self.clock.now_ms))
 
     def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
         """Track the largest event time per input partition (and overall)."""
@@ -175,10 +184,15 @@ class Runtime:
         """
         try:
             model = ChurnModel.from_dict(message["model"], scorer=self.processor.scorer)
+            spend = message.get("spend")  # Gamma-Gamma, for the CLV (models.clv)
+            spend_params = None if spend is None else GammaGammaParams.from_dict(spend)
         except Exception as exc:
             self.reject_model_record("churn", exc)
             return False
         self.churn_message = message
+        tracker = self.processor.tracker
+        if tracker is not None:  # the CLV's models, whatever question the churn score answers
+            tracker.set_models(model.btyd, spend_params)
         tracking = self.processor.tracking
         if model.question != tracking.question:
             log.warning(

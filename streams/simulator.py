@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from models.eventtime import MS_PER_DAY
+from models.experiments import arm_of
 
 __all__ = [
     "DEFAULT_PERSONA_WEIGHTS",
@@ -49,6 +50,7 @@ __all__ = [
     "FADE_DAYS",
     "PERSONAS",
     "TOPICS",
+    "Campaign",
     "Persona",
     "Simulation",
     "format_rfc3339",
@@ -561,6 +563,38 @@ _DEVICE_TABLE = _table(((0, 45), (1, 30), (2, 25)), 100)
 _PLATFORM_BY_DEVICE = (("web",), ("ios", "ios", "ios", "web"), ("android", "android", "web"))
 
 
+@dataclass(frozen=True)
+class Campaign:
+    """An outreach campaign with a known effect, to check experiment read-outs.
+
+    Every customer's first purchase in the simulation puts them into the
+    lifecycle segment ``new`` (the worker sees no earlier history). The
+    campaign contacts those in the *treatment* arm of ``experiment`` (arms as
+    the worker draws them, :func:`models.experiments.arm_of`); each responds
+    with probability ``response_rate`` by an extra purchase of ``amount`` on one
+    of the ``window_days - 1`` days after the first purchase (inside the
+    experiment's outcome window). Customers in the holdout never respond. The
+    responses use random draws of their own, so every other event is the same
+    as without the campaign.
+
+    Examples
+    --------
+    >>> Campaign("welcome", holdout=0.3, response_rate=0.5, amount=150.0).effect
+    75.0
+    """
+
+    experiment: str
+    holdout: float
+    response_rate: float = 0.5
+    amount: float = 150.0
+    window_days: int = 14
+
+    @property
+    def effect(self) -> float:
+        """The true uplift of revenue per customer in the outcome window."""
+        return self.response_rate * self.amount
+
+
 @dataclass
 class Simulation:
     """A seeded population of synthetic customers and the events they emit.
@@ -589,6 +623,8 @@ class Simulation:
     duplicate_fraction
         Probability that :meth:`raw_events` re-sends a recent payload verbatim
         after a clean one (same ``event_id``).
+    campaign
+        An outreach campaign to new customers with a known effect (:class:`Campaign`).
     catalogue
         The personas to draw from (default :data:`PERSONAS`); see
         :mod:`streams.persona_modes` for the separated and overlapping sets.
@@ -611,6 +647,7 @@ class Simulation:
     rfc3339_fraction: float = 0.0
     bad_fraction: float = 0.0
     duplicate_fraction: float = 0.0
+    campaign: Campaign | None = None
     catalogue: Mapping[str, Persona] | None = None
 
     def __post_init__(self) -> None:
@@ -808,6 +845,7 @@ class Simulation:
         True
         """
         roster = self._roster()
+        self._first_bought: set[str] = set()  # (the campaign's targets)
         rng = random.Random(f"segmenter-simulator-events-{self.seed}")
         ts_rng = random.Random(f"segmenter-simulator-ts-{self.seed}")
         rand = rng.random
@@ -1105,6 +1143,9 @@ class Simulation:
                     "channel": channel,
                 },
             )
+            if self.campaign is not None and cid not in self._first_bought:
+                self._first_bought.add(cid)
+                self._respond(self.campaign, cid, ts, currency, future)
             if rand() < persona.review_p * (1.0 + gloom):
                 score = _clamp(
                     round(persona.review_mean - 1.5 * gloom + 0.9 * _std_normal(rand)), 1, 5
@@ -1155,6 +1196,41 @@ class Simulation:
             )
 
         return n
+
+    def _respond(
+        self,
+        campaign: Campaign,
+        cid: str,
+        first_ts: int,
+        currency: str,
+        future: dict[int, list[tuple[int, str, dict[str, Any]]]],
+    ) -> None:
+        """The campaign's extra purchase of a treated customer who responds."""
+        if arm_of(campaign.experiment, cid, campaign.holdout) != "treatment":
+            return
+        draw = random.Random(f"segmenter-simulator-campaign-{self.seed}-{cid}").random
+        if draw() >= campaign.response_rate:
+            return
+        day = first_ts // MS_PER_DAY + 1 + int(draw() * (campaign.window_days - 1))
+        ts = day * MS_PER_DAY + int(draw() * MS_PER_DAY)
+        target = (ts - self.start_ms) // MS_PER_DAY
+        if target < self.days:
+            future.setdefault(target, []).append(
+                (
+                    ts,
+                    "purchases",
+                    {
+                        "event_id": f"cp-{cid}",
+                        "customer_id": cid,
+                        "ts": ts,
+                        "order_id": f"co-{cid}",
+                        "amount": campaign.amount,
+                        "currency": currency,
+                        "items": 1,
+                        "channel": "campaign",
+                    },
+                )
+            )
 
     def _plan_change(
         self,

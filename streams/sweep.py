@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from models.btyd_summary import BTYDSummary
-from streams.processing import btyd_row
+from models.spend_summary import SpendSummary
+from streams.processing import btyd_row, spend_row
 
 __all__ = ["PartitionSweep", "partition_keys"]
 
@@ -36,7 +37,9 @@ def partition_keys(
             if len(raw_keys) >= limit:
                 break
     else:
-        ordered = sorted(orjson.dumps(k) for k in store)
+        # (StateTable writes the encoded keys into the memory store's dict)
+        memory = getattr(store, "data", store)
+        ordered = sorted(k if isinstance(k, bytes) else orjson.dumps(k) for k in memory)
         raw_keys = [k for k in ordered if after is None or k > after][:limit]
     ids = [orjson.loads(k) for k in raw_keys]
     return ids, (raw_keys[-1] if raw_keys else after)
@@ -53,13 +56,18 @@ class PartitionSweep:
     customers: int = 0
     # The partition's BTYD sufficient statistics, rebuilt by every pass.
     btyd: BTYDSummary = field(default_factory=BTYDSummary)
+    # Repeat customers' (frequency, monetary_value): the Gamma-Gamma fit of the CLV.
+    spend: SpendSummary = field(default_factory=SpendSummary)
 
     def count(self, state: dict[str, Any]) -> None:
-        """Add one customer's segments, churn level and BTYD summary to the pass's statistics."""
+        """Add one customer's segments, churn level, BTYD and spend rows to the statistics."""
         self.customers += 1
         row = btyd_row(state)
         if row is not None:
             self.btyd.add(*row)
+            spend = spend_row(state)
+            if spend is not None:
+                self.spend.add(*spend)
         for seg_type, entry in state.get("seg", {}).items():
             if entry.get("current") is not None:
                 self.sizes.setdefault(seg_type, Counter())[entry["current"]] += 1

@@ -31,6 +31,8 @@ TICKS_TOPIC = "clock-ticks"
 SALT_TOPIC = "learner-salt"
 SALT_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 TABLE_NAMES = ("customers", "suppressions")
+# Output topics keyed by customer and segment type, read as the current state.
+COMPACTED_OUTPUTS = frozenset({"segment-memberships"})
 
 
 class TopicCreationError(RuntimeError):
@@ -59,9 +61,13 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
     """
     n = settings.partitions
     specs = [TopicSpec(settings.topic(name), n) for name in INPUT_TOPICS]
-    specs += [TopicSpec(settings.topic(name), n) for name in OUTPUT_TOPICS]
-    specs.append(TopicSpec(settings.topic(TRAINING_TOPIC), 1, {"retention.ms": "86400000"}))
     compact = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
+    # segment-memberships: the latest segment per customer and type (audiences).
+    specs += [
+        TopicSpec(settings.topic(name), n, dict(compact) if name in COMPACTED_OUTPUTS else {})
+        for name in OUTPUT_TOPICS
+    ]
+    specs.append(TopicSpec(settings.topic(TRAINING_TOPIC), 1, {"retention.ms": "86400000"}))
     specs.append(TopicSpec(settings.topic(MODELS_TOPIC), 1, dict(compact)))
     specs.append(TopicSpec(settings.topic(CLOCK_TOPIC), 1, dict(compact)))
     # Timer ticks for silent customers, co-partitioned with the customer table.

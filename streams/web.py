@@ -11,6 +11,7 @@ from models.eventtime import format_ts
 from streams.codec import decode_state
 from streams.metrics import exposition
 from streams.runtime import Runtime
+from streams.segment_api import catalogue_kpis, churn_catalogue, register_segment_views
 
 __all__ = ["register_views", "segment_catalogue"]
 
@@ -46,6 +47,8 @@ def register_views(app: Any, rt: Runtime, customers: Any, route_topic: Any) -> N
     @app.page("/segments")
     async def get_segments(web: Any, request: Any) -> Any:
         return json_response(web, segment_catalogue(rt))
+
+    register_segment_views(app, rt, customers, route_topic)  # members, experiments
 
     @app.page("/metrics")
     async def get_metrics(web: Any, request: Any) -> Any:
@@ -125,8 +128,11 @@ def segment_catalogue(rt: Runtime) -> dict[str, Any]:
                 - previous["cluster"].get(cluster_id, 0),
             }
         )
+    segments += churn_catalogue(rt)
+    kpis = catalogue_kpis(rt, segments)  # KPIs of every segment, whole base
     as_of = snapshot.get("as_of_ms")
     return {
+        "kpis": kpis,
         "model_version": snapshot.get("model_version"),
         # the stream time the model is as of (it moves once per day of stream time)
         "model_as_of": format_ts(as_of) if isinstance(as_of, int) else None,

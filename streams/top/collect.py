@@ -142,6 +142,9 @@ def parse_segments(document: dict[str, Any]) -> SegmentsSample:
             growth_1d=int(entry.get("growth_1d") or 0),
         )
         for entry in document.get("segments") or []
+        # (the churn levels are segments of type churn in the catalogue, for their
+        # KPIs; the view shows them in the churn panel, from churn_levels)
+        if entry.get("type") != "churn"
     ]
     churn = document.get("churn_levels")
     customers = document.get("customers")

@@ -78,6 +78,18 @@ def test_tables_off_token_required_and_routing_between_two_workers(stack_factory
         assert s1 == s2 == 200
         assert a["features"] == b["features"] and a["features"]["orders"] == 1
 
+    # An audience is paged over both workers' partitions, the token forwarded.
+    def audience(worker: Worker) -> list[str]:
+        found, cursor = [], ""
+        while cursor is not None:
+            status, page = fetch(worker, f"/segments/lifecycle/new/members?limit=5{cursor}")
+            assert status == 200, page
+            found += [m["customer_id"] for m in page["members"]]
+            cursor = page["next_cursor"] and f"&cursor={page['next_cursor']}"
+        return sorted(found)
+
+    wait_for(lambda: all(audience(w) == CUSTOMERS for w in workers), timeout=60)
+
     # Faust's own routes are gone, even with the right token.
     table = stack.topic("customers")
     for path in (
@@ -97,7 +109,14 @@ def test_tables_off_token_required_and_routing_between_two_workers(stack_factory
 
     # Without the token (or with a wrong one) nothing but the probes answers.
     for worker in workers:
-        for path in ("/customers/" + CUSTOMERS[0], "/segments", "/", "/table/"):
+        for path in (
+            "/customers/" + CUSTOMERS[0],
+            "/segments",
+            "/segments/lifecycle/new/members",
+            "/experiments",
+            "/",
+            "/table/",
+        ):
             for token in (None, "wrong", TOKEN + "x"):
                 status, body = fetch(worker, path, token=token)
                 assert status == 401, (path, token, status, body)

@@ -330,6 +330,15 @@ def _touch_everything(m: Metrics) -> None:
     m.offset_gap("purchases", 1)
     m.requeued("purchases")
     m.set_events_held(3, 1)
+    from models.kpis import Totals
+
+    m.set_segment_kpis(
+        Totals(
+            seg={"value.high": [1, 1, 0, 0, 0, 0, 0, 0, 9.0, 90.0, 1]},
+            xp={"winback": {"holdout": [1, 1, 0, 0, 0.0, 0.0, 0]}},
+        ),
+        today=0,
+    )
 
 
 def test_reject_reasons_cover_the_brief() -> None:

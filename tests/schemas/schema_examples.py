@@ -99,6 +99,7 @@ OUTPUT_EXAMPLES: dict[str, dict[str, Any]] = {
         "reasons": ["recency 45 days > 30"],
         "model_version": "rules-1",
         "cause": "day:2023-11-14",
+        "experiments": [{"name": "winback", "arm": "treatment"}],
     },
     "churn-risk": {
         "event_id": "churn:c-1:8",
@@ -112,6 +113,7 @@ OUTPUT_EXAMPLES: dict[str, dict[str, Any]] = {
         "reasons": ["inactive 45 days", "2 escalated tickets"],
         "model_version": "churn-v3",
         "cause": "event:p-77",
+        "experiments": [],
     },
     "dead-letters": {
         "event_id": "dlq:purchases:0:12",
@@ -133,6 +135,14 @@ OUTPUT_EXAMPLES: dict[str, dict[str, Any]] = {
         "ts": "2023-11-14T21:00:00.000Z",
         "status": "done",
         "details": {"table_entries": 1, "changelog_tombstones": 1},
+    },
+    "segment-memberships": {
+        "customer_id": "c-1",
+        "segment_type": "lifecycle",
+        "segment": "at_risk",
+        "label": "At-risk customer — no purchase for 46 days",
+        "ts": "2023-11-14T00:00:00.000Z",
+        "event_id": "3f2a1c0b9d8e7f6a5b4c3d2e1f0a9b8c",
     },
 }
 

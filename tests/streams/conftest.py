@@ -70,10 +70,11 @@ class RecordingTopic:
     """Stands in for an output topic: keeps what the pipeline sends."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[bytes | None, dict[str, Any]]] = []
+        self.sent: list[tuple[bytes | None, Any]] = []
 
-    async def send(self, key: bytes | None = None, value: bytes = b"", **_: Any) -> None:
-        self.sent.append((key, orjson.loads(value)))
+    async def send(self, key: bytes | None = None, value: bytes | None = b"", **_: Any) -> None:
+        # (a None value is a tombstone of a compacted topic: segment-memberships)
+        self.sent.append((key, None if value is None else orjson.loads(value)))
 
 
 @pytest.fixture

@@ -613,3 +613,36 @@ def test_raw_payloads_against_the_validator() -> None:
                 validate(topic, payload)
             rejected += 1
     assert accepted > 0 and rejected > 0
+
+
+def test_a_campaign_adds_responses_of_treated_new_customers_only() -> None:
+    """The campaign's effect is known: responses only in the treatment arm, inside
+    the outcome window after the first purchase, at the configured rate; every
+    other event is the one the simulation emits without it."""
+    from models.experiments import arm_of
+    from streams.simulator import Campaign
+
+    campaign = Campaign("welcome", holdout=0.3, response_rate=0.5, amount=150.0, window_days=14)
+    base = list(Simulation(customers=400, days=30, seed=4).events())
+    treated = list(Simulation(customers=400, days=30, seed=4, campaign=campaign).events())
+    responses = [e for t, e in treated if e["event_id"].startswith("cp-")]
+    assert [pair for pair in treated if not pair[1]["event_id"].startswith("cp-")] == base
+    first: dict[str, int] = {}
+    for topic, event in base:
+        if topic == "purchases":
+            first.setdefault(event["customer_id"], event["ts"])
+    for response in responses:
+        customer = response["customer_id"]
+        assert arm_of("welcome", customer, 0.3) == "treatment"
+        entry_day = first[customer] // MS_PER_DAY
+        assert entry_day < response["ts"] // MS_PER_DAY < entry_day + 14
+        assert response["amount"] == 150.0
+    # Customers whose whole window lies in the simulation respond at the rate.
+    end_day = (Simulation(customers=1, days=30).start_ms // MS_PER_DAY) + 30
+    eligible = [
+        c for c, ts in first.items()
+        if arm_of("welcome", c, 0.3) == "treatment" and ts // MS_PER_DAY + 14 <= end_day
+    ]  # fmt: skip
+    answered = {r["customer_id"] for r in responses} & set(eligible)
+    assert abs(len(answered) / len(eligible) - 0.5) < 3 * (0.25 / len(eligible)) ** 0.5
+    assert campaign.effect == 75.0

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas import OUTPUT_TOPICS
 from streams.app import create_app
 from streams.settings import Settings
 from streams.state_table import StateTable
@@ -137,8 +138,9 @@ class OrderedTopic:
     def __init__(self, name: str, log: list[str]) -> None:
         self.name, self.log = name, log
 
-    async def send(self, *, key: bytes | None, value: bytes) -> Any:
-        self.log.append(f"{self.name}:{orjson.loads(value).get('segment_type', '')}")
+    async def send(self, *, key: bytes | None, value: bytes | None) -> Any:
+        record = orjson.loads(value) if value is not None else {}  # (None: a tombstone)
+        self.log.append(f"{self.name}:{record.get('segment_type', '')}")
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
@@ -165,10 +167,7 @@ def ordered_app(tmp_path: Any) -> Any:
     app.segmenter.broadcast_caught_up.set()
     app.segmenter.learner_salt = b"order-tests"
     log: list[str] = []
-    app.pipeline.outputs = {
-        name: OrderedTopic(name, log)
-        for name in ("segment-changes", "churn-risk", "dead-letters", "privacy-confirmations")
-    }
+    app.pipeline.outputs = {name: OrderedTopic(name, log) for name in OUTPUT_TOPICS}
     for state in (app.pipeline.customers, app.pipeline.suppressions):
         state.send = Broker(log).send
     app.finalize()
