@@ -49,6 +49,7 @@ from streams.repartition import Origin, Router, mark_source_applied, source_appl
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
+from streams.working_set import Entry, WorkingSet
 
 __all__ = ["Batch", "Pipeline", "Submission"]
 
@@ -71,6 +72,8 @@ class Batch:
     submissions: list[Submission] = field(default_factory=list)
     # Handing the outputs to the producer (the commit waits for it first).
     sending: asyncio.Future[None] | None = None
+    # The customers this batch touches, decoded once (streams.working_set).
+    working: WorkingSet | None = None
 
 
 @dataclass(eq=False)
@@ -143,7 +146,13 @@ class Pipeline:
             self.customers.open_layer(),
             self.suppressions.open_layer(),
             Outbox(self.outputs),
+            working=WorkingSet(self.customers),
         )
+
+    def close_states(self, batch: Batch) -> None:
+        """Encode every customer the batch changed into its layer (once each)."""
+        if batch.working is not None and len(batch.working):
+            batch.working.flush(batch.customers)
 
     async def on_batch(self, topic: str, messages: list[Any]) -> None:
         """Handle the messages of the logical input ``topic`` and wait until committed.
@@ -238,6 +247,7 @@ class Pipeline:
         if due is None and self.order is not None:
             due = self.order.release(self.caught_up)
         self._apply_due(batch, due or [])
+        self.close_states(batch)
         # Outputs go to the producer at once; the commit waits for this send
         # before it flushes (and sends again what failed).
         batch.sending = asyncio.ensure_future(self._send_outputs(batch))
@@ -329,6 +339,7 @@ class Pipeline:
 
     def enqueue_commit(self, batch: Batch) -> asyncio.Future[None]:
         """Queue ``batch`` for the group commit; the future is done once it is durable."""
+        self.close_states(batch)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((batch, done))
         if self._committer is None or self._committer.done():
@@ -393,7 +404,7 @@ class Pipeline:
         # The privacy path first: an opted-out customer's events are not even
         # read; an erased customer's invalid ones are dropped in reject().
         hidden = suppression_of(
-            message_customer(message), message.partition, self.suppressions, self.customers
+            message_customer(message), message.partition, self.suppressions, _Current(batch)
         )
         if hidden == "opted_out" and topic != "privacy":
             self.rt.metrics.rejected(topic, hidden)
@@ -450,7 +461,7 @@ class Pipeline:
         if isinstance(exc, InvalidEvent):
             self.reject(topic, message, exc, exc.reason, batch, origin)
             return
-        if self.suppressed_message(message) is None:
+        if self.suppressed_message(message, batch) is None:
             log.exception(
                 "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
             )
@@ -478,7 +489,9 @@ class Pipeline:
             # dead-letter topic would keep the personal data we just erased.
             metrics.rejected(topic, "erased")
             return
-        state = decode_state(self.customers.get(customer_id, partition))
+        working = batch.working if batch.working is not None else WorkingSet(self.customers)
+        entry = working.entry(customer_id, partition)
+        state = entry.state
         if origin is None:
             if already_applied(state, topic, partition, message.offset):
                 # Re-delivered after a crash: the state already holds this message.
@@ -489,17 +502,16 @@ class Pipeline:
             # Rerouted: forwarded again or re-delivered after a crash, if its source
             # offset is not above the customer's watermark (confirmed by dedup below).
             seen = source_applied(state, topic, origin)
-        if topic == "profiles":
-            event = self.screen_profile(event, state)
-        result = self.rt.processor.handle(
-            customer_id,
-            state,
-            topic,
-            event,
-            self.rt.assigner,
-            self.rt.churn_params,
-            self.rt.reviewed_through(partition),
-        )
+        change = (topic, event, partition, message.offset, origin)
+        try:
+            result, rejected_attributes = self.apply_change(state, change)
+        except Exception:
+            # Half-way through: rebuild the state from the batch's start and the
+            # events that succeeded (streams.working_set), then dead-letter this one.
+            working.restore(entry, self.replay)
+            raise
+        for reason, count in rejected_attributes.items():
+            metrics.profile_attributes_rejected(reason, count)
         if result.status == "duplicate" or (seen and result.status == "late"):
             metrics.duplicate(topic)  # (a copy of our own, whatever its age: not late)
             return
@@ -514,12 +526,11 @@ class Pipeline:
             metrics.rejected(topic, "opted_out")
             return
         assert result.state is not None
-        if origin is None:
-            mark_applied(result.state, topic, partition, message.offset)
-        else:
-            mark_source_applied(result.state, topic, origin)
+        entry.state = result.state
+        working.touch(entry, change)
         self.rt.observe_partition_clock(partition, event["ts"])
-        self.customers.put(batch.customers, customer_id, partition, encode(result.state))
+        if batch.working is None:  # (a batch opened without a working set writes at once)
+            working.flush(batch.customers)
         self.emit(result, message, batch)
         if result.segment_changes:
             self.rt.count_cluster_changes(partition, result.segment_changes)
@@ -529,19 +540,52 @@ class Pipeline:
             self.rt.training_buffer.extend(churn_training_items(result))
         metrics.processed(topic)
 
-    def screen_profile(self, event: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:
-        """Keep only the allowed profile attributes (models.profile_policy); count the rest.
+    def apply_change(
+        self, state: dict[str, Any] | None, change: tuple[Any, ...]
+    ) -> tuple[Result, dict[str, int]]:
+        """What an event does to its customer's state (and nothing else): the
+        processor's result and the profile attributes rejected, by reason.
 
-        Attributes the customer's record holds but that are no longer allowed
-        (a narrower allow-list) are deleted from it.
+        A profile event first loses the attributes the policy does not allow;
+        the customer's stored ones that are no longer allowed are deleted
+        (and put back when the event is not applied after all).
         """
-        held = state["f"]["pr"] if state is not None and "f" in state else {}
-        screened = self.rt.profile_policy.screen(event["attributes"], held)
-        for name in screened.stale:
-            del held[name]
-        for reason, count in screened.rejected.items():
-            self.rt.metrics.profile_attributes_rejected(reason, count)
-        return {**event, "attributes": screened.kept}
+        topic, event, partition, offset, origin = change
+        rejected: dict[str, int] = {}
+        held_before = None
+        if topic == "profiles":
+            held = state["f"]["pr"] if state is not None and "f" in state else {}
+            screened = self.rt.profile_policy.screen(event["attributes"], held)
+            if screened.stale and state is not None:
+                held_before = dict(held)
+                for name in screened.stale:
+                    del held[name]
+            rejected = screened.rejected
+            event = {**event, "attributes": screened.kept}
+        result = self.rt.processor.handle(
+            event["customer_id"],
+            state,
+            topic,
+            event,
+            self.rt.assigner,
+            self.rt.churn_params,
+            self.rt.reviewed_through(partition),
+        )
+        if result.status != "new":
+            if held_before is not None and state is not None:
+                state["f"]["pr"] = held_before
+            return result, rejected
+        assert result.state is not None
+        if origin is None:
+            mark_applied(result.state, topic, partition, offset)
+        else:
+            mark_source_applied(result.state, topic, origin)
+        return result, rejected
+
+    def replay(self, state: dict[str, Any] | None, change: Any) -> dict[str, Any] | None:
+        """Apply again a change that succeeded (:meth:`WorkingSet.restore`): the state only."""
+        result, _ = self.apply_change(state, change)
+        return result.state if result.status == "new" else state
 
     def add_training_sample(self, customer_id: str, result: Result) -> None:
         self.rt.training_buffer.extend(training_samples(customer_id, result, self.rt.salt()))
@@ -582,7 +626,8 @@ class Pipeline:
         partition = message.partition
         action = event["action"]
         self.rt.metrics.privacy_request(action)
-        state = decode_state(self.customers.get(customer_id, partition))
+        working = batch.working if batch.working is not None else WorkingSet(self.customers)
+        state = working.entry(customer_id, partition).state
         recorded = read_suppression(self.suppressions.get(customer_id, partition))
         suppressed = recorded or Suppression()
         details: dict[str, int] = {}
@@ -600,21 +645,21 @@ class Pipeline:
             opted["since_ms"] = event["ts"]
             opted["seq"] = (state or {}).get("seq", 0)
             # features dropped; only the flag stays
-            self.customers.put(batch.customers, customer_id, partition, encode(opted))
+            working.replace(customer_id, partition, opted)
             # Later events are dropped before they are read (streams.privacy_gate).
             suppressed = Suppression(suppressed.erased_ms, event["ts"])
             self.forget_training_sample(customer_id, details)
         elif action == "opt_in":
             if state is not None and state.get("opted_out"):
                 # tombstone: profiling starts afresh
-                self.customers.put(batch.customers, customer_id, partition, None)
+                working.replace(customer_id, partition, None)
                 details["changelog_tombstones"] = 1
             suppressed = Suppression(suppressed.erased_ms, None)
         elif action == "erase":
             erased_at = suppressed.erased_ms
             if state is not None:
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
-                self.customers.put(batch.customers, customer_id, partition, None)  # tombstone
+                working.replace(customer_id, partition, None)  # tombstone
                 details["table_entries"] = 1
                 details["changelog_tombstones"] = 1
             elif erased_at is None or erased_at != event["ts"]:
@@ -626,6 +671,8 @@ class Pipeline:
             self.forget_training_sample(customer_id, details)
         if suppressed != (recorded or Suppression()):
             self.suppressions.put(batch.suppressions, customer_id, partition, suppressed.encode())
+        if batch.working is None:  # (a batch opened without a working set writes at once)
+            working.flush(batch.customers)
         self.send(
             batch,
             "privacy-confirmations",
@@ -649,10 +696,11 @@ class Pipeline:
         details["model_erase_requests"] = 1
 
     # -- rejections -----------------------------------------------------------------
-    def suppressed_message(self, message: Any) -> str | None:
+    def suppressed_message(self, message: Any, batch: Batch | None = None) -> str | None:
         """Whether a message about to be dead-lettered names a suppressed customer."""
+        customers = self.customers if batch is None else _Current(batch)
         return rejected_suppression(
-            message, self.suppressions, self.customers, self.rt.settings.partitions, self.holds
+            message, self.suppressions, customers, self.rt.settings.partitions, self.holds
         )
 
     def reject(
@@ -666,7 +714,7 @@ class Pipeline:
     ) -> None:
         """Dead-letter ``message`` (a rerouted one where it was first produced)."""
         metrics = self.rt.metrics
-        hidden = self.suppressed_message(message)
+        hidden = self.suppressed_message(message, batch)
         if hidden is not None:
             # An erased or opted-out customer's message: its payload must not
             # outlive the request in dead-letters. Dropped and counted.
@@ -771,3 +819,18 @@ def already_applied(state: dict[str, Any] | None, topic: str, partition: int, of
 def mark_applied(state: dict[str, Any], topic: str, partition: int, offset: int) -> None:
     """Record that ``state`` holds the message at ``offset`` (see :func:`already_applied`)."""
     state.setdefault("off", {})[topic] = [partition, offset]
+
+
+class _Current:
+    """The customers table as a batch sees it: its working states first
+    (``get`` like :meth:`StateTable.get`, for the privacy checks)."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def get(self, customer_id: str, partition: int) -> bytes | None:
+        working = self.batch.working
+        assert working is not None
+        return working.raw(customer_id, partition)
