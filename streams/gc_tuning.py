@@ -5,7 +5,7 @@ moment it is dropped; the cyclic collector only has to find the rare cycles.
 With CPython's default thresholds (a young collection every 700 net
 allocations) it ran about every 50 events and traversed the customer states
 a batch keeps in its working set (:mod:`streams.working_set`): measured
-in-process (``python -m streams.hotpath``), 6–10 µs per event. So:
+in-process (``python -m streams.hotpath``), 6 to 10 µs per event. So:
 
 * everything alive once the worker is built (river, scipy, sklearn: about a
   million objects) is frozen out of every collection (``gc.freeze``), as it

@@ -49,7 +49,7 @@ from streams.repartition import Origin, Router, mark_source_applied, source_appl
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
-from streams.working_set import Entry, WorkingSet
+from streams.working_set import WorkingSet
 
 __all__ = ["Batch", "Pipeline", "Submission"]
 
