@@ -250,7 +250,7 @@ def _instrument(app: Any, timer: StageTimer) -> None:
     streams.processing.result_features = timer.wrap(
         "features view", streams.processing.result_features
     )
-    processor.rules.assign = timer.wrap("rules", processor.rules.assign)
+    processor.rules.changes = timer.wrap("rules", processor.rules.changes)
     if rt.assigner is not None:
         rt.assigner.assign = timer.wrap("cluster", rt.assigner.assign)
     processor.churn_step = timer.wrap("churn", processor.churn_step)

@@ -49,6 +49,7 @@ from streams.repartition import Origin, Router, mark_source_applied, source_appl
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
+from streams.tally import Tally
 from streams.working_set import WorkingSet
 
 __all__ = ["Batch", "Pipeline", "Submission"]
@@ -74,6 +75,8 @@ class Batch:
     sending: asyncio.Future[None] | None = None
     # The customers this batch touches, decoded once (streams.working_set).
     working: WorkingSet | None = None
+    # Per-event counters, added to the metrics once the batch is processed.
+    tally: Tally = field(default_factory=Tally)
 
 
 @dataclass(eq=False)
@@ -150,9 +153,10 @@ class Pipeline:
         )
 
     def close_states(self, batch: Batch) -> None:
-        """Encode every customer the batch changed into its layer (once each)."""
+        """Encode every customer the batch changed into its layer (once each); count."""
         if batch.working is not None and len(batch.working):
             batch.working.flush(batch.customers)
+        batch.tally.flush(self.rt.metrics)
 
     async def on_batch(self, topic: str, messages: list[Any]) -> None:
         """Handle the messages of the logical input ``topic`` and wait until committed.
@@ -400,7 +404,7 @@ class Pipeline:
     def parse(self, topic: str, message: Any, batch: Batch) -> dict[str, Any] | None:
         """The validated event, or ``None`` after dead-lettering (or dropping) the message,
         or forwarding it to its customer's partition (:mod:`streams.repartition`)."""
-        self.rt.metrics.consumed(topic)
+        batch.tally.consumed(topic)
         # The privacy path first: an opted-out customer's events are not even
         # read; an erased customer's invalid ones are dropped in reject().
         hidden = suppression_of(
@@ -441,7 +445,7 @@ class Pipeline:
         except Exception as exc:  # a poison message must not stop the partition
             self.reject_failed(topic, message, exc, batch, "processing", origin)
         else:
-            self.rt.metrics.observe_processing(topic, time.perf_counter() - started)
+            batch.tally.took(topic, time.perf_counter() - started)
 
     def reject_failed(
         self,
@@ -495,7 +499,7 @@ class Pipeline:
         if origin is None:
             if already_applied(state, topic, partition, message.offset):
                 # Re-delivered after a crash: the state already holds this message.
-                metrics.duplicate(topic)
+                batch.tally.duplicate(topic)
                 return
             seen = False
         else:
@@ -513,7 +517,7 @@ class Pipeline:
         for reason, count in rejected_attributes.items():
             metrics.profile_attributes_rejected(reason, count)
         if result.status == "duplicate" or (seen and result.status == "late"):
-            metrics.duplicate(topic)  # (a copy of our own, whatever its age: not late)
+            batch.tally.duplicate(topic)  # (a copy of our own, whatever its age: not late)
             return
         if result.status == "late":
             raise InvalidEvent(
@@ -538,7 +542,7 @@ class Pipeline:
             self.add_training_sample(customer_id, result)
         if result.churn_labels:
             self.rt.training_buffer.extend(churn_training_items(result))
-        metrics.processed(topic)
+        batch.tally.processed(topic)
 
     def apply_change(
         self, state: dict[str, Any] | None, change: tuple[Any, ...]
@@ -688,7 +692,7 @@ class Pipeline:
             },
             confirmation=True,
         )
-        self.rt.metrics.processed("privacy")
+        batch.tally.processed("privacy")
 
     def forget_training_sample(self, customer_id: str, details: dict[str, int]) -> None:
         """Ask the learner to drop the customer's samples (sent after any queued ones)."""

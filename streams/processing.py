@@ -463,11 +463,10 @@ class CustomerProcessor:
         previous = {
             k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in segments.items()
         }
-        assignments = self.rules.assign(feats, previous, clock_ms)
-        for seg_type, assignment in assignments.items():
+        # Only the changed types: their words are built, the others' are not.
+        for assignment in self.rules.changes(feats, previous, clock_ms):
+            seg_type = assignment.segment_type
             old = segments.get(seg_type, {}).get("current")
-            if assignment.current == old:
-                continue
             self._record(result, segments, seg_type, assignment.current, assignment.label, clock_ms)
             result.segment_changes.append(
                 self._segment_change(
