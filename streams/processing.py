@@ -496,8 +496,10 @@ class CustomerProcessor:
         # profile alone is not.
         if assigner is not None and has_behaviour(feats):
             old = segments.get("cluster", {}).get("current")
-            cluster_id, _margin, reasons = assigner.assign(cluster_vector(feats), old)
+            vector = cluster_vector(feats)
+            cluster_id, _margin, _ = assigner.assign(vector, old, explain=False)
             if cluster_id is not None and cluster_id != old:
+                reasons = assigner.assign(vector, old)[2]  # words only for a move
                 label = assigner.label(cluster_id)
                 self._record(result, segments, "cluster", cluster_id, label, clock_ms)
                 result.segment_changes.append(
