@@ -1093,6 +1093,8 @@ class SegmentAssigner:
     ('c0', -0.105)
     >>> assigner.assign({"a": 0.3, "b": 10.0}, current="c0")[0]  # 46 % closer: a real move
     'c1'
+    >>> assigner.assign({"a": 0.3, "b": 10.0}, "c0", explain=False)[::2]  # no words
+    ('c1', [])
     >>> SegmentAssigner.from_snapshot({"profiles": {}}).assign({"a": 1.0})
     (None, 0.0, [])
     """
@@ -1156,7 +1158,7 @@ class SegmentAssigner:
         return self.labels.get(cid, "") if cid is not None else ""
 
     def assign(
-        self, x: Mapping[str, Any], current: str | None = None
+        self, x: Mapping[str, Any], current: str | None = None, explain: bool = True
     ) -> tuple[str | None, float, list[str]]:
         """Assign a clustering vector to a cluster.
 
@@ -1167,6 +1169,9 @@ class SegmentAssigner:
         current
             The customer's current cluster id, for hysteresis; a retired id is
             mapped to its successor through the snapshot's merge events.
+        explain
+            ``False`` leaves ``reasons`` empty (the worker words a placement
+            only when it changes).
 
         Returns
         -------
@@ -1200,6 +1205,8 @@ class SegmentAssigner:
                 chosen = cur
         alt = min((d for i, d in enumerate(d2) if i != chosen), default=0.0)
         margin = 1.0 - math.sqrt(d2[chosen] / alt) if alt > 0 else 1.0
+        if not explain:
+            return self.ids[chosen], margin, []
         return self.ids[chosen], margin, self._reasons(z, chosen, d2, alt)
 
     def _reasons(self, z: list[float], chosen: int, d2: list[float], alt: float) -> list[str]:

@@ -551,6 +551,7 @@ class RuleEngine:
             ranks.update({case.id: n - i for i, case in enumerate(rule.cases)})
             ranks[None] = -1
             self._user_ranks[rule.name] = ranks
+        self._type_table: list[tuple[Any, ...]] | None = None
 
     # ---------------------------------------------------------------- public
 
@@ -573,11 +574,50 @@ class RuleEngine:
             The stream clock (event time, epoch ms).
         """
         out: dict[str, Assignment] = {}
-        out["lifecycle"] = self._lifecycle(features, previous.get("lifecycle"), clock_ms)
-        out["value"] = self._value(features, previous.get("value"), clock_ms)
-        out["nps"] = self._nps(features, previous.get("nps"), clock_ms)
-        for rule in self.config.user_rules:
-            out[rule.name] = self._user(rule, features, previous.get(rule.name), clock_ms)
+        for seg_type, decide, words, dwell, rank, label_of in self._types:
+            prev_state = previous.get(seg_type)
+            proposed, ctx = decide(features, prev_state, clock_ms)
+            label, reasons = words(proposed, ctx, features, prev_state, clock_ms)
+            out[seg_type] = self._settle(
+                seg_type, proposed, label, reasons, prev_state, clock_ms, dwell, rank, label_of
+            )
+        return out
+
+    def changes(
+        self,
+        features: Mapping[str, Any],
+        previous: Mapping[str, Mapping[str, Any]],
+        clock_ms: int,
+    ) -> list[Assignment]:
+        """The assignments of :meth:`assign` whose segment changed, in type order.
+
+        The same decisions, labels and reasons, but the words (labels and
+        reasons, most of an assignment's cost) are only built for the types
+        that change: most evaluations change nothing.
+
+        Examples
+        --------
+        >>> engine = RuleEngine(RulesConfig())
+        >>> prev = {"value": {"current": "high", "since_ms": 0}}
+        >>> engine.changes({"revenue_90d": 900.0}, prev, clock_ms=30 * 86_400_000)
+        []
+        >>> [(a.segment_type, a.current) for a in engine.changes(
+        ...     {"revenue_90d": 800.0}, prev, 30 * 86_400_000)]
+        [('value', 'mid')]
+        """
+        out: list[Assignment] = []
+        for seg_type, decide, words, dwell, rank, label_of in self._types:
+            prev_state = previous.get(seg_type)
+            proposed, ctx = decide(features, prev_state, clock_ms)
+            prev = prev_state.get("current") if prev_state else None
+            if proposed == prev or self._held(proposed, prev_state, clock_ms, dwell, rank):
+                continue  # unchanged, or held by the minimum dwell
+            label, reasons = words(proposed, ctx, features, prev_state, clock_ms)
+            out.append(
+                self._settle(
+                    seg_type, proposed, label, reasons, prev_state, clock_ms, dwell, rank, label_of
+                )
+            )
         return out
 
     def segment_catalogue(self) -> list[dict[str, Any]]:
@@ -676,6 +716,72 @@ class RuleEngine:
 
     # ---------------------------------------------------------------- common
 
+    @property
+    def _types(self) -> list[tuple[Any, ...]]:
+        """``(type, decide, words, dwell days, rank, label_of)`` of every type, in order."""
+        types = self._type_table
+        if types is None:
+            c = self.config
+            types = [
+                (
+                    "lifecycle",
+                    self._lifecycle_decide,
+                    self._lifecycle_words,
+                    c.lifecycle_min_dwell_days,
+                    _LIFECYCLE_RANK,
+                    _lifecycle_label_of,
+                ),
+                (
+                    "value",
+                    self._value_decide,
+                    self._value_words,
+                    c.value_min_dwell_days,
+                    _VALUE_RANK,
+                    _value_label_of,
+                ),
+                (
+                    "nps",
+                    self._nps_decide,
+                    self._nps_words,
+                    c.nps_min_dwell_days,
+                    _NPS_RANK,
+                    _nps_label_of,
+                ),
+            ]
+            for rule in c.user_rules:
+                types.append(
+                    (
+                        rule.name,
+                        self._user_decider(rule),
+                        self._user_words(rule),
+                        rule.min_dwell_days,
+                        self._user_ranks[rule.name],
+                        rule.label_of,
+                    )
+                )
+            self._type_table = types
+        return types
+
+    @staticmethod
+    def _held(
+        proposed: str | None,
+        prev_state: Mapping[str, Any] | None,
+        clock_ms: int,
+        dwell_days: float,
+        rank: Mapping[str | None, int],
+    ) -> bool:
+        """Whether the minimum dwell keeps the previous segment instead of ``proposed``."""
+        if not prev_state or dwell_days <= 0:
+            return False
+        prev = prev_state.get("current")
+        since = prev_state.get("since_ms")
+        if prev is None or not isinstance(since, int) or isinstance(since, bool):
+            return False
+        return (
+            rank.get(proposed, -1) <= rank.get(prev, -1)
+            and clock_ms - since < dwell_days * MS_PER_DAY
+        )
+
     @staticmethod
     def _settle(
         segment_type: str,
@@ -722,80 +828,107 @@ class RuleEngine:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def _lifecycle(
+    def _lifecycle_decide(
         self, features: Mapping[str, Any], prev_state: Mapping[str, Any] | None, clock_ms: int
-    ) -> Assignment:
+    ) -> tuple[str | None, tuple[Any, ...]]:
         c = self.config
         prev = prev_state.get("current") if prev_state else None
         orders = _num(features.get("orders")) or 0.0
         dslp = _days_since(features, "days_since_last_purchase", "last_purchase_ts", clock_ms)
-        reasons: list[str] = []
-        seg: str | None
         if orders <= 0 and dslp is None:
             dsle = _days_since(features, "days_since_last_event", "last_event_ts", clock_ms)
             if dsle is None:
-                seg, label = None, "No lifecycle segment — no events yet"
-                reasons.append("no purchase and no activity recorded")
-            elif dsle > c.lapsed_days:
-                seg = "lapsed"
-                label = f"Lapsed prospect — no activity for {dsle} days"
-                reasons.append(f"no purchase ever and no activity for {dsle} days")
-                reasons.append(f"threshold {c.lapsed_days} days")
+                return None, ()
+            if dsle > c.lapsed_days:
+                return "lapsed", (dsle,)
+            return "prospect", (dsle,)
+        dslp = dslp or 0
+        frequency = _num(features.get("frequency")) or 0.0
+        recency = _num(features.get("recency")) or 0.0
+        risk_days = float(c.at_risk_min_days)
+        gap = None
+        if frequency > 0:
+            gap = recency / frequency
+            if c.at_risk_factor * gap > risk_days:
+                risk_days = c.at_risk_factor * gap
             else:
-                seg = "prospect"
-                label = f"Prospect — last active {dsle} days ago, no purchase yet"
-                reasons.append(f"no purchase yet; last activity {dsle} days ago")
-        else:
-            dslp = dslp or 0
-            frequency = _num(features.get("frequency")) or 0.0
-            recency = _num(features.get("recency")) or 0.0
-            age = _days_since(features, "T", "first_purchase_ts", clock_ms)
-            risk_days = float(c.at_risk_min_days)
+                gap = None
+        if dslp > c.lapsed_days:
+            return "lapsed", (dslp, gap, risk_days)
+        if dslp > risk_days:
+            return "at_risk", (dslp, gap, risk_days)
+        age = _days_since(features, "T", "first_purchase_ts", clock_ms)
+        if frequency == 0 and age is not None and age <= c.new_days:
+            return "new", (dslp, gap, risk_days, age)
+        if prev in ("at_risk", "lapsed"):
+            return "reactivated", (dslp, gap, risk_days)
+        if prev == "reactivated" and self._within(prev_state, clock_ms, c.reactivated_days):
+            return "reactivated", (dslp, gap, risk_days, None)
+        return "active", (dslp, gap, risk_days)
+
+    def _lifecycle_words(
+        self,
+        seg: str | None,
+        ctx: tuple[Any, ...],
+        features: Mapping[str, Any],
+        prev_state: Mapping[str, Any] | None,
+        clock_ms: int,
+    ) -> tuple[str, list[str]]:
+        c = self.config
+        prev = prev_state.get("current") if prev_state else None
+        if seg is None:
+            return "No lifecycle segment — no events yet", ["no purchase and no activity recorded"]
+        if seg in ("lapsed", "prospect") and len(ctx) == 1:
+            (dsle,) = ctx
+            if seg == "lapsed":
+                return (
+                    f"Lapsed prospect — no activity for {dsle} days",
+                    [f"no purchase ever and no activity for {dsle} days",
+                     f"threshold {c.lapsed_days} days"],
+                )  # fmt: skip
+            return (
+                f"Prospect — last active {dsle} days ago, no purchase yet",
+                [f"no purchase yet; last activity {dsle} days ago"],
+            )
+        dslp, gap, risk_days = ctx[0], ctx[1], ctx[2]
+        if gap is None:
             risk_text = f"threshold {c.at_risk_min_days}"
-            if frequency > 0:
-                gap = recency / frequency
-                if c.at_risk_factor * gap > risk_days:
-                    risk_days = c.at_risk_factor * gap
-                    risk_text = (
-                        f"threshold {risk_days:.0f} = {_fmt_num(c.at_risk_factor)} x "
-                        f"mean gap {gap:.1f} days"
-                    )
-            if dslp > c.lapsed_days:
-                seg = "lapsed"
-                label = f"Lapsed customer — no purchase for {dslp} days"
-                reasons.append(f"no purchase for {dslp} days (threshold {c.lapsed_days})")
-            elif dslp > risk_days:
-                seg = "at_risk"
-                label = f"At-risk customer — no purchase for {dslp} days"
-                reasons.append(f"no purchase for {dslp} days ({risk_text})")
-            elif frequency == 0 and age is not None and age <= c.new_days:
-                seg = "new"
-                label = f"New customer — first purchase {age} days ago"
-                reasons.append(f"first purchase {age} days ago (within {c.new_days})")
-                reasons.append("no repeat purchase yet (frequency 0)")
-            elif prev in ("at_risk", "lapsed"):
-                seg = "reactivated"
-                label = f"Reactivated customer — purchased {dslp} days ago after being {prev}"
-                reasons.append(f"purchase {dslp} days ago after being {prev}")
-            elif prev == "reactivated" and self._within(prev_state, clock_ms, c.reactivated_days):
-                back = (clock_ms - int((prev_state or {}).get("since_ms", clock_ms))) // MS_PER_DAY
-                seg = "reactivated"
-                label = f"Reactivated customer — back for {back} days"
-                reasons.append(f"reactivated {back} days ago (stays for {c.reactivated_days} days)")
-            else:
-                seg = "active"
-                label = f"Active customer — last purchase {dslp} days ago"
-                reasons.append(f"last purchase {dslp} days ago ({risk_text} for at-risk)")
-        return self._settle(
-            "lifecycle",
-            seg,
-            label,
-            reasons,
-            prev_state,
-            clock_ms,
-            c.lifecycle_min_dwell_days,
-            _LIFECYCLE_RANK,
-            lambda s: _LIFECYCLE_LABELS.get(s, "No lifecycle segment") if s else "No segment",
+        else:
+            risk_text = (
+                f"threshold {risk_days:.0f} = {_fmt_num(c.at_risk_factor)} x "
+                f"mean gap {gap:.1f} days"
+            )
+        if seg == "lapsed":
+            return (
+                f"Lapsed customer — no purchase for {dslp} days",
+                [f"no purchase for {dslp} days (threshold {c.lapsed_days})"],
+            )
+        if seg == "at_risk":
+            return (
+                f"At-risk customer — no purchase for {dslp} days",
+                [f"no purchase for {dslp} days ({risk_text})"],
+            )
+        if seg == "new":
+            age = ctx[3]
+            return (
+                f"New customer — first purchase {age} days ago",
+                [f"first purchase {age} days ago (within {c.new_days})",
+                 "no repeat purchase yet (frequency 0)"],
+            )  # fmt: skip
+        if seg == "reactivated" and len(ctx) == 3:
+            return (
+                f"Reactivated customer — purchased {dslp} days ago after being {prev}",
+                [f"purchase {dslp} days ago after being {prev}"],
+            )
+        if seg == "reactivated":
+            back = (clock_ms - int((prev_state or {}).get("since_ms", clock_ms))) // MS_PER_DAY
+            return (
+                f"Reactivated customer — back for {back} days",
+                [f"reactivated {back} days ago (stays for {c.reactivated_days} days)"],
+            )
+        return (
+            f"Active customer — last purchase {dslp} days ago",
+            [f"last purchase {dslp} days ago ({risk_text} for at-risk)"],
         )
 
     @staticmethod
@@ -807,24 +940,43 @@ class RuleEngine:
 
     # ---------------------------------------------------------------- value
 
-    def _value(
+    def _value_decide(
         self, features: Mapping[str, Any], prev_state: Mapping[str, Any] | None, clock_ms: int
-    ) -> Assignment:
+    ) -> tuple[str | None, tuple[Any, ...]]:
         c = self.config
         value = _num(features.get(c.value_feature)) or 0.0
         thresholds = c.value_thresholds
         prev = prev_state.get("current") if prev_state else None
-        up = max(i for i, t in enumerate(thresholds) if value >= t or i == 0)
-        p = VALUE_TIERS.index(prev) if prev in VALUE_TIERS else None
-        if p is None or up >= p:
+        up = 0
+        for i in range(len(thresholds) - 1, 0, -1):
+            if value >= thresholds[i]:
+                up = i
+                break
+        p = _VALUE_RANK.get(prev) if prev is not None else None
+        if p is None or p < 0 or up >= p:
             tier = up
         else:
             # Falling: stay in the highest tier (at most the previous one)
             # whose exit bound threshold * (1 - margin) is still met.
-            tier = max(
-                i for i in range(p + 1) if i == 0 or value >= thresholds[i] * (1 - c.value_margin)
-            )
-        seg = VALUE_TIERS[tier]
+            tier = 0
+            for i in range(p, 0, -1):
+                if value >= thresholds[i] * (1 - c.value_margin):
+                    tier = i
+                    break
+        return VALUE_TIERS[tier], (value, tier)
+
+    def _value_words(
+        self,
+        seg: str | None,
+        ctx: tuple[Any, ...],
+        features: Mapping[str, Any],
+        prev_state: Mapping[str, Any] | None,
+        clock_ms: int,
+    ) -> tuple[str, list[str]]:
+        c = self.config
+        value, tier = ctx
+        thresholds = c.value_thresholds
+        assert seg is not None
         feature = c.value_feature
         shown = _fmt_money(value)
         if feature == "revenue_90d":
@@ -845,78 +997,82 @@ class RuleEngine:
             reasons.append(
                 f"next tier {VALUE_TIERS[tier + 1]} from {_fmt_num(thresholds[tier + 1])}"
             )
-        return self._settle(
-            "value",
-            seg,
-            label,
-            reasons,
-            prev_state,
-            clock_ms,
-            c.value_min_dwell_days,
-            _VALUE_RANK,
-            lambda s: _VALUE_LABELS.get(s, "No value segment") if s else "No value segment",
-        )
+        return label, reasons
 
     # ---------------------------------------------------------------- nps
 
-    def _nps(
-        self, features: Mapping[str, Any], prev_state: Mapping[str, Any] | None, clock_ms: int
-    ) -> Assignment:
+    @staticmethod
+    def _nps_decide(
+        features: Mapping[str, Any], prev_state: Mapping[str, Any] | None, clock_ms: int
+    ) -> tuple[str | None, tuple[Any, ...]]:
         category = features.get("nps_category")
-        score = features.get("nps_last")
         if category in _NPS_LABELS:
-            seg: str | None = category
-            shown = f" (last score {score})" if score is not None else ""
-            label = f"{_NPS_LABELS[category]}{shown}"
-            reasons = [f"nps_category = {category!r}"]
-            if score is not None:
-                reasons.append(f"last NPS score {score}")
-        else:
-            seg, label, reasons = None, "No NPS answer", ["no NPS answer yet"]
-        return self._settle(
-            "nps",
-            seg,
-            label,
-            reasons,
-            prev_state,
-            clock_ms,
-            self.config.nps_min_dwell_days,
-            _NPS_RANK,
-            lambda s: _NPS_LABELS.get(s, "No NPS answer") if s else "No NPS answer",
-        )
+            return category, ()
+        return None, ()
 
-    # ---------------------------------------------------------------- user rules
-
-    def _user(
-        self,
-        rule: UserRule,
+    @staticmethod
+    def _nps_words(
+        seg: str | None,
+        ctx: tuple[Any, ...],
         features: Mapping[str, Any],
         prev_state: Mapping[str, Any] | None,
         clock_ms: int,
-    ) -> Assignment:
-        seg: str | None = rule.default
-        reasons: list[str] = []
-        for case in rule.cases:
-            if case.when.fn(features):
-                seg = case.id
-                reasons.append(f"matches {case.id!r}: {case.when.text}")
+    ) -> tuple[str, list[str]]:
+        if seg is None:
+            return "No NPS answer", ["no NPS answer yet"]
+        score = features.get("nps_last")
+        shown = f" (last score {score})" if score is not None else ""
+        reasons = [f"nps_category = {seg!r}"]
+        if score is not None:
+            reasons.append(f"last NPS score {score}")
+        return f"{_NPS_LABELS[seg]}{shown}", reasons
+
+    # ---------------------------------------------------------------- user rules
+
+    @staticmethod
+    def _user_decider(rule: UserRule) -> Callable[..., tuple[str | None, tuple[Any, ...]]]:
+        def decide(
+            features: Mapping[str, Any], prev_state: Mapping[str, Any] | None, clock_ms: int
+        ) -> tuple[str | None, tuple[Any, ...]]:
+            for case in rule.cases:
+                if case.when.fn(features):
+                    return case.id, (case,)
+            return rule.default, ()
+
+        return decide
+
+    @staticmethod
+    def _user_words(rule: UserRule) -> Callable[..., tuple[str, list[str]]]:
+        def words(
+            seg: str | None,
+            ctx: tuple[Any, ...],
+            features: Mapping[str, Any],
+            prev_state: Mapping[str, Any] | None,
+            clock_ms: int,
+        ) -> tuple[str, list[str]]:
+            if ctx:
+                (case,) = ctx
+                reasons = [f"matches {case.id!r}: {case.when.text}"]
                 reasons.extend(case.when.explain(features))
-                break
-        else:
-            reasons.append(
-                "no case matched; default" if seg is not None else "no case matched; no segment"
-            )
-        return self._settle(
-            rule.name,
-            seg,
-            rule.label_of(seg),
-            reasons,
-            prev_state,
-            clock_ms,
-            rule.min_dwell_days,
-            self._user_ranks[rule.name],
-            rule.label_of,
-        )
+            else:
+                reasons = [
+                    "no case matched; default" if seg is not None else "no case matched; no segment"
+                ]
+            return rule.label_of(seg), reasons
+
+        return words
+
+
+def _lifecycle_label_of(s: str | None) -> str:
+    return _LIFECYCLE_LABELS.get(s, "No lifecycle segment") if s else "No segment"
+
+
+def _value_label_of(s: str | None) -> str:
+    return _VALUE_LABELS.get(s, "No value segment") if s else "No value segment"
+
+
+def _nps_label_of(s: str | None) -> str:
+    return _NPS_LABELS.get(s, "No NPS answer") if s else "No NPS answer"
 
 
 # --------------------------------------------------------------------------- flaps

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import time
 import urllib.error
@@ -151,6 +150,7 @@ def worker(
     import faust
 
     from streams.app import create_app
+    from streams.gc_tuning import settle_heap
 
     if settings.event_loop == "uvloop":
         import mode.loop
@@ -164,9 +164,9 @@ def worker(
     app = create_app(settings)
     # Everything imported so far (river, scipy, sklearn: about a million objects)
     # lives as long as the worker: keep it out of the cyclic GC's full
-    # collections, which otherwise stall the event loop for tens of ms.
-    gc.collect()
-    gc.freeze()
+    # collections, which otherwise stall the event loop for tens of ms; and
+    # collect the young generation less often (streams.gc_tuning).
+    settle_heap()
     runner = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     runner.execute_from_commandline()
 

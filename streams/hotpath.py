@@ -33,6 +33,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from models.eventtime import MS_PER_DAY
+from streams.gc_tuning import settle_heap
 
 __all__ = ["StageTimer", "main", "measure"]
 
@@ -253,7 +254,7 @@ def _instrument(app: Any, timer: StageTimer) -> None:
     streams.processing.result_features = timer.wrap(
         "features view", streams.processing.result_features
     )
-    processor.rules.assign = timer.wrap("rules", processor.rules.assign)
+    processor.rules.changes = timer.wrap("rules", processor.rules.changes)
     if rt.assigner is not None:
         rt.assigner.assign = timer.wrap("cluster", rt.assigner.assign)
     processor.churn_step = timer.wrap("churn", processor.churn_step)
@@ -283,19 +284,22 @@ def measure(
         history_records(customers, events, seed=seed, end_ms=end_ms, bad=0.001, dup=0.005)
     )
     model = _train(records, batch_size, partitions)
+    thresholds = gc.get_threshold()
     per_topic = Counter(topic for topic, _, _ in records)
     results: dict[str, Any] = {"events": len(records), "per_topic": dict(per_topic)}
     with tempfile.TemporaryDirectory() as tmp:
         app = _worker(Path(tmp) / "plain", model)
         fetches = list(_fetches(records, "", batch_size, partitions))
-        gc.collect()
+        settle_heap()  # as `segmenter worker` does once the app is built
         results["plain_cpu_s"] = asyncio.run(_run(app, fetches))
         app = _worker(Path(tmp) / "timed", model)
         timer = StageTimer()
         _instrument(app, timer)
         fetches = list(_fetches(records, "", batch_size, partitions))
-        gc.collect()
+        settle_heap()
         results["timed_cpu_s"] = asyncio.run(_run(app, fetches))
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
     results["seconds"] = dict(timer.seconds)
     results["calls"] = dict(timer.calls)
     return results

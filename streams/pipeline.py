@@ -65,6 +65,8 @@ from streams.reroute_merge import ProgressMark, RerouteMerge
 from streams.runtime import Runtime
 from streams.state_table import Layer, StateTable
 from streams.sweep import PartitionSweep
+from streams.tally import Tally
+from streams.working_set import WorkingSet
 
 __all__ = ["Batch", "Pipeline", "Submission"]
 
@@ -87,6 +89,10 @@ class Batch:
     submissions: list[Submission] = field(default_factory=list)
     # Handing the outputs to the producer (the commit waits for it first).
     sending: asyncio.Future[None] | None = None
+    # The customers this batch touches, decoded once (streams.working_set).
+    working: WorkingSet | None = None
+    # Per-event counters, added to the metrics once the batch is processed.
+    tally: Tally = field(default_factory=Tally)
 
 
 @dataclass(eq=False)
@@ -167,7 +173,14 @@ class Pipeline:
             self.customers.open_layer(),
             self.suppressions.open_layer(),
             Outbox(self.outputs),
+            working=WorkingSet(self.customers),
         )
+
+    def close_states(self, batch: Batch) -> None:
+        """Encode every customer the batch changed into its layer (once each); count."""
+        if batch.working is not None and len(batch.working):
+            batch.working.flush(batch.customers)
+        batch.tally.flush(self.rt.metrics)
 
     async def on_batch(self, topic: str, messages: list[Any]) -> None:
         """Handle the messages of the logical input ``topic`` and wait until committed.
@@ -319,6 +332,7 @@ class Pipeline:
         if due is None and self.order is not None:
             due = self.order.release(self.event_time_caught_up)
         self._apply_due(batch, due or [])
+        self.close_states(batch)
         # Outputs go to the producer at once, after the previous batch's (a
         # forward must not overtake an earlier one of its source: see
         # streams.repartition); the commit waits for this send before it
@@ -418,6 +432,7 @@ class Pipeline:
 
     def enqueue_commit(self, batch: Batch) -> asyncio.Future[None]:
         """Queue ``batch`` for the group commit; the future is done once it is durable."""
+        self.close_states(batch)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((batch, done))
         if self._committer is None or self._committer.done():
@@ -478,11 +493,11 @@ class Pipeline:
     def parse(self, topic: str, message: Any, batch: Batch) -> dict[str, Any] | None:
         """The validated event, or ``None`` after dead-lettering (or dropping) the message,
         or forwarding it to its customer's partition (:mod:`streams.repartition`)."""
-        self.rt.metrics.consumed(topic)
+        batch.tally.consumed(topic)
         # The privacy path first: an opted-out customer's events are not even
         # read; an erased customer's invalid ones are dropped in reject().
         hidden = suppression_of(
-            message_customer(message), message.partition, self.suppressions, self.customers
+            message_customer(message), message.partition, self.suppressions, _Current(batch)
         )
         if hidden == "opted_out" and topic != "privacy":
             self.rt.metrics.rejected(topic, hidden)
@@ -522,7 +537,7 @@ class Pipeline:
         except Exception as exc:  # a poison message must not stop the partition
             self.reject_failed(topic, message, exc, batch, "processing", origin)
         else:
-            self.rt.metrics.observe_processing(topic, time.perf_counter() - started)
+            batch.tally.took(topic, time.perf_counter() - started)
 
     def reject_failed(
         self,
@@ -542,7 +557,7 @@ class Pipeline:
         if isinstance(exc, InvalidEvent):
             self.reject(topic, message, exc, exc.reason, batch, origin)
             return
-        if self.suppressed_message(message, origin) is None:
+        if self.suppressed_message(message, origin, batch) is None:
             log.exception(
                 "%s failed for %s[%s]@%s", stage, message.topic, message.partition, message.offset
             )
@@ -570,33 +585,34 @@ class Pipeline:
             # dead-letter topic would keep the personal data we just erased.
             metrics.rejected(topic, "erased")
             return
-        state = decode_state(self.customers.get(customer_id, partition))
+        working = batch.working if batch.working is not None else WorkingSet(self.customers)
+        entry = working.entry(customer_id, partition)
+        state = entry.state
         if origin is None:
             if already_applied(state, topic, partition, message.offset):
                 # Re-delivered after a crash: the state already holds this message.
-                metrics.duplicate(topic)
+                batch.tally.duplicate(topic)
                 return
             seen = False
         else:
             # Rerouted: forwarded again or re-delivered after a crash, if its source
             # offset is not above the customer's watermark (confirmed by dedup below).
             seen = source_applied(state, topic, origin)
-        if topic == "profiles":
-            event = self.screen_profile(event, state)
         old_kpis = state.get("kc") if state is not None else None  # (replaced, never mutated)
         # (recorded before KPI contributions existed: see count_kpis)
         upgraded = state is not None and old_kpis is None and bool(state.get("seg"))
-        result = self.rt.processor.handle(
-            customer_id,
-            state,
-            topic,
-            event,
-            self.rt.assigner,
-            self.rt.churn_params,
-            self.rt.reviewed_through(partition),
-        )
+        change = (topic, event, partition, message.offset, origin)
+        try:
+            result, rejected_attributes = self.apply_change(state, change)
+        except Exception:
+            # Half-way through: rebuild the state from the batch's start and the
+            # events that succeeded (streams.working_set), then dead-letter this one.
+            working.restore(entry, self.replay)
+            raise
+        for reason, count in rejected_attributes.items():
+            metrics.profile_attributes_rejected(reason, count)
         if result.status == "duplicate" or (seen and result.status == "late"):
-            metrics.duplicate(topic)  # (a copy of our own, whatever its age: not late)
+            batch.tally.duplicate(topic)  # (a copy of our own, whatever its age: not late)
             return
         if result.status == "late":
             raise InvalidEvent(
@@ -609,12 +625,11 @@ class Pipeline:
             metrics.rejected(topic, "opted_out")
             return
         assert result.state is not None
-        if origin is None:
-            mark_applied(result.state, topic, partition, message.offset)
-        else:
-            mark_source_applied(result.state, topic, origin)
+        entry.state = result.state
+        working.touch(entry, change)
         self.rt.observe_partition_clock(partition, event["ts"])
-        self.customers.put(batch.customers, customer_id, partition, encode(result.state))
+        if batch.working is None:  # (a batch opened without a working set writes at once)
+            working.flush(batch.customers)
         self.count_kpis(customer_id, partition, old_kpis, result.state, batch if upgraded else None)
         self.emit(result, message, batch)
         if result.segment_changes:
@@ -623,21 +638,54 @@ class Pipeline:
             self.add_training_sample(customer_id, result)
         if result.churn_labels:
             self.rt.training_buffer.extend(churn_training_items(result))
-        metrics.processed(topic)
+        batch.tally.processed(topic)
 
-    def screen_profile(self, event: dict[str, Any], state: dict[str, Any] | None) -> dict[str, Any]:
-        """Keep only the allowed profile attributes (models.profile_policy); count the rest.
+    def apply_change(
+        self, state: dict[str, Any] | None, change: tuple[Any, ...]
+    ) -> tuple[Result, dict[str, int]]:
+        """What an event does to its customer's state (and nothing else): the
+        processor's result and the profile attributes rejected, by reason.
 
-        Attributes the customer's record holds but that are no longer allowed
-        (a narrower allow-list) are deleted from it.
+        A profile event first loses the attributes the policy does not allow;
+        the customer's stored ones that are no longer allowed are deleted
+        (and put back when the event is not applied after all).
         """
-        held = state["f"]["pr"] if state is not None and "f" in state else {}
-        screened = self.rt.profile_policy.screen(event["attributes"], held)
-        for name in screened.stale:
-            del held[name]
-        for reason, count in screened.rejected.items():
-            self.rt.metrics.profile_attributes_rejected(reason, count)
-        return {**event, "attributes": screened.kept}
+        topic, event, partition, offset, origin = change
+        rejected: dict[str, int] = {}
+        held_before = None
+        if topic == "profiles":
+            held = state["f"]["pr"] if state is not None and "f" in state else {}
+            screened = self.rt.profile_policy.screen(event["attributes"], held)
+            if screened.stale and state is not None:
+                held_before = dict(held)
+                for name in screened.stale:
+                    del held[name]
+            rejected = screened.rejected
+            event = {**event, "attributes": screened.kept}
+        result = self.rt.processor.handle(
+            event["customer_id"],
+            state,
+            topic,
+            event,
+            self.rt.assigner,
+            self.rt.churn_params,
+            self.rt.reviewed_through(partition),
+        )
+        if result.status != "new":
+            if held_before is not None and state is not None:
+                state["f"]["pr"] = held_before
+            return result, rejected
+        assert result.state is not None
+        if origin is None:
+            mark_applied(result.state, topic, partition, offset)
+        else:
+            mark_source_applied(result.state, topic, origin)
+        return result, rejected
+
+    def replay(self, state: dict[str, Any] | None, change: Any) -> dict[str, Any] | None:
+        """Apply again a change that succeeded (:meth:`WorkingSet.restore`): the state only."""
+        result, _ = self.apply_change(state, change)
+        return result.state if result.status == "new" else state
 
     def add_training_sample(self, customer_id: str, result: Result) -> None:
         self.rt.training_buffer.extend(training_samples(customer_id, result, self.rt.salt()))
@@ -700,7 +748,8 @@ class Pipeline:
         partition = message.partition
         action = event["action"]
         self.rt.metrics.privacy_request(action)
-        state = decode_state(self.customers.get(customer_id, partition))
+        working = batch.working if batch.working is not None else WorkingSet(self.customers)
+        state = working.entry(customer_id, partition).state
         recorded = read_suppression(self.suppressions.get(customer_id, partition))
         suppressed = recorded or Suppression()
         details: dict[str, int] = {}
@@ -728,14 +777,14 @@ class Pipeline:
             opted["since_ms"] = event["ts"]
             opted["seq"] = (state or {}).get("seq", 0)
             # features dropped; only the flag stays
-            self.customers.put(batch.customers, customer_id, partition, encode(opted))
+            working.replace(customer_id, partition, opted)
             # Later events are dropped before they are read (streams.privacy_gate).
             suppressed = Suppression(suppressed.erased_ms, opted_out_ms=event["ts"])
             self.forget_training_sample(customer_id, details)
         elif action == "opt_in":
             if state is not None and state.get("opted_out"):
                 # tombstone: profiling starts afresh
-                self.customers.put(batch.customers, customer_id, partition, None)
+                working.replace(customer_id, partition, None)
                 details["changelog_tombstones"] = 1
             suppressed = Suppression(suppressed.erased_ms, opted_in_ms=event["ts"])
         elif action == "erase":
@@ -743,7 +792,7 @@ class Pipeline:
                 self.send_tombstones(batch, customer_id, state)
                 self.count_kpis(customer_id, partition, state.get("kc"), None)
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
-                self.customers.put(batch.customers, customer_id, partition, None)  # tombstone
+                working.replace(customer_id, partition, None)  # tombstone
                 details["table_entries"] = 1
                 details["changelog_tombstones"] = 1
             else:
@@ -755,6 +804,8 @@ class Pipeline:
             self.forget_training_sample(customer_id, details)
         if suppressed != (recorded or Suppression()):
             self.suppressions.put(batch.suppressions, customer_id, partition, suppressed.encode())
+        if batch.working is None:  # (a batch opened without a working set writes at once)
+            working.flush(batch.customers)
         self.send(
             batch,
             "privacy-confirmations",
@@ -770,7 +821,7 @@ class Pipeline:
             },
             confirmation=True,
         )
-        self.rt.metrics.processed("privacy")
+        batch.tally.processed("privacy")
 
     @staticmethod
     def send_tombstones(
@@ -786,13 +837,16 @@ class Pipeline:
         details["model_erase_requests"] = 1
 
     # -- rejections -----------------------------------------------------------------
-    def suppressed_message(self, message: Any, origin: Origin | None = None) -> str | None:
+    def suppressed_message(
+        self, message: Any, origin: Origin | None = None, batch: Batch | None = None
+    ) -> str | None:
         """Whether a message about to be dead-lettered names a suppressed customer
-        (of the partitions this worker holds)."""
+        (of the partitions this worker holds; a batch's working states first)."""
+        customers = self.customers if batch is None or batch.working is None else _Current(batch)
         return rejected_suppression(
             message,
             self.suppressions,
-            self.customers,
+            customers,
             self.router.partitions,
             self.holds,
             self.named(message, origin),
@@ -816,7 +870,7 @@ class Pipeline:
         it names a suppressed customer, or one whose partition another worker holds
         (carried there first: :meth:`Router.forward_to_gate`)."""
         metrics = self.rt.metrics
-        hidden = self.suppressed_message(message, origin)
+        hidden = self.suppressed_message(message, origin, batch)
         if hidden is not None:
             # An erased or opted-out customer's message: its payload must not
             # outlive the request in dead-letters. Dropped and counted.
@@ -935,3 +989,18 @@ def already_applied(state: dict[str, Any] | None, topic: str, partition: int, of
 def mark_applied(state: dict[str, Any], topic: str, partition: int, offset: int) -> None:
     """Record that ``state`` holds the message at ``offset`` (see :func:`already_applied`)."""
     state.setdefault("off", {})[topic] = [partition, offset]
+
+
+class _Current:
+    """The customers table as a batch sees it: its working states first
+    (``get`` like :meth:`StateTable.get`, for the privacy checks)."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def get(self, customer_id: str, partition: int) -> bytes | None:
+        working = self.batch.working
+        assert working is not None
+        return working.raw(customer_id, partition)

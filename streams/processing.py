@@ -142,6 +142,8 @@ class Result:
     # Matured churn outcomes for the learner: [vector, churned, snapshot day].
     churn_labels: list[list[Any]] = field(default_factory=list)
     tracked: bool = False  # a churn snapshot was taken or released: write the state
+    # (clock, features view) an evaluation read: reused for a sample at that clock
+    read: tuple[int, dict[str, Any]] | None = field(default=None, repr=False)
 
     def merge(self, later: Result) -> None:
         """Append the outputs of a later evaluation of the same customer."""
@@ -266,7 +268,9 @@ class CustomerProcessor:
             if topic == "browsing":
                 state["browse_day"] = today
             cause = f"event:{event['event_id']}"
-            result.merge(self.evaluate(customer_id, state, clock_ms, assigner, churn_params, cause))
+            evaluated = self.evaluate(customer_id, state, clock_ms, assigner, churn_params, cause)
+            result.merge(evaluated)
+            result.read = evaluated.read
         result.status = "new"
         result.write = True
         if topic in BEHAVIOUR_TOPICS and state.get("train_day") != today:
@@ -274,7 +278,7 @@ class CustomerProcessor:
             # input balanced between heavy and light customers.
             state["train_day"] = today
             state["train_ms"] = clock_ms
-            feats = result_features(state, clock_ms)
+            feats = features_at(result, state, clock_ms)
             result.training_vector = cluster_vector(feats)
             result.training_ms = clock_ms
         return result
@@ -332,13 +336,15 @@ class CustomerProcessor:
                 day_start=True,
             )
             result.merge_changes(step, day * MS_PER_DAY)
-            self._refresh_sample(state, day * MS_PER_DAY, result)
+            self._refresh_sample(state, day * MS_PER_DAY, result, step)
         if first <= until_day:
             state["eval_day"] = until_day
         return result
 
     @staticmethod
-    def _refresh_sample(state: dict[str, Any], at_ms: int, result: Result) -> None:
+    def _refresh_sample(
+        state: dict[str, Any], at_ms: int, result: Result, evaluated: Result | None = None
+    ) -> None:
         """A fresh learner sample at ``at_ms`` if the customer's last one is a week old."""
         last = state.get("train_ms")
         if last is None:
@@ -347,7 +353,8 @@ class CustomerProcessor:
             last = state["train_day"] * MS_PER_DAY
         if at_ms - last >= REFRESH_SAMPLE_MS:
             state["train_ms"] = at_ms
-            result.refresh.append((at_ms, cluster_vector(result_features(state, at_ms))))
+            feats = features_at(evaluated, state, at_ms)
+            result.refresh.append((at_ms, cluster_vector(feats)))
 
     @staticmethod
     def can_skip_evaluation(state: dict[str, Any], topic: str, day: int) -> bool:
@@ -469,17 +476,16 @@ class CustomerProcessor:
         where churn snapshots are taken and matured outcomes released.
         """
         feats = result_features(state, clock_ms)
-        result = Result("new", state)
+        result = Result("new", state, read=(clock_ms, feats))
         segments = state["seg"]
         first_assessment = not segments
         previous = {
             k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in segments.items()
         }
-        assignments = self.rules.assign(feats, previous, clock_ms)
-        for seg_type, assignment in assignments.items():
+        # Only the changed types: their words are built, the others' are not.
+        for assignment in self.rules.changes(feats, previous, clock_ms):
+            seg_type = assignment.segment_type
             old = segments.get(seg_type, {}).get("current")
-            if assignment.current == old:
-                continue
             self._record(result, segments, seg_type, assignment.current, assignment.label, clock_ms)
             result.segment_changes.append(
                 self._segment_change(
@@ -502,8 +508,10 @@ class CustomerProcessor:
         # profile alone is not.
         if assigner is not None and has_behaviour(feats):
             old = segments.get("cluster", {}).get("current")
-            cluster_id, _margin, reasons = assigner.assign(cluster_vector(feats), old)
+            vector = cluster_vector(feats)
+            cluster_id, _margin, _ = assigner.assign(vector, old, explain=False)
             if cluster_id is not None and cluster_id != old:
+                reasons = assigner.assign(vector, old)[2]  # words only for a move
                 label = assigner.label(cluster_id)
                 self._record(result, segments, "cluster", cluster_id, label, clock_ms)
                 result.segment_changes.append(
@@ -795,3 +803,11 @@ def new_customer_state() -> dict[str, Any]:
 def result_features(state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
     """Features of ``state`` read at ``clock_ms``."""
     return features.read_features(state["f"], clock_ms)
+
+
+def features_at(evaluated: Result | None, state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
+    """Features of ``state`` at ``clock_ms``: those ``evaluated`` read if it read at that
+    clock (an evaluation changes segments and churn, never the features), else read now."""
+    if evaluated is not None and evaluated.read is not None and evaluated.read[0] == clock_ms:
+        return evaluated.read[1]
+    return result_features(state, clock_ms)

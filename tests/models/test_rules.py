@@ -466,3 +466,43 @@ def test_hysteresis_keeps_changes_rare_versus_no_hysteresis() -> None:
     assert changes["margin"] <= 5, changes
     assert changes["default"] <= 5, changes
     assert count_flaps(margin_only) <= 2 and count_flaps(default) <= 2
+
+
+def test_changes_are_the_changed_assignments_with_the_same_words() -> None:
+    """``changes`` (what the worker calls) reports exactly what ``assign`` marks changed."""
+    rng = random.Random(15)
+    config = load_rules(ROOT / "segments.example.yaml")
+    engines = [
+        RuleEngine(config),
+        RuleEngine(RulesConfig(value_min_dwell_days=7, lifecycle_min_dwell_days=5)),
+    ]
+    options = {
+        "lifecycle": [None, "prospect", "lapsed", "new", "active", "at_risk", "reactivated"],
+        "value": [None, "low", "mid", "high", "vip"],
+        "nps": [None, "promoter", "passive", "detractor"],
+        "b2b_tier": [None, "enterprise", "consumer"],
+    }
+    seen_changes = seen_held = 0
+    for _ in range(3000):
+        features = buyer(
+            rng.choice([0, 3, 30, 95, 200, 400]),
+            frequency=rng.choice([0, 1, 3]),
+            age=rng.choice([5, 40, 400]),
+            revenue_90d=rng.choice([0.0, 99.0, 100.0, 450.0, 500.0, 2000.0]),
+            nps_category=rng.choice(["promoter", "passive", "detractor", None]),
+            cart_adds_30d=rng.choice([0, 2]),
+            orders_7d=0,
+        )
+        features["profile"] = {"company_size": rng.choice([1, 5000])}
+        previous = {
+            seg_type: {"current": rng.choice(ids), "since_ms": CLOCK - rng.choice([1, 9]) * DAY}
+            for seg_type, ids in options.items()
+            if rng.random() < 0.8
+        }
+        for engine in engines:
+            assigned = engine.assign(features, previous, CLOCK)
+            changed = [a for a in assigned.values() if a.changed]
+            assert engine.changes(features, previous, CLOCK) == changed
+            seen_changes += len(changed)
+            seen_held += sum("minimum dwell" in a.reasons[-1] for a in assigned.values())
+    assert seen_changes > 1000 and seen_held > 100  # both paths were exercised

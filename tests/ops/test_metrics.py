@@ -248,6 +248,20 @@ def test_processing_time() -> None:
     assert m.sample("segmenter_processing_seconds_bucket", topic="purchases", le="0.0025") == 3.0
 
 
+def test_processing_times_of_a_batch_land_in_the_same_buckets_as_one_by_one() -> None:
+    one_by_one, batched = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
+    # bucket bounds themselves (le is inclusive), values between, and beyond the last
+    times = [0.0, 0.00005, 0.0001, 0.00011, 0.001, 0.0025, 0.05, 1.0, 7.5, 60.0, 0.0001]
+    for seconds in times:
+        one_by_one.observe_processing("purchases", seconds)
+    batched.observe_processing_many("purchases", times)
+    expected = generate_latest(one_by_one.registry).decode()
+    got = generate_latest(batched.registry).decode()
+    lines = [line for line in expected.splitlines() if "segmenter_processing_seconds" in line]
+    assert any('le="+Inf"' in line for line in lines)
+    assert lines == [line for line in got.splitlines() if "segmenter_processing_seconds" in line]
+
+
 def test_lag() -> None:
     m = Metrics(CollectorRegistry())
     m.set_lag("purchases", 3, 42)

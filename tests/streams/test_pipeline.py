@@ -64,3 +64,32 @@ async def test_a_batch_that_waits_for_the_producer_is_not_overtaken(app: Any) ->
     view = app.segmenter.processor.view("c1", state, T0 + DAY)
     assert view["features"]["orders"] == 2  # the second batch's state, not the first's
     assert state["off"]["purchases"] == [0, 1]
+
+
+async def test_an_event_that_fails_half_way_leaves_nothing_of_itself_in_the_batch(
+    app: Any,
+) -> None:
+    """The batch keeps one decoded state per customer (streams.working_set): an
+    event whose processing raises after changing it is rolled back, and the
+    customer's other events of the same batch are kept."""
+    pipeline = app.pipeline
+    processor = app.segmenter.processor
+    handle = processor.handle
+
+    def fails_after_changing_the_state(*args: Any, **kwargs: Any) -> Any:
+        result = handle(*args, **kwargs)  # features, dedup memory and segments moved on
+        if args[3]["event_id"] == "o1":
+            raise RuntimeError("a bug after the state was changed")
+        return result
+
+    processor.handle = fails_after_changing_the_state
+    messages = [purchase_message(offset, T0 + offset * DAY) for offset in range(3)]
+    submission = await pipeline.submit("purchases", messages)
+    assert await asyncio.wait_for(submission.done, 5)
+    state = decode_state(pipeline.customers.get("c1", 0))
+    assert state is not None
+    view = app.segmenter.processor.view("c1", state, T0 + 2 * DAY)
+    assert view["features"]["orders"] == 2  # o0 and o2; nothing of o1
+    assert (
+        app.segmenter.metrics.sample("segmenter_events_processed_total", topic="purchases") == 2.0
+    )
