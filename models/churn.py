@@ -303,9 +303,9 @@ class ChurnScorer:
         >>> sorted(v), round(v["inactivity"], 3)  # 30 days vs the default 14
         (['engagement_decline', 'inactivity', 'sentiment', 'support'], 0.276)
         """
-        return self._evaluate(features, params)[0]
+        return self.evaluate_factors(features, params)[0]
 
-    def _evaluate(
+    def evaluate_factors(
         self,
         features: Mapping[str, Any],
         params: BGNBDParams | None,
@@ -406,7 +406,7 @@ class ChurnScorer:
         return values, ctx
 
     @staticmethod
-    def _reason(name: str, ctx: Mapping[str, Any]) -> str | None:
+    def reason_text(name: str, ctx: Mapping[str, Any]) -> str | None:
         """The words for one factor (only built for the reasons shown)."""
         if name == "not_alive":
             return (
@@ -487,7 +487,7 @@ class ChurnScorer:
         >>> round(r.score, 3), r.factors[0], r.reasons
         (0.047, ('inactivity', 0.0), ['no strong churn signals'])
         """
-        values, ctx = self._evaluate(features, params)
+        values, ctx = self.evaluate_factors(features, params)
         z = self.bias
         contributions = []
         for name in FACTORS:
@@ -500,7 +500,7 @@ class ChurnScorer:
         reasons = []
         for name, c in contributions[: self.max_reasons]:
             if c >= self.min_reason_contribution:
-                text = self._reason(name, ctx)
+                text = self.reason_text(name, ctx)
                 if text:
                     reasons.append(text)
         if not reasons:

@@ -496,7 +496,7 @@ class ChurnModel:
             assert freq is not None and big_t is not None
             rec = _num(features, "recency") or 0.0
             p_alive, expected = self.btyd.quantities(freq, rec, big_t, float(self.horizon_days))
-        values, ctx = self.scorer._evaluate(features, None, p_alive=p_alive)
+        values, ctx = self.scorer.evaluate_factors(features, None, p_alive=p_alive)
         if buyer:
             assert freq is not None and expected is not None
             values["low_expected_purchases"] = 1.0 / (1.0 + expected)
@@ -530,7 +530,7 @@ class ChurnModel:
             return "bought on one day only" if days == 1 else f"bought on only {days} days"
         if name == "never_bought":
             return "has never bought"
-        return ChurnScorer._reason(name, ctx)
+        return ChurnScorer.reason_text(name, ctx)
 
     # -------------------------------------------------------------- score
     def score(self, features: Mapping[str, Any], explain: bool = True) -> ChurnScore:

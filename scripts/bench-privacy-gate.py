@@ -24,6 +24,7 @@ import orjson
 
 from schemas import validate
 from streams.app import create_app
+from streams.faust_adapter import partition_db
 from streams.privacy_gate import message_customer, suppression_of
 from streams.settings import Settings
 
@@ -64,8 +65,8 @@ def main() -> None:
     app = create_app(settings)
     app.segmenter.learner_salt = b"bench"
     pipeline = app.pipeline
-    suppressions = pipeline.suppressions.table.data._db_for_partition(0)
-    customers = pipeline.customers.table.data._db_for_partition(0)
+    suppressions = partition_db(pipeline.suppressions.table.data, 0)
+    customers = partition_db(pipeline.customers.table.data, 0)
     for i in range(10_000):
         suppressions[orjson.dumps(f"x{i:06d}")] = b'{"erased_ms":1}'
     for i in range(100_000):

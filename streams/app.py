@@ -31,6 +31,7 @@ from streams.broadcast import run_broadcast_reader
 from streams.churn_learner import CHURN_MODEL_KEY
 from streams.churn_runner import ChurnLearnerRunner
 from streams.codec import encode
+from streams.faust_adapter import committed_offset, read_offset
 from streams.http_security import bearer_auth, disable_faust_routes
 from streams.learner import LearnerHost
 from streams.learner_salt import resolve_learner_salt
@@ -408,7 +409,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 highwater = consumer.highwater(tp)
             except Exception:
                 continue
-            read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+            read = read_offset(consumer, tp)
             if highwater is not None:
                 lags[(tp.topic, tp.partition)] = max(0, highwater - ((read or -1) + 1))
         rt.metrics.set_consumer_lag(lags)
@@ -497,7 +498,7 @@ def _caught_up_test(app: faust.App, settings: Settings) -> Any:
             if received is not None:
                 position = received[0] + 1
             else:
-                position = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
+                position = committed_offset(app.consumer, tp) or 0
             if position >= highwater:
                 return True
         last = received[1] if received is not None else pipeline.receiving_since

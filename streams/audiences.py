@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from models.eventtime import format_ts
+from streams.faust_adapter import partition_db
 
 __all__ = [
     "MEMBERSHIPS_TOPIC",
@@ -238,8 +239,8 @@ def _items(
     store: Any, partition: int, after: bytes | None, belongs: Callable[[bytes], bool]
 ) -> Iterator[tuple[bytes, bytes]]:
     """``(key, value)`` of ``partition`` in key order, after ``after``."""
-    if hasattr(store, "_db_for_partition"):
-        db = store._db_for_partition(partition)
+    db = partition_db(store, partition)
+    if db is not None:
         items = db.items(from_key=after) if after is not None else db.items()
         for key, value in items:
             key = bytes(key)

@@ -98,6 +98,13 @@ __all__ = [
     "BatchTransport",
     "Segment",
     "check_faust_version",
+    "committed_offset",
+    "forget_key",
+    "partition_db",
+    "partition_owner_url",
+    "read_offset",
+    "refresh_metadata",
+    "remember_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -567,3 +574,51 @@ class BatchApp(faust.App):
             self.topics.add(topic)
         self.batch_topics = frozenset(names)
         self.batch_sink = sink
+
+
+# -- the other Faust/aiokafka internals the worker reads ---------------------------------
+# Everything below reaches into private attributes of faust-streaming 0.15.3 (or
+# aiokafka): kept here, next to the consumer above, so an upgrade is checked in one
+# file (ruff's SLF rule is on everywhere else).
+
+
+def partition_db(store: Any, partition: int) -> Any | None:
+    """The RocksDB database of one partition of a table's store, or ``None`` for a
+    store without one (``memory://`` in tests keeps every partition in one dict)."""
+    if not hasattr(store, "_db_for_partition"):
+        return None
+    return store._db_for_partition(partition)
+
+
+def remember_key(store: Any, key: bytes, partition: int) -> None:
+    """Tell a RocksDB store which partition holds ``key`` (its ``_key_index``, used
+    by Faust's own reads) after writing or reading it directly."""
+    store._key_index[key] = partition
+
+
+def forget_key(store: Any, key: bytes) -> None:
+    """Drop ``key`` from a RocksDB store's partition index after deleting it."""
+    store._key_index.pop(key, None)
+
+
+def read_offset(consumer: Any, tp: TP) -> int | None:
+    """The offset of the last message the consumer handed to the app on ``tp``."""
+    offset: int | None = consumer._read_offset.get(tp)
+    return offset
+
+
+def committed_offset(consumer: Any, tp: TP) -> int | None:
+    """The offset Faust last committed on ``tp`` (``None`` before the first)."""
+    offset: int | None = consumer._committed_offset.get(tp)
+    return offset
+
+
+def partition_owner_url(app: Any, tp: TP) -> str | None:
+    """The web URL of the worker that owns ``tp`` (Faust's router table)."""
+    url: str | None = app.assignor._external_tps_url.get(tp)
+    return url
+
+
+async def refresh_metadata(consumer: Any) -> None:
+    """Force an aiokafka consumer to fetch cluster metadata now (new topics)."""
+    await consumer._client.force_metadata_update()

@@ -201,7 +201,7 @@ def _train(records: list[tuple[str, bytes, bytes]], size: int, partitions: int) 
         host = LearnerHost(rt)
         # A short history: form clusters without the two weeks of warm-up the
         # worker waits for (the hot path's cost is what is measured here).
-        host.learner = SegmentLearner(**{**host._params(), "warmup_days": 0})
+        host.learner = SegmentLearner(**{**host.learner_params(), "warmup_days": 0})
         # Every partition is complete through the end of the last event's day:
         # the learner closes those days (it refits once per day of stream time).
         day_end = (rt.clock.now_ms // MS_PER_DAY + 1) * MS_PER_DAY

@@ -51,7 +51,7 @@ class LearnerHost:
         """Restore the learner from the latest snapshot, or start a fresh one."""
         if self.learner is None:
             message = self.rt.model_message or {}
-            self.learner = self._restore(message) or SegmentLearner(**self._params())
+            self.learner = self._restore(message) or SegmentLearner(**self.learner_params())
             self.learner.set_k_bounds(*self._k_bounds())
             self.published_version = self.learner.version if message.get("snapshot") else None
         return self.learner
@@ -60,7 +60,8 @@ class LearnerHost:
         clusters = self.rt.processor.rules.config.clusters
         return clusters.k_min, clusters.k_max
 
-    def _params(self) -> dict[str, Any]:
+    def learner_params(self) -> dict[str, Any]:
+        """The :class:`SegmentLearner` arguments the settings and the segments YAML give."""
         k_min, k_max = self._k_bounds()
         warmup = max(self.rt.settings.cluster_warmup, 5 * k_max)
         return {
@@ -93,7 +94,7 @@ class LearnerHost:
                 )
         if message.get("snapshot"):
             try:
-                return SegmentLearner.from_snapshot(message["snapshot"], **self._params())
+                return SegmentLearner.from_snapshot(message["snapshot"], **self.learner_params())
             except Exception:
                 log.exception("cannot resume from the snapshot; starting a fresh learner")
         return None

@@ -303,7 +303,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
     rt = _runtime(processor)
     host = LearnerHost(rt, seed=42)
     if config.learner:
-        host.learner = SegmentLearner(**{**host._params(), **config.learner})
+        host.learner = SegmentLearner(**{**host.learner_params(), **config.learner})
     host.ensure_learner()
     partitions = range(rt.settings.partitions)
 

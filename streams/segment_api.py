@@ -30,6 +30,7 @@ from streams.audiences import (
     encode_cursor,
     scan_members,
 )
+from streams.faust_adapter import partition_owner_url
 from streams.runtime import Runtime
 
 __all__ = [
@@ -156,7 +157,7 @@ def register_segment_views(app: Any, rt: Runtime, customers: Any, route_topic: A
     async def remote_page(
         request: Any, partition: int, after: bytes | None, limit: int, budget: int
     ) -> MemberPage | None:
-        owner = app.assignor._external_tps_url.get(TP(topic_name, partition))
+        owner = partition_owner_url(app, TP(topic_name, partition))
         if owner is None:
             return None
         url = (

@@ -31,6 +31,8 @@ from typing import Any
 import orjson
 from faust.types import TP
 
+from streams.faust_adapter import forget_key, partition_db, remember_key
+
 __all__ = ["ChangelogSend", "Layer", "StateTable", "producer_send"]
 
 # partition -> encoded key -> value (None: delete), one batch's writes
@@ -157,10 +159,11 @@ class StateTable:
     # -- the store --------------------------------------------------------------------
     def _read(self, partition: int, key: bytes) -> bytes | None:
         store = self.table.data
-        if hasattr(store, "_db_for_partition"):
-            value = store._db_for_partition(partition).get(key)
+        db = partition_db(store, partition)
+        if db is not None:
+            value = db.get(key)
             if value is not None:
-                store._key_index[key] = partition
+                remember_key(store, key, partition)
             return None if value is None else bytes(value)
         memory = getattr(store, "data", store)  # memory:// keeps one dict
         result: bytes | None = memory.get(key)
@@ -168,18 +171,19 @@ class StateTable:
 
     def _write(self, partition: int, values: dict[bytes, bytes | None]) -> None:
         store = self.table.data
-        if hasattr(store, "_db_for_partition"):
+        db = partition_db(store, partition)
+        if db is not None:
             import rocksdict
 
             batch = rocksdict.WriteBatch(raw_mode=True)
             for key, value in values.items():
                 if value is None:
                     batch.delete(key)
-                    store._key_index.pop(key, None)
+                    forget_key(store, key)
                 else:
                     batch.put(key, value)
-                    store._key_index[key] = partition
-            store._db_for_partition(partition).write(batch)
+                    remember_key(store, key, partition)
+            db.write(batch)
             return
         memory = getattr(store, "data", store)
         for key, value in values.items():

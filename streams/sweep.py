@@ -10,6 +10,7 @@ import orjson
 
 from models.btyd_summary import BTYDSummary
 from models.spend_summary import SpendSummary
+from streams.faust_adapter import partition_db
 from streams.processing import btyd_row, spend_row
 
 __all__ = ["PartitionSweep", "partition_keys"]
@@ -28,8 +29,8 @@ def partition_keys(
     """
     store = table.data
     raw_keys: list[bytes] = []
-    if hasattr(store, "_db_for_partition"):
-        db = store._db_for_partition(partition)
+    db = partition_db(store, partition)
+    if db is not None:
         for key in db.keys(from_key=after) if after is not None else db.keys():
             if key in (after, FAUST_OFFSET_KEY):
                 continue

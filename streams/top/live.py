@@ -23,6 +23,7 @@ import orjson
 from rich.console import Console
 from rich.live import Live
 
+from streams.faust_adapter import refresh_metadata
 from streams.settings import Settings
 from streams.top.collect import MetricsSample, fetch_overview
 from streams.top.notable import NotableChange, NotableFeed
@@ -66,7 +67,7 @@ async def tail_outputs(
     try:
         partitions: list[Any] = []
         while not partitions and not stop.is_set():
-            await consumer._client.force_metadata_update()
+            await refresh_metadata(consumer)
             partitions = [
                 TopicPartition(topic, p)
                 for topic in names

@@ -34,7 +34,7 @@ def runtime(partitions: int = 2, **settings: Any) -> Runtime:
 def host_of(rt: Runtime) -> LearnerHost:
     """A host whose learner clusters from the first day (the worker waits two weeks)."""
     return LearnerHost(
-        rt, learner=SegmentLearner(**{**LearnerHost(rt)._params(), "warmup_days": 0})
+        rt, learner=SegmentLearner(**{**LearnerHost(rt).learner_params(), "warmup_days": 0})
     )
 
 
