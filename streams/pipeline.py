@@ -337,8 +337,7 @@ class Pipeline:
         # forward must not overtake an earlier one of its source: see
         # streams.repartition); the commit waits for this send before it
         # flushes (and sends again what failed).
-        batch.sending = asyncio.ensure_future(self._send_outputs(batch, self._sending))
-        self._sending = batch.sending
+        self._hand_over(batch)
         started = time.perf_counter()
         committed = self.enqueue_commit(batch)
 
@@ -349,6 +348,11 @@ class Pipeline:
 
         committed.add_done_callback(settle)
         return committed
+
+    def _hand_over(self, batch: Batch) -> None:
+        """Start sending ``batch``'s outputs once the previous batch's are handed over."""
+        batch.sending = asyncio.ensure_future(self._send_outputs(batch, self._sending))
+        self._sending = batch.sending
 
     @staticmethod
     async def _send_outputs(batch: Batch, previous: asyncio.Future[None] | None) -> None:
@@ -427,7 +431,12 @@ class Pipeline:
         record per customer for the whole group. Retries until it succeeds (for
         example while the broker is down): the batch's messages are not acked
         before, so nothing is lost; outputs sent twice carry the same ``event_id``.
+        Its outputs go to the producer now, behind the batches processed before
+        (a sweep's change must not reach the topic after the change a later
+        ingest batch made from it).
         """
+        if batch.sending is None:
+            self._hand_over(batch)
         await self.enqueue_commit(batch)
 
     def enqueue_commit(self, batch: Batch) -> asyncio.Future[None]:

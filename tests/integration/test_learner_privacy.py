@@ -1,12 +1,16 @@
 """The learner forgets opted-out and erased customers, under salted keys that
 every worker derives from one persisted salt (real broker).
 
-Worker 1 learns from three customers and generates the salt; it stops and
-worker 2 (another process, port and data directory) takes over and handles an
-opt-out and an erasure: the next published model no longer holds those two
-customers' samples (cluster reservoir and BG/NBD reservoir), and still holds
-the third's. Nothing on ``segment-training`` names a customer, and no key is
-the unsalted hash of an id."""
+Worker 1 learns from three customers (among enough others for the learner to
+form its first model) and generates the salt; it stops and worker 2 (another
+process, port and data directory) takes over and handles an opt-out and an
+erasure: the next published model no longer holds those two customers'
+samples, and still holds the others'. Nothing on ``segment-training`` names a
+customer, and no key is the unsalted hash of an id.
+
+The learner publishes in stream time (#17): its first model once it holds
+``SEGMENTER_CLUSTER_WARMUP`` customers and two weeks of history have closed
+(``streams.learner.WARMUP_DAYS``), so the customers buy over three weeks."""
 
 from __future__ import annotations
 
@@ -31,11 +35,15 @@ pytestmark = pytest.mark.timeout(300)
 DAY = 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 CUSTOMERS = ("ann", "eve", "bob")
+# The others the first model needs (at least SEGMENTER_CLUSTER_WARMUP=40 customers).
+OTHERS = tuple(f"cust{i:02d}" for i in range(40))
+PURCHASE_DAYS = (0, 10, 20)  # 3 purchases each; the learner's warm-up is 14 days
 
 
 def purchase(customer: str, n: int) -> dict[str, Any]:
+    spend = 10.0 + n + 3 * (sum(map(ord, customer)) % 17)  # customers differ
     return {"event_id": f"{customer}-o{n}", "customer_id": customer, "ts": T0 + n * DAY,
-            "order_id": f"{customer}-{n}", "amount": 10.0 + n, "items": 1,
+            "order_id": f"{customer}-{n}", "amount": spend, "items": 1,
             "category": "books", "channel": "web"}  # fmt: skip
 
 
@@ -55,11 +63,14 @@ def held_keys(stack: Stack, message: dict[str, Any], keys: dict[str, str]) -> di
 
 
 def test_opt_out_and_erase_remove_learner_samples_on_another_worker(stack_factory: Any) -> None:
-    stack: Stack = stack_factory(partitions=2)
+    stack: Stack = stack_factory(partitions=2, SEGMENTER_CLUSTER_WARMUP="40")
     first = stack.worker("w1")
-    asyncio.run(stack.produce([("purchases", purchase(c, n)) for n in range(3) for c in CUSTOMERS]))
+    everyone = CUSTOMERS + OTHERS
+    asyncio.run(
+        stack.produce([("purchases", purchase(c, n)) for n in PURCHASE_DAYS for c in everyone])
+    )
     salt = asyncio.run(salt_from_topic(stack.settings))
-    keys = {c: learner_key(c, salt) for c in CUSTOMERS}
+    keys = {c: learner_key(c, salt) for c in everyone}
 
     def holds_all() -> tuple[int, dict[str, Any]] | None:
         latest = latest_model(stack)
@@ -74,7 +85,7 @@ def test_opt_out_and_erase_remove_learner_samples_on_another_worker(stack_factor
     items = [item for _, value in training for item in orjson.loads(value or b"{}")["items"]]
     assert {item["k"] for item in items} == set(keys.values())
     raw = b"".join(value or b"" for _, value in training)
-    for customer in CUSTOMERS:
+    for customer in everyone:
         assert f'"{customer}"'.encode() not in raw
         assert output_event_id(customer)[:16].encode() not in raw  # the old, unsalted key
     assert salt.hex() not in (orjson.dumps(message)).decode()  # the salt is not published
@@ -85,9 +96,9 @@ def test_opt_out_and_erase_remove_learner_samples_on_another_worker(stack_factor
     asyncio.run(
         stack.produce(
             [
-                ("privacy", {"event_id": "p1", "customer_id": "ann", "ts": T0 + 5 * DAY,
+                ("privacy", {"event_id": "p1", "customer_id": "ann", "ts": T0 + 25 * DAY,
                              "action": "opt_out"}),
-                ("privacy", {"event_id": "p2", "customer_id": "eve", "ts": T0 + 5 * DAY,
+                ("privacy", {"event_id": "p2", "customer_id": "eve", "ts": T0 + 25 * DAY,
                              "action": "erase"}),
             ]
         )
@@ -106,7 +117,8 @@ def test_opt_out_and_erase_remove_learner_samples_on_another_worker(stack_factor
         return None
 
     outcome = wait_for(forgotten, timeout=90)
-    assert outcome["held"]["bob"], "the other customers' samples stay"
+    others = {c: held for c, held in outcome["held"].items() if c not in ("ann", "eve")}
+    assert all(others.values()), f"the other customers' samples stay: {others}"
     assert second.proc is not None and second.proc.poll() is None
 
 

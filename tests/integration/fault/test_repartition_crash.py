@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,7 @@ import pytest
 
 from streams.repartition import REPARTITION_TOPIC
 from streams.topics import INPUT_TOPICS
-from tests.integration.conftest import Stack, handled_total, metric_total, wait_for
+from tests.integration.conftest import Stack, Worker, handled_total, metric_total, wait_for
 from tests.integration.fault.conftest import (
     committed_lag,
     history,
@@ -43,6 +44,14 @@ from tests.integration.rerouting import expected_reroutes, misplaced_records
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 SEGMENT_FIELDS = ("customer_id", "segment_type", "previous", "current")
+
+
+def served_total(worker: Worker, name: str) -> float:
+    """A metric's total on the worker's /metrics; 0 until it serves HTTP."""
+    try:
+        return metric_total(worker, name)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0.0
 
 
 def test_sigkill_with_rerouted_messages_in_flight_loses_nothing_and_counts_nothing_twice(
@@ -66,10 +75,13 @@ def test_sigkill_with_rerouted_messages_in_flight_loses_nothing_and_counts_nothi
     )
     assert rerouted > total / 2
 
-    worker = stack.worker("w1")
+    # Polled from the start, not from /ready: the worker is ready once its
+    # partitions are assigned, and it forwarded the whole history before the
+    # first poll after that in 2 runs of 3.
+    worker = stack.worker("w1", start=False).start()
     forwarded = "segmenter_events_repartitioned_total"
     # 1. Killed while forwarding: sources forwarded but not committed yet.
-    wait_for(lambda: metric_total(worker, forwarded) >= rerouted * 0.05, timeout=150, interval=0.1)
+    wait_for(lambda: served_total(worker, forwarded) >= rerouted * 0.05, timeout=150, interval=0.1)
     forwarded_at_kill = metric_total(worker, forwarded)
     worker.kill()
     assert worker.proc is not None and worker.proc.returncode == -9
@@ -85,7 +97,7 @@ def test_sigkill_with_rerouted_messages_in_flight_loses_nothing_and_counts_nothi
 
     worker.start()  # same port, same data dir (RocksDB survives the kill)
     worker.wait_ready()
-    wait_features(worker, hist.expected, timeout=180)
+    needed = wait_features(worker, hist.expected, timeout=180)
     topics = (*INPUT_TOPICS, REPARTITION_TOPIC)
     wait_for(lambda: asyncio.run(committed_lag(stack, topics)) == 0, timeout=90, interval=1.0)
 
@@ -97,7 +109,7 @@ def test_sigkill_with_rerouted_messages_in_flight_loses_nothing_and_counts_nothi
         f"\nfirst kill after {forwarded_at_kill:.0f}/{rerouted} forwarded, when the "
         f"repartition topic held {copies} forwards; second after {handled_at_kill:.0f}/"
         f"{total} handled; {twice} messages forwarded twice; {duplicates:.0f} copies "
-        "recognised after the last restart"
+        f"recognised after the last restart; features exact {needed:.0f} s after the restart"
     )
     assert twice > 0, "no source was forwarded twice: the kill did not test that"
     assert asyncio.run(read_topic(stack, "dead-letters", timeout=3)) == []
