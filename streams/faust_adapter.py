@@ -57,7 +57,10 @@ Delivery rules (docs/delivery.md, "The batch consumer path"):
   the flow stopped. A fetch that was under way during a seek (a seek epoch) is
   delivered only if it starts where the seek put the partition; any fetch not
   delivered (that one, or one that came while the flow was stopped) is rewound:
-  its partitions are sought back to the offset they owe the pipeline. So a
+  its partitions are sought back to the offset they owe the pipeline (after a
+  rebalance since the fetch began: to where the new generation starts, the
+  committed offset or else the log's first, since the fetch may have read on
+  past aiokafka's reset at the assignment). So a
   record fetched before the seek cannot look like a jump past the new position
   (which Faust would take for a gap and mark done), and no dropped fetch is
   lost where Faust's seek does not move the position (no committed offset yet).
@@ -77,7 +80,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from importlib.metadata import version
 from time import monotonic
@@ -192,6 +195,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
         # consumer generation in which held records were handed back (its
         # positions no longer say what the pipeline is owed)
         self._handed_back_in: int | None = None
+        # generation whose assignment reset the bookkeeping above (the consumer
+        # thread announces a new generation before on_partitions_assigned runs here)
+        self._assigned_generation = 0
 
     # -- configuration (set by BatchApp.register_batch_topics) --------------------------
     @property
@@ -270,27 +276,69 @@ class BatchConsumer(aiokafka_driver.Consumer):
         first of these records when that is not known). Faust's own rewind
         (``perform_seek``) moves only partitions with a committed offset.
 
-        Not after a rebalance since the fetch (aiokafka reset every position to
-        the committed offset), nor in a generation whose held records were
-        handed back (the positions would skip them; a rebalance follows)."""
+        After a rebalance since the fetch began (``generation`` is the one it
+        began in), the records may be of either generation: fetched before the
+        assignment (aiokafka then reset the position to the committed offset)
+        or after it, which moved the position past them. Either way their
+        partitions go back to where the current generation starts
+        (:meth:`_generation_start`); skipping them lost the records of a
+        partition without a committed offset for good.
+
+        Not in a generation whose held records were handed back (the positions
+        would skip them; the rebalance that follows resets every position)."""
         current = self.app.consumer_generation_id
-        if current != generation or self._handed_back_in == current:
+        if self._handed_back_in == current:
+            return
+        inputs = [tp for tp, recs in records.items() if tp.topic in batch_topics and recs]
+        if not inputs:
             return
         targets: dict[TP, int] = {}
-        for tp, recs in records.items():
-            if tp.topic in batch_topics and recs:
-                target = self._next_offset.get(tp)
-                targets[tp] = recs[0].offset if target is None else target
-        if not targets:
-            return
-        self._next_offset.update(targets)
-        self._seek_epoch += 1
         try:
+            if current == generation and self._assigned_generation == current:
+                for tp in inputs:
+                    target = self._next_offset.get(tp)
+                    targets[tp] = records[tp][0].offset if target is None else target
+            else:
+                assigned = self.assignment()
+                still_ours = [tp for tp in inputs if tp in assigned]
+                targets = dict(await self._generation_start(still_ours))
+                if targets:
+                    log.info(
+                        "a fetch begun before rebalance %d was not delivered; read again "
+                        "from where the generation starts: %s",
+                        current,
+                        _offsets(targets, targets),
+                    )
+            if not targets:
+                return
+            self._next_offset.update(targets)
+            self._seek_epoch += 1
             await self.seek_wait(targets)
         except Exception:  # not assigned any more: the next owner reads from the committed offset
             log.info("could not rewind %s (a rebalance is under way)", _offsets(targets, targets))
         finally:
-            self._seek_epoch += 1
+            if targets:
+                self._seek_epoch += 1
+
+    async def _generation_start(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        """Where the current generation reads each of ``tps`` from: its committed
+        offset, else the first offset in the log (``consumer_auto_offset_reset``
+        is ``earliest``: :func:`streams.app.create_app`)."""
+        if not tps:
+            return {}
+        committed = await self._committed_offsets(tps)
+        starts = {tp: offset for tp, offset in committed.items() if offset is not None}
+        missing = [tp for tp in tps if tp not in starts]
+        if missing:
+            starts.update(await self.earliest_offsets(*missing))
+        return starts
+
+    async def _committed_offsets(self, tps: Sequence[TP]) -> dict[TP, int | None]:
+        """The group's committed offset of each of ``tps`` (None: nothing committed),
+        asked of the coordinator (another member may have committed since)."""
+        thread = self._thread
+        consumer = thread._ensure_consumer()
+        return {tp: await thread.call_thread(consumer.committed, tp) for tp in tps}
 
     def _take_in_order(self, tp: TP, records: Sequence[Any]) -> Sequence[Any]:
         """The records of ``tp`` not delivered yet in this epoch; records gaps."""
@@ -510,6 +558,7 @@ class BatchConsumer(aiokafka_driver.Consumer):
         position): forget what the previous one delivered."""
         self._frontier.clear()
         self._next_offset.clear()
+        self._assigned_generation = generation_id
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
