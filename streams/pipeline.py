@@ -257,6 +257,7 @@ class Pipeline:
             return 0
         batch = self.open_batch()
         self.announce(batch, self.sources())
+        self.pace_order()
         due = self.order.release(self.event_time_caught_up) if len(self.order) else []
         if due or len(batch.outbox):
             self._run(batch, due)
@@ -294,6 +295,11 @@ class Pipeline:
                     REPARTITION_TOPIC, None, value, partition=partition, headers=headers
                 )
 
+    def pace_order(self) -> None:
+        """Hold back events too far past the cluster model's day (streams.model_pace)."""
+        if self.order is not None:
+            self.order.limit = self.rt.model_pace.limit(time.monotonic())
+
     def event_time_caught_up(self, topic: str, partition: int) -> bool:
         """:attr:`caught_up`, and for the stream of a rerouted source partition, what
         its progress marks say (:meth:`RerouteMerge.stream_caught_up`)."""
@@ -317,6 +323,7 @@ class Pipeline:
         batch's older one, and the events in between lost.
         """
         if due is None and self.order is not None:
+            self.pace_order()
             due = self.order.release(self.event_time_caught_up)
         self._apply_due(batch, due or [])
         # Outputs go to the producer at once, after the previous batch's (a
@@ -382,6 +389,7 @@ class Pipeline:
         now = self.rt.clock.now_ms
         if self.order is None:
             return now
+        self.pace_order()
         watermark = self.order.watermark(partition, self.event_time_caught_up)
         return int(min(now, watermark)) if watermark > 0 else 0
 

@@ -18,6 +18,7 @@ from models.kpis import KpiBook
 from models.profile_policy import AttributePolicy
 from streams.clock import StreamClock
 from streams.metrics import Metrics
+from streams.model_pace import ModelPace
 from streams.processing import CustomerProcessor
 from streams.settings import Settings
 
@@ -58,9 +59,14 @@ class Runtime:
     # Experiments of the segments YAML, and the KPI sums of the owned partitions.
     experiments: tuple[Experiment, ...] = ()
     kpis: KpiBook = field(init=False)
+    # How far past the cluster model's as_of events may be handled (streams.model_pace).
+    model_pace: ModelPace = field(init=False)
 
     def __post_init__(self) -> None:
         self.kpis = KpiBook(today=lambda: day_of(self.clock.now_ms))
+        self.model_pace = ModelPace(
+            lead_ms=round(self.settings.cluster_model_lead_days * 86_400_000)
+        )
 
     def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
         """Track the largest event time per input partition (and overall)."""
@@ -150,6 +156,10 @@ class Runtime:
             self.reject_model_record("snapshot", exc)
             return False
         self.model_message = message
+        as_of_ms = (snapshot or {}).get("as_of_ms")
+        if isinstance(as_of_ms, int) and not isinstance(as_of_ms, bool):
+            # (warming up too: the learner publishes every day it closes)
+            self.model_pace.heard(as_of_ms, time.monotonic())
         if assigner is not None:
             self.assigner = assigner
             published = (snapshot or {}).get("published_s")
