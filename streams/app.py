@@ -37,7 +37,6 @@ from streams.learner_salt import resolve_learner_salt
 from streams.logs import handlers_for
 from streams.metrics import Metrics
 from streams.model_events import MODEL_KEY, model_change_events
-from streams.model_pace import FetchHold
 from streams.monitor import LeanMonitor
 from streams.ordering import EventTimeOrder
 from streams.outbox import ProducerTopic
@@ -361,7 +360,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # partition -> (stream day, wall time, model version) when its last pass started
     last_pass: dict[int, tuple[int, float, str | None]] = {}
 
-    fetch_hold = FetchHold()
+    fetch_hold = pipeline.fetch_hold
 
     @app.timer(interval=0.2)
     async def release_held_events() -> None:
@@ -523,6 +522,8 @@ def _caught_up_test(app: faust.App, settings: Settings) -> Any:
             if position >= highwater:
                 return True
         last = received[1] if received is not None else pipeline.receiving_since
+        # (held back for the cluster model's pace is not silent: streams.model_pace)
+        last = pipeline.fetch_hold.silent_since(tp, last)
         return last is not None and time.monotonic() - last > IDLE_SECONDS
 
     return caught_up

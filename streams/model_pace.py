@@ -17,17 +17,24 @@ next model arrives. Two days, not one: the learner closes a day only once
 the worker's sweep of the next day is done, which needs an event of that day
 handled.
 
-The learner never blocks a worker for long: the bound applies only while the
-model moves on; once no newer model has been heard of for ``patience``
-seconds (learner frozen, down or not owned; no model yet) the worker handles
-events without waiting, and the bound returns with the next model.
+Until the learner's first word (it publishes every day it closes, warm-up
+included) the day of the worker's first event stands for the model's, so a
+backlog does not race ahead before the learner has spoken. The learner never
+blocks a worker for long: the bound applies only while the model moves on;
+once no newer model has been heard of for ``patience`` seconds (learner down
+or not owned) the worker handles events without waiting, and the bound
+returns with the next model. A frozen model (``SEGMENTER_LEARNING=false``)
+sets no bound.
 
 Examples
 --------
 >>> day = 86_400_000
 >>> pace = ModelPace(lead_ms=2 * day, patience_s=30.0)
->>> pace.limit(now=0.0)  # no model yet: nothing to wait for
+>>> pace.limit(now=0.0)  # no model and no event yet: nothing to wait for
 inf
+>>> pace.started(9 * day + 5, now=90.0)  # the first event: its day stands for the model's
+>>> pace.limit(now=91.0) == 11 * day
+True
 >>> pace.heard(10 * day, now=100.0)
 >>> pace.limit(now=101.0) == 12 * day
 True
@@ -42,6 +49,7 @@ True
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +82,14 @@ class ModelPace:
             self.as_of_ms = as_of_ms
             self.advanced_at = now
 
+    def started(self, ts_ms: int, now: float) -> None:
+        """The worker handled its first event (at ``ts_ms``) before hearing of any
+        model: until the learner's first word, the stream's first day stands for
+        the model's, so a backlog does not run ahead of the learner from the start."""
+        if self.as_of_ms is None and self.lead_ms > 0:
+            self.as_of_ms = ts_ms - ts_ms % 86_400_000
+            self.advanced_at = now
+
     def limit(self, now: float) -> float:
         """Events at or past this time (ms) wait for a newer model; ``inf``: none waits."""
         if self.lead_ms <= 0 or self.as_of_ms is None or self.advanced_at is None:
@@ -97,6 +113,24 @@ class FetchHold:
     """
 
     held: set[Any] = field(default_factory=set)
+    # tp -> when (monotonic s) it was last let go: its silence while held is no
+    # sign that it has nothing left to read (streams.app's caught-up test)
+    resumed: dict[Any, float] = field(default_factory=dict)
+
+    def silent_since(self, tp: Any, last: float | None) -> float | None:
+        """When ``tp``'s silence began, not counting the time it was held; ``inf``
+        while it is held (a held partition is never idle).
+
+        >>> hold = FetchHold(held={"a"}, resumed={"b": 50.0})
+        >>> hold.silent_since("a", 10.0), hold.silent_since("b", 10.0), hold.silent_since("c", 10.0)
+        (inf, 50.0, 10.0)
+        """
+        if tp in self.held:
+            return math.inf
+        resumed = self.resumed.get(tp)
+        if resumed is None or last is None:
+            return last if resumed is None else resumed
+        return max(last, resumed)
 
     def update(self, consumer: Any, ahead: Iterable[Any]) -> None:
         """Hold exactly the topic-partitions in ``ahead`` that ``consumer`` is assigned.
@@ -116,6 +150,8 @@ class FetchHold:
         wanted = set(ahead) & assigned
         for tp in wanted - self.held:
             consumer.on_buffer_full(tp)
+        now = time.monotonic()
         for tp in (self.held - wanted) & assigned:  # (revoked ones: the rebalance resets)
             consumer.on_buffer_drop(tp)
+            self.resumed[tp] = now
         self.held = wanted

@@ -35,6 +35,7 @@ from streams.audiences import (
     tombstones,
 )
 from streams.codec import decode_state, encode
+from streams.model_pace import FetchHold
 from streams.ordering import CaughtUp, EventTimeOrder
 from streams.outbox import Outbox
 from streams.privacy_gate import (
@@ -140,6 +141,8 @@ class Pipeline:
     sources: Callable[[], Iterable[tuple[str, int]]] = field(default=lambda: ())
     # A topic-partition silent this long no longer holds others back (streams.app).
     idle_seconds: float = 5.0
+    # input partitions not fetched while they wait for the cluster model (streams.model_pace)
+    fetch_hold: FetchHold = field(default_factory=FetchHold)
     # Reroutes messages not on their customer's partition (streams.repartition).
     router: Router = field(init=False)
     # Rerouted events in event-time order across source partitions (streams.reroute_merge).

@@ -64,13 +64,15 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.kpis = KpiBook(today=lambda: day_of(self.clock.now_ms))
-        self.model_pace = ModelPace(
-            lead_ms=round(self.settings.cluster_model_lead_days * 86_400_000)
-        )
+        # (a frozen model does not move: nothing to keep pace with)
+        lead_days = self.settings.cluster_model_lead_days if self.settings.learning else 0.0
+        self.model_pace = ModelPace(lead_ms=round(lead_days * 86_400_000))
 
     def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
         """Track the largest event time per input partition (and overall)."""
         self.clock.observe(ts_ms)
+        if self.model_pace.as_of_ms is None:
+            self.model_pace.started(ts_ms, time.monotonic())
         if ts_ms > self.partition_clock.get(partition, 0):
             self.partition_clock[partition] = ts_ms
 
