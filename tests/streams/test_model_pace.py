@@ -16,6 +16,7 @@ import orjson
 
 from models.eventtime import MS_PER_DAY
 from streams.learner import LearnerHost
+from streams.model_events import model_change_events, model_event_breaks
 from streams.model_pace import ModelPace
 from streams.ordering import EventTimeOrder
 from tests.streams.test_cluster_pacing import host_of, runtime, samples
@@ -98,3 +99,28 @@ def test_warming_up_the_learner_publishes_its_days_and_workers_pace_on_them() ->
     assert rt.model_pace.as_of_ms == DAY  # but events of day 3 wait for day 2
     restored = LearnerHost(rt).ensure_learner()  # and a learner moving resumes from it
     assert restored.closed_through == DAY
+
+
+def test_model_events_follow_their_own_rule_across_a_learner_restart() -> None:
+    """An init of two clusters is two events from null with one seq: not a customer
+    chain, yet followable; a restart that announces again breaks nothing, a lost
+    announcement does."""
+    snapshot = {
+        "version": 9,
+        "as_of_ms": 20 * DAY,
+        "labels": {"c0": "frequent buyers", "c2": "lapsing", "c3": "promoters"},
+        "events": [
+            {"kind": "init", "k": 3, "ids": ["c0", "c1", "c2"], "version": 1},
+            {"kind": "split", "from": "c0", "into": ["c0", "c3"], "version": 8},
+            {"kind": "merge", "from": ["c2", "c1"], "into": "c2", "version": 9},
+            {"kind": "merge", "from": ["c3", "c2"], "into": "c3", "version": 9},
+        ],
+    }
+    first = model_change_events(snapshot, since_version=None)
+    # the learner moved after announcing version 9 but before its snapshot: the next
+    # owner resumes from version 7's snapshot and announces versions 8 and 9 again
+    again = model_change_events(snapshot, since_version=7)
+    assert model_event_breaks(first + again) == []
+    assert [e["seq"] for e in first[:3]] == [1, 1, 1]  # (three "chain starts" in one seq)
+    lost_split = [e for e in first if e["model_change"]["kind"] != "split"]
+    assert model_event_breaks(lost_split) == ["seq 9: merge into c3, which is not live"]
