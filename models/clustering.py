@@ -427,6 +427,11 @@ class SegmentLearner:
         return bool(self.ids)
 
     @property
+    def closed_through(self) -> int | None:
+        """The last period boundary closed (ms; the snapshot's ``as_of_ms``), if any."""
+        return None if self.as_of_ms == _NO_TIME else int(self.as_of_ms)
+
+    @property
     def k(self) -> int:
         """Current number of clusters (0 during warm-up)."""
         return len(self.ids)

@@ -291,14 +291,25 @@ def create_app(settings: Settings | None = None) -> faust.App:
                 # an erasure or opt-out at once: the previous snapshot on
                 # segment-models still holds the sample (until compaction).
                 changed = settings.learning and await off_loop(learner.advance)
-                if changed or forgotten:
+                # (a day closed without a change is published too: workers pace
+                # themselves on the model's as_of, streams.model_pace)
+                moved_on = settings.learning and learner.moved_on()
+                if changed or forgotten or moved_on:
                     announced = learner.published_version
                     message = await off_loop(learner.snapshot_message)
-                    await models.send(key=b"clusters", value=encode(message))
-                    for event in model_change_events(message["snapshot"], announced):
+                    # Announced (and acknowledged) before the snapshot that marks
+                    # them announced: a learner that moves or restarts in between
+                    # resumes from the previous snapshot and announces the same
+                    # changes again, with the same event ids; never none of them.
+                    sent = [
                         await outputs["segment-changes"].send(
                             key=MODEL_KEY.encode(), value=encode(event)
                         )
+                        for event in model_change_events(message["snapshot"], announced)
+                    ]
+                    for delivery in sent:
+                        await delivery
+                    await models.send(key=b"clusters", value=encode(message))
             except Exception:  # a bad batch must not stop the worker
                 log.exception("learner failed on a training batch; batch skipped")
 
@@ -350,11 +361,21 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # partition -> (stream day, wall time, model version) when its last pass started
     last_pass: dict[int, tuple[int, float, str | None]] = {}
 
+    fetch_hold = pipeline.fetch_hold
+
     @app.timer(interval=0.2)
     async def release_held_events() -> None:
         # Held events whose turn came without a new message (a topic caught up).
         try:
             await pipeline.release_due()
+            # Input partitions read past the cluster model's pace wait for it
+            # (streams.model_pace); a rerouted stream is never held back here.
+            ahead = [
+                TP(settings.topic(topic), partition)
+                for topic, partition in (pipeline.order.past_limit() if pipeline.order else [])
+                if "@" not in topic
+            ]
+            fetch_hold.update(app.consumer, ahead)
         except Exception:
             log.exception("could not release held events; retrying")
         rt.metrics.set_events_held(len(pipeline.order or ()), getattr(pipeline.order, "forced", 0))
@@ -502,6 +523,8 @@ def _caught_up_test(app: faust.App, settings: Settings) -> Any:
             if position >= highwater:
                 return True
         last = received[1] if received is not None else pipeline.receiving_since
+        # (held back for the cluster model's pace is not silent: streams.model_pace)
+        last = pipeline.fetch_hold.silent_since(tp, last)
         return last is not None and time.monotonic() - last > IDLE_SECONDS
 
     return caught_up

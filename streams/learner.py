@@ -46,6 +46,7 @@ class LearnerHost:
     # input partition -> stream time (ms) through which its samples have all come
     through: dict[int, int] = field(default_factory=dict)
     published_version: int | None = None  # model version of the last published snapshot
+    published_as_of: int | None = None  # its as_of (ms): the day it was published as of
 
     def ensure_learner(self) -> SegmentLearner:
         """Restore the learner from the latest snapshot, or start a fresh one."""
@@ -54,6 +55,9 @@ class LearnerHost:
             self.learner = self._restore(message) or SegmentLearner(**self.learner_params())
             self.learner.set_k_bounds(*self._k_bounds())
             self.published_version = self.learner.version if message.get("snapshot") else None
+            snapshot = message.get("snapshot") or {}
+            as_of = snapshot.get("as_of_ms") if isinstance(snapshot, dict) else None
+            self.published_as_of = as_of if isinstance(as_of, int) else None
         return self.learner
 
     def _k_bounds(self) -> tuple[int, int]:
@@ -145,6 +149,16 @@ class LearnerHost:
         mark = self.watermark()
         return mark is not None and self.ensure_learner().advance(mark)
 
+    def moved_on(self) -> bool:
+        """Whether the learner has closed a later day than the last snapshot says
+        (warming up, or without a change): published anyway, so workers that keep
+        pace with the model's day (streams.model_pace) go on."""
+        learner = self.ensure_learner()
+        closed = learner.closed_through
+        return closed is not None and (
+            self.published_as_of is None or closed > self.published_as_of
+        )
+
     def should_publish(self) -> bool:
         """Whether the model changed since the last snapshot message."""
         return self.ensure_learner().changed
@@ -156,6 +170,7 @@ class LearnerHost:
         snapshot["published_s"] = time.time()
         self.pending = 0
         self.published_version = learner.version
+        self.published_as_of = learner.closed_through
         return {
             "snapshot": snapshot,
             "state": base64.b64encode(learner.to_bytes()).decode(),

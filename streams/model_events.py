@@ -45,7 +45,7 @@ from typing import Any
 
 from models.eventtime import format_ts
 
-__all__ = ["MODEL_KEY", "is_model_event", "model_change_events"]
+__all__ = ["MODEL_KEY", "is_model_event", "model_change_events", "model_event_breaks"]
 
 MODEL_KEY = "*"
 """``customer_id`` and message key of model events (a marker, not a customer)."""
@@ -158,3 +158,52 @@ def _transitions(
             )
         ]
     return []
+
+
+def model_event_breaks(events: list[Mapping[str, Any]]) -> list[str]:
+    """Where a consumer following the model events would lose track of a cluster id.
+
+    Model events are not one chain like a customer's changes: each says where
+    one cluster id goes, and the changes of one model version share a ``seq``
+    (an ``init`` of five clusters is five events from ``null``). Their rule:
+    replayed by ``seq`` (repeated event ids dropped), every id an event
+    starts from (the parent of a split, a merged or relabelled cluster) was
+    announced before by an ``init`` or a ``split`` (of that version or an
+    earlier one) and not merged away since, and a merge ends in a live
+    cluster. A lost announcement breaks it; one repeated after a learner
+    restart (same ``event_id``) does not.
+
+    >>> init = [{"event_id": f"i{c}", "seq": 1, "previous": None, "current": c,
+    ...          "model_change": {"kind": "init"}} for c in ("c0", "c1")]
+    >>> merge = {"event_id": "m", "seq": 5, "previous": "c1", "current": "c0",
+    ...          "model_change": {"kind": "merge"}}
+    >>> model_event_breaks([*init, merge, merge])
+    []
+    >>> model_event_breaks([init[0], merge])
+    ['seq 5: merge from c1, which was never announced or is retired']
+    """
+    unique: dict[str, Mapping[str, Any]] = {}
+    for event in events:
+        unique.setdefault(str(event["event_id"]), event)
+    live: set[str] = set()
+    breaks: list[str] = []
+    rank = {"init": 0, "split": 1, "merge": 2, "relabel": 3}  # (one version's changes)
+
+    def kind_of(event: Mapping[str, Any]) -> str:
+        return str((event.get("model_change") or {}).get("kind"))
+
+    for event in sorted(unique.values(), key=lambda e: (e["seq"], rank.get(kind_of(e), 4))):
+        kind = kind_of(event)
+        previous, current = event.get("previous"), event.get("current")
+        if kind != "init" and previous not in live:
+            breaks.append(
+                f"seq {event['seq']}: {kind} from {previous}, which was never announced "
+                "or is retired"
+            )
+        if kind in ("init", "split") and current is not None:
+            live.add(current)
+        elif kind == "merge":
+            live.discard(previous)
+            if current not in live:
+                breaks.append(f"seq {event['seq']}: merge into {current}, which is not live")
+    return breaks

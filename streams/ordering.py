@@ -16,6 +16,10 @@ traffic every topic is caught up, so nothing waits. Out of memory's way, at
 most ``max_held`` events wait; beyond that the oldest are handed over anyway
 (and counted), trading order for progress.
 
+``limit`` (set by the caller before each release) holds back every event at
+or past that time whatever the topics say: the cluster model's pace
+(:mod:`streams.model_pace`).
+
 Pure Python, no Kafka: :mod:`streams.pipeline` supplies the caught-up test.
 """
 
@@ -47,6 +51,9 @@ class EventTimeOrder:
         The logical input topics; ties in ``ts`` are broken in this order.
     max_held
         Most events held at once; beyond it the oldest are released.
+    limit
+        Events at or past this time are not released (nor counted in the
+        watermark) until it moves on; ``max_held`` still applies.
 
     Examples
     --------
@@ -70,6 +77,7 @@ class EventTimeOrder:
     topics: Sequence[str]
     max_held: int = 50_000
     forced: int = 0  # events released before their turn because max_held was reached
+    limit: float = math.inf
     # partition -> topic -> (ts, offset, item) in arrival (offset) order
     _held: dict[int, dict[str, deque[tuple[int, int, Any]]]] = field(default_factory=dict)
     _newest: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -139,7 +147,7 @@ class EventTimeOrder:
         """Every event of ``partition`` older than this has been released."""
         upcoming = self._next(partition)
         first = upcoming[0] if upcoming is not None else math.inf
-        return min(first, self._waiting_for(partition, caught_up))
+        return min(first, self._waiting_for(partition, caught_up), self.limit)
 
     def release(self, caught_up: CaughtUp) -> list[Any]:
         """The events whose turn has come, in order within each partition."""
@@ -148,7 +156,7 @@ class EventTimeOrder:
             upcoming = self._next(partition)
             if upcoming is None:
                 continue
-            bound = self._waiting_for(partition, caught_up, floor=upcoming[0])
+            bound = min(self._waiting_for(partition, caught_up, floor=upcoming[0]), self.limit)
             while True:
                 # Strictly older: a topic that is behind may still bring more
                 # events of its newest time.
@@ -169,6 +177,18 @@ class EventTimeOrder:
             out.append(self._pop(partition, upcoming[1]))
             self.forced += 1
         return out
+
+    def past_limit(self) -> list[tuple[str, int]]:
+        """The (topic, partition)s read up to or past :attr:`limit`: nothing more is
+        needed from them before the limit moves on (their reader may pause).
+
+        >>> order = EventTimeOrder(["purchases", "browsing"], limit=10)
+        >>> order.hold("purchases", 0, ts=12, offset=0, item="p")
+        >>> order.hold("browsing", 0, ts=3, offset=0, item="b")
+        >>> order.past_limit()
+        [('purchases', 0)]
+        """
+        return [key for key, ts in self._newest.items() if ts >= self.limit]
 
     def _pop(self, partition: int, topic: str) -> Any:
         self._count -= 1

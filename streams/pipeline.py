@@ -35,6 +35,7 @@ from streams.audiences import (
     tombstones,
 )
 from streams.codec import decode_state, encode
+from streams.model_pace import FetchHold
 from streams.ordering import CaughtUp, EventTimeOrder
 from streams.outbox import Outbox
 from streams.privacy_gate import (
@@ -146,6 +147,8 @@ class Pipeline:
     sources: Callable[[], Iterable[tuple[str, int]]] = field(default=lambda: ())
     # A topic-partition silent this long no longer holds others back (streams.app).
     idle_seconds: float = 5.0
+    # input partitions not fetched while they wait for the cluster model (streams.model_pace)
+    fetch_hold: FetchHold = field(default_factory=FetchHold)
     # Reroutes messages not on their customer's partition (streams.repartition).
     router: Router = field(init=False)
     # Rerouted events in event-time order across source partitions (streams.reroute_merge).
@@ -270,6 +273,7 @@ class Pipeline:
             return 0
         batch = self.open_batch()
         self.announce(batch, self.sources())
+        self.pace_order()
         due = self.order.release(self.event_time_caught_up) if len(self.order) else []
         if due or len(batch.outbox):
             self._run(batch, due)
@@ -307,6 +311,11 @@ class Pipeline:
                     REPARTITION_TOPIC, None, value, partition=partition, headers=headers
                 )
 
+    def pace_order(self) -> None:
+        """Hold back events too far past the cluster model's day (streams.model_pace)."""
+        if self.order is not None:
+            self.order.limit = self.rt.model_pace.limit(time.monotonic())
+
     def event_time_caught_up(self, topic: str, partition: int) -> bool:
         """:attr:`caught_up`, and for the stream of a rerouted source partition, what
         its progress marks say (:meth:`RerouteMerge.stream_caught_up`)."""
@@ -330,6 +339,7 @@ class Pipeline:
         batch's older one, and the events in between lost.
         """
         if due is None and self.order is not None:
+            self.pace_order()
             due = self.order.release(self.event_time_caught_up)
         self._apply_due(batch, due or [])
         self.close_states(batch)
@@ -400,6 +410,7 @@ class Pipeline:
         now = self.rt.clock.now_ms
         if self.order is None:
             return now
+        self.pace_order()
         watermark = self.order.watermark(partition, self.event_time_caught_up)
         return int(min(now, watermark)) if watermark > 0 else 0
 

@@ -18,6 +18,7 @@ from models.kpis import KpiBook
 from models.profile_policy import AttributePolicy
 from streams.clock import StreamClock
 from streams.metrics import Metrics
+from streams.model_pace import ModelPace
 from streams.processing import CustomerProcessor
 from streams.settings import Settings
 
@@ -58,13 +59,20 @@ class Runtime:
     # Experiments of the segments YAML, and the KPI sums of the owned partitions.
     experiments: tuple[Experiment, ...] = ()
     kpis: KpiBook = field(init=False)
+    # How far past the cluster model's as_of events may be handled (streams.model_pace).
+    model_pace: ModelPace = field(init=False)
 
     def __post_init__(self) -> None:
         self.kpis = KpiBook(today=lambda: day_of(self.clock.now_ms))
+        # (a frozen model does not move: nothing to keep pace with)
+        lead_days = self.settings.cluster_model_lead_days if self.settings.learning else 0.0
+        self.model_pace = ModelPace(lead_ms=round(lead_days * 86_400_000))
 
     def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
         """Track the largest event time per input partition (and overall)."""
         self.clock.observe(ts_ms)
+        if self.model_pace.as_of_ms is None:
+            self.model_pace.started(ts_ms, time.monotonic())
         if ts_ms > self.partition_clock.get(partition, 0):
             self.partition_clock[partition] = ts_ms
 
@@ -150,6 +158,10 @@ class Runtime:
             self.reject_model_record("snapshot", exc)
             return False
         self.model_message = message
+        as_of_ms = (snapshot or {}).get("as_of_ms")
+        if isinstance(as_of_ms, int) and not isinstance(as_of_ms, bool):
+            # (warming up too: the learner publishes every day it closes)
+            self.model_pace.heard(as_of_ms, time.monotonic())
         if assigner is not None:
             self.assigner = assigner
             published = (snapshot or {}).get("published_s")

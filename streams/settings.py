@@ -143,6 +143,14 @@ class Settings(BaseSettings):
         description="Distinct customers the learner sees before it forms the first "
         "clusters (at least 20; `docs/clustering.md`).",
     )
+    cluster_model_lead_days: float = Field(
+        2.0,
+        ge=0,
+        description="In a backlog or replay, events this many days of stream time past "
+        "the cluster model's `as_of` wait for the learner's next model, so customers are "
+        "placed with the model of their day whatever the load; `0` never waits. Lifted "
+        "while no newer model comes for 60 s (`docs/clustering.md`).",
+    )
     learning: bool = Field(
         True,
         description="`false` freezes the published model: workers keep assigning with the "

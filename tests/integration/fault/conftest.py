@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from models.eventtime import parse_ts
 from streams.broker import LocalBroker
+from streams.model_events import MODEL_KEY, model_event_breaks
 from streams.simulator import Simulation
 from streams.topics import INPUT_TOPICS
 from tests.integration.conftest import REPO, Stack, Worker, free_port
@@ -244,15 +245,20 @@ def segment_chain_breaks(
     ended (``previous`` == the earlier ``current``, the first from ``None``),
     and, when ``segments`` (customer -> {segment_type: current}) is given, the
     last one must end at the segment the worker serves. A lost output shows up
-    as a break; a re-emission with the same id does not.
+    as a break; a re-emission with the same id does not. The model events
+    (customer ``*``) are no such chain; they follow their own rule
+    (:func:`streams.model_events.model_event_breaks`, docs/schemas.md).
     """
     unique: dict[str, dict[str, Any]] = {}
+    model_events = [c for c in changes if c["customer_id"] == MODEL_KEY]
+    breaks = [f"{MODEL_KEY}/cluster {b}" for b in model_event_breaks(model_events)]
     for change in changes:
+        if change["customer_id"] == MODEL_KEY:
+            continue
         unique.setdefault(change["event_id"], change)
     chains: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for change in unique.values():
         chains[(change["customer_id"], change["segment_type"])].append(change)
-    breaks = []
     for (customer_id, seg_type), chain in sorted(chains.items()):
         chain.sort(key=lambda c: (c["seq"], c["ts"]))
         current = None
