@@ -642,6 +642,17 @@ class OnlineChurnLearner:
     the model. Until ``min_labels`` outcomes have been learnt, :meth:`ready` is
     false and the workers keep scoring with the prior.
 
+    A challenger is learnt from the same outcomes: the prior's own ranking,
+    recalibrated (``a + b * prior logit``, two parameters, the same Laplace
+    steps). Where the outcomes are few or noisy, nine free weights can rank
+    worse than the hand-set ones they started from; the challenger keeps the
+    hand-set ranking and still gives a calibrated probability. What is
+    published (:meth:`published`) is whichever predicted the outcomes better:
+    lower progressive log loss, exponentially weighted over about ``window``
+    outcomes, the current choice kept unless the other is better by
+    ``switch_margin`` (relative), so the published score does not flip back
+    and forth. The recalibrated prior is the first choice.
+
     Parameters
     ----------
     prior_sd
@@ -653,7 +664,11 @@ class OnlineChurnLearner:
     min_labels
         Outcomes learnt before the learned weights are used.
     window
-        Outcomes kept for the progressive AUC and Brier score.
+        Outcomes kept for the progressive AUC and Brier score, and the memory of
+        the log losses that choose the published model.
+    switch_margin
+        Relative log-loss advantage the other model needs to replace the one
+        published.
     weights, bias
         The prior mean (default: the hand-set weights and bias).
 
@@ -671,6 +686,12 @@ class OnlineChurnLearner:
     (0.99, 0.01)
     >>> OnlineChurnLearner.from_dict(learner.to_dict()).weights == learner.weights
     True
+
+    Here the hand-set weights rank these two perfectly too, so their
+    recalibration is as good and, being first, stays published:
+
+    >>> learner.selected, round(learner.validation()["log_loss"]["prior"], 3)
+    ('prior', 0.008)
     """
 
     def __init__(
@@ -680,18 +701,22 @@ class OnlineChurnLearner:
         memory: int = 50_000,
         min_labels: int = 2000,
         window: int = 20_000,
+        switch_margin: float = 0.002,
         weights: Mapping[str, float] | None = None,
         bias: float = DEFAULT_BIAS,
     ) -> None:
         if prior_sd <= 0 or bias_sd <= 0:
             raise ValueError("prior_sd and bias_sd must be > 0")
-        if memory < 2:
-            raise ValueError("memory must be >= 2")
+        if memory < 2 or window < 1:
+            raise ValueError("memory must be >= 2 and window >= 1")
+        if not 0 <= switch_margin < 1:
+            raise ValueError("switch_margin must be in [0, 1)")
         self.prior_sd = float(prior_sd)
         self.bias_sd = float(bias_sd)
         self.memory = int(memory)
         self.min_labels = int(min_labels)
         self.window = int(window)
+        self.switch_margin = float(switch_margin)
         self.n_labels = 0
         self.n_churned = 0
         start = dict(PRIOR_WEIGHTS)
@@ -704,7 +729,17 @@ class OnlineChurnLearner:
         self.mean = self._mean0.copy()
         self.precision = self._precision0.copy()
         self._lam = 1.0 - 1.0 / self.memory
-        self._recent: deque[tuple[float, bool]] = deque(maxlen=self.window)
+        # the challenger: (a, b) of a + b * prior logit, centred on "as is"
+        self._cal_mean0 = np.array([0.0, 1.0])
+        self._cal_precision0 = np.diag([self.bias_sd**-2, self.prior_sd**-2])
+        self._cal_info0 = self._cal_precision0 @ self._cal_mean0
+        self.cal_mean = self._cal_mean0.copy()
+        self.cal_precision = self._cal_precision0.copy()
+        # exponentially weighted log-loss sums of both models, and their weight
+        self.loss = {"learned": 0.0, "prior": 0.0}
+        self.loss_weight = 0.0
+        self.selected = "prior"
+        self._recent: deque[tuple[float, float, bool]] = deque(maxlen=self.window)
 
     @property
     def ready(self) -> bool:
@@ -723,33 +758,55 @@ class OnlineChurnLearner:
 
     def predict_one(self, vector: list[float]) -> float:
         """Probability of the outcome for one feature vector (posterior mean weights)."""
-        z = float(self.mean[0] + np.dot(self.mean[1:], vector))
-        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+        return _sigmoid(float(self.mean[0] + np.dot(self.mean[1:], vector)))
+
+    def prior_logit(self, vector: list[float]) -> float:
+        """The prior's (hand-set) log-odds for one feature vector."""
+        return float(self._mean0[0] + np.dot(self._mean0[1:], vector))
+
+    def predict_prior_one(self, vector: list[float]) -> float:
+        """Probability of the outcome by the recalibrated prior (the challenger)."""
+        return _sigmoid(float(self.cal_mean[0] + self.cal_mean[1] * self.prior_logit(vector)))
 
     def learn_one(self, vector: list[float], churned: bool) -> float:
-        """Predict, then learn one outcome; return the prediction made before learning."""
+        """Predict, then learn one outcome; return the learned model's prediction before it."""
+        y = bool(churned)
         p = self.predict_one(vector)
-        self._recent.append((p, bool(churned)))
+        p_prior = self.predict_prior_one(vector)
+        self._recent.append((p, p_prior, y))
+        self._score(p, p_prior, y)
         x = np.empty(len(FEATURES) + 1)
         x[0] = 1.0
         x[1:] = vector
-        lam = self._lam
-        # flatten towards the prior (geometric mix of the two Gaussians)
-        precision = lam * self.precision + (1.0 - lam) * self._precision0
-        info = lam * (self.precision @ self.mean) + (1.0 - lam) * self._info0
-        cov = np.linalg.inv(precision)
-        mean = cov @ info
-        # Laplace step on the new outcome at the flattened mean
-        z = float(mean @ x)
-        q = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
-        h = max(q * (1.0 - q), 1e-9)
-        cx = cov @ x
-        cov_new = cov - np.outer(cx, cx) * (h / (1.0 + h * float(x @ cx)))
-        self.mean = mean + (cov_new @ x) * (float(bool(churned)) - q)
-        self.precision = precision + h * np.outer(x, x)
+        self.mean, self.precision = _laplace_step(
+            self.mean, self.precision, self._precision0, self._info0, self._lam, x, y
+        )
+        x_cal = np.array([1.0, self.prior_logit(vector)])
+        self.cal_mean, self.cal_precision = _laplace_step(
+            self.cal_mean, self.cal_precision, self._cal_precision0, self._cal_info0, self._lam,
+            x_cal, y,
+        )  # fmt: skip
         self.n_labels += 1
-        self.n_churned += int(bool(churned))
+        self.n_churned += int(y)
         return p
+
+    def _score(self, p: float, p_prior: float, y: bool) -> None:
+        """Add one outcome to both models' log losses and revisit the choice."""
+        decay = 1.0 - 1.0 / self.window
+        self.loss_weight = decay * self.loss_weight + 1.0
+        for name, q in (("learned", p), ("prior", p_prior)):
+            self.loss[name] = decay * self.loss[name] + _log_loss(q, y)
+        other = "learned" if self.selected == "prior" else "prior"
+        if self.loss[other] < self.loss[self.selected] * (1.0 - self.switch_margin):
+            self.selected = other
+
+    def published(self) -> tuple[dict[str, float], float]:
+        """Weights and bias of the selected model (the challenger's are the prior's, scaled)."""
+        if self.selected == "learned":
+            return self.weights, self.bias
+        a, b = (float(v) for v in self.cal_mean)
+        weights = {n: b * float(w) for n, w in zip(FEATURES, self._mean0[1:], strict=True)}
+        return weights, a + b * float(self._mean0[0])
 
     def uncertainty(self) -> dict[str, float]:
         """Posterior standard deviation of each weight (and ``bias``)."""
@@ -760,23 +817,40 @@ class OnlineChurnLearner:
         }
 
     def validation(self) -> dict[str, Any]:
-        """Progressive validation over the last ``window`` outcomes."""
-        out: dict[str, Any] = {"labels": self.n_labels, "window": len(self._recent)}
+        """Progressive validation over the last ``window`` outcomes.
+
+        ``auc``, ``brier`` and ``mean_score`` are the selected model's (the one
+        published); ``auc_by_model`` and ``log_loss`` compare the two.
+        """
+        out: dict[str, Any] = {
+            "labels": self.n_labels,
+            "window": len(self._recent),
+            "selected": self.selected,
+        }
+        if self.loss_weight:
+            out["log_loss"] = {n: round(v / self.loss_weight, 5) for n, v in self.loss.items()}
         if not self._recent:
             return out
-        p = np.fromiter((q for q, _ in self._recent), float, len(self._recent))
-        y = np.fromiter((c for _, c in self._recent), bool, len(self._recent))
+        n = len(self._recent)
+        learned = np.fromiter((q for q, _, _ in self._recent), float, n)
+        prior = np.fromiter((q for _, q, _ in self._recent), float, n)
+        y = np.fromiter((c for _, _, c in self._recent), bool, n)
+        p = learned if self.selected == "learned" else prior
         out["brier"] = round(float(np.mean((p - y) ** 2)), 5)
         out["base_rate"] = round(float(y.mean()), 5)
         out["mean_score"] = round(float(p.mean()), 5)
         if y.any() and not y.all():
             out["auc"] = round(roc_auc(p, y), 5)
+            out["auc_by_model"] = {
+                "learned": round(roc_auc(learned, y), 5),
+                "prior": round(roc_auc(prior, y), 5),
+            }
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON state (the validation window is not kept)."""
         return {
-            "format": 2,
+            "format": 3,
             "prior_sd": self.prior_sd,
             "bias_sd": self.bias_sd,
             "memory": self.memory,
@@ -788,12 +862,23 @@ class OnlineChurnLearner:
             "precision": [[float(v) for v in row] for row in self.precision],
             "n_labels": self.n_labels,
             "n_churned": self.n_churned,
+            "switch_margin": self.switch_margin,
+            "calibration_mean": [float(v) for v in self.cal_mean],
+            "calibration_precision": [[float(v) for v in row] for row in self.cal_precision],
+            "loss": dict(self.loss),
+            "loss_weight": self.loss_weight,
+            "selected": self.selected,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OnlineChurnLearner:
-        """Inverse of :meth:`to_dict` (raises ``ValueError`` on an unknown format)."""
-        if int(data.get("format", 0)) != 2:
+        """Inverse of :meth:`to_dict` (raises ``ValueError`` on an unknown format).
+
+        A format-2 state (before the challenger) resumes with the learned model
+        selected, as it was published, and a fresh challenger.
+        """
+        fmt = int(data.get("format", 0))
+        if fmt not in (2, 3):
             raise ValueError(f"unknown churn learner format {data.get('format')!r}")
         learner = cls(
             prior_sd=float(data["prior_sd"]),
@@ -801,15 +886,59 @@ class OnlineChurnLearner:
             memory=int(data["memory"]),
             min_labels=int(data["min_labels"]),
             window=int(data["window"]),
+            switch_margin=float(data.get("switch_margin", 0.002)),
             weights=data["prior_weights"],
             bias=float(data["prior_bias"]),
         )
-        size = len(FEATURES) + 1
-        mean = np.asarray(data["mean"], dtype=float)
-        precision = np.asarray(data["precision"], dtype=float)
-        if mean.shape != (size,) or precision.shape != (size, size):
-            raise ValueError("churn learner state has the wrong shape")
-        learner.mean, learner.precision = mean, precision
+        learner.mean = _array(data["mean"], (len(FEATURES) + 1,))
+        learner.precision = _array(data["precision"], (len(FEATURES) + 1,) * 2)
         learner.n_labels = int(data.get("n_labels", 0))
         learner.n_churned = int(data.get("n_churned", 0))
+        if fmt == 2:
+            learner.selected = "learned"
+            return learner
+        learner.cal_mean = _array(data["calibration_mean"], (2,))
+        learner.cal_precision = _array(data["calibration_precision"], (2, 2))
+        learner.loss = {n: float(data["loss"][n]) for n in ("learned", "prior")}
+        learner.loss_weight = float(data["loss_weight"])
+        if data["selected"] not in ("learned", "prior"):
+            raise ValueError(f"unknown selected churn model {data['selected']!r}")
+        learner.selected = str(data["selected"])
         return learner
+
+
+def _array(values: Any, shape: tuple[int, ...]) -> Any:
+    """A finite float array of ``shape`` from plain JSON, else ``ValueError``."""
+    array = np.asarray(values, dtype=float)
+    if array.shape != shape or not np.isfinite(array).all():
+        raise ValueError("churn learner state has the wrong shape or non-finite numbers")
+    return array
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+def _log_loss(p: float, y: bool) -> float:
+    q = min(max(p if y else 1.0 - p, 1e-12), 1.0)
+    return -math.log(q)
+
+
+def _laplace_step(
+    mean: Any, precision: Any, precision0: Any, info0: Any, lam: float, x: Any, y: bool
+) -> tuple[Any, Any]:
+    """One outcome of Bayesian logistic regression (see :class:`OnlineChurnLearner`).
+
+    The posterior is first flattened towards the prior (a geometric mix of the
+    two Gaussians), then takes a Laplace step on the outcome at the flattened
+    mean. Returns the new mean and precision.
+    """
+    flat_precision = lam * precision + (1.0 - lam) * precision0
+    info = lam * (precision @ mean) + (1.0 - lam) * info0
+    cov = np.linalg.inv(flat_precision)
+    flat_mean = cov @ info
+    q = _sigmoid(float(flat_mean @ x))
+    h = max(q * (1.0 - q), 1e-9)
+    cx = cov @ x
+    cov_new = cov - np.outer(cx, cx) * (h / (1.0 + h * float(x @ cx)))
+    return flat_mean + (cov_new @ x) * (float(y) - q), flat_precision + h * np.outer(x, x)

@@ -229,13 +229,15 @@ class ChurnLearnerHost:
 
     # ------------------------------------------------------------- publish
     def model(self) -> ChurnModel:
-        """The model to publish now (learned weights once ready, else the prior)."""
+        """The model to publish now: once ready, the learner's selected model
+        (learned weights or the recalibrated prior), else the prior."""
         learner = self.learner
         assert learner is not None
         ready = learner.ready
+        weights, bias = learner.published() if ready else (None, self.scorer.bias)
         return ChurnModel(
-            weights=learner.weights if ready else None,
-            bias=learner.bias if ready else self.scorer.bias,
+            weights=weights,
+            bias=bias,
             btyd=self.fit,
             horizon_days=self.horizon_days,
             label=self.label,

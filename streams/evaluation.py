@@ -1199,7 +1199,13 @@ def render_report(report: EvaluationReport, console: Any = None) -> None:
     m = r.model
     if m:
         v = m.get("validation") or {}
-        learnt = "learned weights" if m.get("learned") else "prior weights (not enough outcomes)"
+        learnt = "prior weights (not enough outcomes)"
+        if m.get("learned"):
+            learnt = (
+                "the prior's weights, recalibrated (they predicted the outcomes better)"
+                if v.get("selected") == "prior"
+                else "learned weights"
+            )
         console.print(
             f"streaming model at the cut-off: {m.get('version')}, P({what} in "
             f"{m.get('horizon_days')} d), {learnt}; {v.get('labels', 0)} outcomes learnt, "

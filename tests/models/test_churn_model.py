@@ -12,6 +12,7 @@ import pytest
 from models.btyd import DEFAULT_PARAMS
 from models.churn import ChurnScorer, roc_auc
 from models.churn_model import (
+    DEFAULT_BIAS,
     FEATURES,
     PRIOR_WEIGHTS,
     BTYDFit,
@@ -251,3 +252,76 @@ def test_due_days_are_exactly_the_days_a_snapshot_is_taken_or_released(offset: i
             planned = t.next_due_day(churn, "c5", day)
         else:
             assert day < planned
+
+
+def prior_ranked_outcomes(n: int, seed: int) -> list[tuple[list[float], bool]]:
+    """Outcomes whose log-odds are the hand-set score's, recalibrated (1 + 0.6 z)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        v = [rng.random() for _ in FEATURES]
+        v[FEATURES.index("never_bought")] = 1.0 if rng.random() < 0.1 else 0.0
+        z = DEFAULT_BIAS + sum(PRIOR_WEIGHTS[name] * x for name, x in zip(FEATURES, v))
+        out.append((v, rng.random() < 1 / (1 + math.exp(-(1.0 + 0.6 * z)))))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_recalibrated_prior_stays_published_when_it_predicts_as_well(seed: int) -> None:
+    """Nine free weights learn nothing the hand-set ranking lacks here: the
+    challenger (a + b * prior logit) keeps the hand-set ranking, calibrated."""
+    learner = OnlineChurnLearner(min_labels=500)
+    for v, y in prior_ranked_outcomes(5000, seed):
+        learner.learn_one(v, y)
+    assert learner.selected == "prior"
+    a, b = learner.cal_mean
+    assert a == pytest.approx(1.0, abs=0.25) and b == pytest.approx(0.6, abs=0.1)
+    weights, bias = learner.published()
+    for name in FEATURES:
+        assert weights[name] == pytest.approx(b * PRIOR_WEIGHTS[name])
+    assert bias == pytest.approx(a + b * DEFAULT_BIAS)
+    # the published model ranks exactly as the hand-set score, and is calibrated
+    fresh = prior_ranked_outcomes(4000, seed + 100)
+    published = ChurnModel(weights=weights, bias=bias)
+    scores = np.asarray([published.probability(v) for v, _ in fresh])
+    hand_set = np.asarray([ChurnModel().probability(v) for v, _ in fresh])
+    outcome = [y for _, y in fresh]
+    assert roc_auc(scores, outcome) == pytest.approx(roc_auc(hand_set, outcome), abs=1e-12)
+    assert abs(scores.mean() - np.mean(outcome)) < 0.03
+    v = learner.validation()
+    assert v["selected"] == "prior" and v["log_loss"]["prior"] <= v["log_loss"]["learned"]
+
+
+def test_the_learned_model_is_published_once_it_predicts_better() -> None:
+    learner = OnlineChurnLearner(min_labels=1000)
+    assert learner.selected == "prior"  # the first choice
+    for v, y in synthetic_outcomes(30_000, seed=1):
+        learner.learn_one(v, y)
+    v = learner.validation()
+    assert learner.selected == "learned"
+    assert v["log_loss"]["learned"] < v["log_loss"]["prior"] * (1 - learner.switch_margin)
+    assert v["auc"] == v["auc_by_model"]["learned"] > v["auc_by_model"]["prior"]
+    assert learner.published() == (learner.weights, learner.bias)
+
+
+def test_the_choice_and_the_challenger_survive_a_restart() -> None:
+    learner = OnlineChurnLearner(min_labels=10)
+    data = synthetic_outcomes(3000, seed=4)
+    for v, y in data[:2000]:
+        learner.learn_one(v, y)
+    twin = OnlineChurnLearner.from_dict(json.loads(json.dumps(learner.to_dict())))
+    for v, y in data[2000:]:
+        assert twin.learn_one(v, y) == learner.learn_one(v, y)
+    assert twin.selected == learner.selected
+    assert twin.published() == learner.published()
+    assert twin.to_dict() == learner.to_dict()
+    # a state written before the challenger resumes as it was published: learned
+    old = {k: v for k, v in learner.to_dict().items()
+           if k not in ("calibration_mean", "calibration_precision", "loss", "loss_weight",
+                        "selected", "switch_margin")}  # fmt: skip
+    resumed = OnlineChurnLearner.from_dict({**old, "format": 2})
+    assert resumed.selected == "learned" and resumed.weights == learner.weights
+    with pytest.raises(ValueError):
+        OnlineChurnLearner.from_dict({**learner.to_dict(), "selected": "other"})
+    with pytest.raises(ValueError):
+        OnlineChurnLearner.from_dict({**learner.to_dict(), "calibration_mean": [1.0, "nan"]})
