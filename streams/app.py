@@ -217,7 +217,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # Rerouted events wait in the event-time order as one stream per source
         # partition (streams.reroute_merge).
         order=EventTimeOrder(
-            event_time_topics(settings.partitions), max_held=settings.order_max_held
+            event_time_topics(settings.partitions),
+            max_held=settings.order_max_held,
+            # privacy requests never wait for the cluster model (streams.ordering)
+            unpaced=frozenset(
+                t for t in event_time_topics(settings.partitions) if t.split("@")[0] == "privacy"
+            ),
         )
         if settings.order_max_held > 0
         else None,

@@ -18,7 +18,13 @@ most ``max_held`` events wait; beyond that the oldest are handed over anyway
 
 ``limit`` (set by the caller before each release) holds back every event at
 or past that time whatever the topics say: the cluster model's pace
-(:mod:`streams.model_pace`).
+(:mod:`streams.model_pace`). The ``unpaced`` topics (privacy requests) are
+not held for it once their partition has caught up: an erasure must not wait
+for a model, and in a quiet stream whose days have gaps the next model only
+comes after the patience (the learner closes a day after an event of the
+next one). They overtake only events held for the model (those at or past
+``limit``), which the privacy gate then judges against the request as it
+would any older message (``streams.privacy_gate``).
 
 Pure Python, no Kafka: :mod:`streams.pipeline` supplies the caught-up test.
 """
@@ -54,6 +60,9 @@ class EventTimeOrder:
     limit
         Events at or past this time are not released (nor counted in the
         watermark) until it moves on; ``max_held`` still applies.
+    unpaced
+        Topics whose events ``limit`` does not hold back in a caught-up
+        partition.
 
     Examples
     --------
@@ -78,6 +87,7 @@ class EventTimeOrder:
     max_held: int = 50_000
     forced: int = 0  # events released before their turn because max_held was reached
     limit: float = math.inf
+    unpaced: frozenset[str] = frozenset()
     # partition -> topic -> (ts, offset, item) in arrival (offset) order
     _held: dict[int, dict[str, deque[tuple[int, int, Any]]]] = field(default_factory=dict)
     _newest: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -167,6 +177,8 @@ class EventTimeOrder:
                 if not queues[topic]:  # nothing held of it now: it bounds the others
                     bound = min(bound, self._bound_of(topic, partition, caught_up))
                 upcoming = self._next(partition)
+            if upcoming is not None and upcoming[0] >= self.limit and self.unpaced:
+                out.extend(self._release_unpaced(partition, caught_up))
         while self._count > self.max_held:
             partition = min(
                 (p for p in self._held if self._next(p) is not None),
@@ -177,6 +189,33 @@ class EventTimeOrder:
             out.append(self._pop(partition, upcoming[1]))
             self.forced += 1
         return out
+
+    def _release_unpaced(self, partition: int, caught_up: CaughtUp) -> list[Any]:
+        """The unpaced topics' events of a caught-up ``partition`` whose only
+        reason to wait is :attr:`limit` (everything older has gone).
+
+        >>> order = EventTimeOrder(["purchases", "privacy"], limit=10,
+        ...                        unpaced=frozenset({"privacy"}))
+        >>> order.hold("purchases", 0, ts=12, offset=0, item="purchase")
+        >>> order.hold("privacy", 0, ts=15, offset=0, item="erase")
+        >>> order.release(lambda topic, partition: False)  # a backlog: both wait
+        []
+        >>> order.release(lambda topic, partition: True)  # caught up: the erasure goes
+        ['erase']
+        """
+        if any(not caught_up(topic, partition) for topic in self.topics):
+            return []
+        out: list[Any] = []
+        queues = self._held[partition]
+        while True:  # merged in (ts, topic rank) order, as release would
+            heads = [
+                (queues[topic][0][0], self._rank.get(topic, len(self._rank)), topic)
+                for topic in self.unpaced
+                if queues.get(topic)
+            ]
+            if not heads:
+                return out
+            out.append(self._pop(partition, min(heads)[2]))
 
     def past_limit(self) -> list[tuple[str, int]]:
         """The (topic, partition)s read up to or past :attr:`limit`: nothing more is

@@ -261,7 +261,7 @@ def prior_ranked_outcomes(n: int, seed: int) -> list[tuple[list[float], bool]]:
     for _ in range(n):
         v = [rng.random() for _ in FEATURES]
         v[FEATURES.index("never_bought")] = 1.0 if rng.random() < 0.1 else 0.0
-        z = DEFAULT_BIAS + sum(PRIOR_WEIGHTS[name] * x for name, x in zip(FEATURES, v))
+        z = DEFAULT_BIAS + sum(PRIOR_WEIGHTS[name] * x for name, x in zip(FEATURES, v, strict=True))
         out.append((v, rng.random() < 1 / (1 + math.exp(-(1.0 + 0.6 * z)))))
     return out
 

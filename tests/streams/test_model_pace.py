@@ -124,3 +124,21 @@ def test_model_events_follow_their_own_rule_across_a_learner_restart() -> None:
     assert [e["seq"] for e in first[:3]] == [1, 1, 1]  # (three "chain starts" in one seq)
     lost_split = [e for e in first if e["model_change"]["kind"] != "split"]
     assert model_event_breaks(lost_split) == ["seq 9: merge into c3, which is not live"]
+
+
+def test_privacy_requests_of_a_caught_up_partition_do_not_wait_for_the_model() -> None:
+    """A quiet stream with a gap of days (events on days 0-2, an erasure on day 5)
+    never gets the model that would let the erasure through: the learner closes a
+    day after an event of the next one. It used to wait the full patience (60 s)."""
+    topics = ["purchases", "privacy", "privacy@1"]
+    order = EventTimeOrder(topics, limit=2 * DAY, unpaced=frozenset({"privacy", "privacy@1"}))
+    order.hold("purchases", 0, ts=DAY, offset=0, item="purchase 1")
+    order.hold("purchases", 0, ts=2 * DAY, offset=1, item="purchase 2")
+    order.hold("privacy", 0, ts=5 * DAY + 2, offset=0, item="opt-in")
+    order.hold("privacy@1", 0, ts=5 * DAY + 1, offset=0, item="erase (rerouted)")
+    backlog = order.release(lambda topic, partition: topic != "purchases")
+    assert backlog == ["purchase 1"]  # a topic still behind: the order holds
+    assert order.release(always) == ["erase (rerouted)", "opt-in"]  # in event-time order
+    assert order.release(always) == []  # the purchase at the limit still waits
+    order.limit = math.inf
+    assert order.release(always) == ["purchase 2"]

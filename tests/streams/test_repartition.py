@@ -487,6 +487,9 @@ def merge(h: Harness) -> Merge:
     state = Merge(h, behind=set())
     pipeline = h.pipeline
     pipeline.order = EventTimeOrder(event_time_topics(4))
+    # No learner here: the cluster model's pace would hold day 20 for a model that
+    # never comes (tests/streams/test_model_pace.py tests that bound).
+    pipeline.rt.model_pace.lead_ms = 0
     pipeline.caught_up = lambda topic, partition: (topic, partition) not in state.behind
     pipeline.sources = lambda: EVERY_SOURCE
     apply = pipeline.apply
