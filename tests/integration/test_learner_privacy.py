@@ -23,6 +23,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.app import build_runtime
+from streams.churn_learner import CHURN_MODEL_KEY
 from streams.learner import LearnerHost
 from streams.learner_salt import derive_salt, resolve_learner_salt, salt_from_topic
 from streams.processing import learner_key, output_event_id
@@ -49,6 +50,7 @@ def purchase(customer: str, n: int) -> dict[str, Any]:
 
 def latest_model(stack: Stack) -> tuple[int, dict[str, Any]] | None:
     records = asyncio.run(stack.consume_raw(stack.topic(MODELS_TOPIC), timeout=3))
+    records = [r for r in records if r[0] != CHURN_MODEL_KEY]  # (the churn learner's)
     if not records or records[-1][1] is None:
         return None
     return len(records), orjson.loads(records[-1][1])

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.churn_learner import CHURN_MODEL_KEY
 from streams.simulator import Simulation
 from streams.topics import MODELS_TOPIC
 from tests.integration.conftest import Stack, Worker, metric_total, wait_for
@@ -40,6 +41,7 @@ class _CreatesFile:
 
 def latest_model(stack: Stack) -> dict[str, Any]:
     records = asyncio.run(stack.consume_raw(stack.topic(MODELS_TOPIC)))
+    records = [r for r in records if r[0] != CHURN_MODEL_KEY]  # (the churn learner's)
     assert records, "no model was published"
     return dict(orjson.loads(records[-1][1]))
 
