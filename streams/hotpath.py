@@ -131,6 +131,9 @@ def _worker(data_dir: Path, model: dict[str, Any] | None) -> Any:
     rt.learner_salt = b"hotpath"  # (a worker reads it from its topic before any event)
     pipeline = app.pipeline
     pipeline.caught_up = lambda topic, partition: True  # no backlog: nothing waits
+    # No learner publishes here and no timer releases held events: the cluster
+    # model's pace (streams.model_pace) would hold the tail of the history for good.
+    rt.model_pace.lead_ms = 0
     pipeline.merge.idle_seconds = 0.0  # nothing rerouted: no source partition to hear from
     acked = _Acked()
     pipeline.outputs = defaultdict(lambda: acked)

@@ -180,9 +180,10 @@ class Pipeline:
         )
 
     def close_states(self, batch: Batch) -> None:
-        """Encode every customer the batch changed into its layer (once each)."""
+        """Encode every customer the batch changed into its layer (once each); count."""
         if batch.working is not None and len(batch.working):
             batch.working.flush(batch.customers)
+        batch.tally.flush(self.rt.metrics)
 
     async def on_batch(self, topic: str, messages: list[Any]) -> None:
         """Handle the messages of the logical input ``topic`` and wait until committed.
@@ -494,10 +495,6 @@ class Pipeline:
         # 2. the state, changelog first (a customer's newest value only)
         await self.customers.flush(*(batch.customers for batch in batches))
         await self.suppressions.flush(*(batch.suppressions for batch in batches))
-        # Counted once durable: whoever sees an event counted as processed can
-        # read its customer (GET /customers reads the store, not the layers).
-        for batch in batches:
-            batch.tally.flush(self.rt.metrics)
         # 3. privacy confirmations, now that erasures are durable
         confirmations = Outbox(self.outputs)
         for batch in batches:

@@ -27,13 +27,23 @@ def register_views(app: Any, rt: Runtime, customers: Any, route_topic: Any) -> N
     request to a worker that does not hold the customer.
     """
 
+    def read_customer(customer_id: str) -> bytes | None:
+        # What the worker has handled, committed or not: the events counted as
+        # processed are in it (a batch's states are written to the store at its
+        # group commit, after the count).
+        pipeline = getattr(app, "pipeline", None)
+        if pipeline is None:
+            return customers.get(customer_id)
+        state_table = pipeline.customers
+        return state_table.get(customer_id, pipeline.router.partition_of(customer_id))
+
     def json_response(web: Any, value: Any, status: int = 200) -> Any:
         return web.bytes(orjson.dumps(value), content_type=JSON, status=status)
 
     @app.page("/customers/{customer_id}")
     @app.topic_route(topic=route_topic, match_info="customer_id")
     async def get_customer(web: Any, request: Any, customer_id: str) -> Any:
-        state = decode_state(customers.get(customer_id))
+        state = decode_state(read_customer(customer_id))
         if state is None or state.get("opted_out"):
             return json_response(
                 web, {"error": "unknown customer", "customer_id": customer_id}, 404
