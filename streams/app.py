@@ -209,6 +209,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     customers = bytes_table(app, settings.topic("customers"), settings.partitions)
     suppressions = bytes_table(app, settings.topic("suppressions"), settings.partitions)
     send = producer_send(app)
+    ordered_topics = event_time_topics(settings.partitions)
     pipeline = Pipeline(
         rt,
         StateTable(customers, send),
@@ -217,12 +218,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # Rerouted events wait in the event-time order as one stream per source
         # partition (streams.reroute_merge).
         order=EventTimeOrder(
-            event_time_topics(settings.partitions),
+            ordered_topics,
             max_held=settings.order_max_held,
             # privacy requests never wait for the cluster model (streams.ordering)
-            unpaced=frozenset(
-                t for t in event_time_topics(settings.partitions) if t.split("@")[0] == "privacy"
-            ),
+            unpaced=frozenset(t for t in ordered_topics if t.split("@")[0] == "privacy"),
         )
         if settings.order_max_held > 0
         else None,

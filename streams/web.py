@@ -31,11 +31,8 @@ def register_views(app: Any, rt: Runtime, customers: Any, route_topic: Any) -> N
         # What the worker has handled, committed or not: the events counted as
         # processed are in it (a batch's states are written to the store at its
         # group commit, after the count).
-        pipeline = getattr(app, "pipeline", None)
-        if pipeline is None:
-            return customers.get(customer_id)
-        state_table = pipeline.customers
-        return state_table.get(customer_id, pipeline.router.partition_of(customer_id))
+        pipeline = app.pipeline  # (create_app sets it before the views)
+        return pipeline.customers.get(customer_id, pipeline.router.partition_of(customer_id))
 
     def json_response(web: Any, value: Any, status: int = 200) -> Any:
         return web.bytes(orjson.dumps(value), content_type=JSON, status=status)
