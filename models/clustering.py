@@ -398,6 +398,11 @@ class SegmentLearner:
         self._pending: list[tuple[int, str, np.ndarray]] = []  # after the last boundary
         self._dirty = False  # store changed since the last refit
         self._anonymous = 0  # samples learned without a key
+        # Samples that came after their period had closed (their sender had said
+        # it was complete): a replay folds them in before the close, so each one
+        # is a way the live model timeline can differ from a replay's.
+        self.late_samples = 0
+        self.latest_lateness_ms = 0  # how far behind the closed boundary the last one was
 
         # The model.
         self.ids: list[str] = []
@@ -492,6 +497,9 @@ class SegmentLearner:
             self._anonymous += 1
             key = f"#{self._anonymous}"
         if t is None or t <= self.as_of_ms:
+            if t is not None:
+                self.late_samples += 1
+                self.latest_lateness_ms = self.as_of_ms - int(t)
             self._store(key, self.as_of_ms if t is None else int(t), row)
         else:
             self._pending.append((int(t), key, row))

@@ -120,6 +120,7 @@ class LearnerHost:
         """
         learner = self.ensure_learner()
         forgotten = 0
+        late_before = learner.late_samples
         for item in items:
             if "erase" in item:
                 forgotten += learner.forget(item["erase"])
@@ -130,6 +131,15 @@ class LearnerHost:
                 continue  # not a cluster sample (a churn outcome)
             learner.learn_one(item["x"], key=item.get("k"), t=item.get("t"))
             self.pending += 1
+        late = learner.late_samples - late_before
+        if late:
+            self.rt.metrics.cluster_samples_arrived_late(late)
+            log.info(
+                "%d cluster sample(s) arrived after their day had closed (the last %.1f h "
+                "behind the model's day): the live model timeline may differ from a replay's",
+                late,
+                learner.latest_lateness_ms / 3_600_000,
+            )
         for partition, ms in (through or {}).items():
             p = int(partition)
             self.through[p] = max(self.through.get(p, int(ms)), int(ms))

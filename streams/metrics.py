@@ -454,6 +454,14 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.cluster_samples_late = Counter(
+            "segmenter_cluster_samples_late_total",
+            "Cluster-model samples that reached the learner after the day they belong "
+            "to had closed (their input partition had been reported complete). A replay "
+            "folds them in before the close, so each one can make the live model "
+            "timeline differ from a replay's (docs/clustering.md, Replays).",
+            registry=r,
+        )
         self.cluster_change_rate = Gauge(
             "segmenter_cluster_changes_per_customer_30d",
             "Cluster changes (first assignments excluded) per customer over the last 30 "
@@ -834,6 +842,17 @@ class Metrics:
         1.0
         """
         self.model_records_rejected.labels(reason).inc()
+
+    def cluster_samples_arrived_late(self, count: int) -> None:
+        """Count samples the learner took in after their day had closed.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.cluster_samples_arrived_late(3)
+        >>> m.sample("segmenter_cluster_samples_late_total")
+        3.0
+        """
+        self.cluster_samples_late.inc(count)
 
     def set_cluster_change_rate(self, rate: float) -> None:
         """Set the cluster changes per customer per 30 days of stream time."""

@@ -150,6 +150,8 @@ def test_issue_17_reproduction_through_the_broker(stack_factory: Callable[..., S
             cid = successor[cid]
         assert cid in live or cid in split_parents(model_events), cid
 
+    late = metric_total(worker, "segmenter_cluster_samples_late_total")
+    print(f"[broker] timeline differs: {timeline_differs}; late samples {late}")
     if timeline_differs:
         pytest.xfail(
             "issue #17 (open): the broker run's centroids differ from the day-by-day run "
