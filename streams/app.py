@@ -382,7 +382,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
             fetch_hold.update(app.consumer, ahead)
         except Exception:
             log.exception("could not release held events; retrying")
-        rt.metrics.set_events_held(len(pipeline.order or ()), getattr(pipeline.order, "forced", 0))
+        order = pipeline.order
+        if order is not None:
+            rt.metrics.set_events_held(len(order), order.forced, order.late)
 
     @app.timer(interval=1.0)
     async def tick_and_publish_clock() -> None:
@@ -508,7 +510,8 @@ def _caught_up_test(app: faust.App, settings: Settings) -> Any:
 
     Caught up: every offset below the broker's high watermark has reached the
     pipeline. A topic-partition that delivered nothing for IDLE_SECONDS while
-    others did (not fetched yet, or paused) stops holding the others back.
+    others did (not fetched yet, or paused) stops holding the others back
+    (counted when it then brings older events: segmenter_events_handled_out_of_order).
     """
 
     def caught_up(topic: str, partition: int) -> bool:

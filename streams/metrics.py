@@ -311,6 +311,14 @@ class Metrics:
             "was reached (order traded for memory).",
             registry=r,
         )
+        self.events_handled_out_of_order = Gauge(
+            "segmenter_events_handled_out_of_order",
+            "Input events handed to processing after a later event of their partition "
+            "(released early for memory, a topic deemed idle or caught up that then "
+            "brought an older event, or a producer that wrote a topic out of time order). "
+            "Non-zero means a replay's outcome may differ from this run's.",
+            registry=r,
+        )
         self.stream_clock = Gauge(
             "segmenter_stream_clock_timestamp_seconds",
             "The stream clock (largest event time seen), as a Unix timestamp.",
@@ -879,10 +887,11 @@ class Metrics:
         """Set the stream clock from epoch milliseconds."""
         self.stream_clock.set(clock_ms / 1000.0)
 
-    def set_events_held(self, held: int, released_early: int) -> None:
-        """Set the event-time ordering's held and released-early counts."""
+    def set_events_held(self, held: int, released_early: int, out_of_order: int = 0) -> None:
+        """Set the event-time ordering's held, released-early and out-of-order counts."""
         self.events_held.set(held)
         self.events_released_early.set(released_early)
+        self.events_handled_out_of_order.set(out_of_order)
 
     def set_ready(self, ready: bool) -> None:
         """Set ``segmenter_worker_ready`` to 1 or 0."""

@@ -86,11 +86,16 @@ class EventTimeOrder:
     topics: Sequence[str]
     max_held: int = 50_000
     forced: int = 0  # events released before their turn because max_held was reached
+    # events handed over after a later event of their partition (forced, a topic
+    # deemed idle or caught up that then brought an older event, or a topic whose
+    # producer wrote them out of time order)
+    late: int = 0
     limit: float = math.inf
     unpaced: frozenset[str] = frozenset()
     # partition -> topic -> (ts, offset, item) in arrival (offset) order
     _held: dict[int, dict[str, deque[tuple[int, int, Any]]]] = field(default_factory=dict)
     _newest: dict[tuple[str, int], int] = field(default_factory=dict)
+    _released: dict[int, int] = field(default_factory=dict)  # partition -> newest ts handed over
     _count: int = 0
     _rank: dict[str, int] = field(init=False, repr=False)  # tie-break order of the topics
 
@@ -231,7 +236,13 @@ class EventTimeOrder:
 
     def _pop(self, partition: int, topic: str) -> Any:
         self._count -= 1
-        return self._held[partition][topic].popleft()[-1]
+        ts, _, item = self._held[partition][topic].popleft()
+        newest = self._released.get(partition)
+        if newest is None or ts > newest:
+            self._released[partition] = ts
+        elif ts < newest:
+            self.late += 1
+        return item
 
     def clear(self) -> list[Any]:
         """Forget every held event (a rebalance); returns them."""
@@ -243,5 +254,6 @@ class EventTimeOrder:
         ]
         self._held.clear()
         self._newest.clear()
+        self._released.clear()
         self._count = 0
         return items

@@ -2,8 +2,9 @@
 
 1,500 customers of five clearly different personas (streams.persona_modes,
 ``separated``), 120 days, ~170k events over the four behaviour topics,
-produced in time order to one worker. Measured in the same run, against
-the simulator's ground truth and batch k-means on the same customers:
+produced in time order, then replayed by one worker. Measured in the same
+run, against the simulator's ground truth and batch k-means on the same
+customers:
 
 * k = 5 (before the fix: 3), and the final clusters match the personas as
   well as batch k-means with the true k does (ARI >= 0.9 x batch; before:
@@ -13,7 +14,14 @@ the simulator's ground truth and batch k-means on the same customers:
   customer in those 40 days), and the same figure exported to Prometheus;
 * the model timeline (one version per day of stream time, the final
   centroids) equals the one of the same history fed day by day in-process
-  (``streams.quality``): a replay gives the same model as living through it;
+  (``streams.quality``): a replay gives the same model as living through it.
+  The worker starts once the history is on the topics: a worker reading
+  while the producer writes sees a topic's older events after another
+  topic's newer ones whenever the producer sends the first topic's batch
+  later (measured: 11 to 276 events of the first day handled out of order,
+  and then other centroids; issue #17). No consumer can order what it has
+  not been shown yet; it is counted (``segmenter_events_handled_out_of_order``)
+  and documented (docs/clustering.md, "Replays and live streams");
 * the catalogue's labels and profiles describe the personas, and the model's
   changes (init, split, merge, relabel) are announced on ``segment-changes``
   in the documented form, so a consumer can follow every id to the final model.
@@ -61,8 +69,8 @@ def test_issue_17_reproduction_through_the_broker(stack_factory: Callable[..., S
     end_ms = max(int(e["ts"]) for _, e in events)
 
     stack = stack_factory()
+    asyncio.run(stack.produce(events))  # the history first: a replay
     worker = stack.worker("w1")
-    asyncio.run(stack.produce(events))
     wait_for(lambda: handled_total([worker]) >= len(events), timeout=900, interval=2.0)
 
     # The same history fed day by day in-process: the model timeline to expect.
@@ -107,11 +115,8 @@ def test_issue_17_reproduction_through_the_broker(stack_factory: Callable[..., S
     )
     assert exported < 0.1 and exported == pytest.approx(last_30, abs=0.02)
 
-    # The same model timeline as the day-by-day run: same version, same centroids.
-    # Known defect (issue #17, open): through the broker the centroids differ in
-    # some runs (3 of 8 measured, e.g. ids c0 c2 c3 c4 c5 for c0-c4; same version,
-    # k, ARI and change rate), more often on a loaded machine or a cold broker.
-    # Reported as an expected failure after every other check below has passed.
+    # The same model timeline as the day-by-day run: same version, same centroids
+    # (asserted last, after every other check).
     snapshot = latest_snapshot(stack)
     assert snapshot["version"] == final_version
     expected = reference_centroids(reference)
@@ -150,13 +155,16 @@ def test_issue_17_reproduction_through_the_broker(stack_factory: Callable[..., S
             cid = successor[cid]
         assert cid in live or cid in split_parents(model_events), cid
 
+    out_of_order = metric_total(worker, "segmenter_events_handled_out_of_order")
     late = metric_total(worker, "segmenter_cluster_samples_late_total")
-    print(f"[broker] timeline differs: {timeline_differs}; late samples {late}")
-    if timeline_differs:
-        pytest.xfail(
-            "issue #17 (open): the broker run's centroids differ from the day-by-day run "
-            f"({sorted(snapshot['centroids'])} vs {sorted(expected)})"
-        )
+    print(f"[broker] events handled out of order {out_of_order:.0f}, late samples {late:.0f}")
+    assert late == 0  # every sample reached the learner before its day closed
+    if out_of_order:
+        # The worker traded event-time order for progress (a topic silent for
+        # IDLE_SECONDS while the others delivered, or the memory bound): the
+        # identity is not promised then, and the metric says so.
+        pytest.xfail(f"{out_of_order:.0f} events were handled out of event-time order")
+    assert not timeline_differs, (sorted(snapshot["centroids"]), sorted(expected))
 
 
 def model_version(worker: Any) -> int:

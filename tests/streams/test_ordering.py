@@ -93,6 +93,20 @@ def test_beyond_max_held_the_oldest_go_first_and_are_counted() -> None:
     assert len(order) == 2 and order.forced == 2
 
 
+def test_events_handed_over_after_a_later_one_of_their_partition_are_counted() -> None:
+    order = EventTimeOrder(TOPICS)
+    order.hold("purchases", 0, ts=30, offset=0, item="p30")
+    assert order.release(always) == ["p30"]  # browsing looked caught up
+    order.hold("browsing", 0, ts=20, offset=0, item="b20")  # ... but had an older event
+    order.hold("browsing", 1, ts=5, offset=0, item="b5")  # another partition: in order
+    order.hold("browsing", 0, ts=30, offset=1, item="b30")  # a tie is not out of order
+    assert sorted(order.release(always)) == ["b20", "b30", "b5"]
+    assert order.late == 1 and order.forced == 0
+    order.clear()
+    order.hold("purchases", 0, ts=1, offset=1, item="p1")  # a new reader starts afresh
+    assert order.release(always) == ["p1"] and order.late == 1
+
+
 def test_clear_hands_back_every_held_event_and_forgets_the_topics() -> None:
     order = EventTimeOrder(TOPICS)
     order.hold("purchases", 0, ts=30, offset=0, item="a")
