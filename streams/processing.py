@@ -49,6 +49,7 @@ from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.kpis import KpiTracker
 from models.rules import RuleEngine, is_flap
+from models.topics import BEHAVIOUR_TOPICS
 
 __all__ = [
     "CustomerProcessor",
@@ -65,8 +66,6 @@ __all__ = [
     "training_samples",
 ]
 
-BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
-FEATURE_TOPICS = BEHAVIOUR_TOPICS | {"profiles"}
 # Segment types whose "no segment" means "not assessed yet" (no activity, no
 # cluster model yet): leaving it is the customer's first assignment. For nps
 # and user-defined rules, "no segment" is an assessment of its own ("no NPS
