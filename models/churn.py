@@ -1,4 +1,4 @@
-"""Churn risk: an explainable score, levels with hysteresis, silence timers.
+"""Churn risk: an explainable score and levels with hysteresis.
 
 The score is a logistic combination of five interpretable factors, each a
 number in ``[0, 1]`` computed from the flat feature dict of
@@ -36,7 +36,7 @@ detractor is not at risk for that alone (chronic load reaches at most
 Customers with no purchase have no BG/NBD factor: they are scored from
 engagement, support and sentiment alone.
 
-See ``docs/churn.md`` for the reasoning, levels, timers and evaluation.
+See ``docs/churn.md`` for the reasoning, levels and evaluation.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from models.btyd import DEFAULT_PARAMS, BGNBDParams, prob_alive
-from models.eventtime import MS_PER_DAY, day_of
 
 __all__ = [
     "DEFAULT_BIAS",
@@ -65,9 +64,7 @@ __all__ = [
     "LevelThresholds",
     "churn_level",
     "level_thresholds",
-    "next_review_ms",
     "precision_at_top",
-    "project_silence",
     "recency_baseline_score",
     "roc_auc",
 ]
@@ -254,8 +251,7 @@ class ChurnScorer:
         The shorter engagement estimate wins; the result is clipped to
         ``[min_gap_days, max_gap_days]``; ``default_gap_days`` when nothing is
         measurable. A numeric ``typical_gap_days`` entry in ``features`` pins
-        the rhythm instead (:func:`project_silence` uses this to judge a
-        projected silence by today's rhythm). Returns ``(gap, measured)``.
+        the rhythm instead. Returns ``(gap, measured)``.
 
         Examples
         --------
@@ -617,131 +613,6 @@ def churn_level(
     if prev >= 1 and score >= t.medium_exit:
         return "medium"
     return "low"
-
-
-# ---------------------------------------------------------------- timers
-_SILENCE_CLOCKS = ("days_since_last_event", "days_since_last_purchase", "T")
-
-
-def project_silence(
-    features: Mapping[str, Any], days: int, scorer: ChurnScorer | None = None
-) -> dict[str, Any]:
-    """The features ``days`` later if the customer stays silent (approximation).
-
-    Advances the clocks that grow with silence (``days_since_last_event``,
-    ``days_since_last_purchase``, ``T``) and ages the 30-day activity counts
-    (``events_30d``, ``sessions_30d``), assuming their events were spread
-    evenly over the part of the window before the silence; the events that
-    leave the 30-day window stay in the 90-day counts. The customer's rhythm
-    is pinned at today's (``typical_gap_days``, from ``scorer``'s
-    :meth:`ChurnScorer.typical_gap_days`) unless already pinned. Everything
-    else is unchanged. The approximation errs towards a higher score (nothing
-    ages out of the 90-day windows), so timers fire early rather than late.
-
-    Examples
-    --------
-    >>> g = project_silence({"T": 10, "days_since_last_event": 10, "events_30d": 40,
-    ...                      "orders": 2}, 5)
-    >>> g["T"], g["days_since_last_event"], g["events_30d"], g["orders"]
-    (15, 15, 30.0, 2)
-    >>> g["typical_gap_days"]  # no measurable rhythm: the default
-    14.0
-    """
-    out = dict(features)
-    if _num(features, "typical_gap_days") is None:
-        out["typical_gap_days"] = (scorer or ChurnScorer()).typical_gap_days(features)[0]
-    silent = _num(features, "days_since_last_event")
-    if silent is not None and silent < 30:
-        keep = max(0.0, 30.0 - silent - days) / (30.0 - silent)
-        for key in ("events_30d", "sessions_30d"):
-            count = _num(features, key)
-            if count is not None:
-                out[key] = count * keep
-    for key in _SILENCE_CLOCKS:
-        value = out.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = value + days
-    return out
-
-
-def next_review_ms(
-    features: Mapping[str, Any],
-    now_ms: int,
-    level: str | None,
-    *,
-    params: BGNBDParams | None = None,
-    scorer: ChurnScorer | None = None,
-    thresholds: LevelThresholds = DEFAULT_THRESHOLDS,
-    max_wait_days: int = 7,
-) -> int:
-    """Event time at which a silent customer's churn level could next change.
-
-    Silence only raises the score (the inactivity ratio grows, BG/NBD's
-    ``P(alive)`` falls as ``T`` grows, recent activity ages out of the 30-day
-    window), so the score of the projected features (:func:`project_silence`)
-    is non-decreasing in the days of silence ``k``. A binary search finds the smallest ``k`` in
-    ``1..max_wait_days`` at which :func:`churn_level` moves up; the answer is
-    the start of that UTC day (whole-day features change at UTC midnight).
-    When no move happens within ``max_wait_days`` -- the customer is already
-    ``high``, or far from the next threshold -- the answer is
-    ``max_wait_days`` ahead anyway, because windowed counts ageing out (which
-    the projection ignores) can move the level either way.
-
-    The result is always in ``(now_ms, next UTC midnight + max_wait_days - 1]``,
-    so a streaming layer that re-scores silent customers at this time (on
-    the stream clock) does at most one re-score per customer per
-    ``max_wait_days`` and still sees every silence-driven change on its day.
-
-    Parameters
-    ----------
-    features
-        Features as of ``now_ms`` (the stream clock).
-    now_ms
-        The stream clock, epoch ms.
-    level
-        The customer's current churn level.
-    params, scorer, thresholds
-        As used for scoring (defaults when ``None``).
-    max_wait_days
-        Upper bound on the wait, >= 1.
-
-    Examples
-    --------
-    >>> f = {"days_since_last_event": 3, "active_days_30d": 10,  # every 3 days
-    ...      "events_30d": 30, "events_90d": 90}
-    >>> now = 20_000 * 86_400_000 + 5_000  # just after midnight, day 20000
-    >>> next_review_ms(f, now, "low", max_wait_days=30) // 86_400_000 - 20_000
-    13
-    >>> s = ChurnScorer()
-    >>> [churn_level(s.score(project_silence(f, k)).score, "low") for k in (12, 13)]
-    ['low', 'medium']
-    >>> next_review_ms(f, now, "low") == now - 5_000 + 7 * 86_400_000  # capped
-    True
-    """
-    if max_wait_days < 1:
-        raise ValueError("max_wait_days must be >= 1")
-    s = ChurnScorer() if scorer is None else scorer
-    today = day_of(now_ms)
-    pinned = dict(features)
-    if _num(features, "typical_gap_days") is None:
-        pinned["typical_gap_days"] = s.typical_gap_days(features)[0]
-
-    def changes(k: int) -> bool:
-        projected = s.score(project_silence(pinned, k, s), params).score
-        return churn_level(projected, level, thresholds) != (level or "low")
-
-    if changes(max_wait_days):
-        lo, hi = 1, max_wait_days  # smallest k in [lo, hi] with changes(k)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if changes(mid):
-                hi = mid
-            else:
-                lo = mid + 1
-        k = lo
-    else:
-        k = max_wait_days
-    return (today + k) * MS_PER_DAY
 
 
 # ---------------------------------------------------------------- evaluation

@@ -45,10 +45,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.eventtime import MS_PER_DAY
+from models.topics import BEHAVIOUR_TOPICS
 
-__all__ = ["BEHAVIOUR_TOPICS", "ChurnTracking"]
-
-BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
+__all__ = ["ChurnTracking"]
 
 _PENDING = "snap"
 

@@ -55,6 +55,7 @@ from models.rules import (
     RulesConfigError,
     parse_rules,
 )
+from models.topics import BEHAVIOUR_TOPICS
 
 __all__ = [
     "ARMS",
@@ -86,7 +87,6 @@ OUTCOMES: tuple[str, ...] = (
     "revenue_per_customer",
     "churn_high_share",
 )
-BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 Z_95 = 1.959963984540054
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z", re.ASCII)

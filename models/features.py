@@ -140,6 +140,7 @@ from models.dedup import (
     time_at,
 )
 from models.eventtime import MS_PER_DAY, format_ts
+from models.topics import FEATURE_TOPICS
 
 __all__ = [
     "FEATURE_NAMES",
@@ -159,7 +160,7 @@ SESSION_MEMORY = 64
 """How many session ids (latest starts) are remembered per customer."""
 LAYOUT = 2
 """State layout version (``"v"``); layout-1 states are converted on first use."""
-TOPICS = ("purchases", "browsing", "support", "feedback", "profiles")
+TOPICS = FEATURE_TOPICS
 """Topics :func:`apply_event` accepts."""
 
 _PRUNE_SLACK_DAYS = 7

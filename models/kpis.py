@@ -57,6 +57,7 @@ from models.clv import customer_value
 from models.eventtime import day_of
 from models.experiments import ARMS, Experiment, close_due, enter, observe_event
 from models.gamma_gamma import GammaGammaParams
+from models.topics import BEHAVIOUR_TOPICS
 
 __all__ = [
     "ACTIVE",
@@ -78,7 +79,6 @@ __all__ = [
 
 ACTIVE, VIEWED, BOUGHT, CHURN_HIGH = 1, 2, 4, 8
 NPS_FLAGS = {"promoter": 16, "passive": 32, "detractor": 64}
-BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 #: Days of stream time the entered/exited counts cover.
 WINDOW_DAYS = 30
 #: CLVs the tracker remembers per input before it starts afresh.

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from models.eventtime import MS_PER_DAY, day_of
 __all__ = [
     "BUILTIN_TYPES",
     "FEATURE_NAMES",
+    "FLAP_WINDOW_MS",
     "LIFECYCLE_SEGMENTS",
     "NPS_SEGMENTS",
     "VALUE_TIERS",
@@ -61,7 +62,6 @@ __all__ = [
     "RulesConfig",
     "RulesConfigError",
     "UserRule",
-    "count_flaps",
     "is_flap",
     "load_rules",
     "parse_rules",
@@ -1078,47 +1078,37 @@ def _nps_label_of(s: str | None) -> str:
 # --------------------------------------------------------------------------- flaps
 
 
-def count_flaps(history: Sequence[tuple[int, str | None]], window_days: float = 7.0) -> int:
-    """Count flaps in a chronological list of segment changes.
-
-    A *flap* is a change back into a segment the customer left at most
-    ``window_days`` (event time) earlier.
-
-    Parameters
-    ----------
-    history
-        ``(ts_ms, segment_entered)`` pairs in event-time order, one per change
-        (the first entry is the initial segment).
-
-    Examples
-    --------
-    >>> day = 86_400_000
-    >>> count_flaps([(0, "mid"), (1 * day, "high"), (2 * day, "mid"), (30 * day, "high")])
-    1
-    """
-    window_ms = window_days * MS_PER_DAY
-    left_at: dict[str | None, int] = {}
-    flaps = 0
-    for i in range(1, len(history)):
-        ts, seg = history[i]
-        left = left_at.get(seg)
-        if left is not None and ts - left <= window_ms:
-            flaps += 1
-        left_at[history[i - 1][1]] = ts
-    return flaps
+FLAP_WINDOW_MS = 7 * MS_PER_DAY
+"""A change back into a segment left less than this long ago (event time) is a flap."""
 
 
-def is_flap(history: Sequence[tuple[int, str | None]], window_days: float = 7.0) -> bool:
-    """Whether the *last* change in ``history`` is a flap (see :func:`count_flaps`).
+def is_flap(
+    entry: Mapping[str, Any] | None,
+    current: str | None,
+    clock_ms: int,
+    window_ms: int = FLAP_WINDOW_MS,
+) -> bool:
+    """Whether changing a segment type to ``current`` at ``clock_ms`` is a flap.
+
+    A *flap* is a change back into the segment the customer left less than
+    ``window_ms`` (event time) earlier: ``entry`` is the segment type's stored
+    entry before the change (``{"current", "previous", "since_ms"}``, as the
+    worker keeps it in the customer's state; ``None`` before the first
+    assignment), whose ``previous`` segment was left at ``since_ms``. Exactly
+    ``window_ms`` later is no longer a flap. The worker counts these in
+    ``segmenter_segment_flaps_total`` and the quality report.
 
     Examples
     --------
     >>> day = 86_400_000
-    >>> is_flap([(0, "active"), (3 * day, "at_risk"), (5 * day, "active")])
-    True
-    >>> is_flap([(0, "active"), (3 * day, "at_risk"), (20 * day, "active")])
-    False
+    >>> entry = {"current": "at_risk", "previous": "active", "since_ms": 3 * day}
+    >>> is_flap(entry, "active", 5 * day), is_flap(entry, "lapsed", 5 * day)
+    (True, False)
+    >>> is_flap(entry, "active", 10 * day), is_flap(None, "active", 5 * day)
+    (False, False)
     """
-    if len(history) < 2:
-        return False
-    return count_flaps(history, window_days) > count_flaps(history[:-1], window_days)
+    return (
+        entry is not None
+        and entry.get("previous") == current
+        and clock_ms - entry["since_ms"] < window_ms
+    )

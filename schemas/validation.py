@@ -27,6 +27,7 @@ import fastjsonschema
 import orjson
 
 from models.eventtime import format_ts, parse_ts
+from models.topics import INPUT_TOPICS, OUTPUT_TOPICS
 
 __all__ = [
     "INPUT_TOPICS",
@@ -39,25 +40,6 @@ __all__ = [
     "validate",
     "validate_output",
 ]
-
-INPUT_TOPICS: tuple[str, ...] = (
-    "purchases",
-    "browsing",
-    "support",
-    "feedback",
-    "profiles",
-    "privacy",
-)
-"""Logical names (without prefix) of the input topics that have a schema."""
-
-OUTPUT_TOPICS: tuple[str, ...] = (
-    "segment-changes",
-    "churn-risk",
-    "dead-letters",
-    "privacy-confirmations",
-    "segment-memberships",
-)
-"""Logical names (without prefix) of the output topics that have a schema."""
 
 REASONS: frozenset[str] = frozenset(
     {

@@ -71,6 +71,7 @@ from models.churn_model import FEATURES, PRIOR_WEIGHTS, ChurnModel
 from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY, format_ts, parse_ts
 from models.rules import RuleEngine, RulesConfig
+from models.topics import BEHAVIOUR_TOPICS, FEATURE_TOPICS
 from streams.churn_learner import ChurnLearnerHost
 from streams.histories import read_history
 from streams.processing import CustomerProcessor, Result, btyd_row, new_customer_state
@@ -93,8 +94,6 @@ __all__ = [
     "report_from_replay",
 ]
 
-FEATURE_TOPICS = ("purchases", "browsing", "support", "feedback", "profiles")
-BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
 DEFAULT_DEDUP_WINDOW_MS = 7 * MS_PER_DAY
 
 

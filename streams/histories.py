@@ -32,10 +32,9 @@ from typing import Any
 import orjson
 
 from models.eventtime import parse_ts
+from models.topics import FEATURE_TOPICS
 
 __all__ = ["DATASETS", "dataset_events", "parse_time", "read_history"]
-
-FEATURE_TOPICS = ("purchases", "browsing", "support", "feedback", "profiles")
 
 #: Public data sets read from installed packages: name -> (file, description).
 DATASETS: dict[str, tuple[str, str]] = {

@@ -56,7 +56,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from models.profile_policy import REJECT_REASONS as ATTRIBUTE_REJECT_REASONS
-from schemas import INPUT_TOPICS, OUTPUT_TOPICS
+from models.topics import INPUT_TOPICS, OUTPUT_TOPICS
 from schemas import REASONS as VALIDATION_REASONS
 from streams.repartition import REASONS as REPARTITION_REASONS
 

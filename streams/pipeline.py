@@ -185,13 +185,6 @@ class Pipeline:
             batch.working.flush(batch.customers)
         batch.tally.flush(self.rt.metrics)
 
-    async def on_batch(self, topic: str, messages: list[Any]) -> None:
-        """Handle the messages of the logical input ``topic`` and wait until committed.
-
-        Messages held back by the event-time ordering are waited for too.
-        """
-        await (await self.submit(topic, messages)).done
-
     async def submit(self, topic: str, messages: Sequence[Any]) -> Submission:
         """Take in the messages of one logical input topic (see :meth:`submit_many`)."""
         return (await self.submit_many([(topic, messages)]))[0]
@@ -429,10 +422,6 @@ class Pipeline:
             return None
         return min(clock - 1, self.rt.reviewed_through(partition) * MS_PER_DAY)
 
-    async def on_message(self, topic: str, message: Any) -> None:
-        """Process one message (a batch of one)."""
-        await self.on_batch(topic, [message])
-
     async def commit(self, batch: Batch) -> None:
         """Send the batch's outputs, wait for the acks, then make its state durable.
 
@@ -503,12 +492,6 @@ class Pipeline:
             self.rt.metrics.output(record.output)
         for batch in batches:
             batch.confirmations.clear()
-
-    def process(self, topic: str, message: Any, batch: Batch) -> None:
-        """Handle one Kafka message of the logical input ``topic`` into ``batch`` now."""
-        event = self.parse(topic, message, batch)
-        if event is not None:
-            self.apply(topic, message, event, batch)
 
     def parse(self, topic: str, message: Any, batch: Batch) -> dict[str, Any] | None:
         """The validated event, or ``None`` after dead-lettering (or dropping) the message,

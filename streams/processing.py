@@ -48,7 +48,8 @@ from models.churn_outcomes import ChurnTracking
 from models.clustering import SegmentAssigner, cluster_vector
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.kpis import KpiTracker
-from models.rules import RuleEngine
+from models.rules import RuleEngine, is_flap
+from models.topics import BEHAVIOUR_TOPICS
 
 __all__ = [
     "CustomerProcessor",
@@ -65,9 +66,6 @@ __all__ = [
     "training_samples",
 ]
 
-BEHAVIOUR_TOPICS = frozenset({"purchases", "browsing", "support", "feedback"})
-FEATURE_TOPICS = BEHAVIOUR_TOPICS | {"profiles"}
-FLAP_WINDOW_MS = 7 * MS_PER_DAY
 # Segment types whose "no segment" means "not assessed yet" (no activity, no
 # cluster model yet): leaving it is the customer's first assignment. For nps
 # and user-defined rules, "no segment" is an assessment of its own ("no NPS
@@ -550,12 +548,8 @@ class CustomerProcessor:
         clock_ms: int,
     ) -> None:
         old = segments.get(seg_type)
-        if (
-            old is not None
-            and old.get("previous") == current
-            and clock_ms - old["since_ms"] < FLAP_WINDOW_MS
-        ):
-            # Back where the customer was less than a week ago: a flap.
+        if is_flap(old, current, clock_ms):
+            # Back where the customer was less than a week ago.
             result.flaps.append(seg_type)
         segments[seg_type] = {
             "current": current,

@@ -67,12 +67,11 @@ from models.churn import ChurnScorer
 from models.cluster_vector import FEATURES, cluster_vector
 from models.clustering import SegmentLearner
 from models.eventtime import MS_PER_DAY, parse_ts
-from models.rules import RuleEngine, RulesConfig
+from models.rules import FLAP_WINDOW_MS, RuleEngine, RulesConfig
 from streams.learner import LearnerHost
 from streams.metrics import Metrics
 from streams.persona_modes import MODES, simulation
 from streams.processing import (
-    FLAP_WINDOW_MS,
     CustomerProcessor,
     result_features,
     training_samples,

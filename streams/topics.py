@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas import INPUT_TOPICS, OUTPUT_TOPICS
+from models.topics import INPUT_TOPICS, OUTPUT_TOPICS
 from streams.repartition import REPARTITION_TOPIC
 from streams.settings import Settings
 

@@ -1,4 +1,4 @@
-"""Tests for models.churn: scorer, levels with hysteresis, timers, evaluation."""
+"""Tests for models.churn: scorer, levels with hysteresis, evaluation."""
 
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ from models.churn import (
     ChurnScorer,
     LevelThresholds,
     churn_level,
-    next_review_ms,
     precision_at_top,
-    project_silence,
     recency_baseline_score,
     roc_auc,
 )
@@ -343,83 +341,8 @@ def test_level_sequence_follows_a_real_trend() -> None:
     ]
 
 
-# --------------------------------------------------------------------- timers
+# ------------------------------------------------------------- end to end
 DAY0 = 20_000
-
-
-def _level_of(features: dict[str, Any], previous: str | None = None) -> str:
-    return churn_level(ChurnScorer().score(features).score, previous)
-
-
-def test_project_silence_advances_clocks_and_ages_activity() -> None:
-    f = {"T": 10, "days_since_last_event": 10, "days_since_last_purchase": 10, "events_30d": 40}
-    g = project_silence(f, 5)
-    assert (g["T"], g["days_since_last_event"], g["days_since_last_purchase"]) == (15, 15, 15)
-    assert g["events_30d"] == pytest.approx(30.0)
-    assert project_silence(f, 20)["events_30d"] == 0.0
-    assert project_silence({"T": None}, 3) == {"T": None, "typical_gap_days": 14.0}
-    assert f["T"] == 10  # input untouched
-    # The rhythm is pinned at today's, however the windowed counts would age.
-    h = dict(LOYAL, days_since_last_event=5)
-    gap = ChurnScorer().typical_gap_days(h)[0]
-    assert project_silence(h, 40)["typical_gap_days"] == gap
-    assert ChurnScorer().typical_gap_days(project_silence(h, 40)) == (gap, True)
-
-
-def test_next_review_is_the_first_day_the_level_changes() -> None:
-    f = dict(LOYAL, days_since_last_event=2, active_days_30d=15, frequency=0, recency=0, T=None)
-    f["orders"] = 0
-    now = DAY0 * MS_PER_DAY + 13 * 3_600_000  # 13:00 UTC
-    level = _level_of(f)
-    assert level == "low"
-    t = next_review_ms(f, now, level, max_wait_days=60)
-    assert t > now and t % MS_PER_DAY == 0
-    k = t // MS_PER_DAY - DAY0
-    assert _level_of(project_silence(f, k), level) != level
-    assert _level_of(project_silence(f, k - 1), level) == level
-
-
-def test_next_review_is_bounded_by_max_wait() -> None:
-    now = DAY0 * MS_PER_DAY + 1
-    # Already high: silence cannot raise it; a periodic refresh remains.
-    high = dict(LOYAL, days_since_last_event=90, events_30d=0, active_days_30d=0, T=290)
-    assert _level_of(high) == "high"
-    assert next_review_ms(high, now, "high") == (DAY0 + 7) * MS_PER_DAY
-    # A customer with a monthly rhythm and fresh activity: nothing within 3 days.
-    monthly = dict(LOYAL, active_days_30d=1, frequency=4, recency=120, days_since_last_event=0)
-    assert next_review_ms(monthly, now, "low", max_wait_days=3) == (DAY0 + 3) * MS_PER_DAY
-    with pytest.raises(ValueError):
-        next_review_ms(monthly, now, "low", max_wait_days=0)
-
-
-def test_timer_driven_rescoring_catches_every_silence_change() -> None:
-    """Simulate a silent customer on the stream clock: reviews only at timers."""
-    f0 = dict(LOYAL, days_since_last_event=0, days_since_last_purchase=0, T=200)
-    level = _level_of(f0)
-    now_day = DAY0
-    reviews = 0
-    changes = []
-    for _ in range(100):
-        t = next_review_ms(project_silence(f0, now_day - DAY0), now_day * MS_PER_DAY, level)
-        now_day = t // MS_PER_DAY
-        if now_day - DAY0 > 120:
-            break
-        reviews += 1
-        new = _level_of(project_silence(f0, now_day - DAY0), level)
-        if new != level:
-            changes.append((now_day - DAY0, new))
-            level = new
-    # Daily scoring for comparison.
-    daily_level = _level_of(f0)
-    daily_changes = []
-    for k in range(1, 121):
-        new = _level_of(project_silence(f0, k), daily_level)
-        if new != daily_level:
-            daily_changes.append((k, new))
-            daily_level = new
-    assert changes == daily_changes
-    assert [lv for _, lv in changes] == ["medium", "high"]
-    assert reviews < 40  # vs 120 daily re-scores
 
 
 def test_end_to_end_with_read_features() -> None:
@@ -441,8 +364,6 @@ def test_end_to_end_with_read_features() -> None:
         r = ChurnScorer().score(f)
         level = churn_level(r.score, level)
         levels.append(level)
-        t = next_review_ms(f, day * MS_PER_DAY, level)
-        assert day * MS_PER_DAY < t <= (day + 7) * MS_PER_DAY
     assert levels == ["low", "medium", "high"]
     assert r.reasons[0].startswith("no activity for 44 days (usually every 4 days)")
 

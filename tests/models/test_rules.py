@@ -15,7 +15,6 @@ from models.rules import (
     RuleEngine,
     RulesConfig,
     RulesConfigError,
-    count_flaps,
     is_flap,
     load_rules,
     parse_rules,
@@ -419,13 +418,28 @@ def test_segment_catalogue_describes_every_builtin_segment() -> None:
 # ----------------------------------------------------------------- flaps
 
 
-def test_count_flaps_and_is_flap() -> None:
+def count_flaps(history: list[tuple[int, str | None]]) -> int:
+    """Flaps in a chronological ``(ts_ms, segment)`` history, judged as the worker
+    judges them (``CustomerProcessor._record`` keeps the same entry)."""
+    entry: dict[str, Any] | None = None
+    flaps = 0
+    for ts, segment in history:
+        flaps += is_flap(entry, segment, ts)
+        previous = entry["current"] if entry else None
+        entry = {"current": segment, "previous": previous, "since_ms": ts}
+    return flaps
+
+
+def test_is_flap_is_a_return_to_the_segment_left_less_than_a_window_ago() -> None:
     history = [(0, "low"), (1 * DAY, "mid"), (3 * DAY, "low"), (40 * DAY, "mid"), (41 * DAY, "low")]
-    assert count_flaps(history, window_days=7) == 2
-    assert count_flaps(history, window_days=1) == 1
-    assert is_flap(history)
-    assert not is_flap(history[:4])
-    assert not is_flap([(0, "a")])
+    assert count_flaps(history) == 2
+    assert count_flaps([(0, "low"), (1 * DAY, "mid"), (8 * DAY, "low")]) == 0  # exactly 7 days
+    assert count_flaps([(0, "low"), (1 * DAY, "mid"), (8 * DAY - 1, "low")]) == 1
+    entry = {"current": "mid", "previous": "low", "since_ms": DAY}
+    assert is_flap(entry, "low", 2 * DAY, window_ms=2 * DAY)
+    assert not is_flap(entry, "low", 3 * DAY, window_ms=2 * DAY)
+    assert not is_flap(entry, "high", 2 * DAY)  # somewhere else, not back
+    assert not is_flap(None, "low", 2 * DAY)  # the first assignment
 
 
 def simulate(engine: RuleEngine, days: int = 365, seed: int = 7) -> list[tuple[int, str | None]]:
