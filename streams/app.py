@@ -9,35 +9,34 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
-import orjson
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from models.churn import ChurnScorer, level_thresholds
 from models.churn_outcomes import ChurnTracking
-from models.eventtime import MS_PER_DAY, day_of
+from models.eventtime import MS_PER_DAY
 from models.experiments import load_segments_config
 from models.kpis import KpiTracker
 from models.profile_policy import AttributePolicy
 from models.rules import RuleEngine, RulesConfig
 from streams import faust_adapter
+from streams.assignment import (
+    IDLE_SECONDS,
+    assigned_inputs,
+    assigned_partitions,
+    caught_up_test,
+)
 from streams.broadcast import run_broadcast_reader
-from streams.churn_learner import CHURN_MODEL_KEY
-from streams.churn_runner import ChurnLearnerRunner
-from streams.codec import encode
-from streams.faust_adapter import committed_offset, read_offset
+from streams.daily_sweep import install_daily_sweep
+from streams.faust_adapter import read_offset
 from streams.http_security import bearer_auth, disable_faust_routes
-from streams.learner import LearnerHost
 from streams.learner_salt import resolve_learner_salt
+from streams.learning import install_learning
 from streams.logs import handlers_for
 from streams.metrics import Metrics
-from streams.model_events import MODEL_KEY, model_change_events
 from streams.monitor import LeanMonitor
 from streams.ordering import EventTimeOrder
 from streams.outbox import ProducerTopic
@@ -48,7 +47,6 @@ from streams.reroute_merge import event_time_topics
 from streams.runtime import Runtime
 from streams.settings import Settings
 from streams.state_table import StateTable, producer_send
-from streams.sweep import PartitionSweep, partition_keys
 from streams.topics import (
     CLOCK_TOPIC,
     INPUT_TOPICS,
@@ -62,11 +60,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
-SWEEP_CHUNK = 2000
 FETCH_BYTES_PER_PARTITION = 64 * 1024  # ≈ 250 input records
-TRAINING_ITEMS_PER_MESSAGE = 1000  # training samples are a few hundred bytes each
-IDLE_SECONDS = 5.0  # a topic-partition silent this long no longer holds others back
-SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall clock)
 # Faust's RocksDB defaults (64 MB x 3 write buffers, a 2 GB block cache) apply
 # per partition database: bound them so memory does not scale with partitions.
 ROCKSDB_OPTIONS = {
@@ -144,14 +138,10 @@ def rules_version(config: RulesConfig) -> str:
     return f"rules-{digest}"
 
 
-def create_app(settings: Settings | None = None) -> faust.App:
-    """Build a Segmenter worker app from ``settings`` (default: the environment)."""
-    settings = settings or Settings()
-    datadir = settings.data_dir / f"worker-{settings.web_port}"
-    datadir.mkdir(parents=True, exist_ok=True)
-    rt = build_runtime(settings)
-    # The input topics go through a batch consumer path (streams.faust_adapter).
-    app = faust_adapter.BatchApp(
+def faust_app(settings: Settings, datadir: Any) -> faust_adapter.BatchApp:
+    """The Faust app with the worker's settings; its input topics go through the
+    batch consumer path (:mod:`streams.faust_adapter`)."""
+    return faust_adapter.BatchApp(
         settings.app_id,
         monitor=LeanMonitor(),
         broker=broker_urls(settings.kafka_bootstrap),
@@ -178,6 +168,32 @@ def create_app(settings: Settings | None = None) -> faust.App:
         loghandlers=handlers_for(settings.log_format) or [],
         web_application_options=web_options(settings),
     )
+
+
+def event_time_order(settings: Settings) -> EventTimeOrder | None:
+    """The event-time order of each partition's inputs (none with ``order_max_held = 0``).
+
+    Rerouted events wait in it as one stream per source partition
+    (:mod:`streams.reroute_merge`); privacy requests never wait for the cluster
+    model (:mod:`streams.ordering`, ``unpaced``).
+    """
+    if settings.order_max_held <= 0:
+        return None
+    ordered_topics = event_time_topics(settings.partitions)
+    return EventTimeOrder(
+        ordered_topics,
+        max_held=settings.order_max_held,
+        unpaced=frozenset(t for t in ordered_topics if t.split("@")[0] == "privacy"),
+    )
+
+
+def create_app(settings: Settings | None = None) -> faust.App:
+    """Build a Segmenter worker app from ``settings`` (default: the environment)."""
+    settings = settings or Settings()
+    datadir = settings.data_dir / f"worker-{settings.web_port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    rt = build_runtime(settings)
+    app = faust_app(settings, datadir)
     disable_faust_routes(app)  # no /table/… (raw records), /router/… (topology)
     app.segmenter = rt  # type: ignore[attr-defined]
 
@@ -209,7 +225,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
     customers = bytes_table(app, settings.topic("customers"), settings.partitions)
     suppressions = bytes_table(app, settings.topic("suppressions"), settings.partitions)
     send = producer_send(app)
-    ordered_topics = event_time_topics(settings.partitions)
     pipeline = Pipeline(
         rt,
         StateTable(customers, send),
@@ -217,17 +232,10 @@ def create_app(settings: Settings | None = None) -> faust.App:
         outputs,
         # Rerouted events wait in the event-time order as one stream per source
         # partition (streams.reroute_merge).
-        order=EventTimeOrder(
-            ordered_topics,
-            max_held=settings.order_max_held,
-            # privacy requests never wait for the cluster model (streams.ordering)
-            unpaced=frozenset(t for t in ordered_topics if t.split("@")[0] == "privacy"),
-        )
-        if settings.order_max_held > 0
-        else None,
-        caught_up=_caught_up_test(app, settings),
+        order=event_time_order(settings),
+        caught_up=caught_up_test(app, settings),
         holds=lambda partition: partition in assigned_partitions(app, settings.topic("purchases")),
-        sources=lambda: _assigned_inputs(app, settings),
+        sources=lambda: assigned_inputs(app, settings),
         idle_seconds=IDLE_SECONDS,
     )
     app.pipeline = pipeline  # type: ignore[attr-defined]
@@ -236,135 +244,28 @@ def create_app(settings: Settings | None = None) -> faust.App:
         settings.logical_topic(topic), offsets
     )
 
-    sweeps: dict[int, PartitionSweep] = {}
+    install_daily_sweep(app, rt, pipeline, customers, ticks, clock_topic)
+    install_learning(app, settings, rt, pipeline, training, models, outputs)
+    _install_release_timer(app, settings, rt, pipeline)
+    _install_lag_gauge(app, rt)
 
-    @app.agent(ticks, name="segmenter.clock-ticks", concurrency=1)
-    async def on_tick(stream: Any) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            sweep = sweeps.get(partition)
-            if sweep is None:
-                # Every customer whose events are handled must be in the store
-                # before the pass lists the keys (see Runtime.reviewed_through).
-                await pipeline.drain()
-                sweep = PartitionSweep(clock_ms=pipeline.sweep_clock(partition))
-                sweeps[partition] = sweep
-                rt.kpis.begin_pass(partition)  # the pass sums the KPIs again (models.kpis)
-            try:
-                # Committed first, so every customer handled so far is listed.
-                await pipeline.drain()
-                keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
-                rt.kpis.listed(partition, [orjson.dumps(key) for key in keys])
-                await pipeline.review_partition(keys, partition, sweep)
-            except Exception:  # never let a timer stop the worker; the next tick retries
-                log.exception("sweep of partition %s failed", partition)
-                sweeps.pop(partition, None)
-                rt.kpis.abort_pass(partition)
-                continue
-            if len(keys) < SWEEP_CHUNK:  # the pass is complete
-                finish_sweep(rt, partition, sweep)
-                sweeps.pop(partition, None)
-            else:
-                sweep.cursor = cursor
+    @app.task
+    async def broadcast_reader() -> None:
+        # No event is handled before this is done (the agents wait for the
+        # broadcast topics), so every learner key is salted.
+        if rt.learner_salt is None:
+            rt.learner_salt = await resolve_learner_salt(settings)
+        await run_broadcast_reader(rt)
 
-    learner = LearnerHost(rt)
-    # Refits and the BG/NBD fit take up to seconds: they run on one thread of
-    # their own (so they stay serialised) while the event loop keeps ingesting.
-    learner_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learner")
+    from streams.web import register_views
 
-    async def off_loop(fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(learner_thread, fn, *args)
+    register_views(app, rt, customers, inputs["purchases"])
+    return app
 
-    @app.agent(training, name="segmenter.learner", concurrency=1)
-    async def on_training(stream: Any) -> None:
-        async for value in stream:
-            await rt.broadcast_caught_up.wait()  # resume from the latest snapshot first
-            try:
-                batch = orjson.loads(value)
-                # A frozen model (SEGMENTER_LEARNING=false) learns nothing, but an
-                # erasure still removes the customer's sample and is republished.
-                items = batch.get("items", [])
-                forgotten = await off_loop(
-                    learner.learn, items, settings.learning, batch.get("through")
-                )
-                if settings.learning:
-                    await off_loop(churn.learn, items)
-                # The model moves on in stream time: once every input partition is
-                # past a period (a day), it is refitted and published; never on
-                # the wall clock, so a replay gives the same model timeline. After
-                # an erasure or opt-out at once: the previous snapshot on
-                # segment-models still holds the sample (until compaction).
-                changed = settings.learning and await off_loop(learner.advance)
-                # (a day closed without a change is published too: workers pace
-                # themselves on the model's as_of, streams.model_pace)
-                moved_on = settings.learning and learner.moved_on()
-                if changed or forgotten or moved_on:
-                    announced = learner.published_version
-                    message = await off_loop(learner.snapshot_message)
-                    # Announced (and acknowledged) before the snapshot that marks
-                    # them announced: a learner that moves or restarts in between
-                    # resumes from the previous snapshot and announces the same
-                    # changes again, with the same event ids; never none of them.
-                    sent = [
-                        await outputs["segment-changes"].send(
-                            key=MODEL_KEY.encode(), value=encode(event)
-                        )
-                        for event in model_change_events(message["snapshot"], announced)
-                    ]
-                    for delivery in sent:
-                        await delivery
-                    await models.send(key=b"clusters", value=encode(message))
-            except Exception:  # a bad batch must not stop the worker
-                log.exception("learner failed on a training batch; batch skipped")
 
-    # partition -> samples complete through (ms), as last sent to the learner
-    sent_through: dict[str, int] = {}
-    last_training_send = [0.0]
-
-    churn = ChurnLearnerRunner(rt, lambda: _owns_training(app, settings))
-
-    @app.timer(interval=10.0)
-    async def refit_and_publish_churn_model() -> None:
-        # Only the owner of the training partition learns; refits follow the stream clock.
-        if not settings.learning or not rt.broadcast_caught_up.is_set():
-            return
-        try:
-            message = await off_loop(churn.step)
-        except Exception:
-            log.exception("churn learner step failed; retrying at the next tick")
-            return
-        if message is not None:
-            await models.send(key=CHURN_MODEL_KEY, value=encode(message))
-
-    @app.timer(interval=0.5)
-    async def flush_training() -> None:
-        through: dict[str, int] = {}
-        for partition in assigned_partitions(app, settings.topic("purchases")):
-            mark = pipeline.training_through(partition)
-            if mark is not None:
-                through[str(partition)] = mark
-        wall = time.monotonic()
-        if rt.training_buffer or through != sent_through or wall - last_training_send[0] > 5.0:
-            batch, rt.training_buffer = rt.training_buffer, []
-            # In messages well below the producer's 1 MB request limit: a backlog
-            # gives more samples per half second than one message may carry. The
-            # last one says how far in stream time every sample is in.
-            starts = range(0, len(batch), TRAINING_ITEMS_PER_MESSAGE) or [0]
-            for start in starts:
-                message: dict[str, Any] = {
-                    "worker": rt.worker_id,
-                    "items": batch[start : start + TRAINING_ITEMS_PER_MESSAGE],
-                }
-                if start == starts[-1]:
-                    message["through"] = through
-                await training.send(value=encode(message))
-            sent_through.clear()
-            sent_through.update(through)
-            last_training_send[0] = wall
-
-    # partition -> (stream day, wall time, model version) when its last pass started
-    last_pass: dict[int, tuple[int, float, str | None]] = {}
-
+def _install_release_timer(
+    app: faust.App, settings: Settings, rt: Runtime, pipeline: Pipeline
+) -> None:
     fetch_hold = pipeline.fetch_hold
 
     @app.timer(interval=0.2)
@@ -386,47 +287,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         if order is not None:
             rt.metrics.set_events_held(len(order), order.forced, order.late)
 
-    @app.timer(interval=1.0)
-    async def tick_and_publish_clock() -> None:
-        rt.metrics.set_stream_clock(rt.clock.now_ms)
-        wall = time.monotonic()
-        assigned = assigned_partitions(app, settings.topic("purchases"))
-        for partition in set(rt.kpis.partitions) - set(assigned):
-            rt.kpis.drop(partition)  # moved to another worker
-        for partition in assigned:
-            now = pipeline.sweep_clock(partition)
-            # A running pass goes on; a new one starts when the stream clock enters
-            # a new day (silent customers move on), when a new model arrives
-            # (customers move to its clusters), or every SWEEP_EVERY_SECONDS
-            # (fresh segment statistics).
-            model = rt.assigner_signature()
-            day, started, seen_model = last_pass.get(partition, (-1, 0.0, None))
-            # (now is 0 while the partition's first events are still to come.)
-            if (
-                partition in sweeps
-                or not rt.kpis.derived(partition)  # new here: derive its KPI sums
-                or (
-                    now > 0
-                    and (
-                        day_of(now) > day
-                        or model != seen_model
-                        or wall - started > SWEEP_EVERY_SECONDS
-                    )
-                )
-            ):
-                if partition not in sweeps:
-                    last_pass[partition] = (day_of(now), wall, model)
-                await ticks.send(value=b"{}", partition=partition)
-            stats = rt.partition_stats.get(partition, {})
-            message = {"clock_ms": rt.partition_clock.get(partition, 0), **stats}
-            # Until derived here, the KPI sums its previous owner published stand.
-            kpis = rt.kpis.record(partition) or rt.remote_stats.get(f"p{partition}", {}).get("kpis")
-            if kpis is not None:
-                message["kpis"] = kpis
-            if message != rt.remote_stats.get(f"p{partition}"):
-                await clock_topic.send(key=f"p{partition}".encode(), value=encode(message))
-        rt.metrics.set_segment_kpis(rt.kpis.local_totals(assigned), day_of(rt.clock.now_ms))
 
+def _install_lag_gauge(app: faust.App, rt: Runtime) -> None:
     @app.timer(interval=5.0)
     async def observe_lag() -> None:
         lags: dict[tuple[str, int], int] = {}
@@ -440,19 +302,6 @@ def create_app(settings: Settings | None = None) -> faust.App:
             if highwater is not None:
                 lags[(tp.topic, tp.partition)] = max(0, highwater - ((read or -1) + 1))
         rt.metrics.set_consumer_lag(lags)
-
-    @app.task
-    async def broadcast_reader() -> None:
-        # No event is handled before this is done (the agents wait for the
-        # broadcast topics), so every learner key is salted.
-        if rt.learner_salt is None:
-            rt.learner_salt = await resolve_learner_salt(settings)
-        await run_broadcast_reader(rt)
-
-    from streams.web import register_views
-
-    register_views(app, rt, customers, inputs["purchases"])
-    return app
 
 
 def web_options(settings: Settings) -> dict[str, Any]:
@@ -503,100 +352,6 @@ class IngestSink:
 
     def drop_held(self) -> int:
         return self.pipeline.drop_held()
-
-
-def _caught_up_test(app: faust.App, settings: Settings) -> Any:
-    """Whether a topic-partition has nothing left to read, for the event-time order.
-
-    Caught up: every offset below the broker's high watermark has reached the
-    pipeline. A topic-partition that delivered nothing for IDLE_SECONDS while
-    others did (not fetched yet, or paused) stops holding the others back
-    (counted when it then brings older events: segmenter_events_handled_out_of_order).
-    """
-
-    def caught_up(topic: str, partition: int) -> bool:
-        pipeline: Pipeline = app.pipeline  # type: ignore[attr-defined]
-        tp = TP(settings.topic(topic), partition)
-        try:
-            highwater = app.consumer.highwater(tp)
-        except Exception:
-            highwater = None
-        received = pipeline.received.get((topic, partition))
-        if highwater is not None:
-            if received is not None:
-                position = received[0] + 1
-            else:
-                position = committed_offset(app.consumer, tp) or 0
-            if position >= highwater:
-                return True
-        last = received[1] if received is not None else pipeline.receiving_since
-        # (held back for the cluster model's pace is not silent: streams.model_pace)
-        last = pipeline.fetch_hold.silent_since(tp, last)
-        return last is not None and time.monotonic() - last > IDLE_SECONDS
-
-    return caught_up
-
-
-def _assigned_inputs(app: faust.App, settings: Settings) -> list[tuple[str, int]]:
-    """The input topic-partitions (logical topic, partition) this worker reads now."""
-    try:
-        assignment = app.consumer.assignment()
-    except Exception:
-        return []
-    names = {settings.topic(name): name for name in INPUT_TOPICS}
-    return [(names[tp.topic], tp.partition) for tp in assignment if tp.topic in names]
-
-
-def _owns_training(app: faust.App, settings: Settings) -> bool:
-    """Whether this worker owns the training partition (and so runs the learners)."""
-    try:
-        return TP(settings.topic(TRAINING_TOPIC), 0) in app.consumer.assignment()
-    except Exception:
-        return False
-
-
-def assigned_partitions(app: faust.App, topic: str) -> list[int]:
-    """Partitions of ``topic`` currently assigned to this worker."""
-    try:
-        return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
-    except Exception:
-        return []
-
-
-def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
-    """Publish the statistics of a completed pass over a partition."""
-    rt.kpis.end_pass(partition)
-    previous = rt.partition_stats.get(partition, {})
-    day_ago = previous.get("sizes_day_ago", {})
-    if rt.clock.now_ms - previous.get("sizes_day_ago_ms", 0) >= MS_PER_DAY:
-        day_ago = previous.get("sizes", {})
-    rt.partition_stats[partition] = {
-        "sizes": {t: dict(c) for t, c in sweep.sizes.items()},
-        "sizes_day_ago": day_ago,
-        "sizes_day_ago_ms": previous.get("sizes_day_ago_ms", 0)
-        if day_ago is previous.get("sizes_day_ago")
-        else rt.clock.now_ms,
-        "churn_levels": dict(sweep.churn_levels),
-        "customers": sweep.customers,
-        "btyd": sweep.btyd.to_dict(),
-        "spend": sweep.spend.to_dict(),  # the Gamma-Gamma fit of the CLV (docs/segments.md)
-        # every customer of the partition is evaluated up to this day
-        "reviewed_through": max(rt.reviewed_through(partition), day_of(sweep.clock_ms)),
-        "cluster_changes": rt.cluster_change_stats(partition, day_of(sweep.clock_ms)),
-    }
-    totals: dict[str, Counter[str]] = {}
-    levels: Counter[str] = Counter()
-    customers = 0
-    for stats in rt.partition_stats.values():
-        for seg_type, counts in stats["sizes"].items():
-            totals.setdefault(seg_type, Counter()).update(counts)
-        levels.update(stats["churn_levels"])
-        customers += stats["customers"]
-    for seg_type, counts in totals.items():
-        rt.metrics.set_segment_sizes(seg_type, counts)
-    rt.metrics.set_churn_levels(levels)
-    rt.metrics.set_table_keys("customers", customers)
-    rt.metrics.set_cluster_change_rate(rt.cluster_change_rate(day_of(sweep.clock_ms)))
 
 
 _app: faust.App | None = None

@@ -13,8 +13,8 @@ from models.eventtime import MS_PER_DAY
 from models.experiments import arm_of
 from models.kpis import Totals
 from schemas import validate_output
-from streams.app import finish_sweep
 from streams.codec import decode_state
+from streams.daily_sweep import finish_sweep
 from streams.segment_api import experiments_document
 from streams.sweep import PartitionSweep, partition_keys
 from streams.web import segment_catalogue
