@@ -83,18 +83,20 @@ def test_every_module_declares_its_public_names(path: Path) -> None:
 
 
 def unit_test_files() -> list[str]:
-    """``<pkg>/test_<name>.py`` of every unit test file of a package, relative to tests/."""
+    """Every unit test file of a package (subpackages included), relative to tests/."""
     tests = REPO / "tests"
     return sorted(
-        str(p.relative_to(tests)) for pkg in PACKAGES for p in (tests / pkg).glob("test_*.py")
+        str(p.relative_to(tests)) for pkg in PACKAGES for p in (tests / pkg).rglob("test_*.py")
     )
 
 
 def names_a_module(test_file: str) -> bool:
-    """Whether ``<pkg>/test_<name>.py`` names the module ``<pkg>/<name>.py`` (or a package)."""
-    pkg, file = test_file.split("/")
+    """Whether ``<pkg>/[<sub>/]test_<name>.py`` names the module ``<pkg>/[<sub>/]<name>.py``
+    (or a package ``<pkg>/[<sub>/]<name>/``): tests mirror the package."""
+    *folders, file = test_file.split("/")
     name = file.removeprefix("test_").removesuffix(".py")
-    return (REPO / pkg / f"{name}.py").is_file() or (REPO / pkg / name / "__init__.py").is_file()
+    where = REPO.joinpath(*folders)
+    return (where / f"{name}.py").is_file() or (where / name / "__init__.py").is_file()
 
 
 @pytest.mark.parametrize("test_file", unit_test_files())
