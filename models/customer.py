@@ -335,9 +335,10 @@ def opt_in(state: CustomerState | None) -> CustomerState | None:
     return None if is_opted_out(state) else state
 
 
-def erase(state: CustomerState | None) -> None:
+def erase(state: CustomerState | None) -> CustomerState | None:
     """What the table holds after an erasure: nothing (a tombstone), whatever
-    ``state`` was, opted-out record included.
+    ``state`` was, opted-out record included. (Always ``None``; typed like
+    :func:`opt_in`, whose result also replaces the stored document.)
 
     The erase time (and the consent decision, which an erasure does not
     undo) is kept apart, in the ``suppressions`` table (``streams.privacy_gate``),

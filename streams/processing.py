@@ -46,6 +46,7 @@ from models.churn import DEFAULT_THRESHOLDS, ChurnScorer, LevelThresholds, churn
 from models.churn_model import FEATURES, ChurnModel
 from models.churn_outcomes import ChurnTracking
 from models.clustering import SegmentAssigner, cluster_vector
+from models.customer import CustomerState, new_state
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.kpis import KpiTracker
 from models.rules import RuleEngine, is_flap
@@ -128,7 +129,7 @@ class Result:
     """Outcome of handling one event or timer for one customer."""
 
     status: str  # new | duplicate | late | opted_out | unchanged
-    state: dict[str, Any] | None
+    state: CustomerState | None
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
     churn_events: list[dict[str, Any]] = field(default_factory=list)
     training_vector: dict[str, float] | None = None
@@ -214,7 +215,7 @@ class CustomerProcessor:
             )
         return self._prior
 
-    def observe_outcome(self, state: dict[str, Any], topic: str, ts_ms: int) -> None:
+    def observe_outcome(self, state: CustomerState, topic: str, ts_ms: int) -> None:
         """An accepted event: it may be the outcome pending churn snapshots wait for."""
         churn = state.get("churn")
         if churn:
@@ -224,7 +225,7 @@ class CustomerProcessor:
     def handle(
         self,
         customer_id: str,
-        state: dict[str, Any] | None,
+        state: CustomerState | None,
         topic: str,
         event: dict[str, Any],
         assigner: SegmentAssigner | None,
@@ -243,8 +244,7 @@ class CustomerProcessor:
         customer of the partition at (those days are not evaluated again).
         """
         if state is None:
-            state = new_customer_state()
-            state["born"] = event["ts"]
+            state = new_state(born=event["ts"])
         elif state.get("opted_out"):
             return Result("opted_out", state)
         verdict = dedup.check(
@@ -284,7 +284,7 @@ class CustomerProcessor:
     def catch_up(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         until_day: int,
         assigner: SegmentAssigner | None,
         churn_params: Any = None,
@@ -341,7 +341,7 @@ class CustomerProcessor:
 
     @staticmethod
     def _refresh_sample(
-        state: dict[str, Any], at_ms: int, result: Result, evaluated: Result | None = None
+        state: CustomerState, at_ms: int, result: Result, evaluated: Result | None = None
     ) -> None:
         """A fresh learner sample at ``at_ms`` if the customer's last one is a week old."""
         last = state.get("train_ms")
@@ -355,7 +355,7 @@ class CustomerProcessor:
             result.refresh.append((at_ms, cluster_vector(feats)))
 
     @staticmethod
-    def can_skip_evaluation(state: dict[str, Any], topic: str, day: int) -> bool:
+    def can_skip_evaluation(state: CustomerState, topic: str, day: int) -> bool:
         """Whether a browsing event may skip re-evaluating segments and churn.
 
         Browsing is most of the traffic and rarely moves a segment: after the
@@ -374,7 +374,7 @@ class CustomerProcessor:
     def review(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         day: int,
         assigner: SegmentAssigner | None,
         churn_params: Any = None,
@@ -399,7 +399,7 @@ class CustomerProcessor:
         return result
 
     def due_for_review(
-        self, state: dict[str, Any], day: int, model_version: str | None = None
+        self, state: CustomerState, day: int, model_version: str | None = None
     ) -> bool:
         """Whether the sweep has anything to do for this customer at the start of ``day``.
 
@@ -416,7 +416,7 @@ class CustomerProcessor:
         return bool(state.get("eval_day", day) < day)
 
     def leave_all_segments(
-        self, customer_id: str, state: dict[str, Any], ts_ms: int, request_id: str
+        self, customer_id: str, state: CustomerState, ts_ms: int, request_id: str
     ) -> Result:
         """Segment changes to ``None`` for every segment: the customer opted out
         (``request_id``: the privacy request's ``event_id``)."""
@@ -450,7 +450,7 @@ class CustomerProcessor:
     def evaluate(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         clock_ms: int,
         assigner: SegmentAssigner | None,
         churn_params: Any,
@@ -561,7 +561,7 @@ class CustomerProcessor:
     def _segment_change(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         clock_ms: int,
         segment_type: str,
         previous: str | None,
@@ -603,7 +603,7 @@ class CustomerProcessor:
     def churn_step(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         feats: dict[str, Any],
         clock_ms: int,
         churn_params: Any,
@@ -667,7 +667,7 @@ class CustomerProcessor:
 
     # -- reading ------------------------------------------------------------
     def view(
-        self, customer_id: str, state: dict[str, Any], clock_ms: int, churn_params: Any = None
+        self, customer_id: str, state: CustomerState, clock_ms: int, churn_params: Any = None
     ) -> dict[str, Any]:
         """The ``GET /customers/{id}`` document, as of ``clock_ms``.
 
@@ -730,7 +730,7 @@ def training_samples(customer_id: str, result: Result, salt: bytes) -> list[dict
     return samples
 
 
-def btyd_row(state: dict[str, Any]) -> list[int] | None:
+def btyd_row(state: CustomerState) -> list[int] | None:
     """The customer's ``[frequency, recency, first purchase day]`` (``None``: never bought).
 
     Kept up to date by every churn evaluation; what a sweep adds to the
@@ -740,7 +740,7 @@ def btyd_row(state: dict[str, Any]) -> list[int] | None:
     return None if row is None else [int(v) for v in row]
 
 
-def spend_row(state: dict[str, Any]) -> tuple[int, float] | None:
+def spend_row(state: CustomerState) -> tuple[int, float] | None:
     """The repeat customer's ``(frequency, monetary_value)`` (``None``: no repeat purchase).
 
     What a sweep adds to the partition's :class:`models.spend_summary.SpendSummary`
@@ -789,17 +789,12 @@ def has_behaviour(feats: dict[str, Any]) -> bool:
     return any(feats.get(name) for name in _BEHAVIOUR_COUNTS)
 
 
-def new_customer_state() -> dict[str, Any]:
-    """An empty customer: no features, no segments, nothing remembered."""
-    return {"f": features.new_state(), "dedup": dedup.new_dedup(), "seg": {}, "churn": {}, "seq": 0}
-
-
-def result_features(state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
+def result_features(state: CustomerState, clock_ms: int) -> dict[str, Any]:
     """Features of ``state`` read at ``clock_ms``."""
     return features.read_features(state["f"], clock_ms)
 
 
-def features_at(evaluated: Result | None, state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
+def features_at(evaluated: Result | None, state: CustomerState, clock_ms: int) -> dict[str, Any]:
     """Features of ``state`` at ``clock_ms``: those ``evaluated`` read if it read at that
     clock (an evaluation changes segments and churn, never the features), else read now."""
     if evaluated is not None and evaluated.read is not None and evaluated.read[0] == clock_ms:
