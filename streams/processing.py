@@ -6,21 +6,10 @@ output events to send. The Faust agents in :mod:`streams.agents` do the I/O.
 
 The whole customer lives in one JSON-serialisable dict, written to the table
 once per accepted event, so features, dedup memory, segments, churn level and
-the output sequence number always agree, also after a crash::
-
-    {"f": <models.features state>, "dedup": <models.dedup state>,
-     "seg": {segment_type: {"current", "since_ms", "label"}},
-     "churn": {"level", "score", "since_ms", "reasons", "seq", "b", "snap"},
-     "seq": int, "n": {segment_type: int}, "born": int,
-     "train_day": int, "train_ms": int, "browse_day": int,
-     "off": {topic: [partition, offset]}, "eval_day": int, "t": int}
-
-``eval_day`` is the last day the customer was brought up to, and ``t`` their
-own clock: the time of their latest event, or of the latest evaluation that
-changed a segment or churn level. ``churn.b`` is the customer's
-``[frequency, recency, first purchase day]`` (what the sweep sums into the
-base's BTYD table) and ``churn.snap`` the snapshots waiting for their outcome
-(:mod:`models.churn_outcomes`).
+the output sequence number always agree, also after a crash. Its layout, key
+by key, is :class:`models.customer.CustomerState` (the one description of it);
+this module writes most of its keys, and creates it with
+:func:`models.customer.new_state`.
 
 Output ids (:func:`change_event_id`) say what a change *is*, never what
 triggered it: the customer, the profile (``born``: the time of the event that
