@@ -42,14 +42,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from models.customer import ChurnState
 from models.eventtime import MS_PER_DAY
 from models.topics import BEHAVIOUR_TOPICS
 
 __all__ = ["ChurnTracking"]
 
-_PENDING = "snap"
+_PENDING: Final = "snap"  # (ChurnState["snap"])
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class ChurnTracking:
         digest = hashlib.blake2b(customer_id.encode(), digest_size=4).digest()
         return (day + int.from_bytes(digest, "big")) % every == 0
 
-    def due(self, churn: dict[str, Any], customer_id: str, day: int) -> bool:
+    def due(self, churn: ChurnState, customer_id: str, day: int) -> bool:
         """Whether :meth:`start_of_day` at ``day`` would release or take a snapshot.
 
         >>> t = ChurnTracking(horizon_days=30, snapshot_every=5)
@@ -133,7 +134,7 @@ class ChurnTracking:
             return True
         return self.is_snapshot_day(customer_id, day) and not (pending and pending[-1][0] >= day)
 
-    def next_due_day(self, churn: dict[str, Any], customer_id: str, day: int) -> int:
+    def next_due_day(self, churn: ChurnState, customer_id: str, day: int) -> int:
         """The first day after ``day`` whose start releases or takes a snapshot.
 
         A timer for the tracking alone (the level can change on any day of
@@ -155,7 +156,7 @@ class ChurnTracking:
         return nxt
 
     def start_of_day(
-        self, churn: dict[str, Any], customer_id: str, day: int, vector: list[float]
+        self, churn: ChurnState, customer_id: str, day: int, vector: list[float]
     ) -> tuple[list[list[Any]], bool]:
         """At 00:00 of ``day``: release matured snapshots, maybe take one.
 
@@ -184,7 +185,7 @@ class ChurnTracking:
             churn.pop(_PENDING, None)
         return released, bool(released) or taken
 
-    def observe(self, churn: dict[str, Any], topic: str, ts_ms: int) -> None:
+    def observe(self, churn: ChurnState, topic: str, ts_ms: int) -> None:
         """An event of ``topic`` at ``ts_ms``: mark the snapshots whose window holds it."""
         pending = churn.get(_PENDING)
         if not pending or not self.counts(topic):
@@ -196,6 +197,6 @@ class ChurnTracking:
                 snap[2] = 1
 
     @staticmethod
-    def pending(churn: dict[str, Any]) -> int:
+    def pending(churn: ChurnState) -> int:
         """How many snapshots wait for their outcome."""
         return len(churn.get(_PENDING) or ())

@@ -54,6 +54,7 @@ from typing import Any
 
 from models.churn_model import BTYDFit
 from models.clv import customer_value
+from models.customer import CustomerState
 from models.eventtime import day_of
 from models.experiments import ARMS, Experiment, close_due, enter, observe_event
 from models.gamma_gamma import GammaGammaParams
@@ -167,7 +168,7 @@ class KpiTracker:
         """
         self.purchases, self.spend = purchases, spend
 
-    def applied(self, state: dict[str, Any], topic: str, event: Mapping[str, Any]) -> None:
+    def applied(self, state: CustomerState, topic: str, event: Mapping[str, Any]) -> None:
         """An event was applied to the customer's features (before any evaluation).
 
         Counts it in their open experiment windows, and sets the flags it can
@@ -191,7 +192,7 @@ class KpiTracker:
     def evaluated(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         feats: Mapping[str, Any],
         clock_ms: int,
         segment_changes: Sequence[dict[str, Any]],
@@ -290,7 +291,7 @@ class KpiTracker:
     def _enter(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         event: dict[str, Any],
         tallies: dict[str, list[Any]],
         clock_ms: int,

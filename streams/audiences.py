@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from models.customer import CustomerState, is_opted_out
 from models.eventtime import format_ts
 from streams.faust_adapter import partition_db
 
@@ -115,7 +116,7 @@ def membership_records(result: Any) -> list[tuple[bytes, bytes | None]]:
     return records
 
 
-def membership_snapshot(customer_id: str, state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+def membership_snapshot(customer_id: str, state: CustomerState) -> list[tuple[bytes, bytes]]:
     """Records of every current segment of a customer recorded before this topic existed.
 
     A worker upgraded to a version with ``segment-memberships`` publishes them
@@ -137,8 +138,8 @@ def membership_snapshot(customer_id: str, state: dict[str, Any]) -> list[tuple[b
         for t, e in (state.get("seg") or {}).items()
     ]
     churn = state.get("churn") or {}
-    if churn.get("level"):
-        level = churn["level"]
+    level = churn.get("level")
+    if level:
         entries.append(
             (CHURN_TYPE, level, f"{level.capitalize()} churn risk", churn.get("since_ms"))
         )
@@ -159,7 +160,7 @@ def membership_snapshot(customer_id: str, state: dict[str, Any]) -> list[tuple[b
 
 
 def tombstones(
-    customer_id: str, state: dict[str, Any], only: tuple[str, ...] | None = None
+    customer_id: str, state: CustomerState, only: tuple[str, ...] | None = None
 ) -> list[bytes]:
     """Keys to tombstone for a customer leaving every segment (of the types ``only``).
 
@@ -293,9 +294,9 @@ def scan_members(
 
 
 def _member(
-    customer_id: str, state: dict[str, Any], segment_type: str, segment: str
+    customer_id: str, state: CustomerState, segment_type: str, segment: str
 ) -> dict[str, Any] | None:
-    if state.get("opted_out"):
+    if is_opted_out(state):
         return None
     label: str | None
     if segment_type == CHURN_TYPE:

@@ -49,6 +49,7 @@ from typing import Any
 
 import orjson
 
+from models.customer import CustomerState
 from models.eventtime import MS_PER_DAY
 from streams.producing import RateLimiter
 from streams.settings import Settings
@@ -1079,7 +1080,7 @@ def customer_state_template(ts_ms: int) -> bytes:
     from streams.app import build_runtime
 
     rt = build_runtime(Settings())
-    state: dict[str, Any] | None = None
+    state: CustomerState | None = None
     for topic, _key, value in synthetic_records(1, per_customer=2, ts_ms=ts_ms):
         event = validate(topic, value, now_ms=ts_ms + MS_PER_DAY)
         state = rt.processor.handle(TEMPLATE_ID, state, topic, event, None, None).state

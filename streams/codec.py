@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 
+from models.customer import CustomerState
+
 __all__ = ["decode_state", "encode"]
 
 
@@ -18,7 +20,7 @@ def encode(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def decode_state(raw: bytes | None) -> dict[str, Any] | None:
+def decode_state(raw: bytes | None) -> CustomerState | None:
     """Deserialise a stored customer state (``None`` for a missing key).
 
     >>> decode_state(b'{"seq":3}')
@@ -28,5 +30,5 @@ def decode_state(raw: bytes | None) -> dict[str, Any] | None:
     """
     if raw is None:
         return None
-    value: dict[str, Any] = orjson.loads(raw)
+    value: CustomerState = orjson.loads(raw)
     return value

@@ -69,12 +69,13 @@ from models.churn import (
 )
 from models.churn_model import FEATURES, PRIOR_WEIGHTS, ChurnModel
 from models.churn_outcomes import ChurnTracking
+from models.customer import CustomerState, new_state
 from models.eventtime import MS_PER_DAY, format_ts, parse_ts
 from models.rules import RuleEngine, RulesConfig
 from models.topics import BEHAVIOUR_TOPICS, FEATURE_TOPICS
 from streams.churn_learner import ChurnLearnerHost
 from streams.histories import read_history
-from streams.processing import CustomerProcessor, Result, btyd_row, new_customer_state
+from streams.processing import CustomerProcessor, Result, btyd_row
 from streams.simulator import Simulation
 
 __all__ = [
@@ -115,7 +116,7 @@ class _Customer:
     __slots__ = ("active_ts", "state")
 
     def __init__(self) -> None:
-        self.state: dict[str, Any] = new_customer_state()
+        self.state: CustomerState = new_state()
         self.active_ts: int | None = None  # last event ts of the current day, if active today
 
 

@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from models import dedup
+from models import customer, dedup
+from models.customer import CustomerState
 from models.eventtime import MS_PER_DAY, day_of
 from schemas import InvalidEvent, dead_letter, validate
 from streams.audiences import (
@@ -51,15 +52,12 @@ from streams.processing import (
     Result,
     churn_training_items,
     learner_key,
-    new_customer_state,
     training_samples,
 )
 from streams.repartition import (
     REPARTITION_TOPIC,
     Origin,
     Router,
-    mark_source_applied,
-    source_applied,
     to_gate,
 )
 from streams.reroute_merge import ProgressMark, RerouteMerge
@@ -592,7 +590,7 @@ class Pipeline:
         entry = working.entry(customer_id, partition)
         state = entry.state
         if origin is None:
-            if already_applied(state, topic, partition, message.offset):
+            if customer.already_applied(state, topic, partition, message.offset):
                 # Re-delivered after a crash: the state already holds this message.
                 batch.tally.duplicate(topic)
                 return
@@ -600,7 +598,7 @@ class Pipeline:
         else:
             # Rerouted: forwarded again or re-delivered after a crash, if its source
             # offset is not above the customer's watermark (confirmed by dedup below).
-            seen = source_applied(state, topic, origin)
+            seen = customer.source_applied(state, topic, origin.partition, origin.offset)
         old_kpis = state.get("kc") if state is not None else None  # (replaced, never mutated)
         # (recorded before KPI contributions existed: see count_kpis)
         upgraded = state is not None and old_kpis is None and bool(state.get("seg"))
@@ -644,7 +642,7 @@ class Pipeline:
         batch.tally.processed(topic)
 
     def apply_change(
-        self, state: dict[str, Any] | None, change: tuple[Any, ...]
+        self, state: CustomerState | None, change: tuple[Any, ...]
     ) -> tuple[Result, dict[str, int]]:
         """What an event does to its customer's state (and nothing else): the
         processor's result and the profile attributes rejected, by reason.
@@ -680,12 +678,12 @@ class Pipeline:
             return result, rejected
         assert result.state is not None
         if origin is None:
-            mark_applied(result.state, topic, partition, offset)
+            customer.mark_applied(result.state, topic, partition, offset)
         else:
-            mark_source_applied(result.state, topic, origin)
+            customer.mark_source_applied(result.state, topic, origin.partition, origin.offset)
         return result, rejected
 
-    def replay(self, state: dict[str, Any] | None, change: Any) -> dict[str, Any] | None:
+    def replay(self, state: CustomerState | None, change: Any) -> CustomerState | None:
         """Apply again a change that succeeded (:meth:`WorkingSet.restore`): the state only."""
         result, _ = self.apply_change(state, change)
         return result.state if result.status == "new" else state
@@ -712,7 +710,7 @@ class Pipeline:
         customer_id: str,
         partition: int,
         old: Any,
-        state: dict[str, Any] | None,
+        state: CustomerState | None,
         batch: Batch | None = None,
     ) -> None:
         """The customer's stored KPI contribution changes (models.kpis).
@@ -758,36 +756,32 @@ class Pipeline:
         details: dict[str, int] = {}
         # Delivered again (a crash, a second forward) or overtaken by a newer
         # request: carried out already, and what came after it is not its to undo.
-        opted_since = (
-            state.get("since_ms") if state is not None and state.get("opted_out") else None
-        )
+        opted_since = customer.opted_out_since(state)
         stale = stale_request(action, event["ts"], suppressed, opted_since)
         status = stale or "done"
         if stale is not None:
             pass  # nothing to carry out: confirmed below, with empty details
         elif action == "opt_out":
-            if state is not None and not state.get("opted_out"):
+            if state is not None and not customer.is_opted_out(state):
                 result = self.rt.processor.leave_all_segments(
                     customer_id, state, event["ts"], event["event_id"]
                 )
                 self.emit(result, message, batch)
                 details["segments_left"] = len(result.segment_changes)
                 self.send_tombstones(batch, customer_id, state, ("churn",))
-            self.count_kpis(customer_id, partition, (state or {}).get("kc"), None)
+            self.count_kpis(
+                customer_id, partition, None if state is None else state.get("kc"), None
+            )
             details["table_entries_cleared"] = int(state is not None)
-            opted = new_customer_state()
-            opted["opted_out"] = True
-            opted["since_ms"] = event["ts"]
-            opted["seq"] = (state or {}).get("seq", 0)
             # features dropped; only the flag stays
-            working.replace(customer_id, partition, opted)
+            working.replace(customer_id, partition, customer.opt_out(state, event["ts"]))
             # Later events are dropped before they are read (streams.privacy_gate).
             suppressed = Suppression(suppressed.erased_ms, opted_out_ms=event["ts"])
             self.forget_training_sample(customer_id, details)
         elif action == "opt_in":
-            if state is not None and state.get("opted_out"):
-                # tombstone: profiling starts afresh
-                working.replace(customer_id, partition, None)
+            after = customer.opt_in(state)
+            if after is not state:  # an opted-out record's tombstone: profiling starts afresh
+                working.replace(customer_id, partition, after)
                 details["changelog_tombstones"] = 1
             suppressed = Suppression(suppressed.erased_ms, opted_in_ms=event["ts"])
         elif action == "erase":
@@ -795,7 +789,7 @@ class Pipeline:
                 self.send_tombstones(batch, customer_id, state)
                 self.count_kpis(customer_id, partition, state.get("kc"), None)
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
-                working.replace(customer_id, partition, None)  # tombstone
+                working.replace(customer_id, partition, customer.erase(state))  # tombstone
                 details["table_entries"] = 1
                 details["changelog_tombstones"] = 1
             else:
@@ -828,7 +822,7 @@ class Pipeline:
 
     @staticmethod
     def send_tombstones(
-        batch: Batch, customer_id: str, state: dict[str, Any], only: tuple[str, ...] | None = None
+        batch: Batch, customer_id: str, state: CustomerState, only: tuple[str, ...] | None = None
     ) -> None:
         """Take the customer out of every audience on segment-memberships."""
         for key in tombstones(customer_id, state, only):
@@ -934,7 +928,7 @@ class Pipeline:
             ours = self.router.partition_of(customer_id) == partition
             key = self.customers.key_bytes(customer_id)
             state = decode_state(self.customers.get(customer_id, partition))
-            if state is None or state.get("opted_out"):
+            if state is None or customer.is_opted_out(state):
                 kpis.count(partition, key, None)
                 continue
             old_kpis = state.get("kc")
@@ -966,32 +960,6 @@ class Pipeline:
             sweep.count(state)
             kpis.count(partition, key, state.get("kc") if ours else None)
         return changed
-
-
-def already_applied(state: dict[str, Any] | None, topic: str, partition: int, offset: int) -> bool:
-    """Whether the message at ``offset`` of ``topic``/``partition`` is already in ``state``.
-
-    All of a customer's messages of one topic are on one partition (keyed by
-    customer id), in offset order, so the last applied offset tells exactly
-    which re-delivered messages (after a crash, before the offsets were
-    committed) the state already holds, however old their event time is.
-
-    >>> state = {}
-    >>> mark_applied(state, "purchases", 3, 41)
-    >>> already_applied(state, "purchases", 3, 41), already_applied(state, "purchases", 3, 42)
-    (True, False)
-    >>> already_applied(state, "browsing", 3, 7), already_applied(None, "purchases", 3, 1)
-    (False, False)
-    """
-    if state is None:
-        return False
-    seen = state.get("off", {}).get(topic)
-    return seen is not None and seen[0] == partition and offset <= seen[1]
-
-
-def mark_applied(state: dict[str, Any], topic: str, partition: int, offset: int) -> None:
-    """Record that ``state`` holds the message at ``offset`` (see :func:`already_applied`)."""
-    state.setdefault("off", {})[topic] = [partition, offset]
 
 
 class _Current:

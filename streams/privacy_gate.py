@@ -33,6 +33,8 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
+from models.customer import is_opted_out
+
 __all__ = [
     "Suppression",
     "customer_partition",
@@ -220,7 +222,7 @@ def rejected_suppression(
             if reason is not None:
                 return reason
             raw = customers.get(customer_id, partition)
-            if raw is not None and orjson.loads(raw).get("opted_out"):
+            if raw is not None and is_opted_out(orjson.loads(raw)):
                 return "opted_out"
     return None
 

@@ -6,21 +6,10 @@ output events to send. The Faust agents in :mod:`streams.agents` do the I/O.
 
 The whole customer lives in one JSON-serialisable dict, written to the table
 once per accepted event, so features, dedup memory, segments, churn level and
-the output sequence number always agree, also after a crash::
-
-    {"f": <models.features state>, "dedup": <models.dedup state>,
-     "seg": {segment_type: {"current", "since_ms", "label"}},
-     "churn": {"level", "score", "since_ms", "reasons", "seq", "b", "snap"},
-     "seq": int, "n": {segment_type: int}, "born": int,
-     "train_day": int, "train_ms": int, "browse_day": int,
-     "off": {topic: [partition, offset]}, "eval_day": int, "t": int}
-
-``eval_day`` is the last day the customer was brought up to, and ``t`` their
-own clock: the time of their latest event, or of the latest evaluation that
-changed a segment or churn level. ``churn.b`` is the customer's
-``[frequency, recency, first purchase day]`` (what the sweep sums into the
-base's BTYD table) and ``churn.snap`` the snapshots waiting for their outcome
-(:mod:`models.churn_outcomes`).
+the output sequence number always agree, also after a crash. Its layout, key
+by key, is :class:`models.customer.CustomerState` (the one description of it);
+this module writes most of its keys, and creates it with
+:func:`models.customer.new_state`.
 
 Output ids (:func:`change_event_id`) say what a change *is*, never what
 triggered it: the customer, the profile (``born``: the time of the event that
@@ -46,6 +35,7 @@ from models.churn import DEFAULT_THRESHOLDS, ChurnScorer, LevelThresholds, churn
 from models.churn_model import FEATURES, ChurnModel
 from models.churn_outcomes import ChurnTracking
 from models.clustering import SegmentAssigner, cluster_vector
+from models.customer import CustomerState, new_state
 from models.eventtime import MS_PER_DAY, day_of, format_ts
 from models.kpis import KpiTracker
 from models.rules import RuleEngine, is_flap
@@ -128,7 +118,7 @@ class Result:
     """Outcome of handling one event or timer for one customer."""
 
     status: str  # new | duplicate | late | opted_out | unchanged
-    state: dict[str, Any] | None
+    state: CustomerState | None
     segment_changes: list[dict[str, Any]] = field(default_factory=list)
     churn_events: list[dict[str, Any]] = field(default_factory=list)
     training_vector: dict[str, float] | None = None
@@ -214,7 +204,7 @@ class CustomerProcessor:
             )
         return self._prior
 
-    def observe_outcome(self, state: dict[str, Any], topic: str, ts_ms: int) -> None:
+    def observe_outcome(self, state: CustomerState, topic: str, ts_ms: int) -> None:
         """An accepted event: it may be the outcome pending churn snapshots wait for."""
         churn = state.get("churn")
         if churn:
@@ -224,7 +214,7 @@ class CustomerProcessor:
     def handle(
         self,
         customer_id: str,
-        state: dict[str, Any] | None,
+        state: CustomerState | None,
         topic: str,
         event: dict[str, Any],
         assigner: SegmentAssigner | None,
@@ -243,8 +233,7 @@ class CustomerProcessor:
         customer of the partition at (those days are not evaluated again).
         """
         if state is None:
-            state = new_customer_state()
-            state["born"] = event["ts"]
+            state = new_state(born=event["ts"])
         elif state.get("opted_out"):
             return Result("opted_out", state)
         verdict = dedup.check(
@@ -284,7 +273,7 @@ class CustomerProcessor:
     def catch_up(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         until_day: int,
         assigner: SegmentAssigner | None,
         churn_params: Any = None,
@@ -341,7 +330,7 @@ class CustomerProcessor:
 
     @staticmethod
     def _refresh_sample(
-        state: dict[str, Any], at_ms: int, result: Result, evaluated: Result | None = None
+        state: CustomerState, at_ms: int, result: Result, evaluated: Result | None = None
     ) -> None:
         """A fresh learner sample at ``at_ms`` if the customer's last one is a week old."""
         last = state.get("train_ms")
@@ -355,7 +344,7 @@ class CustomerProcessor:
             result.refresh.append((at_ms, cluster_vector(feats)))
 
     @staticmethod
-    def can_skip_evaluation(state: dict[str, Any], topic: str, day: int) -> bool:
+    def can_skip_evaluation(state: CustomerState, topic: str, day: int) -> bool:
         """Whether a browsing event may skip re-evaluating segments and churn.
 
         Browsing is most of the traffic and rarely moves a segment: after the
@@ -374,7 +363,7 @@ class CustomerProcessor:
     def review(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         day: int,
         assigner: SegmentAssigner | None,
         churn_params: Any = None,
@@ -399,7 +388,7 @@ class CustomerProcessor:
         return result
 
     def due_for_review(
-        self, state: dict[str, Any], day: int, model_version: str | None = None
+        self, state: CustomerState, day: int, model_version: str | None = None
     ) -> bool:
         """Whether the sweep has anything to do for this customer at the start of ``day``.
 
@@ -416,7 +405,7 @@ class CustomerProcessor:
         return bool(state.get("eval_day", day) < day)
 
     def leave_all_segments(
-        self, customer_id: str, state: dict[str, Any], ts_ms: int, request_id: str
+        self, customer_id: str, state: CustomerState, ts_ms: int, request_id: str
     ) -> Result:
         """Segment changes to ``None`` for every segment: the customer opted out
         (``request_id``: the privacy request's ``event_id``)."""
@@ -450,7 +439,7 @@ class CustomerProcessor:
     def evaluate(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         clock_ms: int,
         assigner: SegmentAssigner | None,
         churn_params: Any,
@@ -561,7 +550,7 @@ class CustomerProcessor:
     def _segment_change(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         clock_ms: int,
         segment_type: str,
         previous: str | None,
@@ -603,7 +592,7 @@ class CustomerProcessor:
     def churn_step(
         self,
         customer_id: str,
-        state: dict[str, Any],
+        state: CustomerState,
         feats: dict[str, Any],
         clock_ms: int,
         churn_params: Any,
@@ -667,7 +656,7 @@ class CustomerProcessor:
 
     # -- reading ------------------------------------------------------------
     def view(
-        self, customer_id: str, state: dict[str, Any], clock_ms: int, churn_params: Any = None
+        self, customer_id: str, state: CustomerState, clock_ms: int, churn_params: Any = None
     ) -> dict[str, Any]:
         """The ``GET /customers/{id}`` document, as of ``clock_ms``.
 
@@ -730,7 +719,7 @@ def training_samples(customer_id: str, result: Result, salt: bytes) -> list[dict
     return samples
 
 
-def btyd_row(state: dict[str, Any]) -> list[int] | None:
+def btyd_row(state: CustomerState) -> list[int] | None:
     """The customer's ``[frequency, recency, first purchase day]`` (``None``: never bought).
 
     Kept up to date by every churn evaluation; what a sweep adds to the
@@ -740,7 +729,7 @@ def btyd_row(state: dict[str, Any]) -> list[int] | None:
     return None if row is None else [int(v) for v in row]
 
 
-def spend_row(state: dict[str, Any]) -> tuple[int, float] | None:
+def spend_row(state: CustomerState) -> tuple[int, float] | None:
     """The repeat customer's ``(frequency, monetary_value)`` (``None``: no repeat purchase).
 
     What a sweep adds to the partition's :class:`models.spend_summary.SpendSummary`
@@ -789,17 +778,12 @@ def has_behaviour(feats: dict[str, Any]) -> bool:
     return any(feats.get(name) for name in _BEHAVIOUR_COUNTS)
 
 
-def new_customer_state() -> dict[str, Any]:
-    """An empty customer: no features, no segments, nothing remembered."""
-    return {"f": features.new_state(), "dedup": dedup.new_dedup(), "seg": {}, "churn": {}, "seq": 0}
-
-
-def result_features(state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
+def result_features(state: CustomerState, clock_ms: int) -> dict[str, Any]:
     """Features of ``state`` read at ``clock_ms``."""
     return features.read_features(state["f"], clock_ms)
 
 
-def features_at(evaluated: Result | None, state: dict[str, Any], clock_ms: int) -> dict[str, Any]:
+def features_at(evaluated: Result | None, state: CustomerState, clock_ms: int) -> dict[str, Any]:
     """Features of ``state`` at ``clock_ms``: those ``evaluated`` read if it read at that
     clock (an evaluation changes segments and churn, never the features), else read now."""
     if evaluated is not None and evaluated.read is not None and evaluated.read[0] == clock_ms:

@@ -66,6 +66,7 @@ from prometheus_client import CollectorRegistry
 from models.churn import ChurnScorer
 from models.cluster_vector import FEATURES, cluster_vector
 from models.clustering import SegmentLearner
+from models.customer import CustomerState
 from models.eventtime import MS_PER_DAY, parse_ts
 from models.rules import FLAP_WINDOW_MS, RuleEngine, RulesConfig
 from streams.learner import LearnerHost
@@ -306,7 +307,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
     host.ensure_learner()
     partitions = range(rt.settings.partitions)
 
-    states: dict[str, dict[str, Any]] = {}
+    states: dict[str, CustomerState] = {}
     first_ms: dict[str, int] = {}
     flaps = {t: FlapStats() for t in TRACKED_TYPES}
     cluster_moves: list[tuple[int, str]] = []  # (ts, customer) of every cluster change

@@ -28,7 +28,7 @@ committed) only once the broker has acknowledged the forward. A crash before
 that commit forwards the message again: the repartition topic then holds it
 twice, at two offsets. Each customer record remembers, per source topic *and
 source partition*, the source offset of the last rerouted message applied
-(:func:`source_applied`, :func:`mark_source_applied`); a source
+(``"rp"``, :func:`models.customer.source_applied`); a source
 topic-partition forwards in offset order, so a copy whose source offset is not
 above that watermark is a second forward or a re-delivery of the repartition
 topic, and is skipped however old its event time. (The dedup memory confirms
@@ -56,9 +56,7 @@ __all__ = [
     "REPARTITION_TOPIC",
     "Origin",
     "Router",
-    "mark_source_applied",
     "partition_for",
-    "source_applied",
     "to_gate",
 ]
 
@@ -184,34 +182,6 @@ def header_items(
     if headers is None:
         return []
     return list(headers.items() if isinstance(headers, Mapping) else headers)
-
-
-def source_applied(state: dict[str, Any] | None, topic: str, origin: Origin) -> bool:
-    """Whether a rerouted message of the logical ``topic`` from ``origin`` is already
-    in ``state``, by the customer's watermark of its source topic-partition.
-
-    >>> state = {}
-    >>> mark_source_applied(state, "purchases", Origin("purchases", 2, 41, None))
-    >>> [source_applied(state, "purchases", Origin("purchases", 2, o, None)) for o in (40, 41, 42)]
-    [True, True, False]
-    >>> source_applied(state, "purchases", Origin("purchases", 1, 7, None))  # another partition
-    False
-    >>> state["rp"]
-    {'purchases': {'2': 41}}
-    """
-    if state is None:
-        return False
-    seen = state.get("rp", {}).get(topic, {}).get(str(origin.partition))
-    return seen is not None and origin.offset <= seen
-
-
-def mark_source_applied(state: dict[str, Any], topic: str, origin: Origin) -> None:
-    """Record that ``state`` holds the rerouted message from ``origin`` (never lowers
-    the watermark: a forward that overtook an earlier one leaves it where it is)."""
-    partitions = state.setdefault("rp", {}).setdefault(topic, {})
-    key = str(origin.partition)
-    if origin.offset > partitions.get(key, -1):
-        partitions[key] = origin.offset
 
 
 @dataclass

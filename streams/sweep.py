@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from models.btyd_summary import BTYDSummary
+from models.customer import CustomerState
 from models.spend_summary import SpendSummary
 from streams.faust_adapter import partition_db
 from streams.processing import btyd_row, spend_row
@@ -60,7 +61,7 @@ class PartitionSweep:
     # Repeat customers' (frequency, monetary_value): the Gamma-Gamma fit of the CLV.
     spend: SpendSummary = field(default_factory=SpendSummary)
 
-    def count(self, state: dict[str, Any]) -> None:
+    def count(self, state: CustomerState) -> None:
         """Add one customer's segments, churn level, BTYD and spend rows to the statistics."""
         self.customers += 1
         row = btyd_row(state)
@@ -70,8 +71,9 @@ class PartitionSweep:
             if spend is not None:
                 self.spend.add(*spend)
         for seg_type, entry in state.get("seg", {}).items():
-            if entry.get("current") is not None:
-                self.sizes.setdefault(seg_type, Counter())[entry["current"]] += 1
+            current = entry.get("current")
+            if current is not None:
+                self.sizes.setdefault(seg_type, Counter())[current] += 1
         level = state.get("churn", {}).get("level")
         if level:
             self.churn_levels[level] += 1

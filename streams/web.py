@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from models.customer import is_opted_out
 from models.eventtime import format_ts
 from streams.codec import decode_state
 from streams.metrics import exposition
@@ -41,7 +42,7 @@ def register_views(app: Any, rt: Runtime, customers: Any, route_topic: Any) -> N
     @app.topic_route(topic=route_topic, match_info="customer_id")
     async def get_customer(web: Any, request: Any, customer_id: str) -> Any:
         state = decode_state(read_customer(customer_id))
-        if state is None or state.get("opted_out"):
+        if state is None or is_opted_out(state):
             return json_response(
                 web, {"error": "unknown customer", "customer_id": customer_id}, 404
             )

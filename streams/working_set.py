@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.customer import CustomerState
 from streams.codec import decode_state, encode
 from streams.state_table import Layer, StateTable
 
@@ -35,7 +36,7 @@ class Entry:
     customer_id: str
     partition: int
     raw: bytes | None  # the stored value the entry started from (or its last replacement)
-    state: dict[str, Any] | None  # decoded from ``raw``, then changed in place
+    state: CustomerState | None  # decoded from ``raw``, then changed in place
     # What changed ``state`` since ``raw``, in order, for :meth:`WorkingSet.restore`.
     applied: list[Any] = field(default_factory=list)
     dirty: bool = False
@@ -102,7 +103,7 @@ class WorkingSet:
         entry.dirty = True
         entry.applied.append(change)
 
-    def replace(self, customer_id: str, partition: int, state: dict[str, Any] | None) -> Entry:
+    def replace(self, customer_id: str, partition: int, state: CustomerState | None) -> Entry:
         """A new value for the customer (a privacy request's): nothing before it is replayed."""
         found = self.entry(customer_id, partition)
         found.state = state
@@ -112,7 +113,9 @@ class WorkingSet:
         return found
 
     @staticmethod
-    def restore(entry: Entry, replay: Callable[[dict[str, Any] | None, Any], Any]) -> None:
+    def restore(
+        entry: Entry, replay: Callable[[CustomerState | None, Any], CustomerState | None]
+    ) -> None:
         """Rebuild ``entry.state`` after a failure: decode what the entry started
         from and ``replay(state, change)`` every change that succeeded since
         (``replay`` returns the state, which may be a new dict)."""
@@ -121,7 +124,7 @@ class WorkingSet:
             state = replay(state, change)
         entry.state = state
 
-    def flush(self, layer: Layer) -> list[tuple[str, int, dict[str, Any] | None]]:
+    def flush(self, layer: Layer) -> list[tuple[str, int, CustomerState | None]]:
         """Encode every changed customer once into ``layer``; forget the batch's entries.
 
         Returns ``(customer_id, partition, state)`` of every customer written.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+from models.customer import new_state
 from streams.app import build_runtime
 from streams.learner import LearnerHost
-from streams.processing import CustomerProcessor, new_customer_state
+from streams.processing import CustomerProcessor
 from streams.settings import Settings
 
 
@@ -33,7 +34,7 @@ def test_a_frozen_learner_learns_nothing_but_still_forgets_erased_customers() ->
 
 
 def test_only_a_second_browsing_event_of_the_day_skips_evaluation() -> None:
-    state = new_customer_state()
+    state = new_state()
     day = 20_000
     state["eval_day"] = day  # e.g. the customer's profile event was evaluated today
     assert not CustomerProcessor.can_skip_evaluation(state, "browsing", day)
