@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,188 @@ def _num(features: Mapping[str, Any], key: str) -> float | None:
 def _plural(n: float, word: str) -> str:
     k = round(n)
     return f"{k} {word}" if k == 1 else f"{k} {word}s"
+
+
+# ------------------------------------------------------------------ factors
+# Each factor function adds its value to ``values`` and the raw numbers its
+# reason text needs to ``ctx`` (both in FACTORS order: the reasons are listed
+# in that order when contributions tie).
+
+
+def _not_alive(
+    features: Mapping[str, Any],
+    params: BGNBDParams | None,
+    p_alive: float | None,
+    values: dict[str, float],
+    ctx: dict[str, Any],
+) -> None:
+    """(a) BG/NBD: 1 - P(alive), purchasers only."""
+    freq = _num(features, "frequency")
+    big_t = _num(features, "T")
+    orders = _num(features, "orders")
+    if freq is None or big_t is None or not (orders is None or orders > 0):
+        return
+    rec = _num(features, "recency") or 0.0
+    if p_alive is None:
+        p_alive = prob_alive(freq, rec, big_t, params)
+    values["not_alive"] = 1.0 - p_alive
+    since_buy = _num(features, "days_since_last_purchase")
+    ctx["p_alive"] = p_alive
+    ctx["since_buy"] = max(big_t - rec, 0.0) if since_buy is None else since_buy
+
+
+def _engagement_decline(
+    features: Mapping[str, Any], values: dict[str, float], ctx: dict[str, Any]
+) -> None:
+    """(c) Engagement trend: last 30 days vs the monthly mean of the 60 before."""
+    decline = 0.0
+    for noun in ("events", "sessions"):
+        recent = _num(features, f"{noun}_30d")
+        longer = _num(features, f"{noun}_90d")
+        if recent is None or longer is None:
+            continue
+        before = max(longer - recent, 0.0) / 2.0
+        if before <= 0:
+            continue
+        d = max(0.0, before - recent) / (before + 2.0)  # +2 shrinks tiny counts
+        if d > decline:
+            decline = d
+            ctx["trend"] = (noun, recent, before)
+    values["engagement_decline"] = decline
+
+
+def _support(features: Mapping[str, Any], values: dict[str, float], ctx: dict[str, Any]) -> None:
+    """(d) Support: a rise of tickets over the customer's own rate, plus a
+    small share for the load itself."""
+    t90 = _num(features, "tickets_90d")
+    t30 = _num(features, "tickets_30d")
+    escalations = _num(features, "escalations_90d") or 0.0
+    open_tickets = _num(features, "open_tickets") or 0.0
+    reopened = _num(features, "reopened") or 0.0
+    tickets = t90 or 0.0
+    load = (
+        _SUPPORT_LOAD[0] * tickets
+        + _SUPPORT_LOAD[1] * escalations
+        + _SUPPORT_LOAD[2] * open_tickets
+        + _SUPPORT_LOAD[3] * reopened
+    )
+    support = _SUPPORT_LEVEL_SHARE * (1.0 - math.exp(-load))
+    usual = None
+    if t30 is not None and t90 is not None:
+        usual = max(t90 - t30, 0.0) / 2.0  # a month's tickets in the 60 days before
+        rise = max(0.0, t30 - usual)
+        if rise > 0:
+            surge = rise / math.sqrt(usual + 1.0)
+            support += (1.0 - _SUPPORT_LEVEL_SHARE) * (1.0 - math.exp(-_SUPPORT_RISE_K * surge))
+    values["support"] = support
+    ctx["support"] = (tickets, escalations, open_tickets, reopened, t30, usual)
+
+
+def _sentiment(features: Mapping[str, Any], values: dict[str, float], ctx: dict[str, Any]) -> None:
+    """(e) Sentiment: an NPS drop, plus a small share for chronic
+    dissatisfaction (detractor NPS, low CSAT, low reviews; noisy-or)."""
+    nps = _num(features, "nps_last")
+    trend = _num(features, "nps_trend")
+    csat = _num(features, "csat_avg")
+    review = _num(features, "review_avg")
+    keep = 1.0
+    if nps is not None and nps <= 6:
+        keep *= 1.0 - (7.0 - nps) / 7.0
+    elif nps is None and features.get("nps_category") == "detractor":
+        keep *= 0.5
+    if csat is not None and csat < 3.5:
+        keep *= 1.0 - min(1.0, (3.5 - csat) / 2.5)
+    if review is not None and review < 3.5:
+        keep *= 1.0 - 0.5 * min(1.0, (3.5 - review) / 2.5)
+    sentiment = _SENTIMENT_LEVEL_SHARE * (1.0 - keep)
+    if trend is not None and trend < 0:
+        sentiment += (1.0 - _SENTIMENT_LEVEL_SHARE) * min(1.0, -trend / _NPS_DROP_FULL)
+    values["sentiment"] = sentiment
+    ctx["sentiment"] = (nps, trend, csat, review, features.get("nps_category"))
+
+
+# ------------------------------------------------------------- reason texts
+# The words for one factor from the numbers its factor function left in ctx.
+
+
+def _not_alive_text(ctx: Mapping[str, Any]) -> str | None:
+    return (
+        f"{round(100 * (1 - ctx['p_alive']))}% chance they have stopped buying "
+        f"(last purchase {_plural(ctx['since_buy'], 'day')} ago)"
+    )
+
+
+def _inactivity_text(ctx: Mapping[str, Any]) -> str | None:
+    usual = f" (usually every {_plural(ctx['gap'], 'day')})" if ctx["measured"] else ""
+    return f"no activity for {_plural(ctx['silent'], 'day')}{usual}"
+
+
+def _engagement_decline_text(ctx: Mapping[str, Any]) -> str | None:
+    if "trend" not in ctx:
+        return None
+    noun, recent, before = ctx["trend"]
+    drop = round(100 * (1 - recent / before))
+    return (
+        f"activity down {drop}% ({_plural(recent, noun[:-1])} in the last 30 days "
+        f"vs about {round(before)} a month before)"
+    )
+
+
+def _support_text(ctx: Mapping[str, Any]) -> str | None:
+    tickets, escalations, open_tickets, reopened, t30, usual = ctx["support"]
+    parts = []
+    if usual is not None and t30 > usual:
+        # A rise: this month's tickets against the usual month's.
+        parts.append(f"{_plural(t30, 'support ticket')} in the last 30 days, {_usual(usual)}")
+        if escalations > 0:
+            parts.append(f"{round(escalations)} escalated in 90 days")
+    elif tickets > 0:
+        head = f"{_plural(tickets, 'support ticket')} in 90 days"
+        if escalations > 0:
+            head += f", {round(escalations)} escalated"
+        parts.append(head)
+    elif escalations > 0:
+        parts.append(f"{_plural(escalations, 'escalated support ticket')} in 90 days")
+    if open_tickets > 0:
+        parts.append(f"{round(open_tickets)} still open")
+    if reopened > 0:
+        parts.append(f"{round(reopened)} reopened")
+    return ", ".join(parts) or None
+
+
+def _usual(tickets_a_month: float) -> str:
+    """The customer's usual number of support tickets a month, in words."""
+    if tickets_a_month <= 0:
+        return "usually none"
+    if tickets_a_month < 1:
+        return "usually less than 1 a month"
+    return f"usually {round(tickets_a_month)} a month"
+
+
+def _sentiment_text(ctx: Mapping[str, Any]) -> str | None:
+    nps, trend, csat, review, category = ctx["sentiment"]
+    detractor = (nps is not None and nps <= 6) or (nps is None and category == "detractor")
+    words = []
+    if trend is not None and trend < 0:
+        tail = f" to {round(nps)}" if nps is not None else ""
+        tag = " (detractor)" if detractor else ""
+        words.append(f"NPS dropped by {_plural(-trend, 'point')}{tail}{tag}")
+    elif detractor:
+        words.append(f"NPS {round(nps)} (detractor)" if nps is not None else "NPS detractor")
+    if csat is not None and csat < 3.5:
+        words.append(f"low satisfaction (CSAT {csat:.1f}/5)")
+    if review is not None and review < 3.5:
+        words.append(f"poor reviews ({review:.1f}/5)")
+    return ", ".join(words) or None
+
+
+_REASON_TEXTS: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "not_alive": _not_alive_text,
+    "inactivity": _inactivity_text,
+    "engagement_decline": _engagement_decline_text,
+    "support": _support_text,
+    "sentiment": _sentiment_text,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,156 +496,32 @@ class ChurnScorer:
         """
         values: dict[str, float] = {}
         ctx: dict[str, Any] = {}
-
-        # (a) BG/NBD: 1 - P(alive), purchasers only.
-        freq = _num(features, "frequency")
-        big_t = _num(features, "T")
-        orders = _num(features, "orders")
-        if freq is not None and big_t is not None and (orders is None or orders > 0):
-            rec = _num(features, "recency") or 0.0
-            if p_alive is None:
-                p_alive = prob_alive(freq, rec, big_t, params)
-            values["not_alive"] = 1.0 - p_alive
-            since_buy = _num(features, "days_since_last_purchase")
-            ctx["p_alive"] = p_alive
-            ctx["since_buy"] = max(big_t - rec, 0.0) if since_buy is None else since_buy
-
-        # (b) Inactivity relative to the customer's own rhythm.
-        silent = _num(features, "days_since_last_event")
-        if silent is None:
-            silent = _num(features, "days_since_last_purchase")
-        if silent is not None:
-            gap, measured = self.typical_gap_days(features)
-            excess = max(0.0, silent / gap - 1.0)
-            values["inactivity"] = excess / (excess + 3.0)
-            ctx["silent"], ctx["gap"], ctx["measured"] = silent, gap, measured
-
-        # (c) Engagement trend: last 30 days vs the monthly mean of the 60 before.
-        decline = 0.0
-        for noun in ("events", "sessions"):
-            recent = _num(features, f"{noun}_30d")
-            longer = _num(features, f"{noun}_90d")
-            if recent is None or longer is None:
-                continue
-            before = max(longer - recent, 0.0) / 2.0
-            if before <= 0:
-                continue
-            d = max(0.0, before - recent) / (before + 2.0)  # +2 shrinks tiny counts
-            if d > decline:
-                decline = d
-                ctx["trend"] = (noun, recent, before)
-        values["engagement_decline"] = decline
-
-        # (d) Support: a rise of tickets over the customer's own rate, plus a
-        # small share for the load itself.
-        t90 = _num(features, "tickets_90d")
-        t30 = _num(features, "tickets_30d")
-        escalations = _num(features, "escalations_90d") or 0.0
-        open_tickets = _num(features, "open_tickets") or 0.0
-        reopened = _num(features, "reopened") or 0.0
-        tickets = t90 or 0.0
-        load = (
-            _SUPPORT_LOAD[0] * tickets
-            + _SUPPORT_LOAD[1] * escalations
-            + _SUPPORT_LOAD[2] * open_tickets
-            + _SUPPORT_LOAD[3] * reopened
-        )
-        support = _SUPPORT_LEVEL_SHARE * (1.0 - math.exp(-load))
-        usual = None
-        if t30 is not None and t90 is not None:
-            usual = max(t90 - t30, 0.0) / 2.0  # a month's tickets in the 60 days before
-            rise = max(0.0, t30 - usual)
-            if rise > 0:
-                surge = rise / math.sqrt(usual + 1.0)
-                support += (1.0 - _SUPPORT_LEVEL_SHARE) * (1.0 - math.exp(-_SUPPORT_RISE_K * surge))
-        values["support"] = support
-        ctx["support"] = (tickets, escalations, open_tickets, reopened, t30, usual)
-
-        # (e) Sentiment: an NPS drop, plus a small share for chronic
-        # dissatisfaction (detractor NPS, low CSAT, low reviews; noisy-or).
-        nps = _num(features, "nps_last")
-        trend = _num(features, "nps_trend")
-        csat = _num(features, "csat_avg")
-        review = _num(features, "review_avg")
-        keep = 1.0
-        if nps is not None and nps <= 6:
-            keep *= 1.0 - (7.0 - nps) / 7.0
-        elif nps is None and features.get("nps_category") == "detractor":
-            keep *= 0.5
-        if csat is not None and csat < 3.5:
-            keep *= 1.0 - min(1.0, (3.5 - csat) / 2.5)
-        if review is not None and review < 3.5:
-            keep *= 1.0 - 0.5 * min(1.0, (3.5 - review) / 2.5)
-        sentiment = _SENTIMENT_LEVEL_SHARE * (1.0 - keep)
-        if trend is not None and trend < 0:
-            sentiment += (1.0 - _SENTIMENT_LEVEL_SHARE) * min(1.0, -trend / _NPS_DROP_FULL)
-        values["sentiment"] = sentiment
-        ctx["sentiment"] = (nps, trend, csat, review, features.get("nps_category"))
+        _not_alive(features, params, p_alive, values, ctx)
+        self._inactivity(features, values, ctx)
+        _engagement_decline(features, values, ctx)
+        _support(features, values, ctx)
+        _sentiment(features, values, ctx)
         return values, ctx
 
     @staticmethod
     def reason_text(name: str, ctx: Mapping[str, Any]) -> str | None:
         """The words for one factor (only built for the reasons shown)."""
-        if name == "not_alive":
-            return (
-                f"{round(100 * (1 - ctx['p_alive']))}% chance they have stopped buying "
-                f"(last purchase {_plural(ctx['since_buy'], 'day')} ago)"
-            )
-        if name == "inactivity":
-            usual = f" (usually every {_plural(ctx['gap'], 'day')})" if ctx["measured"] else ""
-            return f"no activity for {_plural(ctx['silent'], 'day')}{usual}"
-        if name == "engagement_decline":
-            if "trend" not in ctx:
-                return None
-            noun, recent, before = ctx["trend"]
-            drop = round(100 * (1 - recent / before))
-            return (
-                f"activity down {drop}% ({_plural(recent, noun[:-1])} in the last 30 days "
-                f"vs about {round(before)} a month before)"
-            )
-        if name == "support":
-            tickets, escalations, open_tickets, reopened, t30, usual = ctx["support"]
-            parts = []
-            if usual is not None and t30 > usual:
-                if usual <= 0:
-                    was = "usually none"
-                elif usual < 1:
-                    was = "usually less than 1 a month"
-                else:
-                    was = f"usually {round(usual)} a month"
-                parts.append(f"{_plural(t30, 'support ticket')} in the last 30 days, {was}")
-                if escalations > 0:
-                    parts.append(f"{round(escalations)} escalated in 90 days")
-            elif tickets > 0:
-                head = f"{_plural(tickets, 'support ticket')} in 90 days"
-                if escalations > 0:
-                    head += f", {round(escalations)} escalated"
-                parts.append(head)
-            elif escalations > 0:
-                parts.append(f"{_plural(escalations, 'escalated support ticket')} in 90 days")
-            if open_tickets > 0:
-                parts.append(f"{round(open_tickets)} still open")
-            if reopened > 0:
-                parts.append(f"{round(reopened)} reopened")
-            return ", ".join(parts) or None
-        if name == "sentiment":
-            nps, trend, csat, review, category = ctx["sentiment"]
-            detractor = (nps is not None and nps <= 6) or (nps is None and category == "detractor")
-            words = []
-            if trend is not None and trend < 0:
-                tail = f" to {round(nps)}" if nps is not None else ""
-                tag = " (detractor)" if detractor else ""
-                words.append(f"NPS dropped by {_plural(-trend, 'point')}{tail}{tag}")
-            elif detractor:
-                words.append(
-                    f"NPS {round(nps)} (detractor)" if nps is not None else "NPS detractor"
-                )
-            if csat is not None and csat < 3.5:
-                words.append(f"low satisfaction (CSAT {csat:.1f}/5)")
-            if review is not None and review < 3.5:
-                words.append(f"poor reviews ({review:.1f}/5)")
-            return ", ".join(words) or None
-        return None
+        text = _REASON_TEXTS.get(name)
+        return None if text is None else text(ctx)
+
+    def _inactivity(
+        self, features: Mapping[str, Any], values: dict[str, float], ctx: dict[str, Any]
+    ) -> None:
+        """(b) Inactivity relative to the customer's own rhythm (:meth:`typical_gap_days`)."""
+        silent = _num(features, "days_since_last_event")
+        if silent is None:
+            silent = _num(features, "days_since_last_purchase")
+        if silent is None:
+            return
+        gap, measured = self.typical_gap_days(features)
+        excess = max(0.0, silent / gap - 1.0)
+        values["inactivity"] = excess / (excess + 3.0)
+        ctx["silent"], ctx["gap"], ctx["measured"] = silent, gap, measured
 
     # ------------------------------------------------------------------ score
     def score(self, features: Mapping[str, Any], params: BGNBDParams | None = None) -> ChurnScore:

@@ -108,41 +108,52 @@ def best(fn: Callable[[], float], repeats: int) -> float:
     return min(fn() for _ in range(repeats))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=600)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+#: Makes the processor of a run, with a KPI tracker or without (the baseline).
+Processors = Callable[[KpiTracker | None], CustomerProcessor]
+
+
+def simulated_events(customers: int, days: int) -> list[tuple[str, dict[str, Any]]]:
+    """The simulated history, ``ts`` as epoch ms (what the worker handles)."""
     events = []
-    for topic, event in Simulation(customers=args.customers, days=args.days, seed=3).events():
+    for topic, event in Simulation(customers=customers, days=days, seed=3).events():
         events.append((topic, {**event, "ts": parse_ts(event["ts"])}))
-    n = len(events)
-    rules = RuleEngine(RulesConfig())
+    return events
 
-    def processor(kpis: KpiTracker | None) -> CustomerProcessor:
-        return CustomerProcessor(rules=rules, scorer=ChurnScorer(), tracker=kpis)
 
-    last_day = max(event["ts"] for _, event in events) // MS_PER_DAY
-    MODELS["churn"], MODELS["spend"] = fitted_models(run(processor(None), events)[1], last_day)
-    # Alternated, best of each: a busy machine slows both alike. (A fresh churn
-    # model per run: its BTYD quantities are memoised per fit.)
+def fresh_churn_model() -> None:
+    """A fresh copy of the fitted churn model: its BTYD quantities are memoised per fit."""
+    MODELS["churn"] = ChurnModel(btyd=BTYDFit.from_dict(MODELS["churn"].btyd.to_dict()))
+
+
+def handle_seconds(
+    processor: Processors, events: list[tuple[str, dict[str, Any]]], repeats: int
+) -> tuple[float, float]:
+    """Best seconds of ``handle`` over the events without KPIs and with them."""
+    # Alternated, best of each: a busy machine slows both alike.
     baseline = with_kpis = float("inf")
-    for _ in range(args.repeats):
-        MODELS["churn"] = ChurnModel(btyd=BTYDFit.from_dict(MODELS["churn"].btyd.to_dict()))
+    for _ in range(repeats):
+        fresh_churn_model()
         baseline = min(baseline, run(processor(None), events)[0])
-        MODELS["churn"] = ChurnModel(btyd=BTYDFit.from_dict(MODELS["churn"].btyd.to_dict()))
+        fresh_churn_model()
         with_kpis = min(with_kpis, run(processor(tracker()), events)[0])
-    _, states, changes = run(processor(tracker()), events)
-    _, plain_states, _ = run(processor(None), events)
+    return baseline, with_kpis
 
+
+def tracker_seconds(
+    processor: Processors, events: list[tuple[str, dict[str, Any]]], repeats: int
+) -> float:
+    """Best seconds spent inside the tracker (timed directly: a difference of totals is noisy)."""
     inside = float("inf")
-    for _ in range(args.repeats):
-        MODELS["churn"] = ChurnModel(btyd=BTYDFit.from_dict(MODELS["churn"].btyd.to_dict()))
+    for _ in range(repeats):
+        fresh_churn_model()
         timed = tracker(cls=TimedTracker)
         run(processor(timed), events)
         inside = min(inside, timed.seconds)
+    return inside
 
+
+def book_seconds(changes: list[Any], stored: list[Any], repeats: int) -> tuple[float, float]:
+    """Best seconds of ``KpiBook.apply`` over the changes; of a pass per stored customer."""
     book = KpiBook(today=lambda: 10**6)
 
     def apply_all() -> float:
@@ -151,8 +162,7 @@ def main() -> None:
             book.apply(0, key, old, new)
         return time.perf_counter() - started
 
-    book_s = best(apply_all, args.repeats)
-    stored = [state.get("kc") for state in states.values()]
+    book_s = best(apply_all, repeats)
 
     def derive() -> float:  # what a pass adds to the reading of each customer
         started = time.perf_counter()
@@ -162,7 +172,11 @@ def main() -> None:
         book.end_pass(1)
         return time.perf_counter() - started
 
-    derive_s = best(derive, args.repeats) / len(stored)
+    return book_s, best(derive, repeats) / len(stored)
+
+
+def membership_seconds(changes: list[Any], repeats: int) -> tuple[float, int]:
+    """Best seconds of the ``segment-memberships`` records of the run's results; their count."""
     results = [SimpleNamespace(segment_changes=r.segment_changes, churn_events=r.churn_events)
                for *_, r in changes]  # fmt: skip
     outputs = sum(len(r.segment_changes) + len(r.churn_events) for r in results)
@@ -173,40 +187,73 @@ def main() -> None:
             membership_records(result)
         return time.perf_counter() - started
 
-    members_s = best(memberships, args.repeats)
+    return best(memberships, repeats), outputs
 
-    def roundtrip(pool: dict[str, Any]) -> tuple[float, float]:
-        blobs = [orjson.dumps(s) for s in pool.values()]
 
-        def once() -> float:  # what the worker does per write: decode, then encode
-            started = time.perf_counter()
-            for blob in blobs:
-                orjson.dumps(orjson.loads(blob))
-            return (time.perf_counter() - started) / len(blobs)
+def roundtrip(pool: dict[str, Any], repeats: int) -> tuple[float, float]:
+    """Mean state size in bytes; best seconds of an orjson round trip per state."""
+    blobs = [orjson.dumps(s) for s in pool.values()]
 
-        return sum(map(len, blobs)) / len(blobs), best(once, args.repeats * 3)
+    def once() -> float:  # what the worker does per write: decode, then encode
+        started = time.perf_counter()
+        for blob in blobs:
+            orjson.dumps(orjson.loads(blob))
+        return (time.perf_counter() - started) / len(blobs)
 
-    size_with, rt_with = roundtrip(states)
-    size_without, rt_without = roundtrip(plain_states)
-    # The daily pass over 30 silent days after the history: customers written
-    # (a changed segment or churn level; with KPIs also a changed contribution).
+    return sum(map(len, blobs)) / len(blobs), best(once, repeats * 3)
 
-    def pass_writes(pool: dict[str, Any], kpis: KpiTracker | None) -> int:
-        writes = 0
-        reviewer = processor(kpis)
-        pool = orjson.loads(orjson.dumps(pool))  # each variant from the same states
-        for day in range(last_day + 1, last_day + 31):
-            for customer, state in pool.items():
-                old = state.get("kc")
-                result = reviewer.review(customer, state, day, None, MODELS["churn"])
-                writes += bool(result.write or state.get("kc") is not old)
-        return writes
 
-    writes_with = pass_writes(states, tracker())
-    writes_without = pass_writes(plain_states, None)
+def pass_writes(
+    processor: Processors, pool: dict[str, Any], kpis: KpiTracker | None, last_day: int
+) -> int:
+    """Customers written by the daily pass over 30 silent days after the history.
+
+    A write is a changed segment or churn level; with KPIs also a changed
+    contribution.
+    """
+    writes = 0
+    reviewer = processor(kpis)
+    pool = orjson.loads(orjson.dumps(pool))  # each variant from the same states
+    for day in range(last_day + 1, last_day + 31):
+        for customer, state in pool.items():
+            old = state.get("kc")
+            result = reviewer.review(customer, state, day, None, MODELS["churn"])
+            writes += bool(result.write or state.get("kc") is not old)
+    return writes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=600)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    events = simulated_events(args.customers, args.days)
+    n = len(events)
+    rules = RuleEngine(RulesConfig())
+
+    def processor(kpis: KpiTracker | None) -> CustomerProcessor:
+        return CustomerProcessor(rules=rules, scorer=ChurnScorer(), tracker=kpis)
+
+    last_day = max(event["ts"] for _, event in events) // MS_PER_DAY
+    MODELS["churn"], MODELS["spend"] = fitted_models(run(processor(None), events)[1], last_day)
+    baseline, with_kpis = handle_seconds(processor, events, args.repeats)
+    _, states, changes = run(processor(tracker()), events)
+    _, plain_states, _ = run(processor(None), events)
+    inside = tracker_seconds(processor, events, args.repeats)
+    book_s, derive_s = book_seconds(
+        changes, [state.get("kc") for state in states.values()], args.repeats
+    )
+    members_s, outputs = membership_seconds(changes, args.repeats)
+    size_with, rt_with = roundtrip(states, args.repeats)
+    size_without, rt_without = roundtrip(plain_states, args.repeats)
+    writes_with = pass_writes(processor, states, tracker(), last_day)
+    writes_without = pass_writes(processor, plain_states, None, last_day)
     # the CLV's share: never refreshed (infinite tolerance), and other tolerances
-    writes_no_clv = pass_writes(states, tracker(float("inf")))
-    writes_by_tolerance = {t: pass_writes(states, tracker(t)) for t in (0.02, 0.10)}
+    writes_no_clv = pass_writes(processor, states, tracker(float("inf")), last_day)
+    writes_by_tolerance = {
+        t: pass_writes(processor, states, tracker(t), last_day) for t in (0.02, 0.10)
+    }
     per = 1e6 / n
     print(f"events: {n:,}, customers: {args.customers}, days: {args.days} (best of {args.repeats})")
     print(f"handle(), baseline without KPIs: {baseline * per:6.2f} µs/event")

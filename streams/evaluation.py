@@ -253,6 +253,7 @@ def replay(
 ) -> ReplayResult:
     """Replay ``(topic, event)`` pairs (non-decreasing ``ts``) through the churn logic.
 
+
     Events of topics other than the five feature topics (e.g. ``privacy``) are
     skipped and counted in ``n_rejected``. ``ts`` may be epoch ms or RFC 3339.
     The stream clock is the largest event time seen; the sweep runs at every
@@ -315,229 +316,329 @@ def replay(
             warmup_days=warmup_days,
             scorer=scorer,
         )
-    model = _values_model(processor.churn_model(None))
-    read = features.read_features
-    apply = features.apply_event
-    check = dedup.check
-    due = tracking.due
-
-    customers: dict[str, _Customer] = {}
-    churn_events: list[ChurnEvent] = []
-    # shadow level tracks: name -> (thresholds, hand-set score?, levels, events)
-    shadows: dict[str, tuple[LevelThresholds, bool, dict[str, str], list[ChurnEvent]]] = {}
-    if levels and not exact:
-        shadows[HAND_SET] = (DEFAULT_THRESHOLDS, True, {}, [])
-        for name, thr in (shadow_thresholds or {}).items():
-            shadows[name] = (thr, False, {}, [])
     cutoffs = sorted({cutoff_ms, *extra_cutoffs})
-    states = {c: _CutoffState() for c in cutoffs}
-    pending_cutoffs = list(cutoffs)  # not taken yet, earliest first
-    activity: dict[str, list[int]] = {}
-    purchases: dict[str, list[int]] = {}
-    publications: list[tuple[int, int, bool, int]] = []
-    last_activity: dict[str, int] = {}
-    active_today: list[str] = []
-    rejected: dict[str, int] = {}
-    labels: list[list[Any]] = []
-    n_events = 0
-    n_scored = 0
-    current_day: int | None = None
-    clock = 0
+    if score_until_ms is not None and score_until_ms < max(cutoffs):
+        raise ValueError("score_until_ms must not be before the last cut-off")
+    run = _Replay(
+        processor,
+        learner,
+        tracking,
+        exact=exact,
+        levels=levels,
+        cutoffs=cutoffs,
+        shadows=_shadow_tracks(shadow_thresholds) if levels and not exact else {},
+        dedup_window_ms=dedup_window_ms,
+        score_until_ms=score_until_ms,
+    )
+    feed = run.feed
+    for topic, event in stream:
+        feed(topic, event)
+    return run.finish(cutoff_ms, mode).at(cutoff_ms)
 
-    def record(cid: str, events: Iterable[dict[str, Any]], at_ms: int) -> None:
+
+#: A shadow level track: (thresholds, of the hand-set score?, levels, events).
+_Shadow = tuple[LevelThresholds, bool, dict[str, str], list[ChurnEvent]]
+
+
+def _shadow_tracks(shadow_thresholds: Mapping[str, LevelThresholds] | None) -> dict[str, _Shadow]:
+    """The hand-set score's level track at the old thresholds, then one per named thresholds."""
+    shadows: dict[str, _Shadow] = {HAND_SET: (DEFAULT_THRESHOLDS, True, {}, [])}
+    for name, thr in (shadow_thresholds or {}).items():
+        shadows[name] = (thr, False, {}, [])
+    return shadows
+
+
+class _Replay:
+    """The state of one :func:`replay` and the worker's steps on it.
+
+    The fast mode's work per event is :meth:`_apply_fast`, the worker's
+    sweep at a midnight :meth:`start_day`; both modes share the stream clock,
+    the cut-offs, the learner and the activity records the labels come from.
+    """
+
+    def __init__(
+        self,
+        processor: CustomerProcessor,
+        learner: ChurnLearnerHost | None,
+        tracking: ChurnTracking,
+        *,
+        exact: bool,
+        levels: bool,
+        cutoffs: list[int],
+        shadows: dict[str, _Shadow],
+        dedup_window_ms: int,
+        score_until_ms: int | None,
+    ) -> None:
+        self.processor = processor
+        self.learner = learner
+        self.due = tracking.due
+        self.exact = exact
+        self.levels = levels
+        self.shadows = shadows
+        self.dedup_window_ms = dedup_window_ms
+        self.score_until_ms = score_until_ms
+        self.model = _values_model(processor.churn_model(None))
+        self.customers: dict[str, _Customer] = {}
+        self.churn_events: list[ChurnEvent] = []
+        self.states = {c: _CutoffState() for c in cutoffs}
+        self.pending_cutoffs = list(cutoffs)  # not taken yet, earliest first
+        self.activity: dict[str, list[int]] = {}
+        self.purchases: dict[str, list[int]] = {}
+        self.publications: list[tuple[int, int, bool, int]] = []
+        self.last_activity: dict[str, int] = {}
+        self.active_today: list[str] = []
+        self.rejected: dict[str, int] = {}
+        self.labels: list[list[Any]] = []
+        self.n_events = 0
+        self.n_scored = 0
+        self.current_day: int | None = None
+        self.clock = 0
+
+    # ------------------------------------------------------------ the events
+    def feed(self, topic: str, event: dict[str, Any]) -> None:
+        """Apply one event of the stream (after the midnights it passes)."""
+        if topic not in FEATURE_TOPICS:
+            self._reject(f"{topic}:skipped")
+            return
+        ts = _ts(event)
+        if self.score_until_ms is not None and ts >= self.score_until_ms:
+            self._follow_up(topic, event, ts)
+            return
+        day = ts // MS_PER_DAY
+        if self.current_day is None:
+            self.current_day = day
+            self.take_cutoffs(day)
+        elif day > self.current_day:
+            self._advance(day)
+        if ts > self.clock:
+            self.clock = ts
+        if type(event["ts"]) is not int:
+            event = dict(event, ts=ts)
+        cid = event["customer_id"]
+        cust = self.customers.get(cid)
+        new = cust is None
+        if cust is None:
+            cust = _Customer()
+        if self.exact:
+            applied = self._apply_exact(cid, cust, topic, event)
+        else:
+            applied = self._apply_fast(cid, cust, topic, event, ts, day)
+        if not applied:
+            return
+        if new:
+            self.customers[cid] = cust
+        self.n_events += 1
+        self._note_activity(topic, cid, ts)
+
+    def _follow_up(self, topic: str, event: dict[str, Any], ts: int) -> None:
+        """Record an event after ``score_until_ms``: for the outcome, not the scores."""
+        assert self.score_until_ms is not None
+        # The stream clock still reaches the last cut-off's midnight first.
+        last_day = self.score_until_ms // MS_PER_DAY
+        if self.current_day is not None and self.current_day < last_day:
+            self._advance(last_day)
+        self._note_activity(topic, event["customer_id"], ts)
+        self.clock = max(self.clock, ts)
+        self.n_events += 1
+
+    def _apply_exact(self, cid: str, cust: _Customer, topic: str, event: dict[str, Any]) -> bool:
+        """The worker's handling of an event; False when it was rejected."""
+        result = self.processor.handle(cid, cust.state, topic, event, None, self.model)
+        if result.status != "new":
+            self._reject(result.status)
+            return False
+        assert result.state is not None
+        cust.state = result.state
+        self._record(cid, result.churn_events, self.clock)
+        self.labels.extend(result.churn_labels)
+        self.n_scored += 1
+        return True
+
+    def _apply_fast(
+        self, cid: str, cust: _Customer, topic: str, event: dict[str, Any], ts: int, day: int
+    ) -> bool:
+        """Dedup and features only; the customer is scored after their last event of the day."""
+        st = cust.state
+        verdict = dedup.check(
+            st["dedup"], topic, event["event_id"], ts, window_ms=self.dedup_window_ms
+        )
+        if verdict != "new":
+            self._reject("duplicate_or_late")
+            return False
+        self.processor.observe_outcome(st, topic, ts)
+        features.apply_event(st["f"], topic, event)
+        st.setdefault("eval_day", day)
+        if cust.active_ts is None:
+            self.active_today.append(cid)
+        cust.active_ts = ts
+        return True
+
+    def _reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def _note_activity(self, topic: str, cid: str, ts: int) -> None:
+        """Remember a behavioural event's time: the labels are drawn from these."""
+        if topic in BEHAVIOUR_TOPICS:
+            self.activity.setdefault(cid, []).append(ts)
+            if topic == "purchases":
+                self.purchases.setdefault(cid, []).append(ts)
+            self.last_activity[cid] = ts
+
+    # ------------------------------------------------------------ the scoring
+    def _record(self, cid: str, events: Iterable[dict[str, Any]], at_ms: int) -> None:
         for ev in events:
-            churn_events.append(
+            self.churn_events.append(
                 ChurnEvent(cid, at_ms, ev["level"], ev["previous_level"], ev["score"])
             )
 
-    def step(cid: str, cust: _Customer, at_ms: int, day_start: bool) -> None:
+    def _step(self, cid: str, cust: _Customer, at_ms: int, day_start: bool) -> None:
         """The churn part of the worker's evaluation, at ``at_ms`` (fast mode)."""
-        nonlocal n_scored
-        n_scored += 1
+        self.n_scored += 1
         result = Result("new", cust.state)
         cause = f"day:{at_ms // MS_PER_DAY}" if day_start else "replay"
-        feats = read(cust.state["f"], at_ms)
-        event = processor.churn_step(cid, cust.state, feats, at_ms, model, cause, day_start, result)
+        feats = features.read_features(cust.state["f"], at_ms)
+        event = self.processor.churn_step(
+            cid, cust.state, feats, at_ms, self.model, cause, day_start, result
+        )
         if event is not None:
-            record(cid, (event,), at_ms)
-        labels.extend(result.churn_labels)
-        if shadows:
-            score = cust.state["churn"]["score"]
-            assert model.last_values is not None
-            for thr, hand_set, track, events in shadows.values():
-                value = _hand_set(model.last_values) if hand_set else score
-                before = track.get(cid)
-                level = churn_level(value, before, thr)
-                if level != before:
-                    track[cid] = level
-                    events.append(ChurnEvent(cid, at_ms, level, before, value))
+            self._record(cid, (event,), at_ms)
+        self.labels.extend(result.churn_labels)
+        if self.shadows:
+            self._track_shadows(cid, cust.state["churn"]["score"], at_ms)
 
-    def take_cutoffs(day: int) -> None:
+    def _track_shadows(self, cid: str, score: float, at_ms: int) -> None:
+        """The level changes the shadow thresholds would have made on this scoring."""
+        assert self.model.last_values is not None
+        for thr, hand_set, track, events in self.shadows.values():
+            value = _hand_set(self.model.last_values) if hand_set else score
+            before = track.get(cid)
+            level = churn_level(value, before, thr)
+            if level != before:
+                track[cid] = level
+                events.append(ChurnEvent(cid, at_ms, level, before, value))
+
+    def _score_active(self) -> None:
+        """Score the customers active on the current day as of their last event then."""
+        for cid in self.active_today:
+            cust = self.customers[cid]
+            assert cust.active_ts is not None
+            self._step(cid, cust, cust.active_ts, False)
+            cust.active_ts = None
+        self.active_today = []
+
+    # ------------------------------------------------------------ midnights
+    def _advance(self, day: int) -> None:
+        """Pass every midnight up to the start of ``day``."""
+        assert self.current_day is not None
+        for d in range(self.current_day + 1, day + 1):
+            self.start_day(d)
+        self.current_day = day
+
+    def start_day(self, day: int) -> None:
+        """The stream clock reaches the midnight starting ``day``."""
+        if self.exact:
+            self._exact_sweep(day)
+        else:
+            self._score_active()
+            self._fast_sweep(day)
+        self.take_cutoffs(day)
+        self._learn(day)
+
+    def _exact_sweep(self, day: int) -> None:
+        """The worker's sweep: review every customer due at this midnight."""
+        processor = self.processor
+        midnight = day * MS_PER_DAY
+        for cid, cust in self.customers.items():
+            st = cust.state
+            if processor.due_for_review(st, day):
+                self.n_scored += 1
+                result = processor.review(cid, st, day, None, self.model)
+                self._record(cid, result.churn_events, midnight)
+                self.labels.extend(result.churn_labels)
+
+    def _fast_sweep(self, day: int) -> None:
+        """Everyone at the start of the day (snapshots, outcomes, levels).
+
+        Without levels, only those whose outcome tracking is due today.
+        """
+        midnight = day * MS_PER_DAY
+        for cid, cust in self.customers.items():
+            st = cust.state
+            if st.get("eval_day", day) < day:
+                if self.levels or self.due(st.get("churn") or {}, cid, day):
+                    self._step(cid, cust, midnight, True)
+                st["eval_day"] = day
+
+    def take_cutoffs(self, day: int) -> None:
         """Read every cut-off at or before the start of ``day`` not read yet."""
-        while pending_cutoffs and pending_cutoffs[0] // MS_PER_DAY <= day:
-            at = pending_cutoffs.pop(0)
-            state = states[at]
-            state.model = model.to_dict()
-            for cid, cust in customers.items():
-                feats = read(cust.state["f"], at)
-                scored = model.score(feats, explain=False)
-                state.scores[cid] = (
-                    scored.score,
-                    recency_baseline_score(feats),
-                    _hand_set(scored.values),
-                )
-                if feats.get("T") is not None:
-                    state.btyd[cid] = (feats["frequency"], feats["recency"], feats["T"])
+        while self.pending_cutoffs and self.pending_cutoffs[0] // MS_PER_DAY <= day:
+            self._read_cutoff(self.pending_cutoffs.pop(0))
 
-    def base_summary() -> BTYDSummary:
+    def _read_cutoff(self, at: int) -> None:
+        """Every customer's scores and BTYD summary at the cut-off ``at``."""
+        model = self.model
+        state = self.states[at]
+        state.model = model.to_dict()
+        for cid, cust in self.customers.items():
+            feats = features.read_features(cust.state["f"], at)
+            scored = model.score(feats, explain=False)
+            state.scores[cid] = (
+                scored.score,
+                recency_baseline_score(feats),
+                _hand_set(scored.values),
+            )
+            if feats.get("T") is not None:
+                state.btyd[cid] = (feats["frequency"], feats["recency"], feats["T"])
+
+    def _base_summary(self) -> BTYDSummary:
         # What the sweeps publish: every customer's row, summed.
         summary = BTYDSummary()
-        for cust in customers.values():
+        for cust in self.customers.values():
             row = btyd_row(cust.state)
             if row is not None:
                 summary.add(*row)
         return summary
 
-    def learn(day: int) -> None:
-        nonlocal model, labels
+    def _learn(self, day: int) -> None:
+        """Hand the day's matured outcomes to the learner; score with what it publishes."""
+        labels, self.labels = self.labels, []
+        learner = self.learner
         if learner is None:
-            labels = []
             return
         learner.learn([{"churn": label} for label in labels])
-        labels = []
-        if learner.tick(day, base_summary):
-            model = _values_model(learner.publish())
+        if learner.tick(day, self._base_summary):
+            self.model = _values_model(learner.publish())
             assert learner.learner is not None
-            publications.append((day, model.revision, model.learned, learner.learner.n_labels))
+            self.publications.append(
+                (day, self.model.revision, self.model.learned, learner.learner.n_labels)
+            )
 
-    def start_day(day: int) -> None:
-        """The stream clock reaches the midnight starting ``day``."""
-        nonlocal active_today, n_scored
-        midnight = day * MS_PER_DAY
-        if exact:
-            for cid, cust in customers.items():
-                st = cust.state
-                if processor.due_for_review(st, day):
-                    n_scored += 1
-                    result = processor.review(cid, st, day, None, model)
-                    record(cid, result.churn_events, midnight)
-                    labels.extend(result.churn_labels)
-        else:
-            # Customers active on the previous day: score as of their last event then.
-            for cid in active_today:
-                cust = customers[cid]
-                assert cust.active_ts is not None
-                step(cid, cust, cust.active_ts, False)
-                cust.active_ts = None
-            active_today = []
-            # The sweep: everyone at the start of the day (snapshots, outcomes, levels);
-            # without levels, only those whose outcome tracking is due today.
-            for cid, cust in customers.items():
-                st = cust.state
-                if st.get("eval_day", day) < day:
-                    if levels or due(st.get("churn") or {}, cid, day):
-                        step(cid, cust, midnight, True)
-                    st["eval_day"] = day
-        take_cutoffs(day)
-        learn(day)
-
-    if score_until_ms is not None and score_until_ms < max(cutoffs):
-        raise ValueError("score_until_ms must not be before the last cut-off")
-    for topic, event in stream:
-        if topic not in FEATURE_TOPICS:
-            rejected[f"{topic}:skipped"] = rejected.get(f"{topic}:skipped", 0) + 1
-            continue
-        ts = _ts(event)
-        if score_until_ms is not None and ts >= score_until_ms:
-            # Follow-up only: the outcome, not the scores. The stream clock
-            # still reaches the last cut-off's midnight first.
-            last_day = score_until_ms // MS_PER_DAY
-            if current_day is not None and current_day < last_day:
-                for d in range(current_day + 1, last_day + 1):
-                    start_day(d)
-                current_day = last_day
-            if topic in BEHAVIOUR_TOPICS:
-                cid = event["customer_id"]
-                activity.setdefault(cid, []).append(ts)
-                if topic == "purchases":
-                    purchases.setdefault(cid, []).append(ts)
-                last_activity[cid] = ts
-            clock = max(clock, ts)
-            n_events += 1
-            continue
-        day = ts // MS_PER_DAY
-        if current_day is None:
-            current_day = day
-            take_cutoffs(day)
-        elif day > current_day:
-            for d in range(current_day + 1, day + 1):
-                start_day(d)
-            current_day = day
-        if ts > clock:
-            clock = ts
-        if type(event["ts"]) is not int:
-            event = dict(event, ts=ts)
-        cid = event["customer_id"]
-        cust = customers.get(cid)
-        new = cust is None
-        if cust is None:
-            cust = _Customer()
-        if exact:
-            result = processor.handle(cid, cust.state, topic, event, None, model)
-            if result.status != "new":
-                rejected[result.status] = rejected.get(result.status, 0) + 1
-                continue
-            assert result.state is not None
-            cust.state = result.state
-            record(cid, result.churn_events, clock)
-            labels.extend(result.churn_labels)
-            n_scored += 1
-        else:
-            st = cust.state
-            if check(st["dedup"], topic, event["event_id"], ts, window_ms=dedup_window_ms) != "new":
-                rejected["duplicate_or_late"] = rejected.get("duplicate_or_late", 0) + 1
-                continue
-            processor.observe_outcome(st, topic, ts)
-            apply(st["f"], topic, event)
-            st.setdefault("eval_day", day)
-            if cust.active_ts is None:
-                active_today.append(cid)
-            cust.active_ts = ts
-        if new:
-            customers[cid] = cust
-        n_events += 1
-        if topic in BEHAVIOUR_TOPICS:
-            activity.setdefault(cid, []).append(ts)
-            if topic == "purchases":
-                purchases.setdefault(cid, []).append(ts)
-            last_activity[cid] = ts
-    # End of the stream: flush the last day (no further midnight is reached).
-    if not exact:
-        for cid in active_today:
-            cust = customers[cid]
-            assert cust.active_ts is not None
-            step(cid, cust, cust.active_ts, False)
-    take_cutoffs(max(cutoffs) // MS_PER_DAY)  # cut-offs after the last event
-    replayed = ReplayResult(
-        churn_events=churn_events,
-        cutoff_ms=cutoff_ms,
-        cutoff_scores={},
-        last_activity_before_cutoff={},
-        first_activity_after_cutoff={},
-        last_activity=last_activity,
-        end_ms=clock,
-        n_events=n_events,
-        n_rejected=rejected,
-        n_scored=n_scored,
-        mode=mode,
-        publications=publications,
-        cutoff_states=states,
-        activity=activity,
-        purchases=purchases,
-        levels=levels,
-        shadow_events={name: events for name, (_, _, _, events) in shadows.items()},
-    )
-    return replayed.at(cutoff_ms)
+    # ------------------------------------------------------------ the end
+    def finish(self, cutoff_ms: int, mode: str) -> ReplayResult:
+        """What the replay observed (cut-off figures still to be read, :meth:`ReplayResult.at`)."""
+        # End of the stream: flush the last day (no further midnight is reached).
+        if not self.exact:
+            self._score_active()
+        self.take_cutoffs(max(self.states) // MS_PER_DAY)  # cut-offs after the last event
+        return ReplayResult(
+            churn_events=self.churn_events,
+            cutoff_ms=cutoff_ms,
+            cutoff_scores={},
+            last_activity_before_cutoff={},
+            first_activity_after_cutoff={},
+            last_activity=self.last_activity,
+            end_ms=self.clock,
+            n_events=self.n_events,
+            n_rejected=self.rejected,
+            n_scored=self.n_scored,
+            mode=mode,
+            publications=self.publications,
+            cutoff_states=self.states,
+            activity=self.activity,
+            purchases=self.purchases,
+            levels=self.levels,
+            shadow_events={name: events for name, (_, _, _, events) in self.shadows.items()},
+        )
 
 
 # --------------------------------------------------------------------------- report

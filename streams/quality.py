@@ -298,88 +298,131 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
     started = time.perf_counter()
     sim = simulation(config.mode, config.customers, config.days, config.seed)
     truth = {cid: t["persona"] for cid, t in sim.ground_truth().items()}
+    run = _OnlineRun(config)
+    run.replay(sim.events(), progress)
+    seconds_online = time.perf_counter() - started
+    return _compare(run, truth, started, seconds_online)
 
-    processor = CustomerProcessor(rules=RuleEngine(RulesConfig()), scorer=ChurnScorer())
-    rt = _runtime(processor)
-    host = LearnerHost(rt, seed=42)
-    if config.learner:
-        host.learner = SegmentLearner(**{**host.learner_params(), **config.learner})
-    host.ensure_learner()
-    partitions = range(rt.settings.partitions)
 
-    states: dict[str, CustomerState] = {}
-    first_ms: dict[str, int] = {}
-    flaps = {t: FlapStats() for t in TRACKED_TYPES}
-    cluster_moves: list[tuple[int, str]] = []  # (ts, customer) of every cluster change
-    buffer: list[dict[str, Any]] = []
-    timeline: list[tuple[int, int | None, int]] = []
-    published: dict[str, Any] = {}
-    n_events = n_training = 0
-    current_day: int | None = None
+class _OnlineRun:
+    """The simulation's events through the worker's code, as the worker runs it.
 
-    def record(cid: str, result: Any) -> None:
-        nonlocal n_training
+    Every event is handled by the :class:`CustomerProcessor`, the learner
+    samples go to the :class:`LearnerHost` in batches, and at every midnight
+    the sweep reviews every customer before the learner may close the day;
+    the models it publishes are installed as the broadcast reader would.
+    Segment changes are counted on the way (:class:`FlapStats`).
+    """
+
+    def __init__(self, config: QualityConfig) -> None:
+        self.config = config
+        self.processor = CustomerProcessor(rules=RuleEngine(RulesConfig()), scorer=ChurnScorer())
+        self.rt = _runtime(self.processor)
+        self.host = LearnerHost(self.rt, seed=42)
+        if config.learner:
+            self.host.learner = SegmentLearner(**{**self.host.learner_params(), **config.learner})
+        self.host.ensure_learner()
+        self.partitions = range(self.rt.settings.partitions)
+        self.states: dict[str, CustomerState] = {}
+        self.first_ms: dict[str, int] = {}
+        self.flaps = {t: FlapStats() for t in TRACKED_TYPES}
+        self.cluster_moves: list[tuple[int, str]] = []  # (ts, customer) of every cluster change
+        self.buffer: list[dict[str, Any]] = []
+        self.timeline: list[tuple[int, int | None, int]] = []
+        self.published: dict[str, Any] = {}
+        self.n_events = 0
+        self.n_training = 0
+
+    def replay(self, events: Iterable[tuple[str, dict[str, Any]]], progress: Any = None) -> None:
+        """Handle the events in order, passing every midnight between them."""
+        current_day: int | None = None
+        for topic, event in events:
+            ts = event["ts"] if type(event["ts"]) is int else parse_ts(event["ts"])
+            if type(event["ts"]) is not int:
+                event = dict(event, ts=ts)
+            day = ts // MS_PER_DAY
+            if current_day is not None and day > current_day:
+                for d in range(current_day + 1, day + 1):
+                    self.midnight(d)
+            current_day = day
+            handled = self.handle(topic, event, ts)
+            if handled and progress is not None and self.n_events % 50_000 == 0:
+                progress(self.n_events)
+        self.flush()
+
+    def handle(self, topic: str, event: dict[str, Any], ts: int) -> bool:
+        """The worker's handling of one event; False when it was not new."""
+        cid = event["customer_id"]
+        rt = self.rt
+        result = self.processor.handle(
+            cid, self.states.get(cid), topic, event, rt.assigner, rt.churn_params
+        )
+        if result.status != "new" or result.state is None:
+            return False
+        self.n_events += 1
+        rt.observe_partition_clock(0, ts)
+        self.states[cid] = result.state
+        self.first_ms.setdefault(cid, ts)
+        self.record(cid, result)
+        if len(self.buffer) >= self.config.batch_size:
+            self.flush()
+        return True
+
+    def record(self, cid: str, result: Any) -> None:
+        """Count a result's segment changes and buffer its learner samples."""
         for change in result.segment_changes:
-            stats = flaps.get(change["segment_type"])
-            if stats is None:
-                continue
-            if change["previous"] is None:
-                stats.entries += 1
-            elif change["current"] is not None:
-                stats.changes += 1
-                if change["segment_type"] == "cluster":
-                    cluster_moves.append((parse_ts(change["ts"]), cid))
-                if change["segment_type"] in result.flaps:
-                    stats.flaps += 1
+            self._count_change(cid, change, result.flaps)
         samples = training_samples(cid, result, QUALITY_SALT)
-        n_training += len(samples)
-        buffer.extend(samples)
+        self.n_training += len(samples)
+        self.buffer.extend(samples)
 
-    def flush(through: int | None = None) -> None:
-        nonlocal buffer
-        batch, buffer = buffer, []
-        marks = {str(p): through for p in partitions} if through is not None else None
-        host.learn(batch, through=marks)
+    def _count_change(self, cid: str, change: Mapping[str, Any], flapped: Any) -> None:
+        stats = self.flaps.get(change["segment_type"])
+        if stats is None:
+            return
+        if change["previous"] is None:
+            stats.entries += 1
+        elif change["current"] is not None:
+            stats.changes += 1
+            if change["segment_type"] == "cluster":
+                self.cluster_moves.append((parse_ts(change["ts"]), cid))
+            if change["segment_type"] in flapped:
+                stats.flaps += 1
 
-    def midnight(day: int) -> None:
+    def flush(self, through: int | None = None) -> None:
+        """Hand the buffered samples to the learner (complete ``through`` a midnight)."""
+        batch, self.buffer = self.buffer, []
+        marks = {str(p): through for p in self.partitions} if through is not None else None
+        self.host.learn(batch, through=marks)
+
+    def midnight(self, day: int) -> None:
+        """The sweep, then the learner may close the day and publish a model."""
         # The sweep brings every customer to the new day; then every partition
         # is complete through midnight and the learner may close the day.
-        for cid, state in states.items():
+        rt = self.rt
+        processor = self.processor
+        for cid, state in self.states.items():
             if processor.due_for_review(state, day, rt.assigner_signature()):
-                record(cid, processor.review(cid, state, day, rt.assigner, rt.churn_params))
-        flush(through=day * MS_PER_DAY)
-        if host.advance():
-            message = host.snapshot_message()
-            _install(rt, message, config.hysteresis)
+                self.record(cid, processor.review(cid, state, day, rt.assigner, rt.churn_params))
+        self.flush(through=day * MS_PER_DAY)
+        if self.host.advance():
+            message = self.host.snapshot_message()
+            _install(rt, message, self.config.hysteresis)
             snap = message["snapshot"]
-            timeline.append((snap["version"], snap.get("as_of_ms"), snap["k"]))
-            published["snapshot"] = orjson.loads(orjson.dumps(snap))
+            self.timeline.append((snap["version"], snap.get("as_of_ms"), snap["k"]))
+            self.published["snapshot"] = orjson.loads(orjson.dumps(snap))
 
-    for topic, event in sim.events():
-        ts = event["ts"] if type(event["ts"]) is int else parse_ts(event["ts"])
-        if type(event["ts"]) is not int:
-            event = dict(event, ts=ts)
-        day = ts // MS_PER_DAY
-        if current_day is not None and day > current_day:
-            for d in range(current_day + 1, day + 1):
-                midnight(d)
-        current_day = day
-        cid = event["customer_id"]
-        result = processor.handle(cid, states.get(cid), topic, event, rt.assigner, rt.churn_params)
-        if result.status != "new" or result.state is None:
-            continue
-        n_events += 1
-        rt.observe_partition_clock(0, ts)
-        states[cid] = result.state
-        first_ms.setdefault(cid, ts)
-        record(cid, result)
-        if len(buffer) >= config.batch_size:
-            flush()
-        if progress is not None and n_events % 50_000 == 0:
-            progress(n_events)
-    flush()
-    seconds_online = time.perf_counter() - started
 
+# --------------------------------------------------------------------------- the comparison
+
+
+def _compare(
+    run: _OnlineRun, truth: Mapping[str, str], started: float, seconds_online: float
+) -> QualityReport:
+    """Compare the online segments at the end of the run with the personas and batch k-means."""
+    config = run.config
+    rt = run.rt
+    states = run.states
     clock = rt.clock.now_ms
     ids = sorted(states)
     persona = [truth[c] for c in ids]
@@ -387,7 +430,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
     vectors = [cluster_vector(result_features(states[c], clock)) for c in ids]
     Z = standardise([[v.get(f) for f in FEATURES] for v in vectors])
 
-    learner = host.ensure_learner()
+    learner = run.host.ensure_learner()
     k_online = learner.k
     personas = sorted(set(truth.values()))
     k_true = len(personas)
@@ -398,6 +441,7 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
         if rt.assigner
         else ["none"] * len(ids)
     )
+    # The same figures without the new customers (whose persona is their age).
     keep = [i for i, p in enumerate(persona) if p != NEW_CUSTOMER]
     has_new = len(keep) < len(ids)
 
@@ -405,10 +449,55 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
         return [xs[i] for i in keep]
 
     labels = rt.assigner.labels if rt.assigner is not None else {}
+    steady_start = clock - config.steady_days * MS_PER_DAY
+    cluster_moves = run.cluster_moves
+    customer_days = sum((clock - run.first_ms[c]) / MS_PER_DAY for c in ids)
+    return QualityReport(
+        config=config,
+        n_events=run.n_events,
+        n_customers=len(ids),
+        n_training=run.n_training,
+        snapshots=len(run.timeline),
+        personas=personas,
+        k_online=k_online,
+        k_true=k_true,
+        silhouette=learner.silhouette,
+        stabilities=dict(learner.stabilities),
+        silhouettes=dict(learner.silhouettes),
+        model_events=[dict(e) for e in learner.events],
+        timeline=run.timeline,
+        ari_online=ari(online, persona),
+        ari_batch_same_k=ari(batch_same, persona),
+        ari_batch_true_k=ari(batch_true, persona),
+        ari_refreshed=ari(refreshed, persona),
+        ari_online_excl_new=ari(sub(online), sub(persona)) if has_new else None,
+        ari_batch_true_k_excl_new=ari(sub(batch_true), sub(persona)) if has_new else None,
+        unassigned=sum(1 for s in online if s == "none"),
+        clusters=_cluster_table(online, persona, labels),
+        flaps=run.flaps,
+        customer_days=customer_days,
+        steady_changes=sum(1 for ts, _ in cluster_moves if ts >= steady_start),
+        steady_rate=steady_change_rate(cluster_moves, len(ids), steady_start, config.steady_days),
+        steady_by_persona=_steady_by_persona(
+            cluster_moves, truth, persona, personas, steady_start, config.steady_days
+        ),
+        seconds_online=seconds_online,
+        seconds_total=time.perf_counter() - started,
+        final_snapshot=run.published.get("snapshot", {}),
+        Z=Z,
+        truth=persona,
+        online=online,
+    )
+
+
+def _cluster_table(
+    online: Sequence[str], persona: Sequence[str], labels: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Every online cluster's id, label, size and persona counts, largest first."""
     composition: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for seg, p in zip(online, persona, strict=True):
         composition[seg][p] += 1
-    clusters = [
+    return [
         {
             "id": seg,
             "label": labels.get(seg, "(retired id)" if seg != "none" else "(no cluster)"),
@@ -417,52 +506,27 @@ def run_quality(config: QualityConfig, progress: Any = None) -> QualityReport:
         }
         for seg, counts in sorted(composition.items(), key=lambda kv: -sum(kv[1].values()))
     ]
-    steady_start = clock - config.steady_days * MS_PER_DAY
+
+
+def _steady_by_persona(
+    cluster_moves: Sequence[tuple[int, str]],
+    truth: Mapping[str, str],
+    persona: Sequence[str],
+    personas: Sequence[str],
+    steady_start: int,
+    steady_days: int,
+) -> dict[str, float]:
+    """The steady-state change rate of each persona's customers."""
     by_persona = collections.Counter(persona)
-    steady_by_persona = {
+    return {
         p: steady_change_rate(
             [(ts, c) for ts, c in cluster_moves if truth[c] == p],
             by_persona[p],
             steady_start,
-            config.steady_days,
+            steady_days,
         )
         for p in personas
     }
-    customer_days = sum((clock - first_ms[c]) / MS_PER_DAY for c in ids)
-    return QualityReport(
-        config=config,
-        n_events=n_events,
-        n_customers=len(ids),
-        n_training=n_training,
-        snapshots=len(timeline),
-        personas=personas,
-        k_online=k_online,
-        k_true=k_true,
-        silhouette=learner.silhouette,
-        stabilities=dict(learner.stabilities),
-        silhouettes=dict(learner.silhouettes),
-        model_events=[dict(e) for e in learner.events],
-        timeline=timeline,
-        ari_online=ari(online, persona),
-        ari_batch_same_k=ari(batch_same, persona),
-        ari_batch_true_k=ari(batch_true, persona),
-        ari_refreshed=ari(refreshed, persona),
-        ari_online_excl_new=ari(sub(online), sub(persona)) if has_new else None,
-        ari_batch_true_k_excl_new=ari(sub(batch_true), sub(persona)) if has_new else None,
-        unassigned=sum(1 for s in online if s == "none"),
-        clusters=clusters,
-        flaps=flaps,
-        customer_days=customer_days,
-        steady_changes=sum(1 for ts, _ in cluster_moves if ts >= steady_start),
-        steady_rate=steady_change_rate(cluster_moves, len(ids), steady_start, config.steady_days),
-        steady_by_persona=steady_by_persona,
-        seconds_online=seconds_online,
-        seconds_total=time.perf_counter() - started,
-        final_snapshot=published.get("snapshot", {}),
-        Z=Z,
-        truth=persona,
-        online=online,
-    )
 
 
 def _kmeans(Z: np.ndarray, k: int, config: QualityConfig) -> list[int]:

@@ -114,30 +114,139 @@ def experiments_document(rt: Runtime) -> dict[str, Any]:
 
 def register_segment_views(app: Any, rt: Runtime, customers: Any, route_topic: Any) -> None:
     """``GET /segments/{type}/{id}/members`` and ``GET /experiments``."""
-    settings = rt.settings
-    topic_name = route_topic.get_topic_name()
-    known = known_segments(rt.processor.rules.config)
+    members = _MembersView(app, rt, customers, route_topic.get_topic_name())
 
-    def json_response(web: Any, value: Any, status: int = 200) -> Any:
-        return web.bytes(orjson.dumps(value), content_type=JSON, status=status)
+    @app.page("/segments/{segment_type}/{segment_id}/members")
+    async def get_members(web: Any, request: Any, segment_type: str, segment_id: str) -> Any:
+        return await members.get(web, request, segment_type, segment_id)
 
-    def segment_exists(segment_type: str, segment: str) -> bool:
+    @app.page("/experiments")
+    async def get_experiments(web: Any, request: Any) -> Any:
+        return _json_response(web, experiments_document(rt))
+
+
+def _json_response(web: Any, value: Any, status: int = 200) -> Any:
+    return web.bytes(orjson.dumps(value), content_type=JSON, status=status)
+
+
+class _MembersView:
+    """``GET /segments/{type}/{id}/members``: a page of members, partition by partition.
+
+    A worker reads the partitions it owns from its table and asks the owner
+    of every other one for its part of the page (forwarded with
+    :data:`PARTITION_HEADER`: that partition only), until the page is full,
+    the scan budget is spent or every partition is read.
+    """
+
+    def __init__(self, app: Any, rt: Runtime, customers: Any, topic_name: str) -> None:
+        self.app = app
+        self.rt = rt
+        self.customers = customers
+        self.topic_name = topic_name
+        self.settings = rt.settings
+        self.known = known_segments(rt.processor.rules.config)
+
+    @property
+    def partitions(self) -> int:
+        return int(self.settings.partitions)
+
+    async def get(self, web: Any, request: Any, segment_type: str, segment_id: str) -> Any:
+        """The view: check the segment and the query, then read the page."""
+        if not self.segment_exists(segment_type, segment_id):
+            return _json_response(
+                web,
+                {"error": f"unknown segment {segment_type}.{segment_id} (see GET /segments)"},
+                404,
+            )
+        try:
+            partition, after, limit, budget = self._page_request(request.query)
+        except ValueError as exc:
+            return _json_response(web, {"error": str(exc)}, 400)
+        if PARTITION_HEADER in request.headers:  # forwarded: this partition only
+            if not self.owns(partition):
+                return _json_response(web, {"error": "partition moved; retry"}, 503)
+            page = self.local_page(partition, segment_type, segment_id, after, limit, budget)
+            return _json_response(web, page.to_json())
+        return await self._gather(
+            web, request, segment_type, segment_id, partition, after, limit, budget
+        )
+
+    def _page_request(self, query: Any) -> tuple[int, bytes | None, int, int]:
+        """The cursor's partition and key, the limit and the budget; ``ValueError`` if invalid."""
+        partition, after = decode_cursor(query["cursor"]) if query.get("cursor") else (0, None)
+        limit = int(query.get("limit", DEFAULT_LIMIT))
+        budget = int(query.get("budget", SCAN_BUDGET))
+        if not 1 <= limit <= MAX_LIMIT or not 1 <= budget <= SCAN_BUDGET:
+            raise ValueError(f"limit must be from 1 to {MAX_LIMIT}")
+        if partition >= self.partitions:
+            raise ValueError("invalid cursor: no such partition")
+        return partition, after, limit, budget
+
+    async def _gather(
+        self,
+        web: Any,
+        request: Any,
+        segment_type: str,
+        segment_id: str,
+        partition: int,
+        after: bytes | None,
+        limit: int,
+        budget: int,
+    ) -> Any:
+        """Read the partitions from the cursor on until the page is full or the budget spent."""
+        members: list[dict[str, Any]] = []
+        scanned = 0
+        while partition < self.partitions and len(members) < limit and scanned < budget:
+            want, left = limit - len(members), budget - scanned
+            if self.owns(partition):
+                page = self.local_page(partition, segment_type, segment_id, after, want, left)
+            else:
+                found = await self.remote_page(request, partition, after, want, left)
+                if found is None:
+                    return _json_response(
+                        web,
+                        {"error": f"partition {partition} has no reachable owner now; retry"},
+                        503,
+                    )
+                page = found
+            members += page.members
+            scanned += page.scanned
+            if page.exhausted:
+                partition, after = partition + 1, None
+            else:
+                after = page.last_key
+        more = partition < self.partitions
+        return _json_response(
+            web,
+            {
+                "segment_type": segment_type,
+                "id": segment_id,
+                "members": members,
+                "next_cursor": encode_cursor(partition, after) if more else None,
+                "scanned": scanned,
+            },
+        )
+
+    def segment_exists(self, segment_type: str, segment: str) -> bool:
+        """A known segment; a cluster one of the current model's."""
         if segment_type == "cluster":
-            snapshot = (rt.model_message or {}).get("snapshot") or {}
+            snapshot = (self.rt.model_message or {}).get("snapshot") or {}
             return segment in (snapshot.get("labels") or {})
-        ids = known.get(segment_type)
+        ids = self.known.get(segment_type)
         return ids is not None and segment in ids
 
-    def owns(partition: int) -> bool:
+    def owns(self, partition: int) -> bool:
+        """Whether this worker holds ``partition`` of the table now (not while rebalancing)."""
         try:
             return any(
-                tp.topic == topic_name and tp.partition == partition
-                for tp in app.consumer.assignment()
+                tp.topic == self.topic_name and tp.partition == partition
+                for tp in self.app.consumer.assignment()
             )
         except Exception:
             return False
 
     def local_page(
+        self,
         partition: int,
         segment_type: str,
         segment: str,
@@ -145,19 +254,22 @@ def register_segment_views(app: Any, rt: Runtime, customers: Any, route_topic: A
         limit: int,
         budget: int,
     ) -> MemberPage:
-        router = app.pipeline.router
+        """A page of ``partition``'s members from this worker's table."""
+        router = self.app.pipeline.router
 
         def belongs(key: bytes) -> bool:
             return bool(router.partition_of(orjson.loads(key)) == partition)
 
         return scan_members(
-            customers.data, partition, segment_type, segment, after, limit, budget, belongs
+            self.customers.data, partition, segment_type, segment, after, limit, budget, belongs
         )
 
     async def remote_page(
-        request: Any, partition: int, after: bytes | None, limit: int, budget: int
+        self, request: Any, partition: int, after: bytes | None, limit: int, budget: int
     ) -> MemberPage | None:
-        owner = partition_owner_url(app, TP(topic_name, partition))
+        """A page of ``partition``'s members from its owner; ``None`` if it cannot answer."""
+        app = self.app
+        owner = partition_owner_url(app, TP(self.topic_name, partition))
         if owner is None:
             return None
         url = (
@@ -181,65 +293,3 @@ def register_segment_views(app: Any, rt: Runtime, customers: Any, route_topic: A
                 )
                 return None
             return MemberPage.from_json(orjson.loads(await response.read()))
-
-    @app.page("/segments/{segment_type}/{segment_id}/members")
-    async def get_members(web: Any, request: Any, segment_type: str, segment_id: str) -> Any:
-        if not segment_exists(segment_type, segment_id):
-            return json_response(
-                web,
-                {"error": f"unknown segment {segment_type}.{segment_id} (see GET /segments)"},
-                404,
-            )
-        try:
-            partition, after = (
-                decode_cursor(request.query["cursor"]) if request.query.get("cursor") else (0, None)
-            )
-            limit = int(request.query.get("limit", DEFAULT_LIMIT))
-            budget = int(request.query.get("budget", SCAN_BUDGET))
-            if not 1 <= limit <= MAX_LIMIT or not 1 <= budget <= SCAN_BUDGET:
-                raise ValueError(f"limit must be from 1 to {MAX_LIMIT}")
-            if partition >= settings.partitions:
-                raise ValueError("invalid cursor: no such partition")
-        except ValueError as exc:
-            return json_response(web, {"error": str(exc)}, 400)
-        if PARTITION_HEADER in request.headers:  # forwarded: this partition only
-            if not owns(partition):
-                return json_response(web, {"error": "partition moved; retry"}, 503)
-            page = local_page(partition, segment_type, segment_id, after, limit, budget)
-            return json_response(web, page.to_json())
-        members: list[dict[str, Any]] = []
-        scanned = 0
-        while partition < settings.partitions and len(members) < limit and scanned < budget:
-            want, left = limit - len(members), budget - scanned
-            if owns(partition):
-                page = local_page(partition, segment_type, segment_id, after, want, left)
-            else:
-                found = await remote_page(request, partition, after, want, left)
-                if found is None:
-                    return json_response(
-                        web,
-                        {"error": f"partition {partition} has no reachable owner now; retry"},
-                        503,
-                    )
-                page = found
-            members += page.members
-            scanned += page.scanned
-            if page.exhausted:
-                partition, after = partition + 1, None
-            else:
-                after = page.last_key
-        more = partition < settings.partitions
-        return json_response(
-            web,
-            {
-                "segment_type": segment_type,
-                "id": segment_id,
-                "members": members,
-                "next_cursor": encode_cursor(partition, after) if more else None,
-                "scanned": scanned,
-            },
-        )
-
-    @app.page("/experiments")
-    async def get_experiments(web: Any, request: Any) -> Any:
-        return json_response(web, experiments_document(rt))

@@ -33,7 +33,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -507,6 +507,69 @@ class _Customer(NamedTuple):
     device: int
 
 
+class _CustomerSpec(NamedTuple):
+    """Per-customer constants of the day loop, looked up once per run."""
+
+    cust: _Customer
+    persona: Persona
+    cid: str
+    #: First day without events: the churn day, or the end of the simulation.
+    limit_day: int
+    churner: bool
+    signup_day: int
+    activity: float
+    platforms: tuple[str, ...]
+    n_platforms: int
+    categories: tuple[str, ...]
+    n_cat: int
+    currency: str
+    #: The persona's action table (:func:`_action_table`): action, page kind, fixed page.
+    actions: tuple[str, ...]
+    kinds: tuple[int, ...]
+    fixed_pages: tuple[str, ...]
+    #: 32 categories indexed by 5 random bits, the favourite most often.
+    category_table: tuple[str, ...]
+    #: Log of the customer's median order value.
+    mu: float
+
+
+#: Where one day's events go: three parallel lists (stamps, topics, events).
+_Batch = tuple[list[int], list[str], list[dict[str, Any]]]
+#: Events beyond the current day, by day index.
+_Future = dict[int, list[tuple[int, str, dict[str, Any]]]]
+#: Schedules an event at any time: today's batch, a later day, or nowhere.
+_Later = Callable[[int, str, dict[str, Any]], None]
+
+
+class _Today(NamedTuple):
+    """One customer's day being drawn: its time window, random sources and sinks."""
+
+    day_start: int
+    day_end: int
+    #: Earliest moment of today's activity (after the profile on a first day).
+    lo: int
+    rand: Callable[[], float]
+    bits: Callable[[int], int]
+    batch: _Batch
+    future: _Future
+    later: _Later
+
+    def session_start(self) -> int:
+        """Draw when a session starts: by the hour weights, uniform after a first profile."""
+        rand = self.rand
+        if self.lo != self.day_start:
+            return self.lo + int(rand() * (self.day_end - self.lo))
+        return (
+            self.day_start
+            + _HOUR_TABLE[int(rand() * len(_HOUR_TABLE))] * _MS_PER_HOUR
+            + int(rand() * _MS_PER_HOUR)
+        )
+
+    def any_time(self) -> int:
+        """Draw a moment uniformly within today's window."""
+        return self.lo + int(self.rand() * (self.day_end - self.lo))
+
+
 _PERSONA_PLAN_TABLES = {name: _table(p.plan_weights, 100) for name, p in PERSONAS.items()}
 
 
@@ -917,214 +980,118 @@ class Simulation:
             "signup_ts": cust.signup_ms,
         }
 
-    def _spec(self, cust: _Customer) -> tuple[Any, ...]:
+    def _spec(self, cust: _Customer) -> _CustomerSpec:
         """Per-customer constants of the hot loop, looked up once per run."""
         persona = self._catalogue[cust.persona]
         actions, kinds, fixed_pages = self._tables[1][cust.persona]
         platforms = _PLATFORM_BY_DEVICE[cust.device]
-        return (
-            cust,
-            persona,
-            cust.customer_id,
-            self.days if cust.churn_day is None else cust.churn_day,
-            cust.churn_day is not None,
-            cust.signup_day,
-            cust.activity,
-            platforms,
-            len(platforms),
-            persona.categories,
-            len(persona.categories),
-            COUNTRIES[cust.country][2],
-            actions,
-            kinds,
-            fixed_pages,
-            self._tables[2][cust.persona],
-            math.log(persona.order_median * cust.spend),
+        return _CustomerSpec(
+            cust=cust,
+            persona=persona,
+            cid=cust.customer_id,
+            limit_day=self.days if cust.churn_day is None else cust.churn_day,
+            churner=cust.churn_day is not None,
+            signup_day=cust.signup_day,
+            activity=cust.activity,
+            platforms=platforms,
+            n_platforms=len(platforms),
+            categories=persona.categories,
+            n_cat=len(persona.categories),
+            currency=COUNTRIES[cust.country][2],
+            actions=actions,
+            kinds=kinds,
+            fixed_pages=fixed_pages,
+            category_table=self._tables[2][cust.persona],
+            mu=math.log(persona.order_median * cust.spend),
         )
 
     def _customer_day(
         self,
-        spec: tuple[Any, ...],
+        spec: _CustomerSpec,
         idx: int,
         day: int,
         day_start: int,
         season: tuple[float, float],
-        rand: Any,
-        bits: Any,
-        batch: tuple[list[int], list[str], list[dict[str, Any]]],
-        future: dict[int, list[tuple[int, str, dict[str, Any]]]],
+        rand: Callable[[], float],
+        bits: Callable[[int], int],
+        batch: _Batch,
+        future: _Future,
         n: int,
         plans: list[int],
     ) -> int:
-        """Draw one customer's activity for one day; return the updated id counter."""
-        (
-            cust,
-            persona,
-            cid,
-            limit_day,
-            churner,
-            signup_day,
-            activity,
-            platforms,
-            n_platforms,
-            categories,
-            n_cat,
-            currency,
-            actions,
-            kinds,
-            fixed_pages,
-            category_table,
-            mu,
-        ) = spec
+        """Draw one customer's activity for one day; return the updated id counter.
+
+        The steps draw from the same random stream in a fixed order (profile,
+        browsing, purchases, rare events), which is what keeps the output of
+        a seed identical: reordering them changes every later event.
+        """
         day_end = day_start + MS_PER_DAY
-        add_ts = batch[0].append
-        add_topic = batch[1].append
-        add_event = batch[2].append
-        start = self.start_ms
-
-        def later(ts: int, topic: str, event: dict[str, Any]) -> None:
-            if ts < day_end:
-                add_ts(ts)
-                add_topic(topic)
-                add_event(event)
-                return
-            target = (ts - start) // MS_PER_DAY
-            if target < limit_day:
-                future.setdefault(target, []).append((ts, topic, event))
-
-        # Earliest moment of today's activity: after the profile event on the
-        # customer's first day.
-        lo = day_start
+        later = _scheduler(batch, future, self.start_ms, day_end, spec.limit_day)
+        today = _Today(day_start, day_end, day_start, rand, bits, batch, future, later)
+        signup_day = spec.signup_day
         if day == signup_day or (day == 0 and signup_day < 0):
-            if signup_day >= 0:
-                profile_ts = cust.signup_ms
-            else:
-                profile_ts = day_start + int(rand() * _MS_PER_HOUR)
-            n += 1
-            later(
-                profile_ts,
-                "profiles",
-                {
-                    "event_id": f"pr-{cid}-{n}",
-                    "customer_id": cid,
-                    "ts": profile_ts,
-                    "attributes": self._attributes(cust, plans[idx]),
-                },
-            )
-            lo = profile_ts + 1
-        span = day_end - lo
-        uniform_times = lo != day_start
-        hour_table = _HOUR_TABLE
-        n_hours = len(hour_table)
-
-        # Fading before churn, honeymoon for new customers.
-        act = activity
-        gloom = 0.0  # 0 normally, -> 1 on the last day before churn
-        if churner and limit_day - day < FADE_DAYS:
-            fade = (limit_day - day) / FADE_DAYS
-            act *= 0.1 + 0.9 * fade**1.3
-            gloom = 1.0 - fade
-        if signup_day >= 0 and day - signup_day < 7:
-            act *= 1.5
+            n, profile_ts = self._first_profile(spec, idx, today, plans, n)
+            today = today._replace(lo=profile_ts + 1)
+        act, gloom = _mood(spec, day)
         season_purchase, season_browse = season
+        n = _browse(spec, today, act, season_browse, n)
+        n = self._purchases(spec, today, act, season_purchase, gloom, n)
+        return self._rare_events(spec, idx, today, gloom, plans, n)
 
-        # ---- browsing sessions
-        search_pages = _SEARCH_PAGES
-        category_pages = _CATEGORY_PAGES
-        gaps = _GAP_TABLE
-        mean_extra = persona.actions_per_session - 1.0
-        browse_prefix = f"br-{cid}-"
-        for _ in range(_poisson(rand, persona.sessions_rate * act * season_browse)):
-            if uniform_times:
-                ts = lo + int(rand() * span)
-            else:
-                ts = (
-                    day_start
-                    + hour_table[int(rand() * n_hours)] * _MS_PER_HOUR
-                    + int(rand() * _MS_PER_HOUR)
-                )
-            n += 1
-            session = f"s-{cid}-{n}"
-            platform = platforms[int(rand() * n_platforms)]
-            category = category_table[bits(5)]
-            length = 1 + int(-math.log(1.0 - rand()) * mean_extra)
-            for _ in range(length):
-                # One 39-bit draw per action: bits 0-8 the action, 9-11 whether
-                # the category changes (1 in 8), 12-16 the new category, 17-26
-                # the gap to the next action, 27-38 the product number.
-                b = bits(39)
-                k = b & 511
-                if not b & 0xE00:
-                    category = category_table[(b >> 12) & 31]
-                kind = kinds[k]
-                if kind == 0:
-                    page = f"/p/{category}/{b >> 27}"
-                elif kind == 1:
-                    page = search_pages[category]
-                elif kind == 2:
-                    page = category_pages[category]
-                else:
-                    page = fixed_pages[k]
-                n += 1
-                event = {
-                    "event_id": f"{browse_prefix}{n}",
-                    "customer_id": cid,
-                    "ts": ts,
-                    "session_id": session,
-                    "action": actions[k],
-                    "page": page,
-                    "category": category,
-                    "platform": platform,
-                }
-                if ts < day_end:
-                    add_ts(ts)
-                    add_topic("browsing")
-                    add_event(event)
-                else:
-                    later(ts, "browsing", event)
-                ts += gaps[(b >> 17) & 1023]
+    def _first_profile(
+        self, spec: _CustomerSpec, idx: int, today: _Today, plans: list[int], n: int
+    ) -> tuple[int, int]:
+        """Emit the profile of the customer's first day; return the counter and its time.
 
-        # ---- purchases (often preceded by a short checkout session)
+        A new customer's profile comes at sign-up, an existing customer's in
+        the first hour of the simulation.
+        """
+        cid = spec.cid
+        if spec.signup_day >= 0:
+            profile_ts = spec.cust.signup_ms
+        else:
+            profile_ts = today.day_start + int(today.rand() * _MS_PER_HOUR)
+        n += 1
+        today.later(
+            profile_ts,
+            "profiles",
+            {
+                "event_id": f"pr-{cid}-{n}",
+                "customer_id": cid,
+                "ts": profile_ts,
+                "attributes": self._attributes(spec.cust, plans[idx]),
+            },
+        )
+        return n, profile_ts
+
+    def _purchases(
+        self,
+        spec: _CustomerSpec,
+        today: _Today,
+        act: float,
+        season_purchase: float,
+        gloom: float,
+        n: int,
+    ) -> int:
+        """Draw the day's purchases, often preceded by a short checkout session.
+
+        Each purchase may bring a review a few days later and, for a first
+        purchase under a campaign, the campaign's response.
+        """
+        persona = spec.persona
+        cid = spec.cid
+        rand = today.rand
+        later = today.later
+        platforms = spec.platforms
+        mu = spec.mu
         if season_purchase > 1.2:
             mu += 0.0953  # holiday baskets are ~10 % larger
         for _ in range(_poisson(rand, persona.purchase_rate * act * season_purchase)):
-            if uniform_times:
-                ts = lo + int(rand() * span)
-            else:
-                ts = (
-                    day_start
-                    + hour_table[int(rand() * n_hours)] * _MS_PER_HOUR
-                    + int(rand() * _MS_PER_HOUR)
-                )
-            category = categories[int(rand() * rand() * n_cat)]
-            platform = platforms[int(rand() * n_platforms)]
+            ts = today.session_start()
+            category = spec.categories[int(rand() * rand() * spec.n_cat)]
+            platform = platforms[int(rand() * spec.n_platforms)]
             if rand() < 0.55:
-                n += 1
-                session = f"s-{cid}-{n}"
-                steps: tuple[str, ...] = ("product_view", "add_to_cart", "checkout_start")
-                if rand() < 0.5:
-                    steps = ("search", *steps)
-                t = max(lo, ts - (len(steps) + 1) * 90_000)
-                for action in steps:
-                    n += 1
-                    later(
-                        t,
-                        "browsing",
-                        {
-                            "event_id": f"br-{cid}-{n}",
-                            "customer_id": cid,
-                            "ts": t,
-                            "session_id": session,
-                            "action": action,
-                            "page": f"/p/{category}/{int(rand() * 5000)}"
-                            if action == "product_view"
-                            else ("/checkout" if action == "checkout_start" else "/cart"),
-                            "category": category,
-                            "platform": platform,
-                        },
-                    )
-                    t += 1000 + int(rand() * 60_000)
-                ts = max(ts, t)
+                n, ts = _checkout_session(spec, today, ts, category, platform, n)
             channel = ("store" if rand() < 0.08 else "web") if platform == "web" else "app"
             n += 1
             amount = round(math.exp(mu + persona.order_sigma * _std_normal(rand)), 2)
@@ -1137,7 +1104,7 @@ class Simulation:
                     "ts": ts,
                     "order_id": f"o-{cid}-{n}",
                     "amount": amount,
-                    "currency": currency,
+                    "currency": spec.currency,
                     "items": 1 + min(30, int(-math.log(1.0 - rand()) * persona.extra_items)),
                     "category": category,
                     "channel": channel,
@@ -1145,56 +1112,42 @@ class Simulation:
             )
             if self.campaign is not None and cid not in self._first_bought:
                 self._first_bought.add(cid)
-                self._respond(self.campaign, cid, ts, currency, future)
+                self._respond(self.campaign, cid, ts, spec.currency, today.future)
             if rand() < persona.review_p * (1.0 + gloom):
-                score = _clamp(
-                    round(persona.review_mean - 1.5 * gloom + 0.9 * _std_normal(rand)), 1, 5
-                )
-                rts = ts + 2 * MS_PER_DAY + int(rand() * 5 * MS_PER_DAY)
-                n += 1
-                review: dict[str, Any] = {
-                    "event_id": f"fe-{cid}-{n}",
-                    "customer_id": cid,
-                    "ts": rts,
-                    "kind": "review",
-                    "score": score,
-                }
-                if rand() < 0.6:
-                    comments = _REVIEW_COMMENTS[score]
-                    review["comment"] = comments[int(rand() * len(comments))]
-                later(rts, "feedback", review)
+                n = _review(spec, today, ts, gloom, n)
+        return n
 
-        # ---- rare events: support tickets, NPS answers, plan changes. One
-        # Poisson draw for their superposition, then the kind of each.
-        ticket_lam = persona.ticket_rate * activity * (1.0 + 3.0 * gloom)
+    def _rare_events(
+        self,
+        spec: _CustomerSpec,
+        idx: int,
+        today: _Today,
+        gloom: float,
+        plans: list[int],
+        n: int,
+    ) -> int:
+        """Draw the day's support tickets, NPS answers and plan changes.
+
+        They are rare: one Poisson draw for their superposition, then the kind
+        of each, saves two draws per customer-day.
+        """
+        persona = spec.persona
+        rand = today.rand
+        ticket_lam = persona.ticket_rate * spec.activity * (1.0 + 3.0 * gloom)
         nps_lam = ticket_lam + persona.nps_rate * (1.0 + 1.5 * gloom)
         rare_lam = nps_lam + 0.003 * (1.0 + 5.0 * gloom)
+        lo = today.lo
+        span = today.day_end - lo
         for _ in range(_poisson(rand, rare_lam)):
             u = rand() * rare_lam
             if u < ticket_lam:
-                n = self._ticket(cust, persona, n, lo, span, gloom, rand, later)
+                n = self._ticket(spec.cust, persona, n, lo, span, gloom, rand, today.later)
                 continue
-            ts = lo + int(rand() * span)
+            ts = today.any_time()
             if u >= nps_lam:
-                n = self._plan_change(cust, idx, n, ts, gloom, rand, plans, later)
+                n = self._plan_change(spec.cust, idx, n, ts, gloom, rand, plans, today.later)
                 continue
-            n += 1
-            later(
-                ts,
-                "feedback",
-                {
-                    "event_id": f"fe-{cid}-{n}",
-                    "customer_id": cid,
-                    "ts": ts,
-                    "kind": "nps",
-                    "score": _clamp(
-                        round(persona.nps_mean - 4.0 * gloom + persona.nps_sd * _std_normal(rand)),
-                        0,
-                        10,
-                    ),
-                },
-            )
-
+            n = _nps(spec, today, ts, gloom, n)
         return n
 
     def _respond(
@@ -1380,6 +1333,206 @@ class Simulation:
         """
         for topic, _key, value in self.raw_records():
             yield topic, value
+
+
+# ---------------------------------------------------------- one customer's day
+def _scheduler(batch: _Batch, future: _Future, start: int, day_end: int, limit_day: int) -> _Later:
+    """Return the function that files an event of one customer's day by its time.
+
+    Today's events join the batch; later ones wait in ``future`` for their
+    day, unless the customer has churned by then.
+    """
+    add_ts, add_topic, add_event = batch[0].append, batch[1].append, batch[2].append
+
+    def later(ts: int, topic: str, event: dict[str, Any]) -> None:
+        if ts < day_end:
+            add_ts(ts)
+            add_topic(topic)
+            add_event(event)
+            return
+        target = (ts - start) // MS_PER_DAY
+        if target < limit_day:
+            future.setdefault(target, []).append((ts, topic, event))
+
+    return later
+
+
+def _mood(spec: _CustomerSpec, day: int) -> tuple[float, float]:
+    """Return the customer's activity factor and gloom (0, to 1 just before churn) on ``day``.
+
+    Churners fade over the :data:`FADE_DAYS` before their churn day; new
+    customers are 50 % more active in their first week (the honeymoon).
+    """
+    act = spec.activity
+    gloom = 0.0
+    limit_day = spec.limit_day
+    if spec.churner and limit_day - day < FADE_DAYS:
+        fade = (limit_day - day) / FADE_DAYS
+        act *= 0.1 + 0.9 * fade**1.3
+        gloom = 1.0 - fade
+    if spec.signup_day >= 0 and day - spec.signup_day < 7:
+        act *= 1.5
+    return act, gloom
+
+
+def _browse(spec: _CustomerSpec, today: _Today, act: float, season_browse: float, n: int) -> int:
+    """Draw the day's browsing sessions; return the updated id counter.
+
+    This is the bulk of all events, hence the local names and the batch
+    appended to directly rather than through ``today.later``.
+    """
+    rand = today.rand
+    sessions = _poisson(rand, spec.persona.sessions_rate * act * season_browse)
+    if not sessions:
+        return n  # (most customer-days: skip the set-up below)
+    bits = today.bits
+    later = today.later
+    day_end = today.day_end
+    stamps, topics, payloads = today.batch
+    add_ts, add_topic, add_event = stamps.append, topics.append, payloads.append
+    cid = spec.cid
+    platforms = spec.platforms
+    n_platforms = spec.n_platforms
+    category_table = spec.category_table
+    actions = spec.actions
+    kinds = spec.kinds
+    fixed_pages = spec.fixed_pages
+    search_pages = _SEARCH_PAGES
+    category_pages = _CATEGORY_PAGES
+    gaps = _GAP_TABLE
+    mean_extra = spec.persona.actions_per_session - 1.0
+    browse_prefix = f"br-{cid}-"
+    for _ in range(sessions):
+        ts = today.session_start()
+        n += 1
+        session = f"s-{cid}-{n}"
+        platform = platforms[int(rand() * n_platforms)]
+        category = category_table[bits(5)]
+        length = 1 + int(-math.log(1.0 - rand()) * mean_extra)
+        for _ in range(length):
+            # One 39-bit draw per action: bits 0-8 the action, 9-11 whether
+            # the category changes (1 in 8), 12-16 the new category, 17-26
+            # the gap to the next action, 27-38 the product number.
+            b = bits(39)
+            k = b & 511
+            if not b & 0xE00:
+                category = category_table[(b >> 12) & 31]
+            kind = kinds[k]
+            if kind == 0:
+                page = f"/p/{category}/{b >> 27}"
+            elif kind == 1:
+                page = search_pages[category]
+            elif kind == 2:
+                page = category_pages[category]
+            else:
+                page = fixed_pages[k]
+            n += 1
+            event = {
+                "event_id": f"{browse_prefix}{n}",
+                "customer_id": cid,
+                "ts": ts,
+                "session_id": session,
+                "action": actions[k],
+                "page": page,
+                "category": category,
+                "platform": platform,
+            }
+            if ts < day_end:
+                add_ts(ts)
+                add_topic("browsing")
+                add_event(event)
+            else:
+                later(ts, "browsing", event)
+            ts += gaps[(b >> 17) & 1023]
+    return n
+
+
+def _checkout_session(
+    spec: _CustomerSpec, today: _Today, ts: int, category: str, platform: str, n: int
+) -> tuple[int, int]:
+    """Emit the short session leading to a purchase at ``ts``.
+
+    Returns the id counter and the purchase time, moved after the session's
+    last step if the session ran past ``ts``.
+    """
+    rand = today.rand
+    cid = spec.cid
+    n += 1
+    session = f"s-{cid}-{n}"
+    steps: tuple[str, ...] = ("product_view", "add_to_cart", "checkout_start")
+    if rand() < 0.5:
+        steps = ("search", *steps)
+    t = max(today.lo, ts - (len(steps) + 1) * 90_000)
+    for action in steps:
+        n += 1
+        today.later(
+            t,
+            "browsing",
+            {
+                "event_id": f"br-{cid}-{n}",
+                "customer_id": cid,
+                "ts": t,
+                "session_id": session,
+                "action": action,
+                "page": _checkout_page(action, category, rand),
+                "category": category,
+                "platform": platform,
+            },
+        )
+        t += 1000 + int(rand() * 60_000)
+    return n, max(ts, t)
+
+
+def _checkout_page(action: str, category: str, rand: Callable[[], float]) -> str:
+    """The page of a checkout session's step (a product page draws its number)."""
+    if action == "product_view":
+        return f"/p/{category}/{int(rand() * 5000)}"
+    return "/checkout" if action == "checkout_start" else "/cart"
+
+
+def _review(spec: _CustomerSpec, today: _Today, ts: int, gloom: float, n: int) -> int:
+    """Emit the review of a purchase at ``ts``, two to seven days later; return the counter."""
+    persona = spec.persona
+    rand = today.rand
+    cid = spec.cid
+    score = _clamp(round(persona.review_mean - 1.5 * gloom + 0.9 * _std_normal(rand)), 1, 5)
+    rts = ts + 2 * MS_PER_DAY + int(rand() * 5 * MS_PER_DAY)
+    n += 1
+    review: dict[str, Any] = {
+        "event_id": f"fe-{cid}-{n}",
+        "customer_id": cid,
+        "ts": rts,
+        "kind": "review",
+        "score": score,
+    }
+    if rand() < 0.6:
+        comments = _REVIEW_COMMENTS[score]
+        review["comment"] = comments[int(rand() * len(comments))]
+    today.later(rts, "feedback", review)
+    return n
+
+
+def _nps(spec: _CustomerSpec, today: _Today, ts: int, gloom: float, n: int) -> int:
+    """Emit an NPS answer at ``ts`` (lower while fading); return the counter."""
+    persona = spec.persona
+    cid = spec.cid
+    n += 1
+    today.later(
+        ts,
+        "feedback",
+        {
+            "event_id": f"fe-{cid}-{n}",
+            "customer_id": cid,
+            "ts": ts,
+            "kind": "nps",
+            "score": _clamp(
+                round(persona.nps_mean - 4.0 * gloom + persona.nps_sd * _std_normal(today.rand)),
+                0,
+                10,
+            ),
+        },
+    )
+    return n
 
 
 #: Ways a payload is broken for dead-letter demos.
