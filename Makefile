@@ -63,7 +63,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 bench: topics
-	$(PY) -m streams.bench
+	$(PY) -m streams.tools.bench
 
 stop:
 	-$(SEG) kafka stop

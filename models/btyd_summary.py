@@ -16,7 +16,7 @@ grows, at the price of day-level precision on ``t_x`` and ``T`` (``t_x`` is
 capped at ``T`` when the table is read).
 
 Every sweep over a partition rebuilds that partition's table from the
-customers it holds (``streams.sweep``), so a table never drifts from the
+customers it holds (``streams.worker.sweep``), so a table never drifts from the
 customers it describes, and an erased customer leaves it at the next pass.
 
 Examples

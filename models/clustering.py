@@ -60,7 +60,7 @@ FORMAT_VERSION = 2
 HYSTERESIS = 0.3
 """How much closer another centroid must be before a customer changes cluster.
 
-Measured with ``python -m streams.quality`` (1,500 customers, 120 days): on
+Measured with ``python -m streams.tools.quality`` (1,500 customers, 120 days): on
 overlapping personas 0.1 gave 0.19 cluster changes per customer per 30 days
 in the steady state, 0.2 gave 0.11, 0.3 gave 0.08 (goal < 0.1), while the
 agreement with the personas moved from 0.98 to 0.95 of batch k-means.

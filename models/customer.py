@@ -64,7 +64,7 @@ __all__ = [
 class SegmentEntry(TypedDict, total=False):
     """The customer's place in one segment type (``state["seg"][segment_type]``).
 
-    Written by ``streams.processing.CustomerProcessor`` whenever the segment
+    Written by ``models.processing.CustomerProcessor`` whenever the segment
     of the type changes (all four keys at once; records written before
     ``previous`` existed lack it).
     """
@@ -78,7 +78,7 @@ class SegmentEntry(TypedDict, total=False):
 class ChurnState(TypedDict, total=False):
     """The customer's churn risk (``state["churn"]``); ``{}`` until first scored.
 
-    Written by ``streams.processing.CustomerProcessor.churn_step`` (every key
+    Written by ``models.processing.CustomerProcessor.churn_step`` (every key
     but ``snap``) and :class:`models.churn_outcomes.ChurnTracking` (``snap``).
     """
 
@@ -101,47 +101,47 @@ class CustomerState(TypedDict, total=False):
     """
 
     # models.features state (layout in that module); models.features.apply_event
-    # via streams.processing.CustomerProcessor.handle, per accepted event.
+    # via models.processing.CustomerProcessor.handle, per accepted event.
     f: Required[dict[str, Any]]
     # models.dedup memory of recent event ids per topic; models.dedup.check, per event.
     dedup: Required[dict[str, Any]]
-    # {segment type: SegmentEntry}; streams.processing (evaluations, opt-out leaves).
+    # {segment type: SegmentEntry}; models.processing (evaluations, opt-out leaves).
     seg: Required[dict[str, SegmentEntry]]
-    # ChurnState; streams.processing.churn_step and models.churn_outcomes.
+    # ChurnState; models.processing.churn_step and models.churn_outcomes.
     churn: Required[ChurnState]
     # Number of segment changes sent so far (each segment-changes event's "seq");
-    # streams.processing. Kept by an opt-out (opt_out).
+    # models.processing. Kept by an opt-out (opt_out).
     seq: Required[int]
     # {segment type: ordinal of its latest change} (part of the change's event id);
-    # streams.processing.
+    # models.processing.
     n: dict[str, int]
     # Event time (epoch ms) of the event that created this record: a profile that
     # comes back after an erasure or opt-out gets new output ids; new_state.
     born: int
-    # Last day (epoch day) the customer was evaluated up to; streams.processing
-    # (handle, catch_up) and the offline replay of streams.evaluation.
+    # Last day (epoch day) the customer was evaluated up to; models.processing
+    # (handle, catch_up) and the offline replay of streams.tools.evaluation.
     eval_day: int
     # The customer's own clock (epoch ms): their latest event, or the latest
-    # evaluation that changed a segment or churn level; streams.processing.
+    # evaluation that changed a segment or churn level; models.processing.
     t: int
     # Epoch day of the customer's latest learner sample from an event;
-    # streams.processing.CustomerProcessor.handle.
+    # models.processing.CustomerProcessor.handle.
     train_day: int
     # Time (epoch ms) of the customer's latest learner sample (event or weekly
-    # refresh); streams.processing.
+    # refresh); models.processing.
     train_ms: int
     # Epoch day whose first browsing event was evaluated (later browsing events of
-    # that day may skip the evaluation); streams.processing.
+    # that day may skip the evaluation); models.processing.
     browse_day: int
     # Signature of the cluster model the customer was last placed by (its sorted
-    # cluster ids, streams.processing.assigner_signature); streams.processing.
+    # cluster ids, models.processing.assigner_signature); models.processing.
     model: str
     # Applied-offset watermark {input topic: [partition, offset of the last message
-    # applied]}; mark_applied, from streams.pipeline.
+    # applied]}; mark_applied, from streams.worker.pipeline.
     off: dict[str, list[int]]
     # Watermark of rerouted messages {source topic: {source partition (as a string):
     # source offset of the last one applied}}; mark_source_applied, from
-    # streams.pipeline (streams.repartition).
+    # streams.worker.pipeline (streams.worker.repartition).
     rp: dict[str, dict[str, int]]
     # KPI contribution [members, flags, revenue_30d, clv, transitions, experiments]
     # (layout in models.kpis); models.kpis.KpiTracker, replaced, never mutated.
@@ -229,7 +229,7 @@ def source_applied(
 ) -> bool:
     """Whether a rerouted message of the logical ``topic``, first produced at
     ``source_offset`` of ``source_partition``, is already in ``state``, by the
-    customer's watermark of that source topic-partition (``streams.repartition``).
+    customer's watermark of that source topic-partition (``streams.worker.repartition``).
 
     Examples
     --------
@@ -341,7 +341,7 @@ def erase(state: CustomerState | None) -> CustomerState | None:
     :func:`opt_in`, whose result also replaces the stored document.)
 
     The erase time (and the consent decision, which an erasure does not
-    undo) is kept apart, in the ``suppressions`` table (``streams.privacy_gate``),
+    undo) is kept apart, in the ``suppressions`` table (``streams.worker.privacy_gate``),
     so a replay of older events cannot recreate the profile.
 
     Examples

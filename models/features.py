@@ -10,7 +10,7 @@ API
     A fresh state. The :mod:`models.dedup` memory is *not* part of it: it lives
     next to it in the same customer table value, under ``"dedup"``
     (``{"f": <this state>, "dedup": <models.dedup memory>, ...}``, see
-    ``streams.processing``). Dedup runs first; only ``"new"`` events reach
+    ``models.processing``). Dedup runs first; only ``"new"`` events reach
     :func:`apply_event`, which therefore does no de-duplication itself.
 ``apply_event(state, topic, event) -> None``
     Fold one validated, de-duplicated event (``ts`` already int epoch ms) into

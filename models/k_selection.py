@@ -14,7 +14,7 @@ over-segmentation guard. Data without structure (noise) reproduce no
 partition and stay at ``k_min``.
 
 Why this rule (measured in ``docs/clustering.md``, "Choosing k", with
-``python -m streams.k_criteria``): on well-separated personas the silhouette,
+``python -m streams.tools.k_criteria``): on well-separated personas the silhouette,
 the elbow rule, Calinski-Harabasz and stability all find the true k; the gap
 statistic and the BIC of a Gaussian mixture over-segment (k = 6-8: the
 dimensions are skewed and partly discrete). On overlapping personas the

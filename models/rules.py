@@ -225,7 +225,7 @@ class RulesConfig:
     value_min_dwell_days: float = 7
     nps_min_dwell_days: float = 0
     user_rules: tuple[UserRule, ...] = field(default_factory=tuple)
-    # Not part of repr: the rules' version (streams.app.rules_version) is about rule segments.
+    # Not in repr: the rules' version (streams.worker.app.rules_version) is about rule segments.
     clusters: ClusterConfig = field(default_factory=ClusterConfig, repr=False)
 
     def __post_init__(self) -> None:

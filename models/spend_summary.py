@@ -19,7 +19,7 @@ so the bound holds while the base has fewer distinct repeat frequencies than
 
 Like :class:`models.btyd_summary.BTYDSummary`, every sweep over a partition
 rebuilds that partition's table from the customers it holds
-(``streams.sweep``): an erased customer leaves it at the next pass.
+(``streams.worker.sweep``): an erased customer leaves it at the next pass.
 
 Examples
 --------

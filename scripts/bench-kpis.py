@@ -32,11 +32,11 @@ from models.eventtime import MS_PER_DAY, parse_ts
 from models.experiments import Experiment
 from models.gamma_gamma import GammaGammaParams, fit_from_summary
 from models.kpis import KpiBook, KpiTracker
+from models.processing import CustomerProcessor, btyd_row, spend_row
 from models.rules import RuleEngine, RulesConfig
 from models.spend_summary import SpendSummary
-from streams.audiences import membership_records
-from streams.processing import CustomerProcessor, btyd_row, spend_row
-from streams.simulator import Simulation
+from streams.tools.simulator import Simulation
+from streams.worker.audiences import membership_records
 
 EXPERIMENTS = (
     Experiment("welcome", "lifecycle", "new", 0.2, 14),

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import orjson
 
 from schemas import validate
-from streams.app import create_app
-from streams.faust_adapter import partition_db
-from streams.privacy_gate import message_customer, suppression_of
 from streams.settings import Settings
+from streams.worker.app import create_app
+from streams.worker.faust_adapter import partition_db
+from streams.worker.privacy_gate import message_customer, suppression_of
 
 T0 = 1_767_225_600_000
 

@@ -8,7 +8,7 @@ cluster changes per customer in the last 40 days. Needs the shared broker.
     PYTHONPATH=. .venv/bin/python scripts/cluster_reproduction.py [separated|overlapping]
 
 The "before" row of docs/quality.md: an export of commit fdf8910 with this
-checkout's streams/simulator.py and streams/persona_modes.py copied in, run as
+checkout's streams/tools/simulator.py and streams/tools/persona_modes.py copied in, run as
 ``PYTHONPATH=<export> .venv/bin/python <export>/scripts/cluster_reproduction.py``
 (the worker subprocess inherits PYTHONPATH, so it runs the old code too).
 """
@@ -24,9 +24,9 @@ from sklearn.cluster import KMeans
 from models import features
 from models.cluster_vector import FEATURES, cluster_vector
 from models.eventtime import MS_PER_DAY, parse_ts
-from streams.persona_modes import simulation
-from streams.quality import ari, standardise
 from streams.settings import Settings
+from streams.tools.persona_modes import simulation
+from streams.tools.quality import ari, standardise
 from streams.topics import create_topics
 from tests.integration.conftest import Stack, handled_total, wait_for
 

@@ -1,6 +1,6 @@
 """Typed settings, read from ``SEGMENTER_*`` environment variables.
 
-Settings are read inside :func:`streams.app.create_app`, never at import time, so
+Settings are read inside :func:`streams.worker.app.create_app`, never at import time, so
 tests can build apps with their own values.
 
 Every value is checked when the settings are read (ranges, finite numbers,
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    # The descriptions are the README's configuration table (streams/settings_doc.py).
+    # The descriptions are the README's configuration table (streams/ops/settings_doc.py).
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092",
         description="Kafka brokers, comma-separated `host:port`; anything but the default "

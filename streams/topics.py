@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from models.topics import INPUT_TOPICS, OUTPUT_TOPICS
-from streams.repartition import REPARTITION_TOPIC
 from streams.settings import Settings
+from streams.worker.repartition import REPARTITION_TOPIC
 
 __all__ = [
     "INPUT_TOPICS",
@@ -27,7 +27,7 @@ TRAINING_TOPIC = "segment-training"
 MODELS_TOPIC = "segment-models"
 CLOCK_TOPIC = "stream-clock"
 TICKS_TOPIC = "clock-ticks"
-# The learner-key salt (streams.learner_salt): one record, never deleted.
+# The learner-key salt (streams.worker.learner_salt): one record, never deleted.
 SALT_TOPIC = "learner-salt"
 SALT_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 TABLE_NAMES = ("customers", "suppressions")
@@ -74,7 +74,7 @@ def all_topics(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic(TICKS_TOPIC), n, {"retention.ms": "3600000"}))
     specs.append(TopicSpec(settings.topic(SALT_TOPIC), 1, dict(SALT_TOPIC_CONFIG)))
     # Messages that landed on another partition than their customer's, forwarded
-    # to it (streams.repartition); kept as long as the input topics (the broker's
+    # to it (streams.worker.repartition); kept as long as the input topics (the broker's
     # default retention), since their sources are committed once forwarded.
     specs.append(TopicSpec(settings.topic(REPARTITION_TOPIC), n))
     # Faust would create changelogs itself; creating them here pins their

@@ -63,7 +63,7 @@ def test_the_pure_core_imports_no_kafka_faust_or_streams(path: Path) -> None:
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text(
-        "def f():\n    from streams.pipeline import Pipeline\n    import faust.types\n"
+        "def f():\n    from streams.worker.pipeline import Pipeline\n    import faust.types\n"
     )
     assert imported_packages(module) & FORBIDDEN == {"streams", "faust"}
 
@@ -115,7 +115,7 @@ def test_every_allowance_is_for_an_existing_test_file() -> None:
 
 
 def test_the_checker_sees_a_module_a_package_and_neither() -> None:
-    assert names_a_module("streams/test_pipeline.py")  # streams/pipeline.py
-    assert names_a_module("streams/test_top.py")  # the package streams/top/
+    assert names_a_module("streams/test_pipeline.py")  # streams/worker/pipeline.py
+    assert names_a_module("streams/test_top.py")  # the package streams/ops/top/
     assert not names_a_module("streams/test_agents.py")
     assert not names_a_module("models/test_nothing_by_this_name.py")

@@ -6,16 +6,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from streams.ops.settings_doc import BEGIN, END, markdown_table
 from streams.settings import ENV_PREFIX, Settings
-from streams.settings_doc import BEGIN, END, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 # SEGMENTER_* variables that are deliberately not Settings fields, and who reads them.
 NOT_SETTINGS = {
-    "SEGMENTER_DEBUG": "streams/cli.py: the global --debug option",
-    "SEGMENTER_BENCH_LOG_LEVEL": "streams/bench.py: its workers' log level",
+    "SEGMENTER_DEBUG": "streams/ops/cli.py: the global --debug option",
+    "SEGMENTER_BENCH_LOG_LEVEL": "streams/tools/bench.py: its workers' log level",
     "SEGMENTER_BASE_IMAGE": "scripts/docker-base-image.sh",
     "SEGMENTER_DEBIAN_MIRROR": "scripts/docker-base-image.sh",
     "SEGMENTER_DOCKERD_LOG": "scripts/install-docker.sh",
@@ -27,7 +27,7 @@ def test_the_readme_configuration_table_is_generated_from_the_settings() -> None
     table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert table == markdown_table(), (
         "README.md's configuration table differs from the Settings model: "
-        "run `python -m streams.settings_doc --write`"
+        "run `python -m streams.ops.settings_doc --write`"
     )
     for name in Settings.model_fields:
         assert f"| `{ENV_PREFIX}{name.upper()}` |" in table

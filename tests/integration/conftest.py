@@ -25,7 +25,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import LocalBroker, metadata_ping
+from streams.ops.broker import LocalBroker, metadata_ping
 from streams.settings import Settings
 from streams.topics import create_topics
 

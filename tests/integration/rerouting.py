@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from streams.repartition import partition_for
 from streams.topics import changelog_topic
+from streams.worker.repartition import partition_for
 from tests.integration.conftest import Stack
 
 __all__ = ["customer_partitions", "expected_reroutes", "misplaced_records"]

@@ -5,7 +5,7 @@ worker starts, so the consumer reads purchases, browsing, support, feedback
 and profiles at whatever speed each happens to go (a topic with few records is
 read to its end while another is still at day 3). The workers hold each
 partition's events until every topic of that partition has caught up to them
-(:mod:`streams.ordering`), evaluate each customer in their own event time with
+(:mod:`models.ordering`), evaluate each customer in their own event time with
 a catch-up at every midnight (:meth:`CustomerProcessor.handle`), and sweep a
 partition only up to the events it has handled.
 
@@ -33,10 +33,10 @@ import pytest
 from models.clustering import SegmentAssigner
 from models.eventtime import day_of, format_ts, parse_ts
 from schemas import validate
-from streams.app import build_runtime
 from streams.settings import Settings
-from streams.simulator import Simulation
+from streams.tools.simulator import Simulation
 from streams.topics import INPUT_TOPICS
+from streams.worker.app import build_runtime
 from tests.integration.conftest import Stack, wait_for
 from tests.integration.fault.conftest import committed_lag
 from tests.integration.test_scale_out import (

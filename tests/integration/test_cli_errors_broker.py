@@ -8,7 +8,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from streams.broker import metadata_ping
+from streams.ops.broker import metadata_ping
 from streams.settings import Settings
 from streams.topics import all_topics
 

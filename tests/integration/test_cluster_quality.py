@@ -1,6 +1,6 @@
 """Issue #17's reproduction through the real broker: clusters that find the personas and hold still.
 
-1,500 customers of five clearly different personas (streams.persona_modes,
+1,500 customers of five clearly different personas (streams.tools.persona_modes,
 ``separated``), 120 days, ~170k events over the four behaviour topics,
 produced in time order, then replayed by one worker. Measured in the same
 run, against the simulator's ground truth and batch k-means on the same
@@ -14,7 +14,7 @@ customers:
   customer in those 40 days), and the same figure exported to Prometheus;
 * the model timeline (one version per day of stream time, the final
   centroids) equals the one of the same history fed day by day in-process
-  (``streams.quality``): a replay gives the same model as living through it.
+  (``streams.tools.quality``): a replay gives the same model as living through it.
   The worker starts once the history is on the topics: a worker reading
   while the producer writes sees a topic's older events after another
   topic's newer ones whenever the producer sends the first topic's batch
@@ -40,10 +40,10 @@ import pytest
 from models.cluster_vector import FEATURES
 from models.eventtime import MS_PER_DAY, parse_ts
 from schemas import validate_output
-from streams.k_criteria import final_vectors
-from streams.model_events import MODEL_KEY
-from streams.persona_modes import simulation
-from streams.quality import QualityConfig, ari, run_quality, standardise
+from streams.tools.k_criteria import final_vectors
+from streams.tools.persona_modes import simulation
+from streams.tools.quality import QualityConfig, ari, run_quality, standardise
+from streams.worker.model_events import MODEL_KEY
 from tests.integration.conftest import Stack, handled_total, metric_total, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

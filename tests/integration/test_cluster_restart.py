@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from streams.simulator import Simulation
+from streams.tools.simulator import Simulation
 from tests.integration.conftest import Stack, handled_total, wait_for
 
 DAY = 86_400_000

@@ -3,7 +3,7 @@
 A welcome campaign to new customers (their first purchase puts them into
 ``lifecycle.new``) has a known effect: the simulator makes half of the
 treatment arm buy once more for 150 within the 14-day window, and nobody in the
-holdout (``streams.simulator.Campaign``). Checked:
+holdout (``streams.tools.simulator.Campaign``). Checked:
 
 * every event that puts a customer into the segment carries their arm, which is
   the published keyed hash, identical on both workers and after a worker is
@@ -28,7 +28,7 @@ import pytest
 
 from models.eventtime import MS_PER_DAY, parse_ts
 from schemas import validate_output
-from streams.simulator import Campaign, Simulation
+from streams.tools.simulator import Campaign, Simulation
 from tests.integration.conftest import Stack, handled_total, wait_for
 
 HOLDOUT, WINDOW = 0.3, 14

@@ -10,7 +10,7 @@ customer, and no key is the unsalted hash of an id.
 
 The learner publishes in stream time (#17): its first model once it holds
 ``SEGMENTER_CLUSTER_WARMUP`` customers and two weeks of history have closed
-(``streams.learner.WARMUP_DAYS``), so the customers buy over three weeks."""
+(``streams.worker.learner.WARMUP_DAYS``), so the customers buy over three weeks."""
 
 from __future__ import annotations
 
@@ -22,13 +22,13 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.app import build_runtime
-from streams.churn_learner import CHURN_MODEL_KEY
-from streams.learner import LearnerHost
-from streams.learner_salt import derive_salt, resolve_learner_salt, salt_from_topic
-from streams.processing import learner_key, output_event_id
+from models.processing import learner_key, output_event_id
 from streams.settings import Settings
 from streams.topics import MODELS_TOPIC, SALT_TOPIC, TRAINING_TOPIC
+from streams.worker.app import build_runtime
+from streams.worker.churn_learner import CHURN_MODEL_KEY
+from streams.worker.learner import LearnerHost
+from streams.worker.learner_salt import derive_salt, resolve_learner_salt, salt_from_topic
 from tests.integration.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.timeout(300)

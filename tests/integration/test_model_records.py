@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.churn_learner import CHURN_MODEL_KEY
-from streams.simulator import Simulation
+from streams.tools.simulator import Simulation
 from streams.topics import MODELS_TOPIC
+from streams.worker.churn_learner import CHURN_MODEL_KEY
 from tests.integration.conftest import Stack, Worker, metric_total, wait_for
 
 pytestmark = [pytest.mark.timeout(300)]

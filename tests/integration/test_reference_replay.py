@@ -11,7 +11,7 @@ import random
 
 from models.eventtime import format_ts, parse_ts
 from schemas import validate_output
-from streams.simulator import Simulation
+from streams.tools.simulator import Simulation
 from tests.integration.conftest import Stack, handled_total, metric_total, wait_for
 from tests.reference import compare_features, reference_features
 

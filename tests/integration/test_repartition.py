@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from models.eventtime import MS_PER_DAY, format_ts, parse_ts
-from streams.repartition import partition_for
+from streams.worker.repartition import partition_for
 from tests.integration.conftest import Stack, Worker, metric_total, wait_for
 from tests.integration.fault.conftest import feature_mismatches, history, read_topic
 from tests.integration.kcat import kcat_produce, require_kcat

@@ -13,7 +13,7 @@ on timing. Both stacks get the same frozen snapshot on ``segment-models``
 before their workers start, and run with ``SEGMENTER_LEARNING=false``. The
 snapshot message is built in-process exactly as the learner worker builds it
 (a separate simulated population through :meth:`CustomerProcessor.handle`,
-its training samples through :class:`~streams.learner.LearnerHost`,
+its training samples through :class:`~streams.worker.learner.LearnerHost`,
 ``snapshot_message()``); seeded, so the same model on every run.
 
 The history is delivered one UTC day at a time, each day starting with a
@@ -53,14 +53,14 @@ from prometheus_client import CollectorRegistry
 from models.churn import ChurnScorer
 from models.clustering import SegmentLearner
 from models.eventtime import MS_PER_DAY, format_ts, parse_ts
+from models.processing import CustomerProcessor, training_sample
 from models.rules import RuleEngine, RulesConfig
-from streams.learner import LearnerHost
-from streams.metrics import Metrics
-from streams.processing import CustomerProcessor, training_sample
-from streams.runtime import Runtime
 from streams.settings import Settings
-from streams.simulator import Simulation
+from streams.tools.simulator import Simulation
 from streams.topics import MODELS_TOPIC, TICKS_TOPIC
+from streams.worker.learner import LearnerHost
+from streams.worker.metrics import Metrics
+from streams.worker.runtime import Runtime
 from tests.integration.conftest import Stack, Worker, metric_total, wait_for
 from tests.integration.fault.conftest import committed_lag
 

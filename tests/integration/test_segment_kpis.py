@@ -30,7 +30,7 @@ from models.eventtime import MS_PER_DAY, parse_ts
 from models.gamma_gamma import GammaGammaParams
 from models.pareto_nbd import ParetoNBDParams
 from schemas import validate_output
-from streams.simulator import Simulation
+from streams.tools.simulator import Simulation
 from tests.integration.conftest import Stack, Worker, handled_total, metric_total, wait_for
 from tests.integration.kcat import KCAT
 from tests.reference import reference_features

@@ -133,7 +133,7 @@ def test_the_rerouted_watermark_is_per_source_partition_and_never_lowered() -> N
 
 # -- opt-out, opt-in, erase ----------------------------------------------------------------
 def legacy_opt_out(state: dict[str, Any] | None, ts: int) -> dict[str, Any]:
-    """The record streams/pipeline.py built inline for an opt-out, before models/customer.py."""
+    """The record the pipeline built inline for an opt-out, before models/customer.py."""
     opted: dict[str, Any] = {
         "f": features.new_state(),
         "dedup": dedup.new_dedup(),

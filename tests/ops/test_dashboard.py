@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import METRIC_NAMES, Metrics, exported_names
+from streams.worker.metrics import METRIC_NAMES, Metrics, exported_names
 
 from .conftest import ROOT, metric_names_in
 

@@ -1,4 +1,4 @@
-"""streams.metrics: registries, naming conventions, helpers."""
+"""streams.worker.metrics: registries, naming conventions, helpers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import metrics as sm
-from streams.metrics import (
+from streams.worker import metrics as sm
+from streams.worker.metrics import (
     METRIC_NAMES,
     REJECT_REASONS,
     Metrics,

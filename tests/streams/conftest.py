@@ -16,8 +16,8 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
-from streams.app import create_app
 from streams.settings import Settings
+from streams.worker.app import create_app
 
 __all__ = ["Feeder", "RecordingTopic", "event", "purchase", "record"]
 
@@ -43,7 +43,7 @@ def record(
 
 class Feeder:
     """Feeds input records to a worker app's batch sink, one fetch per :meth:`put`,
-    the way ``streams.faust_adapter.BatchConsumer`` does (no Kafka needed).
+    the way ``streams.worker.faust_adapter.BatchConsumer`` does (no Kafka needed).
 
     Offsets count up per topic-partition; set ``offsets[(topic, partition)]``
     to deliver some again (a re-delivery after a crash).
@@ -90,9 +90,9 @@ def make_app(tmp_path: Any) -> Any:
 
 def _test_app(tmp_path: Any, **settings: Any) -> Any:
     # Events in arrival order: the event-time order needs a running consumer's
-    # high watermarks (tests/streams/test_ordering.py, tests/integration).
+    # high watermarks (tests/models/test_ordering.py, tests/integration).
     # One partition: test contexts deliver every message on partition 0, which
-    # is then every customer's (streams.repartition reroutes the others).
+    # is then every customer's (streams.worker.repartition reroutes the others).
     defaults = {"store": "memory://", "app_id": "agent-tests", "order_max_held": 0, "partitions": 1}
     app = create_app(Settings(data_dir=tmp_path, **{**defaults, **settings}))
     app.segmenter.broadcast_caught_up.set()  # no broadcast topics in a test context

@@ -9,13 +9,13 @@ from models.btyd_summary import BTYDSummary
 from models.churn_model import FEATURES, ChurnModel
 from models.churn_outcomes import ChurnTracking
 from models.eventtime import MS_PER_DAY
+from models.processing import CustomerProcessor, btyd_row, churn_training_items
 from models.rules import RuleEngine, RulesConfig
-from streams.app import build_runtime
-from streams.churn_learner import ChurnLearnerHost
-from streams.churn_runner import ChurnLearnerRunner, base_summary
-from streams.processing import CustomerProcessor, btyd_row, churn_training_items
 from streams.settings import Settings
-from streams.sweep import PartitionSweep
+from streams.worker.app import build_runtime
+from streams.worker.churn_learner import ChurnLearnerHost
+from streams.worker.churn_runner import ChurnLearnerRunner, base_summary
+from streams.worker.sweep import PartitionSweep
 
 DAY0 = 20_000  # a UTC day number
 
@@ -85,7 +85,7 @@ def test_snapshots_live_in_the_record_and_mature_into_honest_labels() -> None:
 
 
 def _result(labels: list[list[object]]) -> object:
-    from streams.processing import Result
+    from models.processing import Result
 
     result = Result("new", None)
     result.churn_labels = labels

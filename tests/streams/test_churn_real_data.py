@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import pytest
 
-from streams.evaluation import EvaluationReport, dataset_splits, evaluate_simulation
-from streams.simulator import Simulation
+from streams.tools.evaluation import EvaluationReport, dataset_splits, evaluate_simulation
+from streams.tools.simulator import Simulation
 
 # One replay of the sample to the last cut-off, silent customers evaluated on their
 # snapshot and outcome days only (the same model and scores as the full sweep,
@@ -89,7 +89,7 @@ def test_streaming_btyd_fit_matches_a_batch_fit_on_the_same_summary(
         warnings.simplefilter("ignore")
         from lifetimes import BetaGeoFitter
 
-    from streams.histories import dataset_events
+    from streams.tools.histories import dataset_events
 
     m = cdnow_reports[0].model
     fit_day = m["btyd_fit_day"]

@@ -15,14 +15,14 @@ import pytest
 from models.cluster_config import ClusterConfig
 from models.clustering import SegmentLearner
 from models.eventtime import MS_PER_DAY, format_ts
+from models.processing import REFRESH_SAMPLE_MS, training_samples
 from models.rules import RuleEngine, RulesConfig
 from schemas import validate_output
-from streams.app import build_runtime
-from streams.learner import WARMUP_DAYS, LearnerHost
-from streams.model_events import MODEL_KEY, model_change_events
-from streams.processing import REFRESH_SAMPLE_MS, training_samples
-from streams.runtime import Runtime
 from streams.settings import Settings
+from streams.worker.app import build_runtime
+from streams.worker.learner import WARMUP_DAYS, LearnerHost
+from streams.worker.model_events import MODEL_KEY, model_change_events
+from streams.worker.runtime import Runtime
 
 DAY = MS_PER_DAY
 

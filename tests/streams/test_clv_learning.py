@@ -13,12 +13,12 @@ from models.clv import customer_value
 from models.eventtime import MS_PER_DAY
 from models.gamma_gamma import fit_gamma_gamma
 from models.kpis import KpiTracker
-from streams.app import build_runtime
-from streams.churn_learner import ChurnLearnerHost
-from streams.churn_runner import ChurnLearnerRunner, base_spend
-from streams.processing import result_features
+from models.processing import result_features
 from streams.settings import Settings
-from streams.sweep import PartitionSweep
+from streams.worker.app import build_runtime
+from streams.worker.churn_learner import ChurnLearnerHost
+from streams.worker.churn_runner import ChurnLearnerRunner, base_spend
+from streams.worker.sweep import PartitionSweep
 
 DAY0 = 20_000  # a UTC day number
 

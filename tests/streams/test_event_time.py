@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from models.churn import ChurnScorer
 from models.eventtime import MS_PER_DAY, day_of, parse_ts
+from models.processing import CustomerProcessor
 from models.rules import RuleEngine, RulesConfig
 from schemas import validate
-from streams.processing import CustomerProcessor
-from streams.simulator import Simulation
+from streams.tools.simulator import Simulation
 
 DAYS = 60
 

@@ -30,9 +30,9 @@ from models.churn import ChurnScorer
 from models.cluster_vector import FEATURES
 from models.clustering import SegmentAssigner
 from models.eventtime import MS_PER_DAY, day_of, parse_ts
+from models.processing import CustomerProcessor, assigner_signature
 from models.rules import RuleEngine, RulesConfig
 from schemas import validate, validate_output
-from streams.processing import CustomerProcessor, assigner_signature
 
 CUSTOMERS = ("c000003", "c000005", "c000008")
 MAX_EVENTS = 30  # per customer: enough for every lifecycle stage, quick to run
@@ -40,7 +40,7 @@ MAX_EVENTS = 30  # per customer: enough for every lifecycle stage, quick to run
 
 def history() -> list[tuple[str, str, dict[str, Any]]]:
     """(customer, topic, validated event) of a few simulated customers, in time order."""
-    from streams.simulator import Simulation
+    from streams.tools.simulator import Simulation
 
     per_customer: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
     for topic, event in Simulation(customers=10, days=90, seed=3).events():

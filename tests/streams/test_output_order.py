@@ -16,7 +16,7 @@ import orjson
 
 from models.eventtime import MS_PER_DAY
 from streams.codec import decode_state
-from streams.sweep import PartitionSweep
+from streams.worker.sweep import PartitionSweep
 from tests.streams.conftest import Feeder, RecordingTopic
 
 DAY = MS_PER_DAY

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from models.rules import parse_rules
-from streams.app import build_runtime, check_rules_read_allowed_attributes
 from streams.codec import decode_state
 from streams.settings import Settings
+from streams.worker.app import build_runtime, check_rules_read_allowed_attributes
 from tests.streams.conftest import Feeder, event
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -14,10 +14,10 @@ from models.experiments import arm_of
 from models.kpis import Totals
 from schemas import validate_output
 from streams.codec import decode_state
-from streams.daily_sweep import finish_sweep
-from streams.segment_api import experiments_document
-from streams.sweep import PartitionSweep, partition_keys
-from streams.web import segment_catalogue
+from streams.worker.daily_sweep import finish_sweep
+from streams.worker.segment_api import experiments_document
+from streams.worker.sweep import PartitionSweep, partition_keys
+from streams.worker.web import segment_catalogue
 from tests.streams.conftest import Feeder, RecordingTopic, event, record
 
 DAY = MS_PER_DAY

@@ -25,10 +25,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from models.eventtime import parse_ts
-from streams.broker import LocalBroker
-from streams.model_events import MODEL_KEY, model_event_breaks
-from streams.simulator import Simulation
+from streams.ops.broker import LocalBroker
+from streams.tools.simulator import Simulation
 from streams.topics import INPUT_TOPICS
+from streams.worker.model_events import MODEL_KEY, model_event_breaks
 from tests.integration.conftest import REPO, Stack, Worker, free_port
 from tests.reference import compare_features, reference_features
 
@@ -247,7 +247,7 @@ def segment_chain_breaks(
     last one must end at the segment the worker serves. A lost output shows up
     as a break; a re-emission with the same id does not. The model events
     (customer ``*``) are no such chain; they follow their own rule
-    (:func:`streams.model_events.model_event_breaks`, docs/schemas.md).
+    (:func:`streams.worker.model_events.model_event_breaks`, docs/schemas.md).
     """
     unique: dict[str, dict[str, Any]] = {}
     model_events = [c for c in changes if c["customer_id"] == MODEL_KEY]

@@ -16,8 +16,8 @@ import os
 import sys
 from typing import Any
 
-from streams import outbox, state_table
-from streams.cli import main
+from streams.ops.cli import main
+from streams.worker import outbox, state_table
 
 __all__: list[str] = []
 

@@ -1,6 +1,6 @@
 """A rebalance and a SIGTERM while batches are in flight and events are held.
 
-The batch consumer path's riskiest case (streams/faust_adapter.py): in a
+The batch consumer path's riskiest case (streams/worker/faust_adapter.py): in a
 backlog, the other topics run ahead of browsing and their events wait in the
 event-time order while fetches keep coming. Two workers share the backlog;
 while both hold events, one is stopped with SIGTERM (it hands its held events

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import LocalBroker
+from streams.ops.broker import LocalBroker
 from streams.topics import create_topics
 from tests.integration.conftest import Stack, handled_total, wait_for
 from tests.integration.fault.conftest import history, wait_committed, wait_features

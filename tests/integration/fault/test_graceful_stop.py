@@ -2,7 +2,7 @@
 
 In a backlog, a topic with few records (purchases) is read ahead of a busy
 one (browsing), and its events wait in the event-time order
-(``streams/ordering.py``) for browsing to catch up. Faust, when a worker
+(``models/ordering.py``) for browsing to catch up. Faust, when a worker
 stops (or a rebalance starts), waits until every message it delivered is
 acked; held ones never would be, so the worker drops them first — they are
 not acked, and the next start reads them again from the committed offset.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import LocalBroker
+from streams.ops.broker import LocalBroker
 from streams.topics import create_topics
 from tests.integration.conftest import SEGMENTER, Stack, Worker, wait_for
 from tests.integration.fault.conftest import (

@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from streams.repartition import REPARTITION_TOPIC
 from streams.topics import INPUT_TOPICS
+from streams.worker.repartition import REPARTITION_TOPIC
 from tests.integration.conftest import Stack, Worker, handled_total, metric_total, wait_for
 from tests.integration.fault.conftest import (
     committed_lag,

@@ -1,0 +1,172 @@
+"""The daily pass over a partition's customers, and the clock timer that starts it.
+
+Every second the clock timer publishes each assigned partition's stream clock,
+segment statistics and KPI sums on the internal clock topic, and starts a pass
+(a record on the partition's ``clock-ticks`` partition) when the stream clock
+enters a new day, a new cluster model arrives or ``SWEEP_EVERY_SECONDS`` have
+passed. The clock-ticks agent then walks the partition's stored customers
+``SWEEP_CHUNK`` at a time, brings each up to the pass's day
+(:meth:`streams.worker.pipeline.Pipeline.review_partition`: silent customers move on
+without an event) and, at the end of the pass, publishes the partition's
+statistics (:func:`finish_sweep`). Wired by :func:`streams.worker.app.create_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import faust
+import orjson
+
+from models.eventtime import MS_PER_DAY, day_of
+from streams.codec import encode
+from streams.worker.assignment import assigned_partitions
+from streams.worker.pipeline import Pipeline
+from streams.worker.runtime import Runtime
+from streams.worker.sweep import PartitionSweep, partition_keys
+
+__all__ = ["SWEEP_CHUNK", "SWEEP_EVERY_SECONDS", "finish_sweep", "install_daily_sweep"]
+
+log = logging.getLogger(__name__)
+
+SWEEP_CHUNK = 2000
+SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall clock)
+
+
+def install_daily_sweep(
+    app: faust.App, rt: Runtime, pipeline: Pipeline, customers: Any, ticks: Any, clock_topic: Any
+) -> None:
+    """Register the clock-ticks agent and the clock timer on ``app``."""
+    sweeps: dict[int, PartitionSweep] = {}  # partition -> its pass under way
+    _install_pass_agent(app, rt, pipeline, customers, ticks, sweeps)
+    _install_clock_timer(app, rt, pipeline, ticks, clock_topic, sweeps)
+
+
+def _install_pass_agent(
+    app: faust.App,
+    rt: Runtime,
+    pipeline: Pipeline,
+    customers: Any,
+    ticks: Any,
+    sweeps: dict[int, PartitionSweep],
+) -> None:
+    @app.agent(ticks, name="segmenter.clock-ticks", concurrency=1)
+    async def on_tick(stream: Any) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            sweep = sweeps.get(partition)
+            if sweep is None:
+                # Every customer whose events are handled must be in the store
+                # before the pass lists the keys (see Runtime.reviewed_through).
+                await pipeline.drain()
+                sweep = PartitionSweep(clock_ms=pipeline.sweep_clock(partition))
+                sweeps[partition] = sweep
+                rt.kpis.begin_pass(partition)  # the pass sums the KPIs again (models.kpis)
+            try:
+                # Committed first, so every customer handled so far is listed.
+                await pipeline.drain()
+                keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
+                rt.kpis.listed(partition, [orjson.dumps(key) for key in keys])
+                await pipeline.review_partition(keys, partition, sweep)
+            except Exception:  # never let a timer stop the worker; the next tick retries
+                log.exception("sweep of partition %s failed", partition)
+                sweeps.pop(partition, None)
+                rt.kpis.abort_pass(partition)
+                continue
+            if len(keys) < SWEEP_CHUNK:  # the pass is complete
+                finish_sweep(rt, partition, sweep)
+                sweeps.pop(partition, None)
+            else:
+                sweep.cursor = cursor
+
+
+def _install_clock_timer(
+    app: faust.App,
+    rt: Runtime,
+    pipeline: Pipeline,
+    ticks: Any,
+    clock_topic: Any,
+    sweeps: dict[int, PartitionSweep],
+) -> None:
+    # partition -> (stream day, wall time, model version) when its last pass started
+    last_pass: dict[int, tuple[int, float, str | None]] = {}
+
+    @app.timer(interval=1.0)
+    async def tick_and_publish_clock() -> None:
+        rt.metrics.set_stream_clock(rt.clock.now_ms)
+        wall = time.monotonic()
+        assigned = assigned_partitions(app, rt.settings.topic("purchases"))
+        for partition in set(rt.kpis.partitions) - set(assigned):
+            rt.kpis.drop(partition)  # moved to another worker
+        for partition in assigned:
+            now = pipeline.sweep_clock(partition)
+            # A running pass goes on; a new one starts when the stream clock enters
+            # a new day (silent customers move on), when a new model arrives
+            # (customers move to its clusters), or every SWEEP_EVERY_SECONDS
+            # (fresh segment statistics).
+            model = rt.assigner_signature()
+            day, started, seen_model = last_pass.get(partition, (-1, 0.0, None))
+            # (now is 0 while the partition's first events are still to come.)
+            if (
+                partition in sweeps
+                or not rt.kpis.derived(partition)  # new here: derive its KPI sums
+                or (
+                    now > 0
+                    and (
+                        day_of(now) > day
+                        or model != seen_model
+                        or wall - started > SWEEP_EVERY_SECONDS
+                    )
+                )
+            ):
+                if partition not in sweeps:
+                    last_pass[partition] = (day_of(now), wall, model)
+                await ticks.send(value=b"{}", partition=partition)
+            stats = rt.partition_stats.get(partition, {})
+            message = {"clock_ms": rt.partition_clock.get(partition, 0), **stats}
+            # Until derived here, the KPI sums its previous owner published stand.
+            kpis = rt.kpis.record(partition) or rt.remote_stats.get(f"p{partition}", {}).get("kpis")
+            if kpis is not None:
+                message["kpis"] = kpis
+            if message != rt.remote_stats.get(f"p{partition}"):
+                await clock_topic.send(key=f"p{partition}".encode(), value=encode(message))
+        rt.metrics.set_segment_kpis(rt.kpis.local_totals(assigned), day_of(rt.clock.now_ms))
+
+
+def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:
+    """Publish the statistics of a completed pass over a partition."""
+    rt.kpis.end_pass(partition)
+    previous = rt.partition_stats.get(partition, {})
+    day_ago = previous.get("sizes_day_ago", {})
+    if rt.clock.now_ms - previous.get("sizes_day_ago_ms", 0) >= MS_PER_DAY:
+        day_ago = previous.get("sizes", {})
+    rt.partition_stats[partition] = {
+        "sizes": {t: dict(c) for t, c in sweep.sizes.items()},
+        "sizes_day_ago": day_ago,
+        "sizes_day_ago_ms": previous.get("sizes_day_ago_ms", 0)
+        if day_ago is previous.get("sizes_day_ago")
+        else rt.clock.now_ms,
+        "churn_levels": dict(sweep.churn_levels),
+        "customers": sweep.customers,
+        "btyd": sweep.btyd.to_dict(),
+        "spend": sweep.spend.to_dict(),  # the Gamma-Gamma fit of the CLV (docs/segments.md)
+        # every customer of the partition is evaluated up to this day
+        "reviewed_through": max(rt.reviewed_through(partition), day_of(sweep.clock_ms)),
+        "cluster_changes": rt.cluster_change_stats(partition, day_of(sweep.clock_ms)),
+    }
+    totals: dict[str, Counter[str]] = {}
+    levels: Counter[str] = Counter()
+    customers = 0
+    for stats in rt.partition_stats.values():
+        for seg_type, counts in stats["sizes"].items():
+            totals.setdefault(seg_type, Counter()).update(counts)
+        levels.update(stats["churn_levels"])
+        customers += stats["customers"]
+    for seg_type, counts in totals.items():
+        rt.metrics.set_segment_sizes(seg_type, counts)
+    rt.metrics.set_churn_levels(levels)
+    rt.metrics.set_table_keys("customers", customers)
+    rt.metrics.set_cluster_change_rate(rt.cluster_change_rate(day_of(sweep.clock_ms)))

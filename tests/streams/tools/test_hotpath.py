@@ -1,0 +1,28 @@
+"""The in-process stage profile (streams/tools/hotpath.py) accounts for the bench's mix."""
+
+from __future__ import annotations
+
+from streams.tools.hotpath import STAGES, measure, render
+
+
+def test_every_event_is_handled_and_every_stage_is_timed() -> None:
+    results = measure(customers=300, events=6_000, batch_size=500)
+    assert results["events"] == sum(results["per_topic"].values()) == 6_000
+    seconds = results["seconds"]
+    timed = {stage for stage, _ in seconds}
+    # A trained model (over 200 customers: the learner's warm-up) is installed,
+    # so cluster assignment runs as in a worker.
+    assert {"parse", "apply", "handle", "evaluate", "cluster", "commit"} <= timed
+    assert timed <= set(STAGES)
+    # Every applied event of a topic went through `apply` under its own topic.
+    calls = results["calls"]
+    for topic, count in results["per_topic"].items():
+        assert calls.get(("parse", topic), 0) == count
+    # Nested stages fit inside the stage that contains them.
+    for stage, parent in STAGES.items():
+        if parent:
+            inner = sum(v for (s, _), v in seconds.items() if s == stage)
+            outer = sum(v for (s, _), v in seconds.items() if s == parent)
+            assert inner <= outer * 1.05 + 1e-3, (stage, parent)
+    table = render(results)
+    assert "µs per event" in table and "| parse |" in table
