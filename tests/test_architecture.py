@@ -115,7 +115,8 @@ def test_every_allowance_is_for_an_existing_test_file() -> None:
 
 
 def test_the_checker_sees_a_module_a_package_and_neither() -> None:
-    assert names_a_module("streams/test_pipeline.py")  # streams/worker/pipeline.py
-    assert names_a_module("streams/test_top.py")  # the package streams/ops/top/
+    assert names_a_module("streams/worker/test_pipeline.py")  # streams/worker/pipeline.py
+    assert names_a_module("streams/ops/test_top.py")  # the package streams/ops/top/
+    assert not names_a_module("streams/test_pipeline.py")  # not beside its module
     assert not names_a_module("streams/test_agents.py")
     assert not names_a_module("models/test_nothing_by_this_name.py")

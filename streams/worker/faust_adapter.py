@@ -232,24 +232,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
                     await self.perform_seek()
                     await self._rewind(records, batch_topics, generation)
                     continue
-                seeked = self._seek_epoch != epoch
-                segments: list[tuple[TP, Sequence[Any]]] = []
-                others: list[tuple[TP, Sequence[Any]]] = []
-                rewind: dict[TP, Sequence[Any]] = {}
-                buffered = self._buffered_partitions
-                for tp, recs in records.items():  # (aiokafka: tp -> list of records)
-                    if active is not None and tp not in active and tp not in buffered:
-                        continue
-                    if tp.topic not in batch_topics:
-                        others.append((tp, recs))
-                    elif seeked and recs[0].offset != self._next_offset.get(tp):
-                        # A seek ran while this was fetched and these records do not
-                        # start where it put the partition: fetched before it.
-                        rewind[tp] = recs
-                    else:
-                        kept = self._take_in_order(tp, recs)
-                        if kept:
-                            segments.append((tp, kept))
+                segments, others, rewind = self._sort_fetch(
+                    records, active, batch_topics, seeked=self._seek_epoch != epoch
+                )
                 if rewind:
                     await self._rewind(rewind, batch_topics, generation)
                 if segments:
@@ -269,6 +254,33 @@ class BatchConsumer(aiokafka_driver.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _sort_fetch(
+        self, records: Any, active: Any, batch_topics: frozenset[str], seeked: bool
+    ) -> tuple[
+        list[tuple[TP, Sequence[Any]]], list[tuple[TP, Sequence[Any]]], dict[TP, Sequence[Any]]
+    ]:
+        """One fetch (aiokafka: tp -> list of records) as the input topics' segments
+        to hand over (in offset order, each record once), the other topics'
+        records (Faust's per-message path) and records fetched before a seek."""
+        segments: list[tuple[TP, Sequence[Any]]] = []
+        others: list[tuple[TP, Sequence[Any]]] = []
+        rewind: dict[TP, Sequence[Any]] = {}
+        buffered = self._buffered_partitions
+        for tp, recs in records.items():
+            if active is not None and tp not in active and tp not in buffered:
+                continue
+            if tp.topic not in batch_topics:
+                others.append((tp, recs))
+            elif seeked and recs[0].offset != self._next_offset.get(tp):
+                # A seek ran while this was fetched and these records do not
+                # start where it put the partition: fetched before it.
+                rewind[tp] = recs
+            else:
+                kept = self._take_in_order(tp, recs)
+                if kept:
+                    segments.append((tp, kept))
+        return segments, others, rewind
 
     async def _rewind(self, records: Any, batch_topics: frozenset[str], generation: int) -> None:
         """Make sure the input records of a fetch that is not delivered are fetched
