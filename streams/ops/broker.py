@@ -22,7 +22,7 @@ from pathlib import Path
 
 __all__ = ["BrokerError", "LocalBroker", "new_cluster_id"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # streams/ops/broker.py
 POM = REPO_ROOT / "kafka" / "pom.xml"
 KAFKA_MAIN_CLASS = "kafka.Kafka"
 

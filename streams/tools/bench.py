@@ -67,7 +67,7 @@ __all__ = [
     "synthetic_records",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # streams/tools/bench.py
 RESULTS = Path(".segmenter") / "bench-results.md"
 BASELINE_OUTPUT = "bench-baseline-out"
 #: Counters whose sum over topics is "events handled" (every input message ends in one).
