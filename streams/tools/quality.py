@@ -68,6 +68,7 @@ from models.cluster_vector import FEATURES, cluster_vector
 from models.clustering import SegmentLearner
 from models.customer import CustomerState
 from models.eventtime import MS_PER_DAY, parse_ts
+from models.k_selection import adjusted_rand_index
 from models.processing import (
     CustomerProcessor,
     result_features,
@@ -223,29 +224,15 @@ def _ratio(a: float, b: float) -> float:
 
 
 def ari(labels: Sequence[Any], truth: Sequence[Any]) -> float:
-    """Adjusted Rand index of two labelings (any hashable labels), in numpy.
+    """Adjusted Rand index of two labelings with any labels (``None`` included).
 
     Same value as ``sklearn.metrics.adjusted_rand_score``; 1 for identical
-    partitions, about 0 for random ones.
+    partitions, about 0 for random ones. The labels are compared as text and
+    scored by :func:`models.k_selection.adjusted_rand_index`.
     """
-    _, a = np.unique(np.asarray([str(x) for x in labels]), return_inverse=True)
-    _, b = np.unique(np.asarray([str(x) for x in truth]), return_inverse=True)
-    n = len(a)
-    if n < 2:
-        return 1.0
-    table = np.zeros((a.max() + 1, b.max() + 1), dtype=np.int64)
-    np.add.at(table, (a, b), 1)
-
-    def pairs(x: np.ndarray) -> float:
-        return float((x * (x - 1) // 2).sum())
-
-    index = pairs(table)
-    rows, cols = pairs(table.sum(1)), pairs(table.sum(0))
-    expected = rows * cols / (n * (n - 1) / 2)
-    maximum = (rows + cols) / 2
-    if maximum == expected:
-        return 1.0
-    return float((index - expected) / (maximum - expected))
+    return adjusted_rand_index(
+        np.asarray([str(x) for x in labels]), np.asarray([str(x) for x in truth])
+    )
 
 
 def standardise(rows: Iterable[Sequence[float | None]]) -> np.ndarray:
