@@ -215,7 +215,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     # created by `segmenter topics create`.
     outputs = {
         name: ProducerTopic(app, settings.topic(name))
-        for name in (*OUTPUT_TOPICS, REPARTITION_TOPIC)
+        for name in (*OUTPUT_TOPICS, REPARTITION_TOPIC, CLOCK_TOPIC)
     }
     training = raw_topic(TRAINING_TOPIC, partitions=1)
     models = raw_topic(MODELS_TOPIC, partitions=1)

@@ -125,12 +125,7 @@ def _install_clock_timer(
                 if partition not in sweeps:
                     last_pass[partition] = (day_of(now), wall, model)
                 await ticks.send(value=b"{}", partition=partition)
-            stats = rt.partition_stats.get(partition, {})
-            message = {"clock_ms": rt.partition_clock.get(partition, 0), **stats}
-            # Until derived here, the KPI sums its previous owner published stand.
-            kpis = rt.kpis.record(partition) or rt.remote_stats.get(f"p{partition}", {}).get("kpis")
-            if kpis is not None:
-                message["kpis"] = kpis
+            message = rt.partition_record(partition)
             if message != rt.remote_stats.get(f"p{partition}"):
                 await clock_topic.send(key=f"p{partition}".encode(), value=encode(message))
         rt.metrics.set_segment_kpis(rt.kpis.local_totals(assigned), day_of(rt.clock.now_ms))

@@ -37,6 +37,7 @@ from models.processing import (
 )
 from schemas import InvalidEvent, dead_letter, validate
 from streams.codec import decode_state, encode
+from streams.topics import CLOCK_TOPIC
 from streams.worker.audiences import (
     MEMBERSHIPS_TOPIC,
     membership_records,
@@ -471,7 +472,15 @@ class Pipeline:
             if batch.sending is not None:
                 await batch.sending  # (never raises: what it could not send, flush sends)
             outputs.extend(batch.outbox)
-        for record in await outputs.flush():
+        # ... with each partition's clock, if it moved: committed offsets never run
+        # ahead of the published clock, so a worker that restarts (or takes the
+        # partition over) without new events still knows how far the stream is.
+        clock_records, clocks = self._clock_records()
+        flushed, _ = await asyncio.gather(outputs.flush(), clock_records.flush())
+        for partition, clock_ms in clocks.items():
+            published = self.rt.clock_published.get(partition, 0)
+            self.rt.clock_published[partition] = max(clock_ms, published)
+        for record in flushed:
             self.rt.metrics.output(record.output)
             if record.latency_kind is not None:
                 self.rt.metrics.observe_emit_latency(
@@ -490,6 +499,15 @@ class Pipeline:
             self.rt.metrics.output(record.output)
         for batch in batches:
             batch.confirmations.clear()
+
+    def _clock_records(self) -> tuple[Outbox, dict[int, int]]:
+        """The stream-clock records of the partitions whose clock moved, and those clocks."""
+        records, clocks = Outbox(self.outputs), {}
+        for partition in self.rt.clocks_to_publish():
+            message = self.rt.partition_record(partition)
+            records.add(CLOCK_TOPIC, f"p{partition}".encode(), encode(message))
+            clocks[partition] = message["clock_ms"]
+        return records, clocks
 
     def parse(self, topic: str, message: Any, batch: Batch) -> dict[str, Any] | None:
         """The validated event, or ``None`` after dead-lettering (or dropping) the message,

@@ -45,6 +45,8 @@ class Runtime:
     churn_message: dict[str, Any] | None = None
     training_buffer: list[dict[str, Any]] = field(default_factory=list)
     partition_clock: dict[int, int] = field(default_factory=dict)
+    # partition -> the clock this worker last had acknowledged on the stream-clock topic
+    clock_published: dict[int, int] = field(default_factory=dict)
     partition_stats: dict[int, dict[str, Any]] = field(default_factory=dict)
     remote_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     # partition -> {stream day: cluster changes} (models.change_rate)
@@ -75,6 +77,33 @@ class Runtime:
             self.model_pace.started(ts_ms, time.monotonic())
         if ts_ms > self.partition_clock.get(partition, 0):
             self.partition_clock[partition] = ts_ms
+
+    def partition_record(self, partition: int) -> dict[str, Any]:
+        """The partition's record on the stream-clock topic: its clock, the
+        statistics of its last pass and its KPI sums.
+
+        The clock never goes below what was published for the partition before:
+        a worker that restarts or takes the partition over has seen none of its
+        events yet, and the topic is compacted (only the newest record stays).
+        """
+        key = f"p{partition}"
+        clock_ms = max(self.partition_clock.get(partition, 0), self.clock.remote_ms.get(key, 0))
+        message: dict[str, Any] = {"clock_ms": clock_ms, **self.partition_stats.get(partition, {})}
+        # Until derived here, the KPI sums its previous owner published stand.
+        kpis = self.kpis.record(partition) or self.remote_stats.get(key, {}).get("kpis")
+        if kpis is not None:
+            message["kpis"] = kpis
+        return message
+
+    def clocks_to_publish(self) -> list[int]:
+        """Partitions whose clock moved past what the stream-clock topic holds."""
+        published = self.clock_published
+        heard = self.clock.remote_ms
+        return [
+            partition
+            for partition, clock_ms in self.partition_clock.items()
+            if clock_ms > max(published.get(partition, 0), heard.get(f"p{partition}", 0))
+        ]
 
     def salt(self) -> bytes:
         """The learner-key salt; an error before it is loaded (never an unsalted key)."""

@@ -93,3 +93,27 @@ async def test_an_event_that_fails_half_way_leaves_nothing_of_itself_in_the_batc
     assert (
         app.segmenter.metrics.sample("segmenter_events_processed_total", topic="purchases") == 2.0
     )
+
+
+async def test_a_commit_publishes_the_partition_clock_its_events_moved(app: Any) -> None:
+    """Offsets are acked only after the partition's clock is on the stream-clock
+    topic: a worker that restarts without new events knows how far the stream is."""
+    pipeline = app.pipeline
+    first = await pipeline.submit("purchases", [purchase_message(0, T0 + 3 * DAY)])
+    assert await asyncio.wait_for(first.done, 5)
+    clock_records = pipeline.outputs["stream-clock"].sent
+    assert [(key, value["clock_ms"]) for key, value in clock_records] == [(b"p0", T0 + 3 * DAY)]
+    # An older event does not move the clock: nothing more to publish.
+    second = await pipeline.submit("purchases", [purchase_message(1, T0 + DAY)])
+    assert await asyncio.wait_for(second.done, 5)
+    assert len(clock_records) == 1
+    assert app.segmenter.metrics.sample("segmenter_outputs_total", topic="stream-clock") is None
+
+
+async def test_a_restarted_worker_never_publishes_a_clock_behind_the_topic(app: Any) -> None:
+    rt = app.segmenter
+    rt.clock.heard("p0", T0 + 9 * DAY)  # what the partition's previous owner published
+    submission = await app.pipeline.submit("purchases", [purchase_message(0, T0 + DAY)])
+    assert await asyncio.wait_for(submission.done, 5)
+    assert app.pipeline.outputs["stream-clock"].sent == []
+    assert rt.partition_record(0)["clock_ms"] == T0 + 9 * DAY  # (the timer's record too)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from schemas import OUTPUT_TOPICS
 from streams.settings import Settings
+from streams.topics import CLOCK_TOPIC
 from streams.worker.app import create_app
 from streams.worker.state_table import StateTable
 from tests.streams.conftest import Feeder
@@ -167,7 +168,7 @@ def ordered_app(tmp_path: Any) -> Any:
     app.segmenter.broadcast_caught_up.set()
     app.segmenter.learner_salt = b"order-tests"
     log: list[str] = []
-    app.pipeline.outputs = {name: OrderedTopic(name, log) for name in OUTPUT_TOPICS}
+    app.pipeline.outputs = {name: OrderedTopic(name, log) for name in (*OUTPUT_TOPICS, CLOCK_TOPIC)}
     for state in (app.pipeline.customers, app.pipeline.suppressions):
         state.send = Broker(log).send
     app.finalize()
