@@ -20,7 +20,7 @@ What happens to the document here, and nowhere else:
   messages applied per input topic (``"off"``), :func:`source_applied` /
   :func:`mark_source_applied` the one of rerouted messages per source
   topic-partition (``"rp"``);
-* :func:`opt_out`, :func:`opt_in` and :func:`erase` are the privacy
+* :func:`opt_out`, :func:`opt_in` and :data:`ERASED` are the privacy
   transitions: what the table holds for the customer afterwards.
 
 Examples
@@ -34,8 +34,8 @@ Examples
 >>> opted = opt_out(state, 1_700_000_100_000)
 >>> opted["opted_out"], opted["since_ms"], "off" in opted, "born" in opted
 (True, 1700000100000, False, False)
->>> opt_in(opted) is None, erase(state) is None
-(True, True)
+>>> opt_in(opted) is None
+True
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ from typing import Any, Required, TypedDict
 from models import dedup, features
 
 __all__ = [
+    "ERASED",
     "ChurnState",
     "CustomerState",
     "SegmentEntry",
     "already_applied",
-    "erase",
     "is_opted_out",
     "mark_applied",
     "mark_source_applied",
@@ -335,18 +335,9 @@ def opt_in(state: CustomerState | None) -> CustomerState | None:
     return None if is_opted_out(state) else state
 
 
-def erase(state: CustomerState | None) -> CustomerState | None:
-    """What the table holds after an erasure: nothing (a tombstone), whatever
-    ``state`` was, opted-out record included. (Always ``None``; typed like
-    :func:`opt_in`, whose result also replaces the stored document.)
-
-    The erase time (and the consent decision, which an erasure does not
-    undo) is kept apart, in the ``suppressions`` table (``streams.worker.privacy_gate``),
-    so a replay of older events cannot recreate the profile.
-
-    Examples
-    --------
-    >>> erase(new_state(born=1)) is None, erase(opt_out(None, 7)) is None
-    (True, True)
-    """
-    return None
+# What the table holds after an erasure: nothing (a tombstone), whatever the
+# customer's record was, opted-out record included. The erase time (and the
+# consent decision, which an erasure does not undo) is kept apart, in the
+# ``suppressions`` table (``streams.worker.privacy_gate``), so a replay of older
+# events cannot recreate the profile.
+ERASED: CustomerState | None = None

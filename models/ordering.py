@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,11 +128,14 @@ class EventTimeOrder:
         queues.setdefault(topic, deque()).append((ts, offset, item))
         self._count += 1
 
-    def _next(self, partition: int) -> tuple[float, str] | None:
-        """Time and topic of the partition's next event in order, if any is held."""
+    def _next(self, partition: int, among: Iterable[str] | None = None) -> tuple[float, str] | None:
+        """Time and topic of the partition's next event in order (ties: topic
+        rank), if any is held; only on the topics ``among``, when given."""
         best: tuple[float, int, str] | None = None
         rank = self._rank
-        for topic, queue in self._held.get(partition, {}).items():
+        held = self._held.get(partition, {})
+        queues = held.items() if among is None else ((t, held.get(t)) for t in among)
+        for topic, queue in queues:
             if queue:
                 candidate = (queue[0][0], rank.get(topic, len(rank)), topic)
                 if best is None or candidate < best:
@@ -211,16 +214,10 @@ class EventTimeOrder:
         if any(not caught_up(topic, partition) for topic in self.topics):
             return []
         out: list[Any] = []
-        queues = self._held[partition]
-        while True:  # merged in (ts, topic rank) order, as release would
-            heads = [
-                (queues[topic][0][0], self._rank.get(topic, len(self._rank)), topic)
-                for topic in self.unpaced
-                if queues.get(topic)
-            ]
-            if not heads:
-                return out
-            out.append(self._pop(partition, min(heads)[2]))
+        # merged in (ts, topic rank) order, as release would
+        while (upcoming := self._next(partition, among=self.unpaced)) is not None:
+            out.append(self._pop(partition, upcoming[1]))
+        return out
 
     def past_limit(self) -> list[tuple[str, int]]:
         """The (topic, partition)s read up to or past :attr:`limit`: nothing more is

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import urllib.error
 import urllib.parse
@@ -353,37 +352,13 @@ def customer(
     raw: Annotated[bool, typer.Option(help="Print the JSON document as is.")] = False,
 ) -> None:
     """Show a customer's features, segments and churn risk (from any worker)."""
+    from streams.ops.cli_reports import fetch
     from streams.ops.tailing import render_customer
 
-    settings = _settings()
-    host = settings.web_host
-    if host in ("0.0.0.0", "::"):  # a worker listening everywhere answers locally
-        host = "127.0.0.1"
-    elif ":" in host:
-        host = f"[{host}]"
-    base = f"http://{host}:{settings.web_port}"
     # Any id is a path segment: spaces, slashes and non-ASCII are percent-encoded.
-    url = f"{base}/customers/{urllib.parse.quote(customer_id, safe='')}"
-    from streams.worker.http_security import authorization_header
-
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    request = urllib.request.Request(url, headers=authorization_header(token))
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            document = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise CliError(
-                f"customer {customer_id!r} is unknown (or opted out or erased) on {base}", 1
-            ) from exc
-        detail = " ".join(exc.read().decode(errors="replace").split())[:200]
-        raise CliError(f"the worker on {base} answered {exc.code}: {detail}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CliError(
-            f"no worker answers on {base} ({reason}); is `segmenter worker` running with "
-            "the same SEGMENTER_WEB_HOST / SEGMENTER_WEB_PORT?"
-        ) from exc
+    path = f"/customers/{urllib.parse.quote(customer_id, safe='')}"
+    unknown = f"customer {customer_id!r} is unknown (or opted out or erased)"
+    document = fetch(_settings(), path, timeout=10, not_found=unknown)
     if raw:
         typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
     else:

@@ -39,15 +39,23 @@ def worker_url(settings: Settings) -> str:
     return f"http://{host}:{settings.web_port}"
 
 
-def fetch(settings: Settings, path: str) -> Any:
-    """``GET path`` from the worker, as JSON; a :class:`CliError` when that fails."""
+def fetch(
+    settings: Settings, path: str, *, timeout: float = 30.0, not_found: str | None = None
+) -> Any:
+    """``GET path`` from the worker, as JSON; a :class:`CliError` when that fails.
+
+    ``not_found`` is the message of a 404 (exit status 1: an answer, not a
+    failure); without it a 404 is reported like any other refusal.
+    """
     base = worker_url(settings)
     token = settings.api_token.get_secret_value() if settings.api_token else None
     request = urllib.request.Request(base + path, headers=authorization_header(token))
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
+        if exc.code == 404 and not_found is not None:
+            raise CliError(f"{not_found} on {base}", 1) from exc
         detail = " ".join(exc.read().decode(errors="replace").split())[:200]
         raise CliError(f"the worker on {base} answered {exc.code} to {path}: {detail}") from exc
     except (urllib.error.URLError, OSError) as exc:

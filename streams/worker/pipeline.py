@@ -807,7 +807,7 @@ class Pipeline:
                 self.send_tombstones(batch, customer_id, state)
                 self.count_kpis(customer_id, partition, state.get("kc"), None)
                 details["dedup_ids"] = dedup.id_count(state.get("dedup", {}))
-                working.replace(customer_id, partition, customer.erase(state))  # tombstone
+                working.replace(customer_id, partition, customer.ERASED)  # tombstone
                 details["table_entries"] = 1
                 details["changelog_tombstones"] = 1
             else:

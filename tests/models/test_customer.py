@@ -16,7 +16,6 @@ from models import dedup, features
 from models.customer import (
     CustomerState,
     already_applied,
-    erase,
     is_opted_out,
     mark_applied,
     mark_source_applied,
@@ -201,9 +200,3 @@ def test_an_opt_in_tombstones_an_opted_out_record_and_keeps_a_profile() -> None:
     before = copy.deepcopy(state)
     assert opt_in(state) is state and state == before
     assert opt_in(None) is None
-
-
-def test_an_erasure_leaves_nothing_of_the_document() -> None:
-    assert erase(profiled()) is None
-    assert erase(opt_out(profiled(), T0)) is None
-    assert erase(None) is None
