@@ -33,8 +33,6 @@ import platform
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,23 +49,24 @@ import orjson
 
 from models.customer import CustomerState
 from models.eventtime import MS_PER_DAY
-from streams.ops.producing import RateLimiter
+from streams.ops.producing import RateLimiter, produce
 from streams.settings import Settings
+from streams.tools.worker_process import WorkerProcess
 from streams.topics import INPUT_TOPICS, changelog_topic, create_topics
 
 __all__ = [
     "BenchConfig",
-    "WorkerProcess",
     "events_handled",
     "histogram_quantile",
     "main",
     "parse_metrics",
     "render_table",
     "run",
+    "scrape_metrics",
     "synthetic_records",
+    "worker_command",
 ]
 
-REPO = Path(__file__).resolve().parents[2]  # streams/tools/bench.py
 RESULTS = Path(".segmenter") / "bench-results.md"
 BASELINE_OUTPUT = "bench-baseline-out"
 #: Counters whose sum over topics is "events handled" (every input message ends in one).
@@ -159,17 +158,6 @@ def mem_total_mb() -> int:
     return 0
 
 
-def proc_status_kb(pid: int, field_name: str) -> int | None:
-    """A ``kB`` field (``VmHWM``, ``VmRSS``) of ``/proc/<pid>/status``."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
 def proc_cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of process ``pid`` (all its threads)."""
     try:
@@ -211,6 +199,34 @@ def metric_sum(samples: Samples, name: str, **match: str) -> float:
         if sample_name == name and all((k, v) in labels for k, v in match.items()):
             total += value
     return total
+
+
+def scrape_metrics(worker: WorkerProcess, attempts: int = 20) -> Samples:
+    """Scrape a worker's ``/metrics``; a refused or failed scrape is retried while it lives."""
+    for attempt in range(attempts):
+        worker.check_alive()
+        try:
+            status, body = worker.request("/metrics")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            if attempt == attempts - 1:
+                raise RuntimeError(f"/metrics failed: {exc}\n{worker.log_tail()}") from exc
+            time.sleep(0.5)
+            continue
+        if status == 200:
+            return parse_metrics(body.decode())
+        time.sleep(0.5)
+    raise RuntimeError(f"/metrics kept failing\n{worker.log_tail()}")
+
+
+def worker_command(profile: Path | None = None) -> list[str]:
+    """``segmenter worker``, under pyinstrument when ``profile`` names its output."""
+    segmenter = str(Path(sys.executable).with_name("segmenter"))
+    if profile is None:
+        return [segmenter, "worker"]
+    pyinstrument = str(Path(sys.executable).with_name("pyinstrument"))
+    session = str(profile.with_suffix(".pyisession"))
+    # A 5 ms sampling interval keeps the session small enough to render quickly.
+    return [pyinstrument, "-i", "0.005", "-r", "pyisession", "-o", session, segmenter, "worker"]
 
 
 def events_handled(samples: Samples) -> int:
@@ -348,32 +364,14 @@ async def produce_all(
     bootstrap: str, prefix: str, records: Iterable[Record], *, progress: Callable[[int], None]
 ) -> int:
     """Send every record as fast as the producer allows; return how many."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+    return await produce(
+        bootstrap,
+        ((prefix + topic, key, value) for topic, key, value in records),
+        progress=progress,
         linger_ms=20,
         max_batch_size=512 * 1024,
-        acks="all",
-        enable_idempotence=True,
+        window=20_000,
     )
-    await producer.start()
-    sent = 0
-    pending: list[asyncio.Future[Any]] = []
-    try:
-        for topic, key, value in records:
-            pending.append(await producer.send(prefix + topic, value=value, key=key))
-            sent += 1
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-                progress(sent)
-        await asyncio.gather(*pending)
-        await producer.flush()
-    finally:
-        await producer.stop()
-    progress(sent)
-    return sent
 
 
 # -- topics ----------------------------------------------------------------------------
@@ -497,131 +495,6 @@ async def run_baseline(bootstrap: str, prefix: str, total: int, timeout: float) 
 
 
 # -- worker processes ---------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class WorkerProcess:
-    """A ``segmenter worker`` subprocess with its own port, data dir and group."""
-
-    bootstrap: str
-    prefix: str
-    app_id: str
-    data_dir: Path
-    partitions: int = 4
-    profile: Path | None = None
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "worker.log"
-
-    def command(self) -> list[str]:
-        segmenter = str(Path(sys.executable).with_name("segmenter"))
-        if self.profile is None:
-            return [segmenter, "worker"]
-        pyinstrument = str(Path(sys.executable).with_name("pyinstrument"))
-        session = str(self.profile.with_suffix(".pyisession"))
-        # A 5 ms sampling interval keeps the session small enough to render quickly.
-        return [pyinstrument, "-i", "0.005", "-r", "pyisession", "-o", session, segmenter, "worker"]
-
-    def start(self) -> WorkerProcess:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.update(
-            {
-                "SEGMENTER_KAFKA_BOOTSTRAP": self.bootstrap,
-                "SEGMENTER_TOPIC_PREFIX": self.prefix,
-                "SEGMENTER_APP_ID": self.app_id,
-                "SEGMENTER_PARTITIONS": str(self.partitions),
-                "SEGMENTER_WEB_PORT": str(self.port),
-                "SEGMENTER_DATA_DIR": str(self.data_dir),
-                "SEGMENTER_LOG_LEVEL": os.environ.get("SEGMENTER_BENCH_LOG_LEVEL", "info"),
-            }
-        )
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command(),
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def get(self, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
-
-    def metrics(self, attempts: int = 20) -> Samples:
-        """Scrape ``/metrics``; a refused or failed scrape is retried while the worker lives."""
-        for attempt in range(attempts):
-            self.check_alive()
-            try:
-                status, body = self.get("/metrics")
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                if attempt == attempts - 1:
-                    raise RuntimeError(f"/metrics failed: {exc}\n{self.log_tail()}") from exc
-                time.sleep(0.5)
-                continue
-            if status == 200:
-                return parse_metrics(body.decode())
-            time.sleep(0.5)
-        raise RuntimeError(f"/metrics kept failing\n{self.log_tail()}")
-
-    def check_alive(self) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
-
-    def wait_ready(self, timeout: float = 120.0) -> float:
-        """Wait for ``GET /ready``; return the seconds it took."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            self.check_alive()
-            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-                if self.get("/ready", timeout=5)[0] == 200:
-                    return time.monotonic() - started
-            time.sleep(0.25)
-        raise RuntimeError(f"worker not ready after {timeout:.0f}s:\n{self.log_tail()}")
-
-    def rss_kb(self) -> int | None:
-        return proc_status_kb(self.pid, "VmRSS")
-
-    def hwm_kb(self) -> int | None:
-        return proc_status_kb(self.pid, "VmHWM")
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout: float = 60.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-
 @dataclass
 class WorkerRun:
     throughput: Throughput
@@ -666,7 +539,7 @@ def drain(
     while time.monotonic() < deadline:
         worker.check_alive()
         now = time.perf_counter()
-        done = events_handled(worker.metrics())
+        done = events_handled(scrape_metrics(worker))
         cpu = proc_cpu_seconds(worker.pid)
         if done and first is None:
             first = (now, done, cpu)
@@ -757,7 +630,7 @@ async def measure_latency(
         for topic, key, value in records:
             if not histogram_before and time.time() >= started + warmup:
                 histogram_before = histogram_buckets(
-                    await asyncio.to_thread(worker.metrics), LATENCY_HISTOGRAM
+                    await asyncio.to_thread(scrape_metrics, worker), LATENCY_HISTOGRAM
                 )
                 limiter = RateLimiter(rate)
             now_ms = int(time.time() * 1000)
@@ -775,13 +648,13 @@ async def measure_latency(
         target = len(records)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            samples = await asyncio.to_thread(worker.metrics)
+            samples = await asyncio.to_thread(scrape_metrics, worker)
             if events_handled(samples) >= target:
                 break
             await asyncio.sleep(0.25)
         await asyncio.sleep(1.0)
         histogram_after = histogram_buckets(
-            await asyncio.to_thread(worker.metrics), LATENCY_HISTOGRAM
+            await asyncio.to_thread(scrape_metrics, worker), LATENCY_HISTOGRAM
         )
     finally:
         stop.set()
@@ -885,14 +758,15 @@ class Run:
         self, prefix: str, name: str, profile: Path | None = None, app_id: str = ""
     ) -> WorkerProcess:
         """Start a worker on ``prefix`` (consumer group ``app_id``, default ``<prefix>app``)."""
-        worker = WorkerProcess(
+        worker = WorkerProcess.configured(
             bootstrap=self.bootstrap,
             prefix=prefix,
             app_id=app_id or f"{prefix}app",
-            data_dir=self.root / f"{name}-{len(self.workers)}",
             partitions=self.config.partitions,
-            profile=profile,
+            data_dir=self.root / f"{name}-{len(self.workers)}",
+            log_level=os.environ.get("SEGMENTER_BENCH_LOG_LEVEL", "info"),
         )
+        worker.command = worker_command(profile)
         self.workers.append(worker)
         return worker.start()
 
@@ -1010,7 +884,7 @@ def _worker_phase(bench: Run, results: Results, prefix: str, total: int) -> None
     ready = worker.wait_ready()
     idle = worker.rss_kb()
     throughput = drain(worker, total, config.timeout, progress=_progress("worker", total))
-    size, commit = batch_stats(worker.metrics())
+    size, commit = batch_stats(scrape_metrics(worker))
     results.worker = WorkerRun(
         throughput, ready, worker.hwm_kb(), worker.rss_kb(), idle, size, commit
     )
@@ -1112,27 +986,20 @@ def changelog_records(
 async def produce_changelog(
     bootstrap: str, topic: str, records: Iterable[tuple[int, bytes, bytes]], total: int
 ) -> int:
-    from aiokafka import AIOKafkaProducer
+    def progress(sent: int) -> None:
+        if sent % 200_000 == 0:
+            say(f"changelog: {sent:,}/{total:,}")
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1024 * 1024, acks=1
+    # (acks=1: a preload of the benchmark's own, written as fast as the broker takes it)
+    return await produce(
+        bootstrap,
+        ((topic, key, value, partition) for partition, key, value in records),
+        progress=progress,
+        acks=1,
+        linger_ms=50,
+        max_batch_size=1024 * 1024,
+        window=50_000,
     )
-    await producer.start()
-    sent = 0
-    pending: list[asyncio.Future[Any]] = []
-    try:
-        for partition, key, value in records:
-            pending.append(await producer.send(topic, value=value, key=key, partition=partition))
-            sent += 1
-            if len(pending) >= 50_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-                if sent % 200_000 == 0:
-                    say(f"changelog: {sent:,}/{total:,}")
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return sent
 
 
 @dataclass

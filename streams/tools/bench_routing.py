@@ -35,7 +35,7 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,27 +127,19 @@ async def produce_placed(
 ) -> int:
     """Send records keyed on their murmur2 partition (``direct``), keyed one partition
     off (``rerouted``), or without a key on a seeded random partition (``unkeyed``)."""
-    from aiokafka import AIOKafkaProducer
+    from streams.ops.producing import produce
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
-    await producer.start()
-    sent = 0
     spread = random.Random(7)
-    try:
-        pending = []
+
+    def placed() -> Iterator[tuple[str, bytes | None, bytes, int]]:
         for topic, key, value in records:
             if mode == "unkeyed":
-                key, partition = None, spread.randrange(partitions)
+                yield prefix + topic, None, value, spread.randrange(partitions)
             else:
                 partition = (partition_for(key, partitions) + (mode == "rerouted")) % partitions
-            pending.append(
-                await producer.send(prefix + topic, value=value, key=key, partition=partition)
-            )
-            sent += 1
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-    return sent
+                yield prefix + topic, key, value, partition
+
+    return await produce(bootstrap, placed(), linger_ms=20)
 
 
 @dataclass
@@ -166,13 +158,14 @@ def measure_hop(
 ) -> dict[str, Hop]:
     """mode -> what the worker did with the same history (see the module docstring)."""
     from streams.tools.bench import (
-        WorkerProcess,
         bench_settings,
         delete_topics,
         drain,
         history_records,
         metric_sum,
+        scrape_metrics,
     )
+    from streams.tools.worker_process import WorkerProcess
     from streams.topics import create_topics
 
     tag = f"hop{uuid.uuid4().hex[:6]}"
@@ -188,14 +181,18 @@ def measure_hop(
                 total = asyncio.run(
                     produce_placed(bootstrap, prefix, records, partitions, mode=mode)
                 )
-                worker = WorkerProcess(
-                    bootstrap, prefix, settings.app_id, Path(tmp) / mode, partitions
+                worker = WorkerProcess.configured(
+                    bootstrap=bootstrap,
+                    prefix=prefix,
+                    app_id=settings.app_id,
+                    partitions=partitions,
+                    data_dir=Path(tmp) / mode,
                 ).start()
                 try:
                     worker.wait_ready()
                     done = drain(worker, total, timeout=900)
                     time.sleep(1.0)  # (the last marks and their commit)
-                    samples = worker.metrics()
+                    samples = scrape_metrics(worker)
                 finally:
                     worker.stop()
                 forwards = int(metric_sum(samples, "segmenter_events_repartitioned_total"))

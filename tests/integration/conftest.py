@@ -7,14 +7,7 @@ each other's data on the shared broker that `make test` started.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,14 +16,27 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from streams.ops.broker import LocalBroker, metadata_ping
+from streams.ops.producing import produce
 from streams.settings import Settings
+from streams.tools.worker_process import REPO, SEGMENTER, WorkerProcess, free_port
 from streams.topics import create_topics
 
-REPO = Path(__file__).resolve().parents[2]
-SEGMENTER = str(Path(sys.executable).with_name("segmenter"))
+__all__ = [
+    "REPO",
+    "SEGMENTER",
+    "Stack",
+    "Worker",
+    "free_port",
+    "handled_total",
+    "metric_total",
+    "wait_for",
+]
+
+# One worker harness for the tests and the benchmarks (streams.tools.worker_process).
+Worker = WorkerProcess
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,82 +54,6 @@ def bootstrap() -> str:
     except Exception:
         LocalBroker(REPO / ".segmenter", heap=settings.kafka_heap).start()
     return settings.kafka_bootstrap
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Worker:
-    """A `segmenter worker` subprocess."""
-
-    env: dict[str, str]
-    port: int
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    command: list[str] = field(default_factory=lambda: [SEGMENTER, "worker"])
-
-    def start(self) -> Worker:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=REPO, start_new_session=True,
-        )  # fmt: skip
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def get(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as response:
-                return response.status, orjson.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            body = exc.read()
-            try:
-                return exc.code, orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return exc.code, body.decode(errors="replace")
-
-    def text(self, path: str) -> str:
-        with urllib.request.urlopen(self.url + path, timeout=10) as response:
-            return str(response.read().decode())
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.log_tail()}")
-            try:
-                status, _ = self.get("/ready")
-                if status == 200:
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
 
 
 @dataclass
@@ -151,36 +81,27 @@ class Stack:
         return self.prefix + name
 
     def worker(self, name: str = "w1", port: int | None = None, start: bool = True) -> Worker:
-        port = port or free_port()
-        data_dir = self.root / name
-        data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.update(
-            {
-                "SEGMENTER_KAFKA_BOOTSTRAP": self.bootstrap,
-                "SEGMENTER_TOPIC_PREFIX": self.prefix,
-                "SEGMENTER_APP_ID": self.app_id,
-                "SEGMENTER_PARTITIONS": str(self.partitions),
-                "SEGMENTER_WEB_PORT": str(port),
-                "SEGMENTER_DATA_DIR": str(data_dir),
-                "SEGMENTER_LOG_LEVEL": "info",
-                **self.extra_env,
-            }
+        worker = WorkerProcess.configured(
+            bootstrap=self.bootstrap,
+            prefix=self.prefix,
+            app_id=self.app_id,
+            partitions=self.partitions,
+            data_dir=self.root / name,
+            port=port,
+            extra_env=self.extra_env,
         )
-        worker = Worker(env=env, port=port, log_path=data_dir / "worker.log")
         self.workers.append(worker)
         if start:
             worker.start()
-            worker.wait_ready()
+            worker.wait_ready(timeout=90)
         return worker
 
     async def produce(
         self, records: list[tuple[str, Any]], key: Callable[[Any], Any] | None = None
     ) -> None:
         """Send (topic, event-or-bytes) records keyed by customer_id."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks="all")
-        await producer.start()
-        try:
+
+        def encoded() -> Iterator[tuple[str, bytes | None, bytes]]:
             for topic, event in records:
                 if isinstance(event, bytes | bytearray):
                     value, k = bytes(event), None
@@ -188,12 +109,9 @@ class Stack:
                     value, k = orjson.dumps(event), event.get("customer_id")
                 if key is not None:
                     k = key(event)
-                await producer.send(
-                    self.topic(topic), value=value, key=k.encode() if isinstance(k, str) else k
-                )
-            await producer.flush()
-        finally:
-            await producer.stop()
+                yield self.topic(topic), k.encode() if isinstance(k, str) else k, value
+
+        await produce(self.bootstrap, encoded(), linger_ms=5)
 
     async def consume(
         self,

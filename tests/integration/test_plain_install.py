@@ -108,20 +108,6 @@ def install(venv: Path, wheel: Path, cwd: Path) -> None:
     run(*offline, cwd=cwd)
 
 
-class InstalledWorker(Worker):
-    """A worker run by the fresh virtualenv's `segmenter`, outside the repository."""
-
-    executable: Path = Path()
-
-    def start(self) -> InstalledWorker:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(self.executable), "worker"], env=self.env, stdout=log,
-            stderr=subprocess.STDOUT, cwd=self.log_path.parent, start_new_session=True,
-        )  # fmt: skip
-        return self
-
-
 @pytest.mark.timeout(900)  # a first run downloads every dependency's wheel
 def test_wheel_in_a_fresh_venv_without_extras_runs_a_worker(
     stack: Stack, tmp_path: Path, record_property: pytest.RecordProperty
@@ -154,8 +140,11 @@ def test_wheel_in_a_fresh_venv_without_extras_runs_a_worker(
     lap("import every module")
 
     worker = stack.worker("plain", start=False)
-    plain = InstalledWorker(env=worker.env, port=worker.port, log_path=worker.log_path)
-    plain.executable = venv / "bin" / "segmenter"
+    # The fresh virtualenv's `segmenter`, run outside the repository.
+    plain = Worker(
+        env=worker.env, port=worker.port, log_path=worker.log_path,
+        command=[str(venv / "bin" / "segmenter"), "worker"], cwd=worker.log_path.parent,
+    )  # fmt: skip
     stack.workers[-1] = plain
     plain.start()
     plain.wait_ready(timeout=120)

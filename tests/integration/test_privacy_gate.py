@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from streams.ops.producing import produce
 from tests.integration.conftest import Stack, handled_total, metric_total, wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -38,14 +38,7 @@ async def send_raw(
     stack: Stack, topic: str, records: list[tuple[bytes | None, bytes, int]]
 ) -> None:
     """(key, value, partition) records, as a producer that sets the partition itself."""
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
-    await producer.start()
-    try:
-        for key, value, partition in records:
-            await producer.send(stack.topic(topic), value=value, key=key, partition=partition)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    await produce(stack.bootstrap, [(stack.topic(topic), k, v, p) for k, v, p in records])
 
 
 def partition_of(customer: str, partitions: int) -> int:

@@ -22,10 +22,10 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
 from models.eventtime import format_ts
+from streams.ops.producing import produce
 from tests.integration.conftest import Stack, wait_for
 from tests.integration.fault.conftest import history, read_topic, wait_committed, wait_features
 from tests.reference import reference_features
@@ -112,12 +112,7 @@ def test_poison_messages_are_dead_lettered_and_the_partition_goes_on(
 
 
 async def produce_raw(stack: Stack, topic: str, partition: int, key: bytes, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value=value, key=key, partition=partition)
-    finally:
-        await producer.stop()
+    await produce(stack.bootstrap, [(topic, key, value, partition)])
 
 
 def test_a_schema_valid_amount_never_corrupts_the_customer(
