@@ -264,6 +264,21 @@ class KpiTracker:
         log = [entry for entry in (old[_LOG] if old else ()) if entry[0] >= floor]
         state["kc"] = [members, flags, revenue, clv, log + entries, tallies]
 
+    def clv_moves(self, state: CustomerState, feats: Mapping[str, Any]) -> bool:
+        """Whether :meth:`evaluated` with ``feats`` would store a new CLV (it left the
+        tolerance around the stored one); ``False`` without CLV models."""
+        if self.spend is None or feats.get("T") is None:
+            return False
+        kc = state.get("kc")
+        old = kc[_CLV] if kc else None
+        clv = self._clv(
+            feats.get("frequency"),
+            feats.get("recency"),
+            feats.get("T"),
+            feats.get("monetary_value"),
+        )
+        return not _close(old, clv, self.clv_tolerance, self._clv_floor())
+
     def _clv_floor(self) -> float:
         """Changes of a CLV below this are never worth a write: ``clv_tolerance`` of
         what an unknown customer spends per purchase (values decaying towards 0
