@@ -1,0 +1,462 @@
+"""When a silent customer next needs evaluating: the due day (issue #15, item 3).
+
+The daily pass (:meth:`models.processing.CustomerProcessor.catch_up`) evaluates
+a customer without new events at the start of every day since their last
+evaluation. Almost all of those evaluations change nothing: a customer's
+features move with the clock only in a few, predictable ways. This module
+computes, for a customer just evaluated at day ``D`` (``state["eval_day"]``),
+the first day ``D' > D`` at whose start an evaluation *could* produce any
+output or state change — or an earlier day where the exact one is hard. It is
+**safe**: it is never later than the first day the day-by-day catch-up would
+change something, so evaluating only at due days gives the same outputs, with
+the same ids and times, and the same final state (``tests/models/test_due.py``
+checks exactly that against the brute force).
+
+How the features move without events
+------------------------------------
+Read at the start of day ``d > D`` (after the customer's newest event, so the
+read clock is ``d`` itself), :func:`models.features.read_features` differs from
+day to day only in
+
+* the **durations** ``T``, ``days_since_last_purchase``,
+  ``days_since_last_event``: each is ``d - constant``;
+* the **windowed counts** (``*_30d``, ``*_90d``, ``*_7d``, ``active_days_30d``,
+  ``cart_abandonment_rate``): they change only when a day bucket (or a
+  ticket's first day) leaves a window, at ``bucket day + 7 / 30 / 90``.
+
+Everything else (lifetime counts, averages, timestamps, NPS, profile) is
+constant. So the days after ``D`` split into intervals between **window
+expiries**; inside one, the feature dict is the one at the interval's start
+with the three durations shifted (:func:`shifted`).
+
+Components and their due day
+----------------------------
+=================== ================================================ ===========
+component           due day                                          exact?
+=================== ================================================ ===========
+window expiry       the next ``bucket day + 30/90`` (``+7`` only if a  bound (an
+                    rule reads a 7-day feature), ``ticket first day  expiry may
+                    + 30/90``, ``last activity + 30`` (the churn     change
+                    rhythm estimate drops a candidate there)         nothing)
+lifecycle           the days ``days_since_last_purchase`` passes the  exact per
+                    at-risk / lapsed thresholds, the tenure passes    threshold
+                    ``new_days``, a prospect's silence passes         (union)
+                    ``lapsed_days``, ``reactivated`` expires
+minimum dwell       ``since + min_dwell_days`` of every segment type  bound
+value, nps, user    constant inside an interval, unless the value     exact
+rules               feature or a user rule reads a duration: then
+                    the rules are probed day by day (cheap, no words)
+churn level         first day the level moves: the score only grows   exact (under
+                    inside an interval (P(alive) falls with ``T``,   monotonicity,
+                    inactivity grows with the silence), so one probe  checked;
+                    at the interval's last day says whether it moves  else daily
+                    and a bisection finds the day; a model with a     probes)
+                    negative weight on a time-driven factor is
+                    probed day by day
+cluster             only ``dormancy`` (``log1p`` of the silence)      exact up to
+                    moves, plus ``purchase_rate`` while the tenure    1-2 days
+                    is under 90 days (probed day by day there).       early
+                    With one moving standardised coordinate ``z``,
+                    "another centroid is closer by the hysteresis"
+                    is ``q_k(z) < 0`` for a quadratic ``q_k`` (equal
+                    curvature of all squared distances): solved per
+                    centroid, mapped back to a day through the
+                    inverse of ``log1p``, taken a day early
+learner refresh     ``last sample + 7 days`` (rounded up to a day)    exact
+churn snapshots     :meth:`ChurnTracking.next_due_day` (snapshot day  exact
+                    or the oldest pending snapshot's release)
+KPI contribution    an experiment window's end; the CLV leaving its   exact (CLV
+                    tolerance (CLV falls with ``T``: bisection as    monotone)
+                    for churn); flags and 30-day revenue are
+                    windowed, memberships follow the segments
+cluster model       a changed model (other cluster ids) makes the     exact
+                    customer due at once (``D + 1``; the sweep's
+                    ``due_for_review`` check also covers it)
+cap                 ``D + MAX_WAIT_DAYS``                             bound
+=================== ================================================ ===========
+
+Monotonicity assumptions (churn score and CLV non-decreasing / non-increasing
+in the day inside an interval) hold for the BG/NBD and Pareto/NBD quantities
+with non-negative weights; the oracle test checks them on simulated histories.
+
+Not covered: ``state["churn"]["score"]`` (a cache rewritten by every
+evaluation, never an output) and ``state["eval_day"]`` itself.
+
+How the sweep should use it (not wired yet)
+-------------------------------------------
+* After every evaluation of a customer (an accepted event — also one whose
+  evaluation was skipped, its features changed — a catch-up, a review), store
+  ``state["due"] = next_due_day(...)`` in the customer record (``None``:
+  never, e.g. opted out or never evaluated).
+* Per partition keep an in-memory index ``day -> set(customer keys)`` built
+  from ``state["due"]`` when the partition is assigned (one scan of the table
+  at start instead of evaluating everyone for every missed day), updated on
+  every write.
+* The daily pass for day ``X`` reviews only the customers indexed at days
+  ``<= X``, each with ``catch_up(..., until_day=due, reviewed_through=due - 1)``
+  repeatedly (one evaluation per due day, not per day) up to ``X``, then
+  re-indexes them. A new cluster model (other ids) makes everyone due at once,
+  as ``due_for_review`` does today; a new churn model or KPI model (whose
+  thresholds move the due days) should also mark everyone due (or recompute
+  the index), as the customer's stored due day was computed with the old one.
+* A restart or backlog then costs ``O(events + changes)`` evaluations.
+
+Measured on simulated histories (``tests/models/test_due.py``, ``pytest -s``:
+400 silent days after each of 154 stopping points of 200 separated-persona
+customers over 120 days, worker defaults): the due days skip 73.9 % of the
+brute force's daily evaluations; with a duration user rule and the KPI
+tracker (default simulator mix): 66.4 %. What remains is mostly the learner's
+weekly refresh sample (every customer with behaviour, forever: it alone caps
+the skip at 6/7), the churn snapshots every ``ceil(H / 6)`` = 15 days, and
+window expiries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from models.churn import churn_level
+from models.churn_model import ChurnModel
+from models.clustering import SegmentAssigner, cluster_vector
+from models.customer import CustomerState
+from models.eventtime import MS_PER_DAY
+from models.features import read_features
+from models.processing import (
+    REFRESH_SAMPLE_MS,
+    CustomerProcessor,
+    assigner_signature,
+    has_behaviour,
+)
+
+__all__ = [
+    "DURATION_FEATURES",
+    "MAX_WAIT_DAYS",
+    "next_due",
+    "next_due_day",
+    "shifted",
+    "window_expiry_day",
+]
+
+MAX_WAIT_DAYS = 120
+"""A customer is evaluated at least this often, whatever the analysis says."""
+DURATION_FEATURES = frozenset({"T", "days_since_last_purchase", "days_since_last_event"})
+"""The features that grow by one every day without events."""
+_SEVEN_DAY = frozenset({"orders_7d", "revenue_7d", "events_7d"})
+_CLUSTER_RATE_DAYS = 90  # purchase_rate's window stops growing once T + 1 >= 90
+# Factors of the churn model that move with the silence / tenure inside an interval.
+_TIME_FACTORS = ("not_alive", "inactivity", "low_expected_purchases")
+_MAX_LOG_IDLE = 20.0  # log1p of ~1,300 years of silence
+# experiments.py: an open window is [entry ms, end ms, arm, ...]
+_XO_END = 1
+
+
+def shifted(base: Mapping[str, Any], days: int) -> dict[str, Any]:
+    """The features ``days`` days after ``base`` (read after the customer's newest
+    event), inside an interval without window expiries: the durations grow.
+
+    >>> shifted({"T": 3, "days_since_last_event": None, "orders": 2}, 5)
+    {'T': 8, 'days_since_last_event': None, 'orders': 2}
+    """
+    out = dict(base)
+    for name in DURATION_FEATURES:
+        value = out.get(name)
+        if value is not None:
+            out[name] = value + days
+    return out
+
+
+def _rule_features(processor: CustomerProcessor) -> set[str]:
+    """Every feature the rule segments read (value feature, user rules)."""
+    config = processor.rules.config
+    names = {config.value_feature}
+    for rule in config.user_rules:
+        for case in rule.cases:
+            names.update(name.split(".")[0] for name in case.when.features_used)
+    return names
+
+
+def window_expiry_day(f: Mapping[str, Any], day: int, seven: bool = False) -> int | None:
+    """The first day after ``day`` at which a windowed feature of the feature state
+    ``f`` can change without a new event (``None``: never).
+
+    >>> window_expiry_day({"d": {"10": [1, 0, 0.0, 0, 0, 0, 0]}, "t": {}, "la": None}, 20)
+    40
+    >>> window_expiry_day({"d": {"10": [1, 0, 0.0, 0, 0, 0, 0]}, "t": {}, "la": None}, 12, True)
+    17
+    """
+    best: int | None = None
+    horizons = (7, 30, 90) if seven else (30, 90)
+
+    def consider(candidate: int) -> None:
+        nonlocal best
+        if candidate > day and (best is None or candidate < best):
+            best = candidate
+
+    for key, bucket in f["d"].items():
+        if any(bucket):
+            b = int(key)
+            for h in horizons:
+                consider(b + h)
+    for ticket in f["t"].values():
+        first = ticket[0] // MS_PER_DAY
+        consider(first + 30)
+        consider(first + 90)
+    last = f.get("la")
+    if last is not None:
+        consider(last // MS_PER_DAY + 30)
+    return best
+
+
+def _day_at_or_after_ms(ms: float) -> int:
+    """The first day whose start is at or after ``ms``, or one day earlier
+    (``floor``: never later, whatever the rounding of a fractional ``ms``)."""
+    return math.floor(ms / MS_PER_DAY)
+
+
+def _first_true(lo: int, hi: int, pred: Callable[[int], bool], monotone: bool) -> int | None:
+    """The first day in ``[lo, hi)`` where ``pred`` holds (``None``: none).
+
+    ``monotone``: ``pred`` never turns false again, so the last day decides and a
+    bisection finds the first; otherwise every day is probed."""
+    if lo >= hi:
+        return None
+    if not monotone:
+        for d in range(lo, hi):
+            if pred(d):
+                return d
+        return None
+    if not pred(hi - 1):
+        return None
+    while lo < hi - 1:
+        mid = (lo + hi - 1) // 2
+        if pred(mid):
+            hi = mid + 1
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _lifecycle_days(
+    processor: CustomerProcessor, state: CustomerState, base: Mapping[str, Any], start: int
+) -> list[int]:
+    """Every day at which a lifecycle comparison can flip (see the rules' decide)."""
+    c = processor.rules.config
+    out: list[int] = []
+    dslp = base.get("days_since_last_purchase")
+    dsle = base.get("days_since_last_event")
+    big_t = base.get("T")
+    if dslp is not None:
+        last_purchase = start - int(dslp)
+        frequency = float(base.get("frequency") or 0.0)
+        recency = float(base.get("recency") or 0.0)
+        risk_days = float(c.at_risk_min_days)
+        if frequency > 0 and c.at_risk_factor * (recency / frequency) > risk_days:
+            risk_days = c.at_risk_factor * (recency / frequency)
+        out.append(last_purchase + math.floor(risk_days) + 1)  # dslp > risk_days
+        out.append(last_purchase + math.floor(c.lapsed_days) + 1)
+    if big_t is not None:
+        out.append(start - int(big_t) + math.floor(c.new_days) + 1)  # age > new_days
+    if dsle is not None:
+        out.append(start - int(dsle) + math.floor(c.lapsed_days) + 1)
+    entry = state["seg"].get("lifecycle")
+    if entry and entry.get("current") == "reactivated" and isinstance(entry.get("since_ms"), int):
+        out.append(_day_at_or_after_ms(entry["since_ms"] + c.reactivated_days * MS_PER_DAY))
+    return out
+
+
+def _dwell_days(processor: CustomerProcessor, state: CustomerState) -> list[int]:
+    """The day each segment type's minimum dwell ends (a held change may happen then)."""
+    c = processor.rules.config
+    dwell = {
+        "lifecycle": c.lifecycle_min_dwell_days,
+        "value": c.value_min_dwell_days,
+        "nps": c.nps_min_dwell_days,
+    }
+    dwell.update({rule.name: rule.min_dwell_days for rule in c.user_rules})
+    out = []
+    for seg_type, days in dwell.items():
+        entry = state["seg"].get(seg_type)
+        if days > 0 and entry and isinstance(entry.get("since_ms"), int):
+            out.append(_day_at_or_after_ms(entry["since_ms"] + days * MS_PER_DAY))
+    return out
+
+
+def _churn_monotone(model: ChurnModel) -> bool:
+    return all(model.weights.get(name, 0.0) >= 0.0 for name in _TIME_FACTORS)
+
+
+def _cluster_day(
+    assigner: SegmentAssigner,
+    state: CustomerState,
+    base: Mapping[str, Any],
+    start: int,
+    end: int,
+) -> int | None:
+    """The first day in ``[start, end)`` the cluster placement may move (or ``None``)."""
+    if not assigner.ready or not has_behaviour(dict(base)):
+        return None
+    current = (state["seg"].get("cluster") or {}).get("current")
+    if current is None:
+        return start
+
+    def moves(d: int) -> bool:
+        placed = assigner.assign(cluster_vector(shifted(base, d - start)), current, False)[0]
+        return placed is not None and placed != current
+
+    # purchase_rate moves with T while the tenure is short: probe those days.
+    d0 = start
+    big_t = base.get("T")
+    if big_t is not None and (base.get("orders_90d") or 0) > 0 and big_t + 1 < _CLUSTER_RATE_DAYS:
+        steady = start + (_CLUSTER_RATE_DAYS - 1 - int(big_t))  # first day with T + 1 >= 90
+        found = _first_true(start, min(steady, end), moves, monotone=False)
+        if found is not None or steady >= end:
+            return found
+        d0 = steady
+    idle = base.get("days_since_last_event")
+    if idle is None:
+        return None  # no dimension moves from d0 on
+    if moves(d0):
+        return d0
+    # From d0 on only dormancy = log1p(idle) moves, and it only grows.
+    intervals = assigner.leaving_intervals(
+        cluster_vector(shifted(base, d0 - start)), current, "dormancy"
+    )
+    if intervals is None:
+        return _first_true(d0, end, moves, monotone=False)
+    idle0 = int(idle) + (d0 - start)
+    dormancy0 = math.log1p(idle0)
+    best: int | None = None
+    for lo, hi in intervals:
+        if dormancy0 >= hi or lo > _MAX_LOG_IDLE:
+            continue  # passed already, or beyond any day
+        # the first idle with log1p(idle) > lo, a day early against rounding
+        candidate = d0 + max(0, math.floor(math.expm1(lo)) - idle0 - 1)
+        if best is None or candidate < best:
+            best = candidate
+    return best if best is not None and best < end else None
+
+
+def _calendar_due(
+    processor: CustomerProcessor, customer_id: str, state: CustomerState, day: int, seven: bool
+) -> list[tuple[int | None, str]]:
+    """The due days known from the calendar alone: window expiries, the learner's
+    refresh sample, churn snapshots, experiment windows."""
+    out: list[tuple[int | None, str]] = [(window_expiry_day(state["f"], day, seven), "window")]
+    last = state.get("train_ms")
+    if last is None and state.get("train_day") is not None:
+        last = state["train_day"] * MS_PER_DAY
+    if last is not None:
+        out.append((-(-(last + REFRESH_SAMPLE_MS) // MS_PER_DAY), "refresh"))
+    churn = state.get("churn") or {}
+    out.append((processor.tracking.next_due_day(churn, customer_id, day), "snapshot"))
+    for window in (state.get("xo") or {}).values():
+        out.append((_day_at_or_after_ms(window[_XO_END]), "experiment"))
+    return out
+
+
+def _searched_due(
+    processor: CustomerProcessor,
+    state: CustomerState,
+    base: Mapping[str, Any],
+    start: int,
+    end: int,
+    churn_params: Any,
+    rules_move_daily: bool,
+) -> list[tuple[int | None, str]]:
+    """The first day in ``[start, end)`` (no window expiry inside) a rule segment read
+    with a duration, the churn level or the CLV moves."""
+    out: list[tuple[int | None, str]] = []
+    if rules_move_daily:
+        previous = {
+            k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in state["seg"].items()
+        }
+
+        def rules_move(d: int) -> bool:
+            return bool(processor.rules.changes(shifted(base, d - start), previous, d * MS_PER_DAY))
+
+        found = _first_true(start, end, rules_move, monotone=False)
+        out.append((found, "rules"))
+        end = found if found is not None else end
+    model = processor.churn_model(churn_params)
+    level = (state.get("churn") or {}).get("level")
+
+    def level_moves(d: int) -> bool:
+        score = model.score(shifted(base, d - start), explain=False).score
+        return churn_level(score, level, processor.thresholds) != level
+
+    found = _first_true(start, end, level_moves, monotone=_churn_monotone(model))
+    out.append((found, "churn"))
+    end = found if found is not None else end
+    tracker = processor.tracker
+    if tracker is not None:
+        # the CLV falls as T grows (BTYD): once out of the tolerance, it stays out
+        def clv_moves(d: int) -> bool:
+            return tracker.clv_moves(state, shifted(base, d - start))
+
+        out.append((_first_true(start, end, clv_moves, monotone=True), "clv"))
+    return out
+
+
+def next_due_day(
+    processor: CustomerProcessor,
+    customer_id: str,
+    state: CustomerState,
+    assigner: SegmentAssigner | None,
+    churn_params: Any = None,
+    max_wait_days: int = MAX_WAIT_DAYS,
+) -> int | None:
+    """The first day after ``state["eval_day"]`` whose evaluation may change anything.
+
+    :func:`next_due` without the reason.
+    """
+    return next_due(processor, customer_id, state, assigner, churn_params, max_wait_days)[0]
+
+
+def next_due(
+    processor: CustomerProcessor,
+    customer_id: str,
+    state: CustomerState,
+    assigner: SegmentAssigner | None,
+    churn_params: Any = None,
+    max_wait_days: int = MAX_WAIT_DAYS,
+) -> tuple[int | None, str]:
+    """The first day after ``state["eval_day"]`` whose start-of-day evaluation may
+    change anything (segments, churn level, snapshots, refresh samples, KPIs).
+
+    ``None``: nothing will ever happen without an event (never evaluated, opted
+    out). ``processor``, ``assigner`` and ``churn_params`` must be the ones the
+    evaluation will run with; see the module docstring for what each part of
+    the answer is based on.
+    """
+    if state.get("opted_out") or "eval_day" not in state:
+        return None, "never"
+    day: int = state["eval_day"]
+    start = day + 1
+    if assigner is not None and state.get("model") != assigner_signature(assigner):
+        return start, "model"
+    due, why = start + max_wait_days, "cap"
+
+    def offer(candidates: list[tuple[int | None, str]]) -> None:
+        nonlocal due, why
+        for candidate, reason in candidates:
+            if candidate is not None and candidate < due:
+                due, why = max(candidate, start), reason
+
+    rule_features = _rule_features(processor)
+    offer(_calendar_due(processor, customer_id, state, day, bool(rule_features & _SEVEN_DAY)))
+    if due <= start:
+        return due, why
+    # Inside [start, due) only the durations move.
+    base = read_features(state["f"], start * MS_PER_DAY)
+    # (a threshold crossed on or before ``day`` was applied by that evaluation)
+    offer([(d, "lifecycle") for d in _lifecycle_days(processor, state, base, start) if d > day])
+    offer([(d, "dwell") for d in _dwell_days(processor, state) if d > day])
+    if due <= start:
+        return due, why
+    daily = bool(rule_features & DURATION_FEATURES)
+    offer(_searched_due(processor, state, base, start, due, churn_params, daily))
+    if assigner is not None:
+        offer([(_cluster_day(assigner, state, base, start, due), "cluster")])
+    return due, why
