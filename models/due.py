@@ -113,8 +113,10 @@ window expiries.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from models.churn import churn_level
@@ -123,6 +125,7 @@ from models.clustering import SegmentAssigner, cluster_vector
 from models.customer import CustomerState
 from models.eventtime import MS_PER_DAY
 from models.features import read_features
+from models.kpis import KpiTracker
 from models.processing import (
     REFRESH_SAMPLE_MS,
     CustomerProcessor,
@@ -136,7 +139,7 @@ __all__ = [
     "next_due",
     "next_due_day",
     "shifted",
-    "window_expiry_day",
+    "window_expiry_days",
 ]
 
 MAX_WAIT_DAYS = 120
@@ -177,36 +180,28 @@ def _rule_features(processor: CustomerProcessor) -> set[str]:
     return names
 
 
-def window_expiry_day(f: Mapping[str, Any], day: int, seven: bool = False) -> int | None:
-    """The first day after ``day`` at which a windowed feature of the feature state
-    ``f`` can change without a new event (``None``: never).
+def window_expiry_days(f: Mapping[str, Any], day: int, seven: bool = False) -> list[int]:
+    """The days after ``day`` at which a windowed feature of the feature state ``f``
+    may change without a new event, sorted.
 
-    >>> window_expiry_day({"d": {"10": [1, 0, 0.0, 0, 0, 0, 0]}, "t": {}, "la": None}, 20)
-    40
-    >>> window_expiry_day({"d": {"10": [1, 0, 0.0, 0, 0, 0, 0]}, "t": {}, "la": None}, 12, True)
-    17
+    >>> window_expiry_days({"d": {"10": [1, 0, 0.0, 0, 0, 0, 0]}, "t": {}, "la": None}, 20)
+    [40, 100]
+    >>> window_expiry_days({"d": {"10": [1, 0, 0.0, 0, 0, 0, 0]}, "t": {}, "la": None}, 12, True)
+    [17, 40, 100]
     """
-    best: int | None = None
     horizons = (7, 30, 90) if seven else (30, 90)
-
-    def consider(candidate: int) -> None:
-        nonlocal best
-        if candidate > day and (best is None or candidate < best):
-            best = candidate
-
+    days: set[int] = set()
     for key, bucket in f["d"].items():
         if any(bucket):
             b = int(key)
-            for h in horizons:
-                consider(b + h)
+            days.update(b + h for h in horizons)
     for ticket in f["t"].values():
         first = ticket[0] // MS_PER_DAY
-        consider(first + 30)
-        consider(first + 90)
+        days.update((first + 30, first + 90))
     last = f.get("la")
-    if last is not None:
-        consider(last // MS_PER_DAY + 30)
-    return best
+    if last is not None:  # the churn rhythm's 30-day estimate ends
+        days.add(last // MS_PER_DAY + 30)
+    return sorted(d for d in days if d > day)
 
 
 def _day_at_or_after_ms(ms: float) -> int:
@@ -339,11 +334,11 @@ def _cluster_day(
 
 
 def _calendar_due(
-    processor: CustomerProcessor, customer_id: str, state: CustomerState, day: int, seven: bool
+    processor: CustomerProcessor, customer_id: str, state: CustomerState, day: int
 ) -> list[tuple[int | None, str]]:
-    """The due days known from the calendar alone: window expiries, the learner's
-    refresh sample, churn snapshots, experiment windows."""
-    out: list[tuple[int | None, str]] = [(window_expiry_day(state["f"], day, seven), "window")]
+    """The due days known from the calendar alone: the learner's refresh sample,
+    churn snapshots, experiment windows."""
+    out: list[tuple[int | None, str]] = []
     last = state.get("train_ms")
     if last is None and state.get("train_day") is not None:
         last = state["train_day"] * MS_PER_DAY
@@ -356,47 +351,66 @@ def _calendar_due(
     return out
 
 
-def _searched_due(
-    processor: CustomerProcessor,
-    state: CustomerState,
-    base: Mapping[str, Any],
-    start: int,
-    end: int,
-    churn_params: Any,
-    rules_move_daily: bool,
-) -> list[tuple[int | None, str]]:
-    """The first day in ``[start, end)`` (no window expiry inside) a rule segment read
-    with a duration, the churn level or the CLV moves."""
-    out: list[tuple[int | None, str]] = []
-    if rules_move_daily:
-        previous = {
-            k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in state["seg"].items()
-        }
+@dataclass
+class _Piece:
+    """One stretch ``[lo, hi)`` of days without a window expiry inside: the features
+    are ``base`` (read at ``lo``) with the durations shifted."""
 
-        def rules_move(d: int) -> bool:
-            return bool(processor.rules.changes(shifted(base, d - start), previous, d * MS_PER_DAY))
+    processor: CustomerProcessor
+    state: CustomerState
+    lo: int
+    hi: int
+    base: dict[str, Any]
 
-        found = _first_true(start, end, rules_move, monotone=False)
-        out.append((found, "rules"))
-        end = found if found is not None else end
-    model = processor.churn_model(churn_params)
-    level = (state.get("churn") or {}).get("level")
+    def at(self, d: int) -> dict[str, Any]:
+        return shifted(self.base, d - self.lo)
 
-    def level_moves(d: int) -> bool:
-        score = model.score(shifted(base, d - start), explain=False).score
-        return churn_level(score, level, processor.thresholds) != level
+    def rules_day(self, previous: Mapping[str, Mapping[str, Any]], daily: bool) -> int | None:
+        """The first day a rule segment changes. Without a rule reading a duration,
+        the rules' answer only moves at ``lo`` (new window counts), at a lifecycle
+        threshold or at a dwell's end: those days are probed; else every day is."""
+        rules = self.processor.rules
+        lo, hi = self.lo, self.hi
 
-    found = _first_true(start, end, level_moves, monotone=_churn_monotone(model))
-    out.append((found, "churn"))
-    end = found if found is not None else end
-    tracker = processor.tracker
-    if tracker is not None:
-        # the CLV falls as T grows (BTYD): once out of the tolerance, it stays out
-        def clv_moves(d: int) -> bool:
-            return tracker.clv_moves(state, shifted(base, d - start))
+        def moves(d: int) -> bool:
+            return bool(rules.changes(self.at(d), previous, d * MS_PER_DAY))
 
-        out.append((_first_true(start, end, clv_moves, monotone=True), "clv"))
-    return out
+        if daily:
+            return _first_true(lo, hi, moves, monotone=False)
+        candidates = {lo}
+        candidates.update(_lifecycle_days(self.processor, self.state, self.base, lo))
+        candidates.update(_dwell_days(self.processor, self.state))
+        for d in sorted(c for c in candidates if lo <= c < hi):
+            if moves(d):
+                return d
+        return None
+
+    def churn_day(self, model: ChurnModel) -> int | None:
+        """The first day the churn level moves. Inside a piece the score only grows
+        (when the time-driven factors weigh >= 0): once it moves up it stays moved,
+        so after ``lo`` a bisection finds the day."""
+        level = (self.state.get("churn") or {}).get("level")
+        thresholds = self.processor.thresholds
+
+        def moves(d: int) -> bool:
+            score = model.score(self.at(d), explain=False).score
+            return churn_level(score, level, thresholds) != level
+
+        if moves(self.lo):
+            return self.lo
+        return _first_true(self.lo + 1, self.hi, moves, monotone=_churn_monotone(model))
+
+    def kpi_day(self, tracker: KpiTracker) -> int | None:
+        """The first day the KPI contribution is replaced: flags and 30-day revenue
+        move only at ``lo``; the CLV falls with ``T`` (once out of its tolerance,
+        it stays out)."""
+        if tracker.contribution_moves(self.state, self.base):
+            return self.lo
+
+        def moves(d: int) -> bool:
+            return tracker.clv_moves(self.state, self.at(d))
+
+        return _first_true(self.lo + 1, self.hi, moves, monotone=True)
 
 
 def next_due_day(
@@ -428,7 +442,9 @@ def next_due(
     ``None``: nothing will ever happen without an event (never evaluated, opted
     out). ``processor``, ``assigner`` and ``churn_params`` must be the ones the
     evaluation will run with; see the module docstring for what each part of
-    the answer is based on.
+    the answer is based on. Returns ``(day, reason)``, the reason naming the
+    component that set the day (``model``, ``cap``, ``refresh``, ``snapshot``,
+    ``experiment``, ``rules``, ``churn``, ``kpi``, ``cluster``).
     """
     if state.get("opted_out") or "eval_day" not in state:
         return None, "never"
@@ -437,26 +453,31 @@ def next_due(
     if assigner is not None and state.get("model") != assigner_signature(assigner):
         return start, "model"
     due, why = start + max_wait_days, "cap"
-
-    def offer(candidates: list[tuple[int | None, str]]) -> None:
-        nonlocal due, why
-        for candidate, reason in candidates:
-            if candidate is not None and candidate < due:
-                due, why = max(candidate, start), reason
-
+    for candidate, reason in _calendar_due(processor, customer_id, state, day):
+        if candidate is not None and candidate < due:
+            due, why = max(candidate, start), reason
+    if due <= start:
+        return due, why
     rule_features = _rule_features(processor)
-    offer(_calendar_due(processor, customer_id, state, day, bool(rule_features & _SEVEN_DAY)))
-    if due <= start:
-        return due, why
-    # Inside [start, due) only the durations move.
-    base = read_features(state["f"], start * MS_PER_DAY)
-    # (a threshold crossed on or before ``day`` was applied by that evaluation)
-    offer([(d, "lifecycle") for d in _lifecycle_days(processor, state, base, start) if d > day])
-    offer([(d, "dwell") for d in _dwell_days(processor, state) if d > day])
-    if due <= start:
-        return due, why
     daily = bool(rule_features & DURATION_FEATURES)
-    offer(_searched_due(processor, state, base, start, due, churn_params, daily))
-    if assigner is not None:
-        offer([(_cluster_day(assigner, state, base, start, due), "cluster")])
+    expiries = window_expiry_days(state["f"], day, bool(rule_features & _SEVEN_DAY))
+    bounds = [start, *(d for d in expiries if start < d < due), due]
+    previous = {
+        k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in state["seg"].items()
+    }
+    model = processor.churn_model(churn_params)
+    tracker = processor.tracker
+    for lo, hi in itertools.pairwise(bounds):
+        piece = _Piece(processor, state, lo, hi, read_features(state["f"], lo * MS_PER_DAY))
+        found: list[tuple[int | None, str]] = [
+            (piece.rules_day(previous, daily), "rules"),
+            (piece.churn_day(model), "churn"),
+        ]
+        if tracker is not None:
+            found.append((piece.kpi_day(tracker), "kpi"))
+        if assigner is not None:
+            found.append((_cluster_day(assigner, state, piece.base, lo, hi), "cluster"))
+        hits = [(d, reason) for d, reason in found if d is not None]
+        if hits:
+            return min(hits)
     return due, why

@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import itertools
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from models.churn import ChurnScorer
 from models.churn_model import BTYDFit, ChurnModel
 from models.clustering import SegmentAssigner
 from models.customer import CustomerState
-from models.due import MAX_WAIT_DAYS, next_due, next_due_day, shifted, window_expiry_day
+from models.due import MAX_WAIT_DAYS, next_due, next_due_day, shifted, window_expiry_days
 from models.eventtime import MS_PER_DAY
 from models.experiments import Experiment
 from models.features import read_features
@@ -152,6 +153,8 @@ class Oracle:
     samples: int = 0
     days: int = 0
     evaluations: int = 0
+    idle: int = 0  # evaluations at a due day that changed nothing
+    due_seconds: float = 0.0  # time spent in next_due
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     seen: collections.Counter[str] = field(default_factory=collections.Counter)
 
@@ -175,7 +178,9 @@ class Oracle:
         got = []
         evaluations = 0
         while True:
+            started = time.perf_counter()
             due, reason = next_due(processor, cid, jumps, assigner, churn_params)
+            self.due_seconds += time.perf_counter() - started
             assert due is not None and due > jumps["eval_day"]
             if due > end:
                 break
@@ -188,6 +193,8 @@ class Oracle:
             evaluations += 1
             if changed(result, kc, jumps):
                 got.append((due, outputs(result)))
+            else:
+                self.idle += 1
         if jumps["eval_day"] < end:
             processor.catch_up(cid, jumps, end, assigner, churn_params, reviewed_through=end - 1)
         assert [d for d, _ in got] == [d for d, _ in expected], cid
@@ -211,7 +218,9 @@ class Oracle:
         return (
             f"{name}: {self.samples} stopping points x {HORIZON} days: "
             f"{self.evaluations} evaluations instead of {self.days} "
-            f"({self.skipped:.1%} skipped); due days set by {dict(self.reasons.most_common())}; "
+            f"({self.skipped:.1%} skipped; {self.idle} of them changed nothing; "
+            f"{self.due_seconds / max(1, self.evaluations) * 1e6:.0f} us per due day); "
+            f"due days set by {dict(self.reasons.most_common())}; "
             f"brute-force changes {dict(self.seen.most_common(12))}"
         )
 
@@ -266,7 +275,7 @@ def test_jumping_to_due_days_equals_the_daily_catch_up(worker_defaults: Capturin
     # what the brute force did in these silences: every kind of timer fired
     assert seen["lifecycle:at_risk"] and seen["lifecycle:lapsed"] and seen["churn"], seen
     assert seen["refresh"] and seen["snapshot released"] and seen["value"], seen
-    assert oracle.reasons["window"] and oracle.reasons["lifecycle"], oracle.reasons
+    assert oracle.reasons["rules"] and oracle.reasons["churn"], oracle.reasons
     assert oracle.skipped > 0.65
 
 
@@ -284,11 +293,11 @@ def test_due_days_with_user_rules_kpis_and_learned_churn_models(everything: Capt
     }
     for name, params in models.items():
         oracle = Oracle()
-        for sample in run.samples[::2] if name != "prior" else run.samples:
+        for sample in run.samples[::3] if name != "prior" else run.samples:
             oracle.check(run.processor, sample, params)
         print(oracle.report(f"user rules + KPIs, churn {name}"))
         assert oracle.seen["quiet"] and oracle.reasons["rules"], (oracle.seen, oracle.reasons)
-        assert oracle.samples > 40
+        assert oracle.samples > 40 if name == "prior" else oracle.samples > 25
     assert oracle.seen["churn"]
 
 
@@ -334,7 +343,7 @@ def test_a_single_purchase_customer_is_due_at_the_lifecycle_thresholds() -> None
         if due > 130:
             break
     # refresh samples weekly; lifecycle new -> active at 31, at_risk at 46, lapsed at 121
-    assert (31, "lifecycle") in dues and (46, "lifecycle") in dues and (121, "lifecycle") in dues
+    assert (31, "rules") in dues and (46, "rules") in dues and (121, "rules") in dues
     assert all(b - a <= 7 for (a, _), (b, _) in itertools.pairwise(dues))
 
 
@@ -344,7 +353,7 @@ def test_shifted_features_are_the_features_read_later_between_window_expiries(
     for sample in worker_defaults.samples[:60]:
         state = sample.state
         day = state["eval_day"]
-        expiry = window_expiry_day(state["f"], day, seven=True) or day + 200
+        expiry = (window_expiry_days(state["f"], day, seven=True) or [day + 200])[0]
         base = read_features(state["f"], (day + 1) * MS_PER_DAY)
         for later in range(day + 1, min(expiry, day + 200)):
             assert shifted(base, later - day - 1) == read_features(state["f"], later * MS_PER_DAY)
