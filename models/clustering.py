@@ -1240,9 +1240,12 @@ class SegmentAssigner:
         >>> snap = {"version": 1, "features": ["a", "b"], "mean": {"a": 0.0, "b": 0.0},
         ...         "std": {"a": 1.0, "b": 1.0},
         ...         "profiles": {"c0": {"a": 0.0, "b": 0.0}, "c1": {"a": 4.0, "b": 0.0}}}
+        >>> assigner = SegmentAssigner.from_snapshot(snap)
         >>> [(round(lo, 3), round(hi, 3)) for lo, hi in
-        ...  SegmentAssigner.from_snapshot(snap).leaving_intervals({"a": 0.0, "b": 0.0}, "c0", "a")]
-        [(2.353, 17.647)]
+        ...  assigner.leaving_intervals({"a": 0.0, "b": 0.0}, "c0", "a")]
+        [(2.353, 13.333)]
+        >>> [assigner.assign({"a": a, "b": 0.0}, "c0")[0] for a in (2.3, 2.4, 13.3, 13.4)]
+        ['c0', 'c1', 'c1', 'c0']
         """
         cur = self._index.get(current)
         if cur is None or feature not in self.features:

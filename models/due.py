@@ -25,90 +25,116 @@ day to day only in
   ticket's first day) leaves a window, at ``bucket day + 7 / 30 / 90``.
 
 Everything else (lifetime counts, averages, timestamps, NPS, profile) is
-constant. So the days after ``D`` split into intervals between **window
-expiries**; inside one, the feature dict is the one at the interval's start
-with the three durations shifted (:func:`shifted`).
+constant. So the days after ``D`` split into **pieces** between window expiries
+(:func:`window_expiry_days`: ``bucket day + 30 / 90`` — ``+ 7`` only when a rule
+reads a 7-day feature —, ``ticket first day + 30 / 90``, ``last activity + 30``
+where the churn rhythm estimate drops a candidate); inside a piece the feature
+dict is the one read at its first day with the three durations shifted
+(:func:`shifted`). :func:`next_due` takes the calendar's due day, then reads
+the features once per piece before it and looks for the first day anything
+moves there; the first piece with a move gives the day.
 
 Components and their due day
 ----------------------------
 =================== ================================================ ===========
 component           due day                                          exact?
 =================== ================================================ ===========
-window expiry       the next ``bucket day + 30/90`` (``+7`` only if a  bound (an
-                    rule reads a 7-day feature), ``ticket first day  expiry may
-                    + 30/90``, ``last activity + 30`` (the churn     change
-                    rhythm estimate drops a candidate there)         nothing)
-lifecycle           the days ``days_since_last_purchase`` passes the  exact per
-                    at-risk / lapsed thresholds, the tenure passes    threshold
-                    ``new_days``, a prospect's silence passes         (union)
-                    ``lapsed_days``, ``reactivated`` expires
-minimum dwell       ``since + min_dwell_days`` of every segment type  bound
-value, nps, user    constant inside an interval, unless the value     exact
-rules               feature or a user rule reads a duration: then
-                    the rules are probed day by day (cheap, no words)
-churn level         first day the level moves: the score only grows   exact (under
-                    inside an interval (P(alive) falls with ``T``,   monotonicity,
-                    inactivity grows with the silence), so one probe  checked;
-                    at the interval's last day says whether it moves  else daily
-                    and a bisection finds the day; a model with a     probes)
-                    negative weight on a time-driven factor is
-                    probed day by day
-cluster             only ``dormancy`` (``log1p`` of the silence)      exact up to
-                    moves, plus ``purchase_rate`` while the tenure    1-2 days
-                    is under 90 days (probed day by day there).       early
-                    With one moving standardised coordinate ``z``,
-                    "another centroid is closer by the hysteresis"
-                    is ``q_k(z) < 0`` for a quadratic ``q_k`` (equal
-                    curvature of all squared distances): solved per
-                    centroid, mapped back to a day through the
-                    inverse of ``log1p``, taken a day early
 learner refresh     ``last sample + 7 days`` (rounded up to a day)    exact
 churn snapshots     :meth:`ChurnTracking.next_due_day` (snapshot day  exact
                     or the oldest pending snapshot's release)
-KPI contribution    an experiment window's end; the CLV leaving its   exact (CLV
-                    tolerance (CLV falls with ``T``: bisection as    monotone)
-                    for churn); flags and 30-day revenue are
-                    windowed, memberships follow the segments
+experiment windows  the day an open window ends                       exact or a
+                                                                      day early
+rule segments       probed (``RuleEngine.changes``, no words) at the  exact
+(lifecycle, value,  piece's first day, and at the days a lifecycle
+nps, user rules)    comparison can flip (``days_since_last_purchase``
+                    passing the at-risk / lapsed thresholds, tenure
+                    passing ``new_days``, a prospect's silence
+                    passing ``lapsed_days``, ``reactivated`` ending)
+                    and a dwell ends (each and the day after): the
+                    rules' answer is constant between those days. A
+                    user rule (or value feature) reading a duration:
+                    probed every day of the piece
+churn level         probed at the piece's first day; after it the     exact (given
+                    score only grows inside a piece (P(alive) and     the monotone
+                    expected purchases fall with ``T``, inactivity    score; a
+                    grows with the silence and the rhythm estimate    negative
+                    only shrinks), so a level move, once there,       weight on a
+                    stays: one probe at the piece's last day, then    time factor:
+                    a bisection                                       daily probes)
+KPI contribution    flags and 30-day revenue compared at the piece's  exact (given
+                    first day; the CLV falls with ``T``: bisection    the monotone
+                    for where it leaves its tolerance; memberships    CLV)
+                    follow the segments
+cluster             only ``dormancy`` (``log1p`` of the silence)      exact, or 1-2
+                    moves, plus ``purchase_rate`` while the tenure    days early
+                    is under 90 days (probed every day there). With
+                    one moving standardised coordinate ``z``,
+                    "another centroid is closer by the hysteresis"
+                    is ``q_k(z) < 0`` for a quadratic ``q_k`` (all
+                    squared distances have the same curvature):
+                    :meth:`SegmentAssigner.leaving_intervals` solves
+                    it per centroid; mapped back to a day through
+                    ``expm1``, a day early against rounding
 cluster model       a changed model (other cluster ids) makes the     exact
                     customer due at once (``D + 1``; the sweep's
-                    ``due_for_review`` check also covers it)
+                    ``due_for_review`` check covers it too)
 cap                 ``D + MAX_WAIT_DAYS``                             bound
 =================== ================================================ ===========
 
-Monotonicity assumptions (churn score and CLV non-decreasing / non-increasing
-in the day inside an interval) hold for the BG/NBD and Pareto/NBD quantities
-with non-negative weights; the oracle test checks them on simulated histories.
+The monotonicity the churn and CLV searches rely on is a property of the BTYD
+formulas with non-negative weights, not checked at run time (only the sign of
+the churn model's weights is); the oracle test checks the outcome on
+simulated histories with the prior, a learned-looking and a non-monotone model.
 
 Not covered: ``state["churn"]["score"]`` (a cache rewritten by every
-evaluation, never an output) and ``state["eval_day"]`` itself.
+evaluation, never an output, not written back by a review) and
+``state["eval_day"]`` itself.
 
 How the sweep should use it (not wired yet)
 -------------------------------------------
-* After every evaluation of a customer (an accepted event — also one whose
-  evaluation was skipped, its features changed — a catch-up, a review), store
-  ``state["due"] = next_due_day(...)`` in the customer record (``None``:
-  never, e.g. opted out or never evaluated).
-* Per partition keep an in-memory index ``day -> set(customer keys)`` built
-  from ``state["due"]`` when the partition is assigned (one scan of the table
-  at start instead of evaluating everyone for every missed day), updated on
-  every write.
-* The daily pass for day ``X`` reviews only the customers indexed at days
-  ``<= X``, each with ``catch_up(..., until_day=due, reviewed_through=due - 1)``
-  repeatedly (one evaluation per due day, not per day) up to ``X``, then
-  re-indexes them. A new cluster model (other ids) makes everyone due at once,
-  as ``due_for_review`` does today; a new churn model or KPI model (whose
-  thresholds move the due days) should also mark everyone due (or recompute
-  the index), as the customer's stored due day was computed with the old one.
+* Keep the due day in the customer record, e.g. ``state["due"]``, and per
+  partition an in-memory index ``day -> set(customer keys)`` built from it
+  when the partition is assigned (one scan of the table at start instead of
+  evaluating everyone for every missed day), updated on every write.
+* After an accepted event, index the customer at ``eval_day + 1`` (cheap and
+  safe; the features changed, also when a browsing event skipped the
+  evaluation) rather than computing the due day per event: a due day costs
+  ~1.5 evaluations (below), more than most events.
+* The daily pass for day ``X`` takes the customers indexed at days ``<= X``;
+  for each, repeatedly: ``catch_up(..., until_day=due, reviewed_through=due - 1)``
+  (one evaluation), ``due = next_due_day(...)``, while ``due <= X``; then
+  re-index it at ``due``. A new cluster model (other ids) makes everyone due
+  at once, as ``due_for_review`` does today; so must a new churn model, KPI
+  models or rules (their thresholds move the due days): recompute the index.
 * A restart or backlog then costs ``O(events + changes)`` evaluations.
 
-Measured on simulated histories (``tests/models/test_due.py``, ``pytest -s``:
-400 silent days after each of 154 stopping points of 200 separated-persona
-customers over 120 days, worker defaults): the due days skip 73.9 % of the
-brute force's daily evaluations; with a duration user rule and the KPI
-tracker (default simulator mix): 66.4 %. What remains is mostly the learner's
-weekly refresh sample (every customer with behaviour, forever: it alone caps
-the skip at 6/7), the churn snapshots every ``ceil(H / 6)`` = 15 days, and
-window expiries.
+Measured (``pytest -s tests/models/test_due.py``; 400 silent days after every
+stopping point; due-day evaluations that changed nothing in brackets):
+
+=========================================== ============ ======== ==========
+histories                                   evaluations  skipped  time saved
+=========================================== ============ ======== ==========
+200 separated personas, 120 days, worker    12,986 of    78.9 %   46 %
+defaults, 154 stopping points               61,600 (30)
+the same, every event up to 10 days late,   9,633 of     79.1 %   45 %
+115 stopping points                         46,000 (28)
+150 default-mix customers, 150 days, a      13,951 of    77.2 %   38 %
+duration user rule, KPI tracker (two        61,200 (22)
+experiments, CLV), 153 stopping points
+=========================================== ============ ======== ==========
+
+So the due day is all but exact: the evaluations left are days that change
+something. Most of them are the learner's weekly **refresh sample** (every
+customer with behaviour, forever: it alone caps the skip at 6/7) and the
+**churn snapshots** every ``ceil(H / 6)`` = 15 days. A due day costs ~120-180 µs
+against ~80-90 µs for an evaluation (it reads the features once per piece and
+probes churn, rules and the cluster a few times), hence the smaller time saving.
+Two next steps would raise both figures: (1) an evaluation that only took a
+snapshot or a refresh sample changes nothing :func:`next_due` analyses, so its
+previous answer for the rules, churn, KPIs and cluster could be kept and only
+the calendar recomputed (estimated ~65 % time saved); (2) a refresh sample only
+when the customer's cluster vector moved (not every week) would leave the
+snapshots as the main cadence.
 """
 
 from __future__ import annotations
@@ -150,6 +176,7 @@ _SEVEN_DAY = frozenset({"orders_7d", "revenue_7d", "events_7d"})
 _CLUSTER_RATE_DAYS = 90  # purchase_rate's window stops growing once T + 1 >= 90
 # Factors of the churn model that move with the silence / tenure inside an interval.
 _TIME_FACTORS = ("not_alive", "inactivity", "low_expected_purchases")
+_ROUNDING = 1e-9  # slack on a computed bound of dormancy
 _MAX_LOG_IDLE = 20.0  # log1p of ~1,300 years of silence
 # experiments.py: an open window is [entry ms, end ms, arm, ...]
 _XO_END = 1
@@ -180,9 +207,11 @@ def _rule_features(processor: CustomerProcessor) -> set[str]:
     return names
 
 
-def window_expiry_days(f: Mapping[str, Any], day: int, seven: bool = False) -> list[int]:
-    """The days after ``day`` at which a windowed feature of the feature state ``f``
-    may change without a new event, sorted.
+def window_expiry_days(
+    f: Mapping[str, Any], day: int, seven: bool = False, until: int | None = None
+) -> list[int]:
+    """The days after ``day`` (and before ``until``) at which a windowed feature of
+    the feature state ``f`` may change without a new event, sorted.
 
     >>> window_expiry_days({"d": {"10": [1, 0, 0.0, 0, 0, 0, 0]}, "t": {}, "la": None}, 20)
     [40, 100]
@@ -201,13 +230,25 @@ def window_expiry_days(f: Mapping[str, Any], day: int, seven: bool = False) -> l
     last = f.get("la")
     if last is not None:  # the churn rhythm's 30-day estimate ends
         days.add(last // MS_PER_DAY + 30)
-    return sorted(d for d in days if d > day)
+    return sorted(d for d in days if day < d and (until is None or d < until))
 
 
 def _day_at_or_after_ms(ms: float) -> int:
     """The first day whose start is at or after ``ms``, or one day earlier
     (``floor``: never later, whatever the rounding of a fractional ``ms``)."""
     return math.floor(ms / MS_PER_DAY)
+
+
+def _first_day_reaching(since_ms: int, days: float) -> int:
+    """The first day ``d`` with ``d * MS_PER_DAY - since_ms >= days * MS_PER_DAY``,
+    compared exactly as the rules compare it (a dwell's or ``reactivated``'s end)."""
+    limit = days * MS_PER_DAY
+    d = math.ceil((since_ms + limit) / MS_PER_DAY)
+    while (d - 1) * MS_PER_DAY - since_ms >= limit:
+        d -= 1
+    while d * MS_PER_DAY - since_ms < limit:
+        d += 1
+    return d
 
 
 def _first_true(lo: int, hi: int, pred: Callable[[int], bool], monotone: bool) -> int | None:
@@ -257,7 +298,7 @@ def _lifecycle_days(
         out.append(start - int(dsle) + math.floor(c.lapsed_days) + 1)
     entry = state["seg"].get("lifecycle")
     if entry and entry.get("current") == "reactivated" and isinstance(entry.get("since_ms"), int):
-        out.append(_day_at_or_after_ms(entry["since_ms"] + c.reactivated_days * MS_PER_DAY))
+        out.append(_first_day_reaching(entry["since_ms"], c.reactivated_days))
     return out
 
 
@@ -274,7 +315,7 @@ def _dwell_days(processor: CustomerProcessor, state: CustomerState) -> list[int]
     for seg_type, days in dwell.items():
         entry = state["seg"].get(seg_type)
         if days > 0 and entry and isinstance(entry.get("since_ms"), int):
-            out.append(_day_at_or_after_ms(entry["since_ms"] + days * MS_PER_DAY))
+            out.append(_first_day_reaching(entry["since_ms"], days))
     return out
 
 
@@ -310,10 +351,8 @@ def _cluster_day(
             return found
         d0 = steady
     idle = base.get("days_since_last_event")
-    if idle is None:
-        return None  # no dimension moves from d0 on
-    if moves(d0):
-        return d0
+    if idle is None:  # no dimension moves from d0 on
+        return d0 if moves(d0) else None
     # From d0 on only dormancy = log1p(idle) moves, and it only grows.
     intervals = assigner.leaving_intervals(
         cluster_vector(shifted(base, d0 - start)), current, "dormancy"
@@ -324,9 +363,10 @@ def _cluster_day(
     dormancy0 = math.log1p(idle0)
     best: int | None = None
     for lo, hi in intervals:
-        if dormancy0 >= hi or lo > _MAX_LOG_IDLE:
+        if dormancy0 >= hi + _ROUNDING or lo > _MAX_LOG_IDLE:
             continue  # passed already, or beyond any day
-        # the first idle with log1p(idle) > lo, a day early against rounding
+        # the first idle with log1p(idle) > lo, a day early against rounding (d0 when
+        # dormancy0 is inside or within rounding of the interval)
         candidate = d0 + max(0, math.floor(math.expm1(lo)) - idle0 - 1)
         if best is None or candidate < best:
             best = candidate
@@ -378,8 +418,11 @@ class _Piece:
         if daily:
             return _first_true(lo, hi, moves, monotone=False)
         candidates = {lo}
-        candidates.update(_lifecycle_days(self.processor, self.state, self.base, lo))
-        candidates.update(_dwell_days(self.processor, self.state))
+        # each exact; the day after too, against an off-by-one in the arithmetic
+        for c in _lifecycle_days(self.processor, self.state, self.base, lo) + _dwell_days(
+            self.processor, self.state
+        ):
+            candidates.update((c, c + 1))
         for d in sorted(c for c in candidates if lo <= c < hi):
             if moves(d):
                 return d
@@ -460,8 +503,8 @@ def next_due(
         return due, why
     rule_features = _rule_features(processor)
     daily = bool(rule_features & DURATION_FEATURES)
-    expiries = window_expiry_days(state["f"], day, bool(rule_features & _SEVEN_DAY))
-    bounds = [start, *(d for d in expiries if start < d < due), due]
+    expiries = window_expiry_days(state["f"], day, bool(rule_features & _SEVEN_DAY), due)
+    bounds = [start, *(d for d in expiries if d > start), due]
     previous = {
         k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in state["seg"].items()
     }
