@@ -103,9 +103,16 @@ How the sweep should use it (not wired yet)
 * The daily pass for day ``X`` takes the customers indexed at days ``<= X``;
   for each, repeatedly: ``catch_up(..., until_day=due, reviewed_through=due - 1)``
   (one evaluation), ``due = next_due_day(...)``, while ``due <= X``; then
-  re-index it at ``due``. A new cluster model (other ids) makes everyone due
-  at once, as ``due_for_review`` does today; so must a new churn model, KPI
-  models or rules (their thresholds move the due days): recompute the index.
+  re-index it at ``due``. A new cluster model with other ids makes everyone
+  due at once, as ``due_for_review`` does today.
+* A due day is computed for the models of the moment. Refreshed centroids with
+  the same ids (the learner refits daily), a new churn model, new KPI models
+  or rules move the due days too: today's daily pass applies them to everyone
+  within a day; with the index, either everyone is re-planned (O(customers)
+  due computations per new model, cheaper than evaluations but not free), or
+  a refreshed model reaches a silent customer only at their next due day
+  (at most a week for anyone with behaviour, given the refresh samples). The
+  second is a change of behaviour to decide, not an implementation detail.
 * A restart or backlog then costs ``O(events + changes)`` evaluations.
 
 Measured (``pytest -s tests/models/test_due.py``; 400 silent days after every

@@ -403,3 +403,15 @@ def test_shifted_features_are_the_features_read_later_between_window_expiries(
         base = read_features(state["f"], (day + 1) * MS_PER_DAY)
         for later in range(day + 1, min(expiry, day + 200)):
             assert shifted(base, later - day - 1) == read_features(state["f"], later * MS_PER_DAY)
+
+
+def test_a_dwell_ends_on_the_day_the_rules_compare_it_ends() -> None:
+    from models.due import _first_day_reaching
+
+    rng = random.Random(1)
+    for _ in range(2000):
+        since = rng.randrange(0, 400 * MS_PER_DAY)
+        days = rng.choice([0.5, 1, 2.5, 7, 30, rng.uniform(0, 60)])
+        d = _first_day_reaching(since, days)
+        assert d * MS_PER_DAY - since >= days * MS_PER_DAY
+        assert (d - 1) * MS_PER_DAY - since < days * MS_PER_DAY
