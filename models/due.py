@@ -98,13 +98,16 @@ How the sweep should use it (not wired yet)
   evaluating everyone for every missed day), updated on every write.
 * After an accepted event, index the customer at ``eval_day + 1`` (cheap and
   safe; the features changed, also when a browsing event skipped the
-  evaluation) rather than computing the due day per event: a due day costs
-  ~1.5 evaluations (below), more than most events.
+  evaluation) rather than planning per event: a plan that cannot reuse costs
+  about an evaluation (below), more than most events.
 * The daily pass for day ``X`` takes the customers indexed at days ``<= X``;
   for each, repeatedly: ``catch_up(..., until_day=due, reviewed_through=due - 1)``
-  (one evaluation), ``due = next_due_day(...)``, while ``due <= X``; then
-  re-index it at ``due``. A new cluster model with other ids makes everyone
-  due at once, as ``due_for_review`` does today.
+  (one evaluation), ``due = plan(..., reuse=previous plan)``, while
+  ``due <= X``; then re-index it at ``due``. The previous plan is reusable
+  while the evaluations since changed no segment, churn level or KPI
+  contribution (and no event or model came): keep its ``moves``/``scanned``
+  in the record next to ``due`` (two small ints). A new cluster model with
+  other ids makes everyone due at once, as ``due_for_review`` does today.
 * A due day is computed for the models of the moment. Refreshed centroids with
   the same ids (the learner refits daily), a new churn model, new KPI models
   or rules move the due days too: today's daily pass applies them to everyone
@@ -116,16 +119,18 @@ How the sweep should use it (not wired yet)
 * A restart or backlog then costs ``O(events + changes)`` evaluations.
 
 Measured (``pytest -s tests/models/test_due.py``; 400 silent days after every
-stopping point; due-day evaluations that changed nothing in brackets):
+stopping point; due-day evaluations that changed nothing in brackets; time:
+``plan`` with ``reuse`` plus the evaluations at due days, against the daily
+catch-up):
 
 =========================================== ============ ======== ==========
 histories                                   evaluations  skipped  time saved
 =========================================== ============ ======== ==========
-200 separated personas, 120 days, worker    12,986 of    78.9 %   46 %
+200 separated personas, 120 days, worker    12,986 of    78.9 %   60 %
 defaults, 154 stopping points               61,600 (30)
-the same, every event up to 10 days late,   9,633 of     79.1 %   45 %
+the same, every event up to 10 days late,   9,633 of     79.1 %   59 %
 115 stopping points                         46,000 (28)
-150 default-mix customers, 150 days, a      13,951 of    77.2 %   38 %
+150 default-mix customers, 150 days, a      13,951 of    77.2 %   43 %
 duration user rule, KPI tracker (two        61,200 (22)
 experiments, CLV), 153 stopping points
 =========================================== ============ ======== ==========
@@ -133,15 +138,13 @@ experiments, CLV), 153 stopping points
 So the due day is all but exact: the evaluations left are days that change
 something. Most of them are the learner's weekly **refresh sample** (every
 customer with behaviour, forever: it alone caps the skip at 6/7) and the
-**churn snapshots** every ``ceil(H / 6)`` = 15 days. A due day costs ~120-180 µs
-against ~80-90 µs for an evaluation (it reads the features once per piece and
-probes churn, rules and the cluster a few times), hence the smaller time saving.
-Two next steps would raise both figures: (1) an evaluation that only took a
-snapshot or a refresh sample changes nothing :func:`next_due` analyses, so its
-previous answer for the rules, churn, KPIs and cluster could be kept and only
-the calendar recomputed (estimated ~65 % time saved); (2) a refresh sample only
-when the customer's cluster vector moved (not every week) would leave the
-snapshots as the main cadence.
+**churn snapshots** every ``ceil(H / 6)`` = 15 days. A plan costs ~65 µs
+(~130 µs with a user rule reading a duration, probed daily), against ~75-90 µs
+for an evaluation: it reads the features once per piece and probes churn, rules
+and the cluster a few times, and a reused plan only redoes the calendar. The
+next step that would raise both figures is outside this module: a refresh
+sample only when the customer's cluster vector moved (not every week) would
+leave the snapshots as the main cadence.
 """
 
 from __future__ import annotations
@@ -168,15 +171,20 @@ from models.processing import (
 
 __all__ = [
     "DURATION_FEATURES",
+    "LOOK_AHEAD_DAYS",
     "MAX_WAIT_DAYS",
+    "Due",
     "next_due",
     "next_due_day",
+    "plan",
     "shifted",
     "window_expiry_days",
 ]
 
 MAX_WAIT_DAYS = 120
 """A customer is evaluated at least this often, whatever the analysis says."""
+LOOK_AHEAD_DAYS = 35
+"""How far :func:`plan` looks for moves beyond the calendar's due day (reusable)."""
 DURATION_FEATURES = frozenset({"T", "days_since_last_purchase", "days_since_last_event"})
 """The features that grow by one every day without events."""
 _SEVEN_DAY = frozenset({"orders_7d", "revenue_7d", "events_7d"})
@@ -463,6 +471,26 @@ class _Piece:
         return _first_true(self.lo + 1, self.hi, moves, monotone=True)
 
 
+@dataclass(frozen=True)
+class Due:
+    """A customer's plan after an evaluation (:func:`plan`).
+
+    ``day``/``reason``: the due day and what set it (``None``: never). ``moves``
+    and ``moves_reason``: the first day the rules, churn level, KPI contribution
+    or cluster placement move (``None``: none before ``scanned``, the end of the
+    days looked at). Those only depend on state an evaluation that took nothing
+    but a churn snapshot or a learner refresh sample leaves alone, so after such
+    an evaluation the plan can be made again with ``reuse=`` this one, which
+    only redoes the calendar.
+    """
+
+    day: int | None
+    reason: str
+    moves: int | None = None
+    moves_reason: str = ""
+    scanned: int = 0
+
+
 def next_due_day(
     processor: CustomerProcessor,
     customer_id: str,
@@ -473,9 +501,9 @@ def next_due_day(
 ) -> int | None:
     """The first day after ``state["eval_day"]`` whose evaluation may change anything.
 
-    :func:`next_due` without the reason.
+    :func:`plan` without the reason.
     """
-    return next_due(processor, customer_id, state, assigner, churn_params, max_wait_days)[0]
+    return plan(processor, customer_id, state, assigner, churn_params, max_wait_days).day
 
 
 def next_due(
@@ -486,32 +514,81 @@ def next_due(
     churn_params: Any = None,
     max_wait_days: int = MAX_WAIT_DAYS,
 ) -> tuple[int | None, str]:
+    """:func:`plan`'s due day and reason."""
+    due = plan(processor, customer_id, state, assigner, churn_params, max_wait_days)
+    return due.day, due.reason
+
+
+def plan(
+    processor: CustomerProcessor,
+    customer_id: str,
+    state: CustomerState,
+    assigner: SegmentAssigner | None,
+    churn_params: Any = None,
+    max_wait_days: int = MAX_WAIT_DAYS,
+    reuse: Due | None = None,
+    look_ahead_days: int = LOOK_AHEAD_DAYS,
+) -> Due:
     """The first day after ``state["eval_day"]`` whose start-of-day evaluation may
     change anything (segments, churn level, snapshots, refresh samples, KPIs).
 
-    ``None``: nothing will ever happen without an event (never evaluated, opted
-    out). ``processor``, ``assigner`` and ``churn_params`` must be the ones the
+    ``processor``, ``assigner`` and ``churn_params`` must be the ones the
     evaluation will run with; see the module docstring for what each part of
-    the answer is based on. Returns ``(day, reason)``, the reason naming the
-    component that set the day (``model``, ``cap``, ``refresh``, ``snapshot``,
-    ``experiment``, ``rules``, ``churn``, ``kpi``, ``cluster``).
+    the answer is based on. The reason names the component that set the day
+    (``never``, ``model``, ``cap``, ``refresh``, ``snapshot``, ``experiment``,
+    ``rules``, ``churn``, ``kpi``, ``cluster``).
+
+    ``reuse``: the plan made after an earlier evaluation of this customer, when
+    every evaluation since (and no event) changed nothing but churn snapshots
+    and learner refresh samples (no segment change, churn event or new KPI
+    contribution): its rules/churn/KPI/cluster answer still holds, only the
+    calendar is redone. The analysis looks ``look_ahead_days`` ahead (at least
+    to the calendar's due day), so that one analysis serves several weeks of
+    refresh samples and snapshots.
     """
     if state.get("opted_out") or "eval_day" not in state:
-        return None, "never"
+        return Due(None, "never")
     day: int = state["eval_day"]
     start = day + 1
     if assigner is not None and state.get("model") != assigner_signature(assigner):
-        return start, "model"
-    due, why = start + max_wait_days, "cap"
+        return Due(start, "model")
+    cap = start + max_wait_days
+    due, why = cap, "cap"
     for candidate, reason in _calendar_due(processor, customer_id, state, day):
         if candidate is not None and candidate < due:
             due, why = max(candidate, start), reason
     if due <= start:
-        return due, why
+        return Due(due, why)
+    ahead = min(cap, max(due, start + look_ahead_days))
+    usable = reuse is not None and reuse.scanned > start
+    if reuse is not None and usable and (reuse.moves is None or reuse.moves >= start):
+        moves, moves_why, scanned = reuse.moves, reuse.moves_reason, reuse.scanned
+        if moves is None and scanned < due:  # look further, from where it stopped
+            moves, moves_why = _first_move(processor, state, assigner, churn_params, scanned, ahead)
+            scanned = ahead
+    else:
+        scanned = ahead
+        moves, moves_why = _first_move(processor, state, assigner, churn_params, start, scanned)
+    if moves is not None and moves < due:
+        due, why = moves, moves_why
+    return Due(due, why, moves, moves_why, scanned)
+
+
+def _first_move(
+    processor: CustomerProcessor,
+    state: CustomerState,
+    assigner: SegmentAssigner | None,
+    churn_params: Any,
+    start: int,
+    end: int,
+) -> tuple[int | None, str]:
+    """The first day in ``[start, end)`` the rules, churn level, KPI contribution or
+    cluster placement move, piece by piece (``None``: none)."""
+    day = start - 1
     rule_features = _rule_features(processor)
     daily = bool(rule_features & DURATION_FEATURES)
-    expiries = window_expiry_days(state["f"], day, bool(rule_features & _SEVEN_DAY), due)
-    bounds = [start, *(d for d in expiries if d > start), due]
+    expiries = window_expiry_days(state["f"], day, bool(rule_features & _SEVEN_DAY), end)
+    bounds = [start, *(d for d in expiries if d > start), end]
     previous = {
         k: {"current": v["current"], "since_ms": v["since_ms"]} for k, v in state["seg"].items()
     }
@@ -530,4 +607,4 @@ def next_due(
         hits = [(d, reason) for d, reason in found if d is not None]
         if hits:
             return min(hits)
-    return due, why
+    return None, ""

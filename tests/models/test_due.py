@@ -37,7 +37,15 @@ from models.churn import ChurnScorer
 from models.churn_model import BTYDFit, ChurnModel
 from models.clustering import SegmentAssigner
 from models.customer import CustomerState
-from models.due import MAX_WAIT_DAYS, next_due, next_due_day, shifted, window_expiry_days
+from models.due import (
+    MAX_WAIT_DAYS,
+    Due,
+    next_due,
+    next_due_day,
+    plan,
+    shifted,
+    window_expiry_days,
+)
 from models.eventtime import MS_PER_DAY, parse_ts
 from models.experiments import Experiment
 from models.features import read_features
@@ -204,9 +212,11 @@ class Oracle:
         jumps = copy(sample.state)
         got = []
         evaluations = 0
+        last: Due | None = None  # the previous plan, while it may be reused
         while True:
             started = time.perf_counter()
-            due, reason = next_due(processor, cid, jumps, assigner, churn_params)
+            last = plan(processor, cid, jumps, assigner, churn_params, reuse=last)
+            due, reason = last.day, last.reason
             self.due_seconds += time.perf_counter() - started
             assert due is not None and due > jumps["eval_day"]
             if due > end:
@@ -224,6 +234,9 @@ class Oracle:
                 got.append((due, outputs(result)))
             else:
                 self.idle += 1
+                self.reasons[f"idle {reason}"] += 1
+            if result.segment_changes or result.churn_events or jumps.get("kc") is not kc:
+                last = None  # only snapshots and refresh samples leave the plan valid
         if jumps["eval_day"] < end:
             processor.catch_up(cid, jumps, end, assigner, churn_params, reviewed_through=end - 1)
         assert [d for d, _ in got] == [d for d, _ in expected], cid
