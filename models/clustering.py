@@ -1222,6 +1222,65 @@ class SegmentAssigner:
             return self.ids[chosen], margin, []
         return self.ids[chosen], margin, self._reasons(z, chosen, d2, alt)
 
+    def leaving_intervals(
+        self, x: Mapping[str, Any], current: str, feature: str
+    ) -> list[tuple[float, float]] | None:
+        """Where :meth:`assign` leaves ``current`` if only ``feature`` of ``x`` moves.
+
+        The open intervals ``(lo, hi)`` of the raw value of ``feature`` (every
+        other dimension as in ``x``) in which another centroid is closer than
+        ``current`` by the hysteresis, so :meth:`assign` moves the customer:
+        with one moving standardised coordinate ``z`` every squared distance
+        is ``rest_k + (z - c_k)^2``, so "``d2_k < keep * d2_current``" is a
+        quadratic inequality in ``z`` (leading coefficient ``1 - keep > 0``),
+        true between its two roots. ``[]``: never; ``None``: not analysable
+        (unknown or retired ``current``, a feature outside the model, no
+        hysteresis). Bounds are exact up to floating-point rounding.
+
+        >>> snap = {"version": 1, "features": ["a", "b"], "mean": {"a": 0.0, "b": 0.0},
+        ...         "std": {"a": 1.0, "b": 1.0},
+        ...         "profiles": {"c0": {"a": 0.0, "b": 0.0}, "c1": {"a": 4.0, "b": 0.0}}}
+        >>> assigner = SegmentAssigner.from_snapshot(snap)
+        >>> [(round(lo, 3), round(hi, 3)) for lo, hi in
+        ...  assigner.leaving_intervals({"a": 0.0, "b": 0.0}, "c0", "a")]
+        [(2.353, 13.333)]
+        >>> [assigner.assign({"a": a, "b": 0.0}, "c0")[0] for a in (2.3, 2.4, 13.3, 13.4)]
+        ['c0', 'c1', 'c1', 'c0']
+        """
+        cur = self._index.get(current)
+        if cur is None or feature not in self.features:
+            return None
+        j = self.features.index(feature)
+        _name, mean, inv = self._scale[j]
+        a_coef = 1.0 - self._keep
+        if inv <= 0 or a_coef <= 0:
+            return None
+        get = x.get
+        z = [0.0 if (v := get(f)) is None else (v - m) * s for f, m, s in self._scale]
+        centers = self._centers
+
+        def rest(k: int) -> float:
+            return sum((z[i] - centers[k][i]) ** 2 for i in range(len(z)) if i != j)
+
+        keep = self._keep
+        c_cur = centers[cur][j]
+        far_cur = rest(cur) + c_cur * c_cur
+        out = []
+        for k, center in enumerate(centers):
+            if k == cur:
+                continue
+            c_k = center[j]
+            b_coef = -2.0 * (c_k - keep * c_cur)
+            c_coef = rest(k) + c_k * c_k - keep * far_cur
+            disc = b_coef * b_coef - 4.0 * a_coef * c_coef
+            if disc <= 0:
+                continue
+            root = math.sqrt(disc)
+            lo = (-b_coef - root) / (2.0 * a_coef)
+            hi = (-b_coef + root) / (2.0 * a_coef)
+            out.append((lo / inv + mean, hi / inv + mean))
+        return out
+
     def _reasons(self, z: list[float], chosen: int, d2: list[float], alt: float) -> list[str]:
         picked: list[tuple[float, int]] = []
         for i, sign in self._traits[chosen]:

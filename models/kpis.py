@@ -232,15 +232,7 @@ class KpiTracker:
         ]
         if level:
             members.append(f"churn.{level}")
-        flags = NPS_FLAGS.get(feats.get("nps_category") or "", 0)
-        if feats.get("events_30d"):
-            flags |= ACTIVE
-        if feats.get("product_views_30d"):
-            flags |= VIEWED
-        if feats.get("orders_30d"):
-            flags |= BOUGHT
-        if level == "high":
-            flags |= CHURN_HIGH
+        flags = _flags(feats, level)
         revenue = float(feats.get("revenue_30d") or 0.0)
         clv = None
         if self.spend is not None and feats.get("T") is not None:
@@ -263,6 +255,35 @@ class KpiTracker:
         floor = day - LOG_DAYS + 1
         log = [entry for entry in (old[_LOG] if old else ()) if entry[0] >= floor]
         state["kc"] = [members, flags, revenue, clv, log + entries, tallies]
+
+    def contribution_moves(self, state: CustomerState, feats: Mapping[str, Any]) -> bool:
+        """Whether :meth:`evaluated` with ``feats`` would replace the stored contribution
+        when no segment or churn level changes and no experiment window closes:
+        its flags, 30-day revenue or CLV moved."""
+        old = state.get("kc")
+        if old is None:
+            return True
+        if old[_FLAGS] != _flags(feats, (state.get("churn") or {}).get("level")):
+            return True
+        revenue = float(feats.get("revenue_30d") or 0.0)
+        if abs(old[_REVENUE] - revenue) > 1e-9 * max(1.0, abs(revenue)):
+            return True
+        return self.clv_moves(state, feats)
+
+    def clv_moves(self, state: CustomerState, feats: Mapping[str, Any]) -> bool:
+        """Whether :meth:`evaluated` with ``feats`` would store a new CLV (it left the
+        tolerance around the stored one); ``False`` without CLV models."""
+        if self.spend is None or feats.get("T") is None:
+            return False
+        kc = state.get("kc")
+        old = kc[_CLV] if kc else None
+        clv = self._clv(
+            feats.get("frequency"),
+            feats.get("recency"),
+            feats.get("T"),
+            feats.get("monetary_value"),
+        )
+        return not _close(old, clv, self.clv_tolerance, self._clv_floor())
 
     def _clv_floor(self) -> float:
         """Changes of a CLV below this are never worth a write: ``clv_tolerance`` of
@@ -311,6 +332,20 @@ class KpiTracker:
             for e in experiments
         ]
         return True
+
+
+def _flags(feats: Mapping[str, Any], level: str | None) -> int:
+    """The contribution's flags: NPS category, 30-day activity, views, purchases, high churn."""
+    flags = NPS_FLAGS.get(feats.get("nps_category") or "", 0)
+    if feats.get("events_30d"):
+        flags |= ACTIVE
+    if feats.get("product_views_30d"):
+        flags |= VIEWED
+    if feats.get("orders_30d"):
+        flags |= BOUGHT
+    if level == "high":
+        flags |= CHURN_HIGH
+    return flags
 
 
 def _close(old: float | None, new: float | None, tolerance: float, floor: float) -> bool:
