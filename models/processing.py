@@ -65,6 +65,9 @@ UNASSESSED_WHEN_NONE = frozenset({"lifecycle", "value", "cluster"})
 # (their dormancy grows, their 30/90-day windows empty): the model learns the
 # customer base as the daily sweep assigns it, not as it was at each last event.
 REFRESH_SAMPLE_MS = 7 * MS_PER_DAY
+# Catch-ups this long or longer jump from due day to due day (measured in
+# tests/models/test_due.py: a due day costs about one evaluation).
+JUMP_MIN_DAYS = 4
 
 
 def output_event_id(*parts: object) -> str:
@@ -176,6 +179,11 @@ class CustomerProcessor:
         snapshot cadence (:mod:`models.churn_outcomes`).
     thresholds
         Enter/exit scores of the churn levels (``SEGMENTER_CHURN_*_THRESHOLD``).
+    jump_min_days
+        A catch-up of at least this many days evaluates only the days something
+        can change (:mod:`models.due`) instead of every day: same outputs and
+        state, O(changes) instead of O(days) for a restart, a backlog or a
+        customer back after a long silence.
 
     The churn model is passed per call as ``churn_params`` (the latest
     :class:`models.churn_model.ChurnModel` published by the learner); ``None``
@@ -189,6 +197,7 @@ class CustomerProcessor:
     tracker: KpiTracker | None = None
     tracking: ChurnTracking = field(default_factory=ChurnTracking)
     thresholds: LevelThresholds = DEFAULT_THRESHOLDS
+    jump_min_days: int = JUMP_MIN_DAYS
     _prior: ChurnModel | None = field(default=None, init=False, repr=False)
 
     def churn_model(self, churn_params: Any = None) -> ChurnModel:
@@ -311,22 +320,68 @@ class CustomerProcessor:
                 when,
             )
         first = max(state["eval_day"], reviewed_through) + 1
-        for day in range(first, until_day + 1):
-            cause = f"day:{format_ts(day * MS_PER_DAY)[:10]}"
-            step = self.evaluate(
-                customer_id,
-                state,
-                day * MS_PER_DAY,
-                assigner,
-                churn_params,
-                cause,
-                day_start=True,
+        if until_day - first + 1 >= self.jump_min_days:
+            self._jump_to_due_days(
+                customer_id, state, first, until_day, assigner, churn_params, result
             )
-            result.merge_changes(step, day * MS_PER_DAY)
-            self._refresh_sample(state, day * MS_PER_DAY, result, step)
+        else:
+            for day in range(first, until_day + 1):
+                self._day_start(customer_id, state, day, assigner, churn_params, result)
         if first <= until_day:
             state["eval_day"] = until_day
         return result
+
+    def _day_start(
+        self,
+        customer_id: str,
+        state: CustomerState,
+        day: int,
+        assigner: SegmentAssigner | None,
+        churn_params: Any,
+        result: Result,
+    ) -> Result:
+        """Evaluate the customer at the start of ``day``, into ``result``; the step."""
+        cause = f"day:{format_ts(day * MS_PER_DAY)[:10]}"
+        step = self.evaluate(
+            customer_id, state, day * MS_PER_DAY, assigner, churn_params, cause, day_start=True
+        )
+        result.merge_changes(step, day * MS_PER_DAY)
+        self._refresh_sample(state, day * MS_PER_DAY, result, step)
+        return step
+
+    def _jump_to_due_days(
+        self,
+        customer_id: str,
+        state: CustomerState,
+        first: int,
+        until_day: int,
+        assigner: SegmentAssigner | None,
+        churn_params: Any,
+        result: Result,
+    ) -> None:
+        """The days ``first``..``until_day`` as :meth:`catch_up` evaluates them one by
+        one, evaluating only the days something can change (:mod:`models.due`) and
+        the last one: the same outputs, ids and final state, in O(changes).
+
+        A due day costs about one evaluation to compute, so short gaps (the
+        daily sweep's one day) are evaluated day by day (``jump_min_days``).
+        """
+        from models.due import plan  # (models.due reads this module's processor)
+
+        state["eval_day"] = first - 1  # the days before are evaluated already
+        last = None  # the previous plan, while it may be reused
+        while True:
+            last = plan(self, customer_id, state, assigner, churn_params, reuse=last)
+            if last.day is None or last.day > until_day:
+                break
+            kpis = state.get("kc")
+            step = self._day_start(customer_id, state, last.day, assigner, churn_params, result)
+            state["eval_day"] = last.day
+            if step.segment_changes or step.churn_events or state.get("kc") is not kpis:
+                last = None  # only snapshots and refresh samples leave the plan valid
+        if state["eval_day"] < until_day:
+            # (nothing moves; evaluated as the daily loop's last day, for its caches)
+            self._day_start(customer_id, state, until_day, assigner, churn_params, result)
 
     @staticmethod
     def _refresh_sample(

@@ -24,6 +24,7 @@ printed (``pytest -s``) and asserted to stay above a floor.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import random
 import time
@@ -428,3 +429,35 @@ def test_a_dwell_ends_on_the_day_the_rules_compare_it_ends() -> None:
         d = _first_day_reaching(since, days)
         assert d * MS_PER_DAY - since >= days * MS_PER_DAY
         assert (d - 1) * MS_PER_DAY - since < days * MS_PER_DAY
+
+
+def test_a_long_catch_up_in_one_call_jumps_and_equals_the_daily_loop(
+    worker_defaults: CapturingRun, shuffled: CapturingRun, everything: CapturingRun
+) -> None:
+    """What a restart, a backlog or a customer back after months does: one
+    ``catch_up`` over many days (``CustomerProcessor.jump_min_days``)."""
+    jumped_seconds = daily_seconds = 0.0
+    checked = 0
+    for run in (worker_defaults, shuffled, everything):
+        daily = dataclasses.replace(run.processor, jump_min_days=10**9)
+        for sample in run.samples[::2]:
+            for gap in (run.processor.jump_min_days, 30, HORIZON):
+                end = sample.state["eval_day"] + gap
+                got, want = copy(sample.state), copy(sample.state)
+                args = (sample.assigner, sample.churn_params)
+                started = time.perf_counter()
+                jumped = run.processor.catch_up(sample.customer_id, got, end, *args)
+                jumped_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                expected = daily.catch_up(sample.customer_id, want, end, *args)
+                daily_seconds += time.perf_counter() - started
+                assert outputs(jumped) == outputs(expected), (sample.customer_id, gap)
+                assert jumped.tracked == expected.tracked
+                assert orjson.dumps(got, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+                    want, option=orjson.OPT_SORT_KEYS
+                ), (sample.customer_id, gap)
+                checked += 1
+    print(
+        f"{checked} catch-ups: jumping took {jumped_seconds / daily_seconds:.0%} of the daily loop"
+    )
+    assert checked > 300
