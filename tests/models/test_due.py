@@ -441,10 +441,13 @@ def test_a_long_catch_up_in_one_call_jumps_and_equals_the_daily_loop(
     for run in (worker_defaults, shuffled, everything):
         daily = dataclasses.replace(run.processor, jump_min_days=10**9)
         for sample in run.samples[::2]:
-            for gap in (run.processor.jump_min_days, 30, HORIZON):
-                end = sample.state["eval_day"] + gap
+            day = sample.state["eval_day"]
+            # (gap, the sweep's reviewed_through: days the catch-up must skip)
+            for gap, reviewed in ((run.processor.jump_min_days, -1), (30, -1), (30, day + 9),
+                                  (HORIZON, -1)):  # fmt: skip
+                end = day + gap
                 got, want = copy(sample.state), copy(sample.state)
-                args = (sample.assigner, sample.churn_params)
+                args = (sample.assigner, sample.churn_params, reviewed)
                 started = time.perf_counter()
                 jumped = run.processor.catch_up(sample.customer_id, got, end, *args)
                 jumped_seconds += time.perf_counter() - started
@@ -460,4 +463,4 @@ def test_a_long_catch_up_in_one_call_jumps_and_equals_the_daily_loop(
     print(
         f"{checked} catch-ups: jumping took {jumped_seconds / daily_seconds:.0%} of the daily loop"
     )
-    assert checked > 300
+    assert checked > 400
