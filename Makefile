@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SEG := $(VENV)/bin/segmenter
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install kafka topics run test test-unit lint bench quality evaluate stop clean docker docker-test
+.PHONY: install kafka topics run test test-unit lint bench bench-restart quality evaluate stop clean docker docker-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ lint: install
 
 bench: topics
 	$(PY) -m streams.tools.bench
+
+bench-restart: topics
+	$(PY) -m streams.tools.bench_restart
 
 stop:
 	-$(SEG) kafka stop
