@@ -51,7 +51,7 @@ from models.customer import CustomerState
 from models.eventtime import MS_PER_DAY
 from streams.ops.producing import RateLimiter, produce
 from streams.settings import Settings
-from streams.tools.worker_process import WorkerProcess
+from streams.tools.worker_process import SEGMENTER, WorkerProcess
 from streams.topics import INPUT_TOPICS, changelog_topic, create_topics
 
 __all__ = [
@@ -220,13 +220,12 @@ def scrape_metrics(worker: WorkerProcess, attempts: int = 20) -> Samples:
 
 def worker_command(profile: Path | None = None) -> list[str]:
     """``segmenter worker``, under pyinstrument when ``profile`` names its output."""
-    segmenter = str(Path(sys.executable).with_name("segmenter"))
     if profile is None:
-        return [segmenter, "worker"]
+        return [SEGMENTER, "worker"]
     pyinstrument = str(Path(sys.executable).with_name("pyinstrument"))
     session = str(profile.with_suffix(".pyisession"))
     # A 5 ms sampling interval keeps the session small enough to render quickly.
-    return [pyinstrument, "-i", "0.005", "-r", "pyisession", "-o", session, segmenter, "worker"]
+    return [pyinstrument, "-i", "0.005", "-r", "pyisession", "-o", session, SEGMENTER, "worker"]
 
 
 def events_handled(samples: Samples) -> int:

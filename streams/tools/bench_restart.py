@@ -30,13 +30,13 @@ from pathlib import Path
 import orjson
 
 from models.eventtime import MS_PER_DAY, parse_ts
-from streams.ops.producing import produce
 from streams.tools.bench import (
     Throughput,
     bench_settings,
     delete_topics,
     drain,
     events_handled,
+    produce_all,
     say,
     scrape_metrics,
 )
@@ -81,8 +81,9 @@ def shuffled_history(
     for topic, event in sim.events():
         if topic == "browsing" and rng.random() >= browsing_kept:
             continue
-        ts = event["ts"] if type(event["ts"]) is int else parse_ts(event["ts"])
-        arriving.append((ts + rng.random() * late_days * MS_PER_DAY, topic, event))
+        arriving.append(
+            (parse_ts(event["ts"]) + rng.random() * late_days * MS_PER_DAY, topic, event)
+        )
     arriving.sort(key=lambda item: item[0])
     return [(t, e["customer_id"].encode(), orjson.dumps(e)) for _, t, e in arriving]
 
@@ -107,9 +108,7 @@ def measure_restart(
         try:
             for prefix in prefixes:
                 asyncio.run(create_topics(bench_settings(bootstrap, prefix, 4)))
-                asyncio.run(
-                    produce(bootstrap, ((prefix + t, k, v) for t, k, v in records), linger_ms=20)
-                )
+                asyncio.run(produce_all(bootstrap, prefix, records, progress=lambda _sent: None))
             crash = Path(tmp) / "crash"
             a = _worker(bootstrap, prefixes[0], crash).start()
             a.wait_ready()

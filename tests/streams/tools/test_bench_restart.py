@@ -10,11 +10,7 @@ from streams.tools.bench_restart import RestartResult, shuffled_history
 
 
 def event_times(records: list[tuple[str, bytes, bytes]]) -> list[int]:
-    out = []
-    for _, _, value in records:
-        ts = orjson.loads(value)["ts"]
-        out.append(ts if isinstance(ts, int) else parse_ts(ts))
-    return out
+    return [parse_ts(orjson.loads(value)["ts"]) for _, _, value in records]
 
 
 def test_events_arrive_out_of_order_but_never_more_than_late_days_late() -> None:
