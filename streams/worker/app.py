@@ -55,12 +55,14 @@ from streams.worker.repartition import REPARTITION_TOPIC
 from streams.worker.reroute_merge import event_time_topics
 from streams.worker.runtime import Runtime
 from streams.worker.state_table import StateTable, producer_send
+from streams.worker.wakeup import install_loop
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
 FETCH_BYTES_PER_PARTITION = 64 * 1024  # ≈ 250 input records
+RELEASE_INTERVAL_SECONDS = 0.2
 # Faust's RocksDB defaults (64 MB x 3 write buffers, a 2 GB block cache) apply
 # per partition database: bound them so memory does not scale with partitions.
 ROCKSDB_OPTIONS = {
@@ -268,7 +270,6 @@ def _install_release_timer(
 ) -> None:
     fetch_hold = pipeline.fetch_hold
 
-    @app.timer(interval=0.2)
     async def release_held_events() -> None:
         # Held events whose turn came without a new message (a topic caught up).
         try:
@@ -286,6 +287,9 @@ def _install_release_timer(
         order = pipeline.order
         if order is not None:
             rt.metrics.set_events_held(len(order), order.forced, order.late)
+
+    # Five times a second, or as soon as a newer cluster model arrived (streams.worker.wakeup).
+    install_loop(app, RELEASE_INTERVAL_SECONDS, rt.wakeups.release, release_held_events)
 
 
 def _install_lag_gauge(app: faust.App, rt: Runtime) -> None:

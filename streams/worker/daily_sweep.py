@@ -1,7 +1,8 @@
 """The daily pass over a partition's customers, and the clock timer that starts it.
 
-Every second the clock timer publishes each assigned partition's stream clock,
-segment statistics and KPI sums on the internal clock topic, and starts a pass
+Every second (or when woken: :mod:`streams.worker.wakeup`) the clock timer
+publishes each assigned partition's stream clock, segment statistics and KPI
+sums on the internal clock topic, and starts a pass
 (a record on the partition's ``clock-ticks`` partition) when the stream clock
 enters a new day, a new cluster model arrives or ``SWEEP_EVERY_SECONDS`` have
 passed. The clock-ticks agent then walks the partition's stored customers
@@ -27,12 +28,20 @@ from streams.worker.assignment import assigned_partitions
 from streams.worker.pipeline import Pipeline
 from streams.worker.runtime import Runtime
 from streams.worker.sweep import PartitionSweep, partition_keys
+from streams.worker.wakeup import install_loop
 
-__all__ = ["SWEEP_CHUNK", "SWEEP_EVERY_SECONDS", "finish_sweep", "install_daily_sweep"]
+__all__ = [
+    "CLOCK_INTERVAL_SECONDS",
+    "SWEEP_CHUNK",
+    "SWEEP_EVERY_SECONDS",
+    "finish_sweep",
+    "install_daily_sweep",
+]
 
 log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 2000
+CLOCK_INTERVAL_SECONDS = 1.0
 SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall clock)
 
 
@@ -79,8 +88,11 @@ def _install_pass_agent(
             if len(keys) < SWEEP_CHUNK:  # the pass is complete
                 finish_sweep(rt, partition, sweep)
                 sweeps.pop(partition, None)
+                rt.wakeups.training.set()  # the learner may close the day now
             else:
                 sweep.cursor = cursor
+                if rt.pacing():
+                    rt.wakeups.clock.set()  # the next chunk now, not at the next tick
 
 
 def _install_clock_timer(
@@ -94,7 +106,6 @@ def _install_clock_timer(
     # partition -> (stream day, wall time, model version) when its last pass started
     last_pass: dict[int, tuple[int, float, str | None]] = {}
 
-    @app.timer(interval=1.0)
     async def tick_and_publish_clock() -> None:
         rt.metrics.set_stream_clock(rt.clock.now_ms)
         wall = time.monotonic()
@@ -129,6 +140,10 @@ def _install_clock_timer(
             if message != rt.remote_stats.get(f"p{partition}"):
                 await clock_topic.send(key=f"p{partition}".encode(), value=encode(message))
         rt.metrics.set_segment_kpis(rt.kpis.local_totals(assigned), day_of(rt.clock.now_ms))
+
+    # Every second, or as soon as a commit moved a partition into a new day
+    # while events wait for the model (streams.worker.wakeup).
+    install_loop(app, CLOCK_INTERVAL_SECONDS, rt.wakeups.clock, tick_and_publish_clock)
 
 
 def finish_sweep(rt: Runtime, partition: int, sweep: PartitionSweep) -> None:

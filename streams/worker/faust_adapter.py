@@ -108,6 +108,7 @@ __all__ = [
     "read_offset",
     "refresh_metadata",
     "remember_key",
+    "wake_fetch",
 ]
 
 log = logging.getLogger(__name__)
@@ -565,6 +566,19 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 )
         await super().wait_empty()
 
+    def on_buffer_drop(self, tp: TP) -> None:
+        """Fetch ``tp`` again (held back while it waited for the cluster model,
+        :class:`streams.worker.model_pace.FetchHold`), at once.
+
+        Its records are usually fetched already; but the fetch under way waits
+        for new records of the partitions active when it began, up to the drain
+        loop's 1 s timeout (aiokafka ``Fetcher.fetched_records``). Waking its
+        waiters ends that wait, and the next look goes through Faust's active
+        set, the very set this call just added ``tp`` to.
+        """
+        super().on_buffer_drop(tp)
+        wake_fetch(self._thread)
+
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         """A new generation reads from the committed offsets (aiokafka resets every
         position): forget what the previous one delivered."""
@@ -591,6 +605,22 @@ class BatchConsumer(aiokafka_driver.Consumer):
         for tp in revoked:
             self._frontier.pop(tp, None)
             self._next_offset.pop(tp, None)
+
+
+def wake_fetch(thread: Any) -> None:
+    """End the wait of a fetch under way on the consumer thread (aiokafka's fetch
+    waiters; a woken ``fetched_records`` looks at its buffered records again)."""
+    consumer = getattr(thread, "_consumer", None)
+    fetcher = getattr(consumer, "_fetcher", None)
+    loop = getattr(thread, "thread_loop", None)
+    if fetcher is None or loop is None or loop.is_closed():
+        return
+
+    def notify_waiters() -> None:
+        for waiter in list(fetcher._fetch_waiters):
+            fetcher._notify(waiter)
+
+    loop.call_soon_threadsafe(notify_waiters)
 
 
 def _offsets(offsets: Any, keep: Any) -> str:

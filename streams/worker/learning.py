@@ -2,9 +2,10 @@
 and the training batches every worker sends them.
 
 Workers buffer learner samples while they handle events and sweep
-(``Runtime.training_buffer``) and send them every half second on the
-one-partition ``segment-training`` topic, with how far in stream time each of
-their input partitions is complete (``through``). Whichever worker owns that
+(``Runtime.training_buffer``) and send them every half second (or as soon as
+a daily pass finished) on the one-partition ``segment-training`` topic, with
+how far in stream time each of their input partitions is complete
+(``through``). Whichever worker owns that
 partition runs the learners: the cluster learner (:mod:`streams.worker.learner`)
 closes each day once every partition is past it and publishes the model on
 ``segment-models`` (its changes announced on ``segment-changes`` first); the
@@ -34,12 +35,14 @@ from streams.worker.learner import LearnerHost
 from streams.worker.model_events import MODEL_KEY, model_change_events
 from streams.worker.pipeline import Pipeline
 from streams.worker.runtime import Runtime
+from streams.worker.wakeup import install_loop
 
-__all__ = ["TRAINING_ITEMS_PER_MESSAGE", "install_learning"]
+__all__ = ["TRAINING_FLUSH_SECONDS", "TRAINING_ITEMS_PER_MESSAGE", "install_learning"]
 
 log = logging.getLogger(__name__)
 
 TRAINING_ITEMS_PER_MESSAGE = 1000  # training samples are a few hundred bytes each
+TRAINING_FLUSH_SECONDS = 0.5
 
 OffLoop = Callable[..., Awaitable[Any]]
 
@@ -151,7 +154,6 @@ def _install_training_flush(
     sent_through: dict[str, int] = {}
     last_training_send = [0.0]
 
-    @app.timer(interval=0.5)
     async def flush_training() -> None:
         through: dict[str, int] = {}
         for partition in assigned_partitions(app, settings.topic("purchases")):
@@ -176,3 +178,6 @@ def _install_training_flush(
             sent_through.clear()
             sent_through.update(through)
             last_training_send[0] = wall
+
+    # Every half second, or as soon as a daily pass finished (streams.worker.wakeup).
+    install_loop(app, TRAINING_FLUSH_SECONDS, rt.wakeups.training, flush_training)

@@ -477,9 +477,14 @@ class Pipeline:
         # partition over) without new events still knows how far the stream is.
         clock_records, clocks = self._clock_records()
         flushed, _ = await asyncio.gather(outputs.flush(), clock_records.flush())
+        new_day = False
         for partition, clock_ms in clocks.items():
             published = self.rt.clock_published.get(partition, 0)
             self.rt.clock_published[partition] = max(clock_ms, published)
+            new_day = new_day or clock_ms // MS_PER_DAY > published // MS_PER_DAY
+        if new_day and self.rt.pacing():
+            # The model's next day waits for this partition's pass of the new day.
+            self.rt.wakeups.clock.set()
         for record in flushed:
             self.rt.metrics.output(record.output)
             if record.latency_kind is not None:

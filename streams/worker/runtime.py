@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from models.profile_policy import AttributePolicy
 from streams.settings import Settings
 from streams.worker.metrics import Metrics
 from streams.worker.model_pace import ModelPace
+from streams.worker.wakeup import Wakeups
 
 __all__ = ["Runtime"]
 
@@ -63,6 +65,8 @@ class Runtime:
     kpis: KpiBook = field(init=False)
     # How far past the cluster model's as_of events may be handled (streams.worker.model_pace).
     model_pace: ModelPace = field(init=False)
+    # The loops of the per-stream-day chain, woken by the step before them (streams.worker.wakeup).
+    wakeups: Wakeups = field(default_factory=Wakeups)
 
     def __post_init__(self) -> None:
         self.kpis = KpiBook(today=lambda: day_of(self.clock.now_ms))
@@ -94,6 +98,11 @@ class Runtime:
         if kpis is not None:
             message["kpis"] = kpis
         return message
+
+    def pacing(self) -> bool:
+        """Whether events now wait for the cluster model (``streams.worker.model_pace``):
+        then every link of the per-stream-day chain is worth waking at once."""
+        return self.model_pace.limit(time.monotonic()) != math.inf
 
     def clocks_to_publish(self) -> list[int]:
         """Partitions whose clock moved past what the stream-clock topic holds."""
@@ -190,7 +199,10 @@ class Runtime:
         as_of_ms = (snapshot or {}).get("as_of_ms")
         if isinstance(as_of_ms, int) and not isinstance(as_of_ms, bool):
             # (warming up too: the learner publishes every day it closes)
+            before = self.model_pace.as_of_ms
             self.model_pace.heard(as_of_ms, time.monotonic())
+            if self.model_pace.as_of_ms != before:
+                self.wakeups.release.set()  # the held events of the next day may go
         if assigner is not None:
             self.assigner = assigner
             published = (snapshot or {}).get("published_s")

@@ -518,3 +518,41 @@ def test_another_faust_version_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setattr(faust_adapter, "version", lambda name: "0.16.0")
     with pytest.raises(RuntimeError, match=r"faust-streaming 0\.16\.0 is installed"):
         create_app(Settings(store="memory://", data_dir=tmp_path))
+
+
+async def test_a_partition_let_go_is_read_at_once_not_after_the_fetch_wait(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiokafka's own fetched_records, waiting for new records of the partitions
+    # active when it began; P0's records are fetched already (held for the model).
+    from types import SimpleNamespace
+
+    from aiokafka.consumer.fetcher import Fetcher, FetchResult
+
+    fetched = FetchResult.__new__(FetchResult)
+    fetched.getall = lambda max_records=None: ["r0", "r1"]  # type: ignore[method-assign]
+    fetched.has_more = lambda: False  # type: ignore[method-assign]
+    fetcher = Fetcher.__new__(Fetcher)
+    fetcher._loop = asyncio.get_running_loop()
+    fetcher._fetch_waiters = set()
+    fetcher._closed = False
+    fetcher._wait_consume_future = None
+    fetcher._records = {P0: fetched}
+    fetcher._subscriptions = SimpleNamespace(
+        reassignment_in_progress=False, is_assigned=lambda tp: True
+    )
+    thread = consumer._thread
+    monkeypatch.setattr(thread, "_consumer", SimpleNamespace(_fetcher=fetcher), raising=False)
+    monkeypatch.setattr(thread, "thread_loop", asyncio.get_running_loop())
+    active: set[TP] = {P1}  # Faust's live set of active partitions; P0 held
+    consumer._active_partitions = active
+    consumer._buffered_partitions = {P0}
+
+    waiting = asyncio.ensure_future(fetcher.fetched_records(active, timeout=5.0))
+    await settle()
+    assert not waiting.done()
+    started = asyncio.get_running_loop().time()
+    consumer.on_buffer_drop(P0)  # the model arrived: FetchHold lets P0 go
+    records = await asyncio.wait_for(waiting, 6.0)
+    assert records == {P0: ["r0", "r1"]}
+    assert asyncio.get_running_loop().time() - started < 1.0  # not the 5 s wait

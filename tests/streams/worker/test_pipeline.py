@@ -117,3 +117,32 @@ async def test_a_restarted_worker_never_publishes_a_clock_behind_the_topic(app: 
     assert await asyncio.wait_for(submission.done, 5)
     assert app.pipeline.outputs["stream-clock"].sent == []
     assert rt.partition_record(0)["clock_ms"] == T0 + 9 * DAY  # (the timer's record too)
+
+
+async def test_a_commit_that_moves_a_partition_into_a_new_day_wakes_the_clock_loop(
+    app: Any,
+) -> None:
+    """While events wait for the cluster model, the partition's pass of the new
+    day starts at once (not at the next second): the model's next day waits
+    for it (streams/worker/wakeup.py)."""
+    pipeline, wakeups = app.pipeline, app.segmenter.wakeups
+    first = await pipeline.submit("purchases", [purchase_message(0, T0 + 3600_000)])
+    assert await asyncio.wait_for(first.done, 5)
+    assert app.segmenter.pacing()
+    assert await wakeups.clock.wait(0.01)
+    later = await pipeline.submit("purchases", [purchase_message(1, T0 + 7200_000)])
+    assert await asyncio.wait_for(later.done, 5)
+    assert not await wakeups.clock.wait(0.01)  # same day: nothing to start
+    next_day = await pipeline.submit("purchases", [purchase_message(2, T0 + DAY + 60_000)])
+    assert await asyncio.wait_for(next_day.done, 5)
+    assert await wakeups.clock.wait(0.01)
+
+
+async def test_a_newer_cluster_model_wakes_the_release_of_held_events(app: Any) -> None:
+    rt = app.segmenter
+    assert rt.install_model({"snapshot": {"as_of_ms": T0}})
+    assert await rt.wakeups.release.wait(0.01)
+    assert rt.install_model({"snapshot": {"as_of_ms": T0}})  # the same day again
+    assert not await rt.wakeups.release.wait(0.01)
+    assert rt.install_model({"snapshot": {"as_of_ms": T0 + DAY}})
+    assert await rt.wakeups.release.wait(0.01)
