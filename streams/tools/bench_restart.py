@@ -119,12 +119,16 @@ def measure_restart(
             try:
                 started = time.perf_counter()
                 b.wait_ready(timeout)
-                drain(b, total // 4, timeout)
+                ready_s = time.perf_counter() - started
+                working = drain(b, total // 4, timeout)
                 handled = events_handled(scrape_metrics(b))
                 restarted = Throughput(handled, time.perf_counter() - started)
             finally:
                 b.stop()
-            say(f"restart: B {restarted.rate:,.0f} events/s")
+            say(
+                f"restart: B {restarted.rate:,.0f} events/s from its start (ready after "
+                f"{ready_s:.1f} s; {working.rate:,.0f} events/s once it handled events)"
+            )
             c = _worker(bootstrap, prefixes[1], Path(tmp) / "steady").start()
             try:
                 c.wait_ready()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -32,8 +33,12 @@ from streams.worker.wakeup import install_loop
 
 __all__ = [
     "CLOCK_INTERVAL_SECONDS",
+    "GO_ON",
+    "START",
+    "START_PATIENCE_SECONDS",
     "SWEEP_CHUNK",
     "SWEEP_EVERY_SECONDS",
+    "Passes",
     "finish_sweep",
     "install_daily_sweep",
 ]
@@ -41,6 +46,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 2000
+START = b'{"start":true}'  # a tick that starts a pass (module docs)
+GO_ON = b"{}"  # a tick that moves the pass under way one chunk on
+START_PATIENCE_SECONDS = 60.0
 CLOCK_INTERVAL_SECONDS = 1.0
 SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall clock)
 
@@ -49,9 +57,38 @@ def install_daily_sweep(
     app: faust.App, rt: Runtime, pipeline: Pipeline, customers: Any, ticks: Any, clock_topic: Any
 ) -> None:
     """Register the clock-ticks agent and the clock timer on ``app``."""
-    sweeps: dict[int, PartitionSweep] = {}  # partition -> its pass under way
-    _install_pass_agent(app, rt, pipeline, customers, ticks, sweeps)
-    _install_clock_timer(app, rt, pipeline, ticks, clock_topic, sweeps)
+    passes = Passes()
+    _install_pass_agent(app, rt, pipeline, customers, ticks, passes)
+    _install_clock_timer(app, rt, pipeline, ticks, clock_topic, passes)
+
+
+@dataclass
+class Passes:
+    """The passes under way, and the partitions whose start tick is on its way.
+
+    A tick either starts a pass (:data:`START`) or moves the partition's pass
+    under way one chunk on; a tick of the second kind that arrives after its
+    pass ended is ignored (otherwise every tick sent while a pass ran would
+    start another full pass once it ended).
+    """
+
+    running: dict[int, PartitionSweep] = field(default_factory=dict)
+    # partition -> when (monotonic s) its start tick was sent
+    starting: dict[int, float] = field(default_factory=dict)
+
+    def busy(self, partition: int, now: float) -> bool:
+        """Whether a pass of ``partition`` runs or is about to (a start tick not
+        taken within ``START_PATIENCE_SECONDS`` is sent again: the partition
+        may have moved away and back meanwhile).
+
+        >>> passes = Passes(starting={1: 100.0})
+        >>> passes.busy(1, now=101.0), passes.busy(1, now=200.0), passes.busy(2, now=101.0)
+        (True, False, False)
+        """
+        sent = self.starting.get(partition)
+        return partition in self.running or (
+            sent is not None and now - sent < START_PATIENCE_SECONDS
+        )
 
 
 def _install_pass_agent(
@@ -60,14 +97,19 @@ def _install_pass_agent(
     pipeline: Pipeline,
     customers: Any,
     ticks: Any,
-    sweeps: dict[int, PartitionSweep],
+    passes: Passes,
 ) -> None:
+    sweeps = passes.running
+
     @app.agent(ticks, name="segmenter.clock-ticks", concurrency=1)
     async def on_tick(stream: Any) -> None:
         async for event in stream.events():
             partition = event.message.partition
             sweep = sweeps.get(partition)
             if sweep is None:
+                if event.value != START:
+                    continue  # (moved on a pass that has ended)
+                passes.starting.pop(partition, None)
                 # Every customer whose events are handled must be in the store
                 # before the pass lists the keys (see Runtime.reviewed_through).
                 await pipeline.drain()
@@ -101,7 +143,7 @@ def _install_clock_timer(
     pipeline: Pipeline,
     ticks: Any,
     clock_topic: Any,
-    sweeps: dict[int, PartitionSweep],
+    passes: Passes,
 ) -> None:
     # partition -> (stream day, wall time, model version) when its last pass started
     last_pass: dict[int, tuple[int, float, str | None]] = {}
@@ -121,9 +163,10 @@ def _install_clock_timer(
             model = rt.assigner_signature()
             day, started, seen_model = last_pass.get(partition, (-1, 0.0, None))
             # (now is 0 while the partition's first events are still to come.)
-            if (
-                partition in sweeps
-                or not rt.kpis.derived(partition)  # new here: derive its KPI sums
+            if partition in passes.running:
+                await ticks.send(value=GO_ON, partition=partition)
+            elif not passes.busy(partition, wall) and (
+                not rt.kpis.derived(partition)  # new here: derive its KPI sums
                 or (
                     now > 0
                     and (
@@ -133,9 +176,9 @@ def _install_clock_timer(
                     )
                 )
             ):
-                if partition not in sweeps:
-                    last_pass[partition] = (day_of(now), wall, model)
-                await ticks.send(value=b"{}", partition=partition)
+                last_pass[partition] = (day_of(now), wall, model)
+                passes.starting[partition] = wall
+                await ticks.send(value=START, partition=partition)
             message = rt.partition_record(partition)
             if message != rt.remote_stats.get(f"p{partition}"):
                 await clock_topic.send(key=f"p{partition}".encode(), value=encode(message))

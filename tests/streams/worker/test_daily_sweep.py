@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from streams.worker.daily_sweep import GO_ON, START
 from tests.streams.conftest import purchase
+from tests.streams.worker.test_pipeline import Message
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -16,26 +18,44 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY = 86_400_000
 
 
+async def handled(app: Any, ts: int, offset: int = 0) -> None:
+    submission = await app.pipeline.submit(
+        "purchases", [Message(offset, purchase(f"o{offset}", ts))]
+    )
+    assert await asyncio.wait_for(submission.done, 5)
+
+
+async def tick(app: Any, value: bytes) -> None:
+    """One tick of partition 0 through the agent; returns once it is handled."""
+    rt = app.segmenter
+    agent = next(a for a in app.agents.values() if a.name.endswith("clock-ticks"))
+    stats_before = rt.partition_stats.get(0)
+    async with agent.test_context() as context:
+        await context.put(value, partition=0)
+        for _ in range(50):  # (put returns once the agent took the tick)
+            if rt.partition_stats.get(0) is not stats_before:
+                break
+            await asyncio.sleep(0.01)
+
+
 async def test_a_finished_pass_wakes_the_training_flush(app: Any) -> None:
     """The learner closes a day once every partition's pass of the next one is
     done: the training batch that says so goes at once, not at the next
     half second (streams/worker/wakeup.py)."""
     rt = app.segmenter
-    ingest = await app.pipeline.submit("purchases", [_message(T0 + DAY + 5)])
-    assert await asyncio.wait_for(ingest.done, 5)
+    await handled(app, T0 + DAY + 5)
     assert not await rt.wakeups.training.wait(0.01)
-    agent = next(a for a in app.agents.values() if a.name.endswith("clock-ticks"))
-    async with agent.test_context() as context:
-        await context.put(b"{}", partition=0)
-        for _ in range(200):  # (put returns once the agent took the tick)
-            if 0 in rt.partition_stats:
-                break
-            await asyncio.sleep(0.01)
+    await tick(app, START)
     assert rt.reviewed_through(0) == (T0 + DAY) // DAY
     assert await rt.wakeups.training.wait(0.01)
 
 
-def _message(ts: int) -> Any:
-    from tests.streams.worker.test_pipeline import Message
-
-    return Message(0, purchase("o1", ts))
+async def test_a_tick_that_moves_on_an_ended_pass_starts_none(app: Any) -> None:
+    """Ticks sent while a pass ran (one per loop round) arrive after it ended:
+    each would start another full pass of the partition."""
+    rt = app.segmenter
+    await handled(app, T0 + DAY + 5)
+    await tick(app, GO_ON)
+    assert rt.reviewed_through(0) == -1  # no pass
+    await tick(app, START)
+    assert rt.reviewed_through(0) == (T0 + DAY) // DAY
