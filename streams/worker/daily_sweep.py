@@ -131,6 +131,8 @@ def _install_pass_agent(
                 finish_sweep(rt, partition, sweep)
                 sweeps.pop(partition, None)
                 rt.wakeups.training.set()  # the learner may close the day now
+                if rt.pacing():
+                    rt.wakeups.clock.set()  # the partition may be a day further already
             else:
                 sweep.cursor = cursor
                 if rt.pacing():

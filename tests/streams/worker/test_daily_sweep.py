@@ -45,9 +45,13 @@ async def test_a_finished_pass_wakes_the_training_flush(app: Any) -> None:
     rt = app.segmenter
     await handled(app, T0 + DAY + 5)
     assert not await rt.wakeups.training.wait(0.01)
+    assert await rt.wakeups.clock.wait(0.01)  # (the commit of the new day)
     await tick(app, START)
     assert rt.reviewed_through(0) == (T0 + DAY) // DAY
     assert await rt.wakeups.training.wait(0.01)
+    # While events wait for the model, the clock loop looks at once whether the
+    # partition's next day is there to start (a pass may span a day's events).
+    assert rt.pacing() and await rt.wakeups.clock.wait(0.01)
 
 
 async def test_a_tick_that_moves_on_an_ended_pass_starts_none(app: Any) -> None:
