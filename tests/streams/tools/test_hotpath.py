@@ -24,5 +24,8 @@ def test_every_event_is_handled_and_every_stage_is_timed() -> None:
             inner = sum(v for (s, _), v in seconds.items() if s == stage)
             outer = sum(v for (s, _), v in seconds.items() if s == parent)
             assert inner <= outer * 1.05 + 1e-3, (stage, parent)
+    # The daily pass visits every stored customer once, each in its own partition.
+    assert 0 < results["pass_customers"] <= 300
     table = render(results)
     assert "µs per event" in table and "| parse |" in table
+    assert "µs per customer" in table
