@@ -75,6 +75,7 @@ class Passes:
     running: dict[int, PartitionSweep] = field(default_factory=dict)
     # partition -> when (monotonic s) its start tick was sent
     starting: dict[int, float] = field(default_factory=dict)
+    failed: set[int] = field(default_factory=set)  # started again at the next round
 
     def busy(self, partition: int, now: float) -> bool:
         """Whether a pass of ``partition`` runs or is about to (a start tick not
@@ -122,9 +123,10 @@ def _install_pass_agent(
                 keys, cursor = partition_keys(customers, partition, sweep.cursor, SWEEP_CHUNK)
                 rt.kpis.listed(partition, [orjson.dumps(key) for key in keys])
                 await pipeline.review_partition(keys, partition, sweep)
-            except Exception:  # never let a timer stop the worker; the next tick retries
+            except Exception:  # never let a timer stop the worker; the clock loop retries
                 log.exception("sweep of partition %s failed", partition)
                 sweeps.pop(partition, None)
+                passes.failed.add(partition)
                 rt.kpis.abort_pass(partition)
                 continue
             if len(keys) < SWEEP_CHUNK:  # the pass is complete
@@ -169,6 +171,7 @@ def _install_clock_timer(
                 await ticks.send(value=GO_ON, partition=partition)
             elif not passes.busy(partition, wall) and (
                 not rt.kpis.derived(partition)  # new here: derive its KPI sums
+                or partition in passes.failed
                 or (
                     now > 0
                     and (
@@ -180,6 +183,7 @@ def _install_clock_timer(
             ):
                 last_pass[partition] = (day_of(now), wall, model)
                 passes.starting[partition] = wall
+                passes.failed.discard(partition)
                 await ticks.send(value=START, partition=partition)
             message = rt.partition_record(partition)
             if message != rt.remote_stats.get(f"p{partition}"):
