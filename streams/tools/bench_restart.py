@@ -88,10 +88,12 @@ def shuffled_history(
     return [(t, e["customer_id"].encode(), orjson.dumps(e)) for _, t, e in arriving]
 
 
-def _worker(bootstrap: str, prefix: str, data_dir: Path) -> WorkerProcess:
+def _worker(bootstrap: str, prefix: str, data_dir: Path, port: int | None = None) -> WorkerProcess:
+    # (a worker keeps its stores under <data dir>/worker-<web port>: B takes A's
+    # port to find A's RocksDB, as a restarted process of the same deployment would)
     return WorkerProcess.configured(
         bootstrap=bootstrap, prefix=prefix, app_id=f"{prefix}app", partitions=4,
-        data_dir=data_dir, log_level="warning",
+        data_dir=data_dir, port=port, log_level="warning",
     )  # fmt: skip
 
 
@@ -115,7 +117,7 @@ def measure_restart(
             first = drain(a, half, timeout)
             a.kill()
             say(f"restart: A {first.rate:,.0f} events/s; killed at {half:,}")
-            b = _worker(bootstrap, prefixes[0], crash).start()
+            b = _worker(bootstrap, prefixes[0], crash, port=a.port).start()
             try:
                 started = time.perf_counter()
                 b.wait_ready(timeout)
