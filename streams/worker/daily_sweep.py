@@ -75,7 +75,9 @@ class Passes:
     running: dict[int, PartitionSweep] = field(default_factory=dict)
     # partition -> when (monotonic s) its start tick was sent
     starting: dict[int, float] = field(default_factory=dict)
-    failed: set[int] = field(default_factory=set)  # started again at the next round
+    # partition -> (stream day, wall time, model version) when its last pass started;
+    # a pass that fails is forgotten here, so the clock loop starts it again
+    started: dict[int, tuple[int, float, str | None]] = field(default_factory=dict)
 
     def busy(self, partition: int, now: float) -> bool:
         """Whether a pass of ``partition`` runs or is about to (a start tick not
@@ -126,19 +128,19 @@ def _install_pass_agent(
             except Exception:  # never let a timer stop the worker; the clock loop retries
                 log.exception("sweep of partition %s failed", partition)
                 sweeps.pop(partition, None)
-                passes.failed.add(partition)
+                passes.started.pop(partition, None)
                 rt.kpis.abort_pass(partition)
                 continue
             if len(keys) < SWEEP_CHUNK:  # the pass is complete
                 finish_sweep(rt, partition, sweep)
                 sweeps.pop(partition, None)
                 rt.wakeups.training.set()  # the learner may close the day now
-                if rt.pacing():
-                    rt.wakeups.clock.set()  # the partition may be a day further already
             else:
                 sweep.cursor = cursor
-                if rt.pacing():
-                    rt.wakeups.clock.set()  # the next chunk now, not at the next tick
+            if rt.pacing():
+                # The next chunk, or the partition's next day (it may be there
+                # already), now rather than at the next tick.
+                rt.wakeups.clock.set()
 
 
 def _install_clock_timer(
@@ -149,8 +151,7 @@ def _install_clock_timer(
     clock_topic: Any,
     passes: Passes,
 ) -> None:
-    # partition -> (stream day, wall time, model version) when its last pass started
-    last_pass: dict[int, tuple[int, float, str | None]] = {}
+    last_pass = passes.started
 
     async def tick_and_publish_clock() -> None:
         rt.metrics.set_stream_clock(rt.clock.now_ms)
@@ -171,7 +172,6 @@ def _install_clock_timer(
                 await ticks.send(value=GO_ON, partition=partition)
             elif not passes.busy(partition, wall) and (
                 not rt.kpis.derived(partition)  # new here: derive its KPI sums
-                or partition in passes.failed
                 or (
                     now > 0
                     and (
@@ -183,7 +183,6 @@ def _install_clock_timer(
             ):
                 last_pass[partition] = (day_of(now), wall, model)
                 passes.starting[partition] = wall
-                passes.failed.discard(partition)
                 await ticks.send(value=START, partition=partition)
             message = rt.partition_record(partition)
             if message != rt.remote_stats.get(f"p{partition}"):

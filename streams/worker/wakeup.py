@@ -71,7 +71,7 @@ class Wakeups:
 
 def install_loop(
     app: Any, interval: float, wakeup: Wakeup, step: Callable[[], Awaitable[None]]
-) -> Callable[[], Awaitable[None]]:
+) -> None:
     """Run ``step`` on ``app`` every ``interval`` seconds, or as soon as ``wakeup``
     is set; a step that raises is logged and the loop goes on (as the timers
     it replaces, it must never stop the worker)."""
@@ -90,4 +90,3 @@ def install_loop(
 
     loop.__name__ = loop.__qualname__ = getattr(step, "__name__", "loop")
     app.task(loop)
-    return loop
