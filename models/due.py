@@ -90,32 +90,28 @@ Not covered: ``state["churn"]["score"]`` (a cache rewritten by every
 evaluation, never an output, not written back by a review) and
 ``state["eval_day"]`` itself.
 
-How the sweep should use it (not wired yet)
--------------------------------------------
-* Keep the due day in the customer record, e.g. ``state["due"]``, and per
-  partition an in-memory index ``day -> set(customer keys)`` built from it
-  when the partition is assigned (one scan of the table at start instead of
-  evaluating everyone for every missed day), updated on every write.
-* After an accepted event, index the customer at ``eval_day + 1`` (cheap and
-  safe; the features changed, also when a browsing event skipped the
-  evaluation) rather than planning per event: a plan that cannot reuse costs
-  about an evaluation (below), more than most events.
-* The daily pass for day ``X`` takes the customers indexed at days ``<= X``;
-  for each, repeatedly: ``catch_up(..., until_day=due, reviewed_through=due - 1)``
-  (one evaluation), ``due = plan(..., reuse=previous plan)``, while
-  ``due <= X``; then re-index it at ``due``. The previous plan is reusable
-  while the evaluations since changed no segment, churn level or KPI
-  contribution (and no event or model came): keep its ``moves``/``scanned``
-  in the record next to ``due`` (two small ints). A new cluster model with
-  other ids makes everyone due at once, as ``due_for_review`` does today.
-* A due day is computed for the models of the moment. Refreshed centroids with
-  the same ids (the learner refits daily), a new churn model, new KPI models
-  or rules move the due days too: today's daily pass applies them to everyone
-  within a day; with the index, either everyone is re-planned (O(customers)
-  due computations per new model, cheaper than evaluations but not free), or
-  a refreshed model reaches a silent customer only at their next due day
-  (at most a week for anyone with behaviour, given the refresh samples). The
-  second is a change of behaviour to decide, not an implementation detail.
+How the daily pass uses it
+--------------------------
+:mod:`streams.worker.due_index` (wired in
+:meth:`streams.worker.pipeline.Pipeline.review_partition`):
+
+* The plans live in memory, per partition: a missing plan (a new worker, a
+  restart, a rebalance) means "evaluate at the next pass", as before.
+* A customer evaluated by an event is evaluated again at the next pass and
+  planned from their second silent pass on: a plan costs more than an
+  evaluation, and a customer with an event yesterday often has one today.
+* The pass of day ``X`` skips a customer whose due day is after ``X``;
+  otherwise it catches them up from their due day
+  (``reviewed_through=due - 1``: the days before change nothing) to ``X``
+  and plans again, with ``reuse=`` the previous plan when the pass changed
+  no segment, churn level or KPI contribution. The plan looks only as far as
+  the calendar's due day (``look_ahead_days=0``); a reused one looks further
+  from where it stopped.
+* Any event, privacy request, new churn model (its scores, snapshots and the
+  CLV's models) or cluster model with other ids voids the plans it concerns.
+  Refreshed centroids with the same ids do not (decided): a silent customer
+  meets them at their next due day, at most a week later given the refresh
+  samples.
 * A restart or backlog then costs ``O(events + changes)`` evaluations.
 
 Measured (``pytest -s tests/models/test_due.py``; 400 silent days after every

@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         "placed with the model of their day whatever the load; `0` never waits. Lifted "
         "while no newer model comes for 60 s (`docs/clustering.md`).",
     )
+    sweep_due_index: bool = Field(
+        True,
+        description="The daily pass evaluates only the customers something can change "
+        "for (a due day per customer, kept in memory); `false`: every customer at every "
+        'pass (`docs/ARCHITECTURE.md`, "Timers over the stream clock").',
+    )
     learning: bool = Field(
         True,
         description="`false` freezes the published model: workers keep assigning with the "

@@ -119,11 +119,13 @@ class _Acked:
         return self._done()
 
 
-def _worker(data_dir: Path, model: dict[str, Any] | None) -> Any:
+def _worker(data_dir: Path, model: dict[str, Any] | None, **settings: Any) -> Any:
     from streams.settings import Settings
     from streams.worker.app import create_app
 
-    app: Any = create_app(Settings(store="memory://", data_dir=data_dir, app_id="hotpath"))
+    app: Any = create_app(
+        Settings(store="memory://", data_dir=data_dir, app_id="hotpath", **settings)
+    )
     app.finalize()
     app.conf.store = "memory://"
     rt = app.segmenter
@@ -191,23 +193,30 @@ async def _run(app: Any, fetches: list[Any]) -> float:
     return time.thread_time() - started
 
 
-async def _daily_pass(app: Any) -> tuple[int, float]:
-    """The daily pass of the day after the last event over every partition, as the
-    clock-ticks agent runs it: (customers, CPU seconds)."""
+async def _daily_passes(app: Any, days: int) -> list[tuple[int, float]]:
+    """The daily passes of the ``days`` days after the last event over every
+    partition, as the clock-ticks agent runs them: (customers, CPU seconds) each."""
     from streams.worker.sweep import PartitionSweep, partition_keys
 
     pipeline, rt = app.pipeline, app.segmenter
-    day_ms = (rt.clock.now_ms // MS_PER_DAY + 1) * MS_PER_DAY
-    customers = 0
-    started = time.thread_time()
-    for partition in range(rt.settings.partitions):
-        keys, _ = partition_keys(pipeline.customers.table, partition, None, 10**9)
-        # (the memory:// store lists every partition's keys)
-        ours = [k for k in keys if pipeline.router.partition_of(k) == partition]
-        await pipeline.review_partition(ours, partition, PartitionSweep(clock_ms=day_ms))
-        customers += len(ours)
-    await pipeline.drain()
-    return customers, time.thread_time() - started
+    first_day = rt.clock.now_ms // MS_PER_DAY + 1
+    passes = []
+    for day in range(first_day, first_day + days):
+        customers = 0
+        started = time.thread_time()
+        for partition in range(rt.settings.partitions):
+            keys, _ = partition_keys(pipeline.customers.table, partition, None, 10**9)
+            # (the memory:// store lists every partition's keys)
+            ours = [k for k in keys if pipeline.router.partition_of(k) == partition]
+            await pipeline.review_partition(
+                ours, partition, PartitionSweep(clock_ms=day * MS_PER_DAY)
+            )
+            # (what streams.worker.daily_sweep.finish_sweep records of a complete pass)
+            rt.partition_stats.setdefault(partition, {})["reviewed_through"] = day
+            customers += len(ours)
+        await pipeline.drain()
+        passes.append((customers, time.thread_time() - started))
+    return passes
 
 
 def _train(records: list[tuple[str, bytes, bytes]], size: int, partitions: int) -> dict[str, Any]:
@@ -250,6 +259,7 @@ def _instrument(app: Any, timer: StageTimer) -> None:
     import models.dedup
     import models.processing
     import streams.worker.pipeline
+    import streams.worker.working_set
     from models.ordering import EventTimeOrder
 
     pipeline, rt = app.pipeline, app.segmenter
@@ -261,11 +271,11 @@ def _instrument(app: Any, timer: StageTimer) -> None:
     order.hold = timer.wrap("order", order.hold)  # type: ignore[method-assign]
     order.release = timer.wrap("order", order.release)  # type: ignore[method-assign]
     pipeline._commit_group = timer.wrap_async("commit", pipeline._commit_group)
-    streams.worker.pipeline.decode_state = timer.wrap(
-        "state read", streams.worker.pipeline.decode_state
-    )
+    # (the working set decodes and encodes customer states: streams.worker.working_set)
+    working_set = streams.worker.working_set
+    working_set.decode_state = timer.wrap("state read", working_set.decode_state)
     pipeline.customers.get = timer.wrap("state read", pipeline.customers.get)
-    streams.worker.pipeline.encode = timer.wrap("state write", streams.worker.pipeline.encode)
+    working_set.encode = timer.wrap("state write", working_set.encode)
     pipeline.customers.put = timer.wrap("state write", pipeline.customers.put)
     pipeline.emit = timer.wrap("emit", pipeline.emit)
     processor.handle = timer.wrap("handle", processor.handle)
@@ -298,6 +308,7 @@ def measure(
     seed: int = 42,
     batch_size: int = 1_000,
     partitions: int = 4,
+    pass_days: int = 14,
 ) -> dict[str, Any]:
     """Run the history through the worker's input handling twice: once plain (the
     per-event CPU), once with every stage timed. Returns the figures."""
@@ -316,7 +327,11 @@ def measure(
         fetches = list(_fetches(records, "", batch_size, partitions))
         settle_heap()  # as `segmenter worker` does once the app is built
         results["plain_cpu_s"] = asyncio.run(_run(app, fetches))
-        results["pass_customers"], results["pass_cpu_s"] = asyncio.run(_daily_pass(app))
+        results["passes"] = asyncio.run(_daily_passes(app, pass_days))
+        # The same passes without the due-day index (every customer at every pass).
+        app = _worker(Path(tmp) / "every", model, sweep_due_index=False)
+        asyncio.run(_run(app, list(_fetches(records, "", batch_size, partitions))))
+        results["passes_every"] = asyncio.run(_daily_passes(app, pass_days))
         app = _worker(Path(tmp) / "timed", model)
         timer = StageTimer()
         _instrument(app, timer)
@@ -328,6 +343,23 @@ def measure(
     results["seconds"] = dict(timer.seconds)
     results["calls"] = dict(timer.calls)
     return results
+
+
+def _passes_line(indexed: list[tuple[int, float]], every: list[tuple[int, float]]) -> str:
+    """The daily passes' CPU per customer: the first one (everyone is evaluated and
+    planned), the later ones with the due-day index, and without it."""
+
+    def per_customer(passes: list[tuple[int, float]]) -> float:
+        return sum(s for _, s in passes) / max(sum(n for n, _ in passes), 1) * 1e6
+
+    return (
+        f"daily passes of the {len(indexed)} days after the last event over "
+        f"{indexed[0][0]:,} customers, µs per customer: first pass "
+        f"**{per_customer(indexed[:1]):,.1f}**; the {len(indexed) - 1} later ones "
+        f"**{per_customer(indexed[1:]):,.1f}** with the due-day index, "
+        f"**{per_customer(every[1:]):,.1f}** without it "
+        f"(`SEGMENTER_SWEEP_DUE_INDEX=false`, same run)"
+    )
 
 
 def render(results: dict[str, Any]) -> str:
@@ -342,9 +374,7 @@ def render(results: dict[str, Any]) -> str:
         f"({events / results['plain_cpu_s']:,.0f} events per CPU-second; "
         f"with stage timers {results['timed_cpu_s'] / events * 1e6:,.1f} µs)",
         "",
-        f"a daily pass (the day after the last event) over {results['pass_customers']:,} "
-        f"customers: **{results['pass_cpu_s'] / max(results['pass_customers'], 1) * 1e6:,.1f} "
-        "µs per customer**",
+        _passes_line(results["passes"], results["passes_every"]),
         "",
         "| stage (inside) | all topics | "
         + " | ".join(f"{t} ({per_topic[t]:,})" for t in topics)

@@ -61,6 +61,12 @@ def install_daily_sweep(
     _install_pass_agent(app, rt, pipeline, customers, ticks, passes)
     _install_clock_timer(app, rt, pipeline, ticks, clock_topic, passes)
 
+    @app.on_partitions_assigned.connect
+    def forget_due_days(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Another worker may have changed these customers while they were not
+        # ours: every pass after a rebalance evaluates everyone once more.
+        rt.due_index.clear()
+
 
 @dataclass
 class Passes:

@@ -27,7 +27,7 @@ from typing import Any
 
 from models import customer, dedup
 from models.customer import CustomerState
-from models.eventtime import MS_PER_DAY, day_of
+from models.eventtime import MS_PER_DAY
 from models.ordering import CaughtUp, EventTimeOrder
 from models.processing import (
     Result,
@@ -36,7 +36,7 @@ from models.processing import (
     training_samples,
 )
 from schemas import InvalidEvent, dead_letter, validate
-from streams.codec import decode_state, encode
+from streams.codec import encode
 from streams.topics import CLOCK_TOPIC
 from streams.worker.audiences import (
     MEMBERSHIPS_TOPIC,
@@ -46,6 +46,7 @@ from streams.worker.audiences import (
 )
 from streams.worker.model_pace import FetchHold
 from streams.worker.outbox import Outbox
+from streams.worker.pass_review import review_chunk
 from streams.worker.privacy_gate import (
     Suppression,
     message_customer,
@@ -651,6 +652,7 @@ class Pipeline:
         assert result.state is not None
         entry.state = result.state
         working.touch(entry, change)
+        self.rt.due_index.forget(partition, customer_id)  # (its plan is void)
         self.rt.observe_partition_clock(partition, event["ts"])
         if batch.working is None:  # (a batch opened without a working set writes at once)
             working.flush(batch.customers)
@@ -772,6 +774,7 @@ class Pipeline:
         partition = message.partition
         action = event["action"]
         self.rt.metrics.privacy_request(action)
+        self.rt.due_index.forget(partition, customer_id)
         working = batch.working if batch.working is not None else WorkingSet(self.customers)
         state = working.entry(customer_id, partition).state
         recorded = read_suppression(self.suppressions.get(customer_id, partition))
@@ -930,7 +933,7 @@ class Pipeline:
         changed = 0
         for start in range(0, len(keys), chunk):
             batch = self.open_batch()
-            changed += self._review(keys[start : start + chunk], partition, sweep, batch)
+            changed += review_chunk(self, keys[start : start + chunk], partition, sweep, batch)
             await self.commit(batch)
         return changed
 
@@ -938,51 +941,6 @@ class Pipeline:
         """Wait until every batch processed so far is committed (in the store)."""
         while self._committer is not None and not self._committer.done():
             await asyncio.shield(self._committer)
-
-    def _review(self, keys: list[str], partition: int, sweep: PartitionSweep, batch: Batch) -> int:
-        changed = 0
-        day = day_of(sweep.clock_ms)
-        reviewed_through = self.rt.reviewed_through(partition)
-        processor = self.rt.processor
-        model_version = self.rt.assigner_signature()
-        kpis = self.rt.kpis
-        for customer_id in keys:
-            # (the memory:// store of the tests lists every partition's keys)
-            ours = self.router.partition_of(customer_id) == partition
-            key = self.customers.key_bytes(customer_id)
-            state = decode_state(self.customers.get(customer_id, partition))
-            if state is None or customer.is_opted_out(state):
-                kpis.count(partition, key, None)
-                continue
-            old_kpis = state.get("kc")
-            if processor.due_for_review(state, day, model_version):
-                try:
-                    result = processor.review(
-                        customer_id,
-                        state,
-                        day,
-                        self.rt.assigner,
-                        self.rt.churn_params,
-                        reviewed_through,
-                    )
-                except Exception:  # one customer's bad state must not stop the sweep
-                    log.exception("review failed for a customer of this partition")
-                    kpis.count(partition, key, old_kpis if ours else None)
-                    continue
-                # (a KPI contribution that moved is written too: models.kpis)
-                if result.write or state.get("kc") is not old_kpis:
-                    self.customers.put(batch.customers, customer_id, partition, encode(state))
-                    self.count_kpis(customer_id, partition, old_kpis, state, batch)
-                    self.emit(result, None, batch)
-                    self.rt.count_cluster_changes(partition, result.segment_changes)
-                    if result.refresh:
-                        self.add_training_sample(customer_id, result)
-                    changed += 1
-                if result.churn_labels:
-                    self.rt.training_buffer.extend(churn_training_items(result))
-            sweep.count(state)
-            kpis.count(partition, key, state.get("kc") if ours else None)
-        return changed
 
 
 class _Current:

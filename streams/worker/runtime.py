@@ -20,6 +20,7 @@ from models.kpis import KpiBook
 from models.processing import CustomerProcessor
 from models.profile_policy import AttributePolicy
 from streams.settings import Settings
+from streams.worker.due_index import DueIndex
 from streams.worker.metrics import Metrics
 from streams.worker.model_pace import ModelPace
 from streams.worker.wakeup import Wakeups
@@ -67,12 +68,15 @@ class Runtime:
     model_pace: ModelPace = field(init=False)
     # The loops of the per-stream-day chain, woken by the step before them (streams.worker.wakeup).
     wakeups: Wakeups = field(default_factory=Wakeups)
+    # The daily pass's due day per customer (streams.worker.due_index).
+    due_index: DueIndex = field(init=False)
 
     def __post_init__(self) -> None:
         self.kpis = KpiBook(today=lambda: day_of(self.clock.now_ms))
         # (a frozen model does not move: nothing to keep pace with)
         lead_days = self.settings.cluster_model_lead_days if self.settings.learning else 0.0
         self.model_pace = ModelPace(lead_ms=round(lead_days * 86_400_000))
+        self.due_index = DueIndex(enabled=self.settings.sweep_due_index)
 
     def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
         """Track the largest event time per input partition (and overall)."""
@@ -204,6 +208,8 @@ class Runtime:
             if self.model_pace.as_of_ms != before:
                 self.wakeups.release.set()  # the held events of the next day may go
         if assigner is not None:
+            if self.assigner is None or sorted(self.assigner.ids) != sorted(assigner.ids):
+                self.due_index.clear()  # everyone meets the new clusters at the next pass
             self.assigner = assigner
             published = (snapshot or {}).get("published_s")
             as_of = (snapshot or {}).get("as_of_ms")
@@ -243,6 +249,7 @@ class Runtime:
             self.reject_model_record("churn", exc)
             return False
         self.churn_message = message
+        self.due_index.clear()  # new scores, snapshots and CLV: every due day may move
         tracker = self.processor.tracker
         if tracker is not None:  # the CLV's models, whatever question the churn score answers
             tracker.set_models(model.btyd, spend_params)

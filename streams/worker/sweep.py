@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from models.processing import btyd_row, spend_row
 from models.spend_summary import SpendSummary
 from streams.worker.faust_adapter import partition_db
 
-__all__ = ["PartitionSweep", "partition_keys"]
+__all__ = ["CustomerStats", "PartitionSweep", "customer_stats", "partition_keys"]
 
 FAUST_OFFSET_KEY = b"__faust\0offset__"
 
@@ -63,17 +64,51 @@ class PartitionSweep:
 
     def count(self, state: CustomerState) -> None:
         """Add one customer's segments, churn level, BTYD and spend rows to the statistics."""
+        self.add(customer_stats(state))
+
+    def add(self, stats: CustomerStats) -> None:
+        """Add what :func:`customer_stats` read from a customer's state."""
+        segments, level, row, spend = stats
         self.customers += 1
-        row = btyd_row(state)
         if row is not None:
             self.btyd.add(*row)
-            spend = spend_row(state)
             if spend is not None:
                 self.spend.add(*spend)
-        for seg_type, entry in state.get("seg", {}).items():
-            current = entry.get("current")
-            if current is not None:
-                self.sizes.setdefault(seg_type, Counter())[current] += 1
-        level = state.get("churn", {}).get("level")
+        sizes = self.sizes
+        for seg_type, current in segments:
+            counts = sizes.get(seg_type)
+            if counts is None:
+                counts = sizes[seg_type] = Counter()
+            counts[current] += 1
         if level:
             self.churn_levels[level] += 1
+
+
+CustomerStats = tuple[
+    tuple[tuple[str, str], ...], str | None, list[int] | None, tuple[int, float] | None
+]
+"""A customer's part of a pass's statistics: (segment type, current segment) pairs,
+churn level, BTYD row and spend row."""
+
+
+def customer_stats(state: CustomerState) -> CustomerStats:
+    """What a customer adds to the pass's statistics (kept with their due day, so a
+    pass that skips them need not read their state).
+
+    >>> customer_stats({"seg": {"lifecycle": {"current": "active"}, "nps": {"current": None}},
+    ...                 "churn": {"level": "low"}})
+    ((('lifecycle', 'active'),), 'low', None, None)
+    """
+    row = btyd_row(state)
+    segments = tuple(
+        (sys.intern(seg_type), sys.intern(current))
+        for seg_type, entry in state.get("seg", {}).items()
+        if (current := entry.get("current")) is not None
+    )
+    level = state.get("churn", {}).get("level")
+    return (
+        segments,
+        None if level is None else sys.intern(level),
+        row,
+        None if row is None else spend_row(state),
+    )

@@ -24,8 +24,14 @@ def test_every_event_is_handled_and_every_stage_is_timed() -> None:
             inner = sum(v for (s, _), v in seconds.items() if s == stage)
             outer = sum(v for (s, _), v in seconds.items() if s == parent)
             assert inner <= outer * 1.05 + 1e-3, (stage, parent)
-    # The daily pass visits every stored customer once, each in its own partition.
-    assert 0 < results["pass_customers"] <= 300
+    # Each daily pass visits every stored customer once, each in its own partition,
+    # with and without the due-day index.
+    for passes in (results["passes"], results["passes_every"]):
+        assert len(passes) == 14
+        assert {customers for customers, _ in passes} == {passes[0][0]}
+        assert 0 < passes[0][0] <= 300
+    # The "state read" stage times the decode the event path does (the working set).
+    assert calls.get(("state read", "purchases"), 0) > 0
     table = render(results)
     assert "µs per event" in table and "| parse |" in table
     assert "µs per customer" in table

@@ -1,0 +1,128 @@
+"""Which customers the daily pass must evaluate: a due-day index per partition (#15, item 3).
+
+The pass used to evaluate every stored customer at the start of every stream
+day; almost all of those evaluations change nothing. After the pass evaluates
+a customer it now asks :func:`models.due.plan` for the first day anything can
+change for them without a new event (a lifecycle or churn-level crossing, a
+window expiry, a churn snapshot, a learner refresh sample, a KPI move, a
+cluster move under the model of the moment) and keeps that day here. Passes
+before it skip the customer: no evaluation, no write. A pass on or after it
+evaluates the customer from that day on (the days before it would change
+nothing) and plans again.
+
+The index is in memory and only an optimisation: an entry missing (a new
+worker, a restart, a rebalance) means "evaluate at the next pass", as before.
+Entries are forgotten whenever the plan may no longer hold:
+
+* the customer's event, privacy request or rerouted event (:meth:`forget`);
+* a new churn model (its scores, snapshots and the CLV's models move the due
+  days: everyone is evaluated at the next pass) and a cluster model with other
+  cluster ids (everyone meets the new clusters at once) (:meth:`clear`);
+* a rebalance (another worker may have changed the customers meanwhile).
+
+Decided, not forced: a refreshed cluster model with the *same* cluster ids
+(the learner refits once per stream day) does not clear the index. A silent
+customer meets refreshed centroids at their next due day — at most a week
+later for anyone with behaviour, because the weekly learner refresh sample is
+a due day — instead of at the next pass. Their placement then answers the
+same question as a customer's with events: the clusters as of their last
+evaluation. (Clearing daily would make every pass evaluate everyone again.)
+``SEGMENTER_SWEEP_DUE_INDEX=false`` turns the index off (every pass evaluates
+everyone, as before).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.due import Due
+from streams.worker.sweep import CustomerStats
+
+__all__ = ["DueIndex", "Planned"]
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A customer's plan, with what they add to a pass's statistics and KPI sums
+    (unchanged until the plan is void), so a pass that skips them reads nothing."""
+
+    due: Due
+    stats: CustomerStats | None = None
+    kpis: Any = None
+
+
+@dataclass
+class DueIndex:
+    """The due plans of the customers a worker's passes evaluated, per partition.
+
+    Examples
+    --------
+    >>> index = DueIndex()
+    >>> index.record(0, "c1", Due(12, "churn"))
+    >>> index.skips(0, "c1", 11), index.skips(0, "c1", 12), index.skips(0, "c2", 11)
+    (True, False, False)
+    >>> index.since(0, "c1", 13, reviewed_through=5)  # evaluate from day 12 on
+    11
+    >>> index.forget(0, "c1")
+    >>> index.skips(0, "c1", 11), index.planned(0, "c1")
+    (False, None)
+
+    A plan without a due day (an opted-out customer) skips every pass:
+
+    >>> index.record(1, "c3", Due(None, "never")); index.skips(1, "c3", 10**6)
+    True
+    """
+
+    enabled: bool = True
+    plans: dict[int, dict[str, Planned]] = field(default_factory=dict)
+
+    def planned(self, partition: int, customer_id: str) -> Due | None:
+        """The customer's plan, ``None`` when there is none (evaluate)."""
+        entry = self.plans.get(partition, {}).get(customer_id)
+        return None if entry is None else entry.due
+
+    def skipped(self, partition: int, customer_id: str, day: int) -> Planned | None:
+        """The customer's entry if the pass of ``day`` may leave them alone."""
+        entry = self.plans.get(partition, {}).get(customer_id)
+        if entry is None or (entry.due.day is not None and entry.due.day <= day):
+            return None
+        return entry
+
+    def skips(self, partition: int, customer_id: str, day: int) -> bool:
+        """Whether the pass of ``day`` may leave the customer alone."""
+        return self.skipped(partition, customer_id, day) is not None
+
+    def since(self, partition: int, customer_id: str, day: int, reviewed_through: int) -> int:
+        """The last day the customer is known to be up to date at, for the
+        catch-up of the pass of ``day`` (``reviewed_through`` without a plan)."""
+        due = self.planned(partition, customer_id)
+        if due is None or due.day is None or due.day > day:
+            return reviewed_through
+        return max(reviewed_through, due.day - 1)
+
+    def record(
+        self,
+        partition: int,
+        customer_id: str,
+        due: Due,
+        stats: CustomerStats | None = None,
+        kpis: Any = None,
+    ) -> None:
+        """Keep the plan made after the pass evaluated the customer, with their
+        statistics and KPI contribution as the pass left them."""
+        if self.enabled:
+            self.plans.setdefault(partition, {})[customer_id] = Planned(due, stats, kpis)
+
+    def forget(self, partition: int, customer_id: str) -> None:
+        """The customer changed outside the pass: evaluate them at the next one."""
+        plans = self.plans.get(partition)
+        if plans:
+            plans.pop(customer_id, None)
+
+    def clear(self) -> None:
+        """Every plan is void (a new model, a rebalance)."""
+        self.plans.clear()
+
+    def __len__(self) -> int:
+        return sum(len(plans) for plans in self.plans.values())

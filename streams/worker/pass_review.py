@@ -1,0 +1,135 @@
+"""The daily pass's step: a chunk of a partition's customers brought up to the pass's day.
+
+For each customer: skip them when their due day is later
+(:mod:`streams.worker.due_index`: their statistics come from the plan, their
+state is not read), else evaluate the days since they were last up to date
+(:meth:`models.processing.CustomerProcessor.review`), write and emit what
+changed, and plan their next due day (:func:`models.due.plan`). Called by
+:meth:`streams.worker.pipeline.Pipeline.review_partition`, one batch per chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from models import customer
+from models.customer import CustomerState
+from models.due import Due, plan
+from models.eventtime import day_of
+from models.processing import Result, churn_training_items
+from streams.codec import decode_state, encode
+from streams.worker.sweep import PartitionSweep, customer_stats
+
+if TYPE_CHECKING:
+    from streams.worker.pipeline import Batch, Pipeline
+
+__all__ = ["FIRST_SILENT_PASS", "review_chunk"]
+
+log = logging.getLogger(__name__)
+
+FIRST_SILENT_PASS = "first silent pass"  # (the reason of a due day that is not planned yet)
+
+
+def review_chunk(
+    pipeline: Pipeline, keys: list[str], partition: int, sweep: PartitionSweep, batch: Batch
+) -> int:
+    """Bring a chunk of the partition's customers up to the pass's day and count
+    them into its statistics (:meth:`Pipeline.review_partition`); the changed ones."""
+    changed = 0
+    day = day_of(sweep.clock_ms)
+    reviewed_through = pipeline.rt.reviewed_through(partition)
+    processor = pipeline.rt.processor
+    model_version = pipeline.rt.assigner_signature()
+    kpis = pipeline.rt.kpis
+    index = pipeline.rt.due_index
+    for customer_id in keys:
+        # (the memory:// store of the tests lists every partition's keys)
+        ours = pipeline.router.partition_of(customer_id) == partition
+        key = pipeline.customers.key_bytes(customer_id)
+        skipped = index.skipped(partition, customer_id, day)
+        if skipped is not None and skipped.stats is not None:
+            # Nothing can change for them before their due day: not even read.
+            sweep.add(skipped.stats)
+            kpis.count(partition, key, skipped.kpis if ours else None)
+            continue
+        state = decode_state(pipeline.customers.get(customer_id, partition))
+        if state is None or customer.is_opted_out(state):
+            kpis.count(partition, key, None)
+            continue
+        old_kpis = state.get("kc")
+        if processor.due_for_review(state, day, model_version):
+            try:
+                result = processor.review(
+                    customer_id,
+                    state,
+                    day,
+                    pipeline.rt.assigner,
+                    pipeline.rt.churn_params,
+                    index.since(partition, customer_id, day, reviewed_through),
+                )
+            except Exception:  # one customer's bad state must not stop the sweep
+                log.exception("review failed for a customer of this partition")
+                kpis.count(partition, key, old_kpis if ours else None)
+                continue
+            _plan(pipeline, customer_id, partition, state, result, old_kpis)
+            # (a KPI contribution that moved is written too: models.kpis)
+            if result.write or state.get("kc") is not old_kpis:
+                pipeline.customers.put(batch.customers, customer_id, partition, encode(state))
+                pipeline.count_kpis(customer_id, partition, old_kpis, state, batch)
+                pipeline.emit(result, None, batch)
+                pipeline.rt.count_cluster_changes(partition, result.segment_changes)
+                if result.refresh:
+                    pipeline.add_training_sample(customer_id, result)
+                changed += 1
+            if result.churn_labels:
+                pipeline.rt.training_buffer.extend(churn_training_items(result))
+        sweep.count(state)
+        kpis.count(partition, key, state.get("kc") if ours else None)
+    return changed
+
+
+def _plan(
+    pipeline: Pipeline,
+    customer_id: str,
+    partition: int,
+    state: CustomerState,
+    result: Result,
+    old_kpis: Any,
+) -> None:
+    """Keep the customer's next due day (``streams.worker.due_index``).
+
+    A plan costs more than an evaluation (it probes the days ahead), and a
+    customer with an event since the last pass often has another soon:
+    such a customer is evaluated again at the next pass and planned there,
+    from their second silent pass on. The plan looks only as far as the
+    calendar's due day (a refresh sample, a snapshot: at most a week); a
+    plan reused after a pass that changed nothing looks further from
+    where it stopped.
+    """
+    index = pipeline.rt.due_index
+    if not index.enabled:
+        return
+    previous = index.planned(partition, customer_id)
+    index.forget(partition, customer_id)
+    if previous is None:
+        due = Due(state["eval_day"] + 1, FIRST_SILENT_PASS)
+        index.record(partition, customer_id, due, customer_stats(state), state.get("kc"))
+        return
+    # The previous plan's analysis still holds after a pass that took only
+    # churn snapshots or refresh samples (models.due.plan, ``reuse``).
+    unmoved = not (result.segment_changes or result.churn_events) and (state.get("kc") is old_kpis)
+    try:
+        due = plan(
+            pipeline.rt.processor,
+            customer_id,
+            state,
+            pipeline.rt.assigner,
+            pipeline.rt.churn_params,
+            reuse=previous if unmoved else None,
+            look_ahead_days=0,
+        )
+    except Exception:  # no plan: the customer is evaluated at every pass, as before
+        log.exception("could not plan the next review of a customer of this partition")
+        return
+    index.record(partition, customer_id, due, customer_stats(state), state.get("kc"))
