@@ -467,7 +467,7 @@ class _Piece:
         return _first_true(self.lo + 1, self.hi, moves, monotone=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Due:
     """A customer's plan after an evaluation (:func:`plan`).
 

@@ -48,6 +48,7 @@ Examples
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,7 @@ __all__ = [
     "KpiTracker",
     "PartitionKpis",
     "Totals",
+    "compact_contribution",
     "merge_records",
     "segment_kpis",
 ]
@@ -590,6 +592,45 @@ class KpiBook:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+_NO_TALLIES: Mapping[str, Any] = {}  # (shared; read only)
+
+
+def compact_contribution(kc: Sequence[Any] | None, floor: int) -> tuple[Any, ...] | None:
+    """A customer's contribution as :meth:`Totals.add` reads it from ``floor`` on,
+    in less memory: the log without its days before ``floor`` (never counted again),
+    segment names interned. For contributions kept in memory for many customers.
+
+    >>> kc = [["lifecycle.active"], 1, 20.0, None, [[3, "lifecycle", None, "new"],
+    ...       [9, "lifecycle", "new", "active"]], {}]
+    >>> compact_contribution(kc, floor=5)
+    (('lifecycle.active',), 1, 20.0, None, ((9, 'lifecycle', 'new', 'active'),), {})
+    >>> a, b = Totals(), Totals()
+    >>> a.add(kc, 1, 5); b.add(compact_contribution(kc, 5), 1, 5); a == b
+    True
+    """
+    if kc is None:
+        return None
+    intern = sys.intern
+    members, flags, revenue, clv, log, tallies = kc
+    return (
+        tuple(intern(m) for m in members),
+        flags,
+        revenue,
+        clv,
+        tuple(
+            (
+                day,
+                intern(seg_type),
+                None if left is None else intern(left),
+                None if entered is None else intern(entered),
+            )
+            for day, seg_type, left, entered in log
+            if day >= floor
+        ),
+        tallies or _NO_TALLIES,
+    )
 
 
 def merge_records(records: Iterable[Mapping[str, Any]]) -> Totals:

@@ -157,6 +157,13 @@ class Settings(BaseSettings):
         "for (a due day per customer, kept in memory); `false`: every customer at every "
         'pass (`docs/ARCHITECTURE.md`, "Timers over the stream clock").',
     )
+    sweep_due_index_max_customers: int = Field(
+        250_000,
+        ge=0,
+        description="Customers per worker whose due day the daily pass keeps in memory "
+        "(≈ 0.3 to 1.5 kB each, with the statistics the pass reads from it); beyond, "
+        "customers are evaluated at every pass.",
+    )
     learning: bool = Field(
         True,
         description="`false` freezes the published model: workers keep assigning with the "

@@ -72,10 +72,21 @@ class DueIndex:
 
     >>> index.record(1, "c3", Due(None, "never")); index.skips(1, "c3", 10**6)
     True
+
+    A full index keeps no new plans (those customers are evaluated at every
+    pass, as without the index); a forgotten plan makes room:
+
+    >>> small = DueIndex(capacity=1)
+    >>> small.record(0, "c1", Due(9, "rules")); small.record(0, "c2", Due(9, "rules"))
+    >>> small.skips(0, "c2", 5), len(small)
+    (False, 1)
     """
 
     enabled: bool = True
+    #: Customers kept at most (a plan with statistics is ~0.3-1.5 kB).
+    capacity: int = 250_000
     plans: dict[int, dict[str, Planned]] = field(default_factory=dict)
+    _size: int = 0
 
     def planned(self, partition: int, customer_id: str) -> Due | None:
         """The customer's plan, ``None`` when there is none (evaluate)."""
@@ -111,18 +122,25 @@ class DueIndex:
     ) -> None:
         """Keep the plan made after the pass evaluated the customer, with their
         statistics and KPI contribution as the pass left them."""
-        if self.enabled:
-            self.plans.setdefault(partition, {})[customer_id] = Planned(due, stats, kpis)
+        if not self.enabled:
+            return
+        plans = self.plans.setdefault(partition, {})
+        if customer_id not in plans:
+            if self._size >= self.capacity:
+                return
+            self._size += 1
+        plans[customer_id] = Planned(due, stats, kpis)
 
     def forget(self, partition: int, customer_id: str) -> None:
         """The customer changed outside the pass: evaluate them at the next one."""
         plans = self.plans.get(partition)
-        if plans:
-            plans.pop(customer_id, None)
+        if plans and plans.pop(customer_id, None) is not None:
+            self._size -= 1
 
     def clear(self) -> None:
         """Every plan is void (a new model, a rebalance)."""
         self.plans.clear()
+        self._size = 0
 
     def __len__(self) -> int:
-        return sum(len(plans) for plans in self.plans.values())
+        return self._size

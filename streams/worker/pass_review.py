@@ -17,6 +17,7 @@ from models import customer
 from models.customer import CustomerState
 from models.due import Due, plan
 from models.eventtime import day_of
+from models.kpis import compact_contribution
 from models.processing import Result, churn_training_items
 from streams.codec import decode_state, encode
 from streams.worker.sweep import PartitionSweep, customer_stats
@@ -24,7 +25,7 @@ from streams.worker.sweep import PartitionSweep, customer_stats
 if TYPE_CHECKING:
     from streams.worker.pipeline import Batch, Pipeline
 
-__all__ = ["FIRST_SILENT_PASS", "review_chunk"]
+__all__ = ["FIRST_SILENT_PASS", "counted", "review_chunk"]
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ def _plan(
     previous = index.planned(partition, customer_id)
     index.forget(partition, customer_id)
     if previous is None:
-        due = Due(state["eval_day"] + 1, FIRST_SILENT_PASS)
-        index.record(partition, customer_id, due, customer_stats(state), state.get("kc"))
+        # (evaluated again at the next pass: nothing to keep for skipping)
+        index.record(partition, customer_id, Due(state["eval_day"] + 1, FIRST_SILENT_PASS))
         return
     # The previous plan's analysis still holds after a pass that took only
     # churn snapshots or refresh samples (models.due.plan, ``reuse``).
@@ -132,4 +133,9 @@ def _plan(
     except Exception:  # no plan: the customer is evaluated at every pass, as before
         log.exception("could not plan the next review of a customer of this partition")
         return
-    index.record(partition, customer_id, due, customer_stats(state), state.get("kc"))
+    index.record(partition, customer_id, due, customer_stats(state), counted(pipeline, state))
+
+
+def counted(pipeline: Pipeline, state: CustomerState) -> Any:
+    """The customer's KPI contribution as the pass sums it, kept with their plan."""
+    return compact_contribution(state.get("kc"), pipeline.rt.kpis.floor())

@@ -76,7 +76,10 @@ class Runtime:
         # (a frozen model does not move: nothing to keep pace with)
         lead_days = self.settings.cluster_model_lead_days if self.settings.learning else 0.0
         self.model_pace = ModelPace(lead_ms=round(lead_days * 86_400_000))
-        self.due_index = DueIndex(enabled=self.settings.sweep_due_index)
+        self.due_index = DueIndex(
+            enabled=self.settings.sweep_due_index,
+            capacity=self.settings.sweep_due_index_max_customers,
+        )
 
     def observe_partition_clock(self, partition: int, ts_ms: int) -> None:
         """Track the largest event time per input partition (and overall)."""
