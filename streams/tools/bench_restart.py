@@ -31,11 +31,13 @@ import orjson
 
 from models.eventtime import MS_PER_DAY, parse_ts
 from streams.tools.bench import (
+    Samples,
     Throughput,
     bench_settings,
     delete_topics,
     drain,
     events_handled,
+    metric_sum,
     produce_all,
     say,
     scrape_metrics,
@@ -43,7 +45,7 @@ from streams.tools.bench import (
 from streams.tools.worker_process import WorkerProcess
 from streams.topics import create_topics
 
-__all__ = ["RestartResult", "main", "measure_restart", "shuffled_history"]
+__all__ = ["RestartResult", "main", "measure_restart", "passes_summary", "shuffled_history"]
 
 
 @dataclass
@@ -88,6 +90,27 @@ def shuffled_history(
     return [(t, e["customer_id"].encode(), orjson.dumps(e)) for _, t, e in arriving]
 
 
+def passes_summary(samples: Samples) -> str:
+    """What the worker's daily passes did so far (``segmenter_sweep_*``).
+
+    >>> from streams.tools.bench import parse_metrics
+    >>> passes_summary(parse_metrics(
+    ...     'segmenter_sweep_customers_total{outcome="evaluated"} 40\\n'
+    ...     'segmenter_sweep_customers_total{outcome="skipped"} 160\\n'
+    ...     'segmenter_sweep_seconds_total 0.01\\n'))
+    'passes: 200 customer visits, 40 evaluated, 160 skipped; 0.0 s (50 µs per visit)'
+    """
+    name = "segmenter_sweep_customers_total"
+    visits = metric_sum(samples, name)
+    seconds = metric_sum(samples, "segmenter_sweep_seconds_total")
+    return (
+        f"passes: {visits:,.0f} customer visits, "
+        f"{metric_sum(samples, name, outcome='evaluated'):,.0f} evaluated, "
+        f"{metric_sum(samples, name, outcome='skipped'):,.0f} skipped; {seconds:,.1f} s "
+        f"({seconds / max(visits, 1) * 1e6:,.0f} µs per visit)"
+    )
+
+
 def _worker(bootstrap: str, prefix: str, data_dir: Path, port: int | None = None) -> WorkerProcess:
     # (a worker keeps its stores under <data dir>/worker-<web port>: B takes A's
     # port to find A's RocksDB, as a restarted process of the same deployment would)
@@ -115,6 +138,7 @@ def measure_restart(
             a = _worker(bootstrap, prefixes[0], crash).start()
             a.wait_ready()
             first = drain(a, half, timeout)
+            say(f"restart: A {passes_summary(scrape_metrics(a))}")
             a.kill()
             say(f"restart: A {first.rate:,.0f} events/s; killed at {half:,}")
             b = _worker(bootstrap, prefixes[0], crash, port=a.port).start()
@@ -125,6 +149,7 @@ def measure_restart(
                 working = drain(b, total // 4, timeout)
                 handled = events_handled(scrape_metrics(b))
                 restarted = Throughput(handled, time.perf_counter() - started)
+                say(f"restart: B {passes_summary(scrape_metrics(b))}")
             finally:
                 b.stop()
             say(
@@ -136,6 +161,7 @@ def measure_restart(
                 c.wait_ready()
                 drain(c, half, timeout)
                 steady = drain(c, three_quarters, timeout)
+                say(f"restart: C {passes_summary(scrape_metrics(c))}")
             finally:
                 c.stop()
             say(f"restart: C {steady.rate:,.0f} events/s")

@@ -470,6 +470,20 @@ class Metrics:
             "timeline differ from a replay's (docs/clustering.md, Replays).",
             registry=r,
         )
+        self.sweep_customers = Counter(
+            "segmenter_sweep_customers_total",
+            "Customers the daily pass visited, by what it did: evaluated (brought up to "
+            "the pass's day), skipped (nothing can change before their due day: not even "
+            "read), not_due (evaluated that day already, or opted out).",
+            ["outcome"],
+            registry=r,
+        )
+        self.sweep_seconds = Counter(
+            "segmenter_sweep_seconds_total",
+            "Time the daily pass spent on customers (reading, evaluating, planning, "
+            "writing), in seconds.",
+            registry=r,
+        )
         self.cluster_change_rate = Gauge(
             "segmenter_cluster_changes_per_customer_30d",
             "Cluster changes (first assignments excluded) per customer over the last 30 "
@@ -850,6 +864,20 @@ class Metrics:
         1.0
         """
         self.model_records_rejected.labels(reason).inc()
+
+    def sweep_chunk(self, outcomes: Mapping[str, int], seconds: float) -> None:
+        """Count a chunk of the daily pass: customers per outcome, and its time.
+
+        >>> from prometheus_client import CollectorRegistry
+        >>> m = Metrics(CollectorRegistry(), process_metrics=False)
+        >>> m.sweep_chunk({"evaluated": 3, "skipped": 90, "not_due": 7}, 0.01)
+        >>> m.sample("segmenter_sweep_customers_total", outcome="skipped")
+        90.0
+        """
+        for outcome, count in outcomes.items():
+            if count:
+                self.sweep_customers.labels(outcome).inc(count)
+        self.sweep_seconds.inc(seconds)
 
     def cluster_samples_arrived_late(self, count: int) -> None:
         """Count samples the learner took in after their day had closed.

@@ -11,6 +11,7 @@ changed, and plan their next due day (:func:`models.due.plan`). Called by
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from models import customer
@@ -37,7 +38,9 @@ def review_chunk(
 ) -> int:
     """Bring a chunk of the partition's customers up to the pass's day and count
     them into its statistics (:meth:`Pipeline.review_partition`); the changed ones."""
+    started = time.perf_counter()
     changed = 0
+    outcomes = {"evaluated": 0, "skipped": 0, "not_due": 0}
     day = day_of(sweep.clock_ms)
     reviewed_through = pipeline.rt.reviewed_through(partition)
     processor = pipeline.rt.processor
@@ -53,13 +56,17 @@ def review_chunk(
             # Nothing can change for them before their due day: not even read.
             sweep.add(skipped.stats)
             kpis.count(partition, key, skipped.kpis if ours else None)
+            outcomes["skipped"] += 1
             continue
         state = decode_state(pipeline.customers.get(customer_id, partition))
         if state is None or customer.is_opted_out(state):
             kpis.count(partition, key, None)
+            outcomes["not_due"] += 1
             continue
         old_kpis = state.get("kc")
-        if processor.due_for_review(state, day, model_version):
+        due = processor.due_for_review(state, day, model_version)
+        outcomes["evaluated" if due else "not_due"] += 1
+        if due:
             try:
                 result = processor.review(
                     customer_id,
@@ -87,6 +94,7 @@ def review_chunk(
                 pipeline.rt.training_buffer.extend(churn_training_items(result))
         sweep.count(state)
         kpis.count(partition, key, state.get("kc") if ours else None)
+    pipeline.rt.metrics.sweep_chunk(outcomes, time.perf_counter() - started)
     return changed
 
 

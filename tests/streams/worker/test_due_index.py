@@ -172,6 +172,9 @@ async def test_an_event_makes_a_planned_customer_due_at_the_next_pass(make_app: 
     due = app.segmenter.due_index.planned(0, "c1")
     assert due is not None and due.day is not None and due.day > day + 3
     assert await passes.run_pass(day + 3) == 0  # nothing can change: skipped
+    metrics = app.segmenter.metrics
+    assert metrics.sample("segmenter_sweep_customers_total", outcome="skipped") == 1
+    assert metrics.sample("segmenter_sweep_customers_total", outcome="evaluated") == 2
     assert await feed.put("purchases", purchase("o2", t0 + 3 * MS_PER_DAY + 1000))
     assert app.segmenter.due_index.planned(0, "c1") is None
     assert await passes.run_pass(day + 4) == 1
