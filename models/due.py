@@ -97,9 +97,10 @@ How the daily pass uses it
 
 * The plans live in memory, per partition: a missing plan (a new worker, a
   restart, a rebalance) means "evaluate at the next pass", as before.
-* A customer evaluated by an event is evaluated again at the next pass and
-  planned from their second silent pass on: a plan costs more than an
-  evaluation, and a customer with an event yesterday often has one today.
+* Only customers silent for a week are planned (a plan costs about two
+  evaluations, and a customer with a recent event usually has another
+  before it pays: measured in ``docs/benchmark.md``); the others are
+  evaluated at every pass, as before.
 * The pass of day ``X`` skips a customer whose due day is after ``X``;
   otherwise it catches them up from their due day
   (``reviewed_through=due - 1``: the days before change nothing) to ``X``

@@ -1,8 +1,10 @@
 """Which customers the daily pass must evaluate: a due-day index per partition (#15, item 3).
 
 The pass used to evaluate every stored customer at the start of every stream
-day; almost all of those evaluations change nothing. After the pass evaluates
-a customer it now asks :func:`models.due.plan` for the first day anything can
+day; for silent customers almost all of those evaluations change nothing.
+After the pass evaluates a customer silent for a week
+(:data:`streams.worker.pass_review.PLAN_AFTER_SILENT_DAYS`) it now asks
+:func:`models.due.plan` for the first day anything can
 change for them without a new event (a lifecycle or churn-level crossing, a
 window expiry, a churn snapshot, a learner refresh sample, a KPI move, a
 cluster move under the model of the moment) and keeps that day here. Passes

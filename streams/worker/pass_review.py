@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from models import customer
 from models.customer import CustomerState
-from models.due import Due, plan
+from models.due import plan
 from models.eventtime import day_of
 from models.kpis import compact_contribution
 from models.processing import Result, churn_training_items
@@ -26,11 +26,14 @@ from streams.worker.sweep import PartitionSweep, customer_stats
 if TYPE_CHECKING:
     from streams.worker.pipeline import Batch, Pipeline
 
-__all__ = ["FIRST_SILENT_PASS", "counted", "review_chunk"]
+__all__ = ["PLAN_AFTER_SILENT_DAYS", "counted", "review_chunk"]
 
 log = logging.getLogger(__name__)
 
-FIRST_SILENT_PASS = "first silent pass"  # (the reason of a due day that is not planned yet)
+#: A customer is planned once silent this many days; before, the pass evaluates
+#: them every day (docs/benchmark.md, 2026-12-06 "the due-day index": planning a
+#: customer who has an event two days later costs more than it saves).
+PLAN_AFTER_SILENT_DAYS = 7
 
 
 def review_chunk(
@@ -108,23 +111,21 @@ def _plan(
 ) -> None:
     """Keep the customer's next due day (``streams.worker.due_index``).
 
-    A plan costs more than an evaluation (it probes the days ahead), and a
-    customer with an event since the last pass often has another soon:
-    such a customer is evaluated again at the next pass and planned there,
-    from their second silent pass on. The plan looks only as far as the
-    calendar's due day (a refresh sample, a snapshot: at most a week); a
-    plan reused after a pass that changed nothing looks further from
-    where it stopped.
+    A plan costs about two evaluations (it probes the days ahead, more of them
+    the more recent activity leaves windows), so only a customer silent for
+    :data:`PLAN_AFTER_SILENT_DAYS` is planned: most customers with a recent
+    event have another before the plan would pay. The plan looks only as far
+    as the calendar's due day (a refresh sample, a snapshot: at most a week);
+    a plan reused after a pass that changed nothing looks further from where
+    it stopped.
     """
     index = pipeline.rt.due_index
     if not index.enabled:
         return
     previous = index.planned(partition, customer_id)
     index.forget(partition, customer_id)
-    if previous is None:
-        # (evaluated again at the next pass: nothing to keep for skipping)
-        index.record(partition, customer_id, Due(state["eval_day"] + 1, FIRST_SILENT_PASS))
-        return
+    if state["eval_day"] - day_of(state.get("t", 0)) < PLAN_AFTER_SILENT_DAYS:
+        return  # (evaluated again at the next pass, as without the index)
     # The previous plan's analysis still holds after a pass that took only
     # churn snapshots or refresh samples (models.due.plan, ``reuse``).
     unmoved = not (result.segment_changes or result.churn_events) and (state.get("kc") is old_kpis)
