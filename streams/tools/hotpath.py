@@ -308,7 +308,7 @@ def measure(
     seed: int = 42,
     batch_size: int = 1_000,
     partitions: int = 4,
-    pass_days: int = 14,
+    pass_days: int = 28,
 ) -> dict[str, Any]:
     """Run the history through the worker's input handling twice: once plain (the
     per-event CPU), once with every stage timed. Returns the figures."""

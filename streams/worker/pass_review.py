@@ -124,7 +124,8 @@ def _plan(
         return
     previous = index.planned(partition, customer_id)
     index.forget(partition, customer_id)
-    if state["eval_day"] - day_of(state.get("t", 0)) < PLAN_AFTER_SILENT_DAYS:
+    newest_event = state["f"].get("hi") or 0
+    if state["eval_day"] - day_of(newest_event) < PLAN_AFTER_SILENT_DAYS:
         return  # (evaluated again at the next pass, as without the index)
     # The previous plan's analysis still holds after a pass that took only
     # churn snapshots or refresh samples (models.due.plan, ``reuse``).

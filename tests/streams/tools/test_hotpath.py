@@ -27,7 +27,7 @@ def test_every_event_is_handled_and_every_stage_is_timed() -> None:
     # Each daily pass visits every stored customer once, each in its own partition,
     # with and without the due-day index.
     for passes in (results["passes"], results["passes_every"]):
-        assert len(passes) == 14
+        assert len(passes) == 28
         assert {customers for customers, _ in passes} == {passes[0][0]}
         assert 0 < passes[0][0] <= 300
     # The "state read" stage times the decode the event path does (the working set).
