@@ -161,7 +161,7 @@ class Settings(BaseSettings):
         250_000,
         ge=0,
         description="Customers per worker whose due day the daily pass keeps in memory "
-        "(≈ 0.3 to 1.5 kB each, with the statistics the pass reads from it); beyond, "
+        "(≈ 0.6 kB each, with the statistics the pass reads from it); beyond, "
         "customers are evaluated at every pass.",
     )
     learning: bool = Field(

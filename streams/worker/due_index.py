@@ -41,7 +41,9 @@ from typing import Any
 from models.due import Due
 from streams.worker.sweep import CustomerStats
 
-__all__ = ["DueIndex", "Planned"]
+__all__ = ["SHARED_VALUES", "DueIndex", "Planned"]
+
+SHARED_VALUES = 100_000  # distinct values the index keeps one copy of
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +87,11 @@ class DueIndex:
     """
 
     enabled: bool = True
-    #: Customers kept at most (a plan with statistics is ~0.3-1.5 kB).
+    #: Customers kept at most (a plan with its statistics: ~0.6 kB).
     capacity: int = 250_000
     plans: dict[int, dict[str, Planned]] = field(default_factory=dict)
     _size: int = 0
+    _values: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def planned(self, partition: int, customer_id: str) -> Due | None:
         """The customer's plan, ``None`` when there is none (evaluate)."""
@@ -131,7 +134,28 @@ class DueIndex:
             if self._size >= self.capacity:
                 return
             self._size += 1
+        if stats is not None:
+            segments, level, row, spend = stats
+            stats = (self._shared(segments), level, row, spend)
+        if kpis is not None:  # (models.kpis.compact_contribution)
+            members, flags, revenue, clv, log, tallies = kpis
+            log = self._shared(tuple(self._shared(entry) for entry in log))
+            kpis = (self._shared(members), flags, revenue, clv, log, tallies)
         plans[customer_id] = Planned(due, stats, kpis)
+
+    def _shared(self, value: Any) -> Any:
+        """``value``, or an equal one kept already: many customers have the same
+        segments and the same transitions on the same days (a plan with
+        statistics then takes ~0.6 kB instead of ~1.5: measured on the hot path tool's
+        customers after a week of silence)."""
+        shared = self._values
+        found = shared.get(value)
+        if found is not None:
+            return found
+        if len(shared) >= SHARED_VALUES:
+            shared.clear()  # (old days' transitions: start again)
+        shared[value] = value
+        return value
 
     def forget(self, partition: int, customer_id: str) -> None:
         """The customer changed outside the pass: evaluate them at the next one."""

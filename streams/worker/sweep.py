@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +86,7 @@ class PartitionSweep:
 
 
 CustomerStats = tuple[
-    tuple[tuple[str, str], ...], str | None, list[int] | None, tuple[int, float] | None
+    tuple[tuple[str, str], ...], str | None, Sequence[int] | None, tuple[int, float] | None
 ]
 """A customer's part of a pass's statistics: (segment type, current segment) pairs,
 churn level, BTYD row and spend row."""
@@ -109,6 +110,6 @@ def customer_stats(state: CustomerState) -> CustomerStats:
     return (
         segments,
         None if level is None else sys.intern(level),
-        row,
+        None if row is None else tuple(row),
         None if row is None else spend_row(state),
     )
