@@ -174,6 +174,7 @@ __all__ = [
     "next_due",
     "next_due_day",
     "plan",
+    "refresh_day",
     "shifted",
     "window_expiry_days",
 ]
@@ -385,17 +386,33 @@ def _cluster_day(
     return best if best is not None and best < end else None
 
 
-def _calendar_due(
-    processor: CustomerProcessor, customer_id: str, state: CustomerState, day: int
-) -> list[tuple[int | None, str]]:
-    """The due days known from the calendar alone: the learner's refresh sample,
-    churn snapshots, experiment windows."""
-    out: list[tuple[int | None, str]] = []
+def refresh_day(state: CustomerState) -> int | None:
+    """The day the customer's next learner refresh sample is due (``None``: never,
+    they have no behaviour).
+
+    >>> refresh_day({"train_day": 10}), refresh_day({"train_ms": 10 * 86_400_000 + 1})
+    (17, 18)
+    """
     last = state.get("train_ms")
     if last is None and state.get("train_day") is not None:
         last = state["train_day"] * MS_PER_DAY
-    if last is not None:
-        out.append((-(-(last + REFRESH_SAMPLE_MS) // MS_PER_DAY), "refresh"))
+    if last is None:
+        return None
+    return int(-(-(last + REFRESH_SAMPLE_MS) // MS_PER_DAY))
+
+
+def _calendar_due(
+    processor: CustomerProcessor,
+    customer_id: str,
+    state: CustomerState,
+    day: int,
+    refresh: bool = True,
+) -> list[tuple[int | None, str]]:
+    """The due days known from the calendar alone: the learner's refresh sample
+    (unless ``refresh`` is false), churn snapshots, experiment windows."""
+    out: list[tuple[int | None, str]] = []
+    if refresh:
+        out.append((refresh_day(state), "refresh"))
     churn = state.get("churn") or {}
     out.append((processor.tracking.next_due_day(churn, customer_id, day), "snapshot"))
     for window in (state.get("xo") or {}).values():
@@ -525,6 +542,7 @@ def plan(
     max_wait_days: int = MAX_WAIT_DAYS,
     reuse: Due | None = None,
     look_ahead_days: int = LOOK_AHEAD_DAYS,
+    refresh: bool = True,
 ) -> Due:
     """The first day after ``state["eval_day"]`` whose start-of-day evaluation may
     change anything (segments, churn level, snapshots, refresh samples, KPIs).
@@ -542,6 +560,10 @@ def plan(
     calendar is redone. The analysis looks ``look_ahead_days`` ahead (at least
     to the calendar's due day), so that one analysis serves several weeks of
     refresh samples and snapshots.
+
+    ``refresh=False`` leaves the learner's refresh sample out of the calendar,
+    for a caller that takes the samples itself on the days :func:`refresh_day`
+    names (:meth:`CustomerProcessor.refresh`, which costs no evaluation).
     """
     if state.get("opted_out") or "eval_day" not in state:
         return Due(None, "never")
@@ -551,7 +573,7 @@ def plan(
         return Due(start, "model")
     cap = start + max_wait_days
     due, why = cap, "cap"
-    for candidate, reason in _calendar_due(processor, customer_id, state, day):
+    for candidate, reason in _calendar_due(processor, customer_id, state, day, refresh):
         if candidate is not None and candidate < due:
             due, why = max(candidate, start), reason
     if due <= start:

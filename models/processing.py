@@ -398,6 +398,17 @@ class CustomerProcessor:
             feats = features_at(evaluated, state, at_ms)
             result.refresh.append((at_ms, cluster_vector(feats)))
 
+    def refresh(self, state: CustomerState, day: int) -> Result:
+        """The learner's refresh sample at the start of ``day``, without an evaluation:
+        what the evaluation of a day on which nothing else can change adds
+        (:func:`models.due.plan` with ``refresh=False`` says which days those are).
+        ``write`` when a sample was taken."""
+        result = Result("unchanged", state)
+        self._refresh_sample(state, day * MS_PER_DAY, result)
+        result.write = bool(result.refresh)
+        result.status = "changed" if result.write else "unchanged"
+        return result
+
     @staticmethod
     def can_skip_evaluation(state: CustomerState, topic: str, day: int) -> bool:
         """Whether a browsing event may skip re-evaluating segments and churn.

@@ -98,7 +98,7 @@ def passes_summary(samples: Samples) -> str:
     ...     'segmenter_sweep_customers_total{outcome="evaluated"} 40\\n'
     ...     'segmenter_sweep_customers_total{outcome="skipped"} 160\\n'
     ...     'segmenter_sweep_seconds_total 0.01\\n'))
-    'passes: 200 customer visits, 40 evaluated, 160 skipped; 0.0 s (50 µs per visit)'
+    'passes: 200 customer visits, 40 evaluated, 160 skipped, 0 refreshed; 0.0 s (50 µs per visit)'
     """
     name = "segmenter_sweep_customers_total"
     visits = metric_sum(samples, name)
@@ -106,7 +106,8 @@ def passes_summary(samples: Samples) -> str:
     return (
         f"passes: {visits:,.0f} customer visits, "
         f"{metric_sum(samples, name, outcome='evaluated'):,.0f} evaluated, "
-        f"{metric_sum(samples, name, outcome='skipped'):,.0f} skipped; {seconds:,.1f} s "
+        f"{metric_sum(samples, name, outcome='skipped'):,.0f} skipped, "
+        f"{metric_sum(samples, name, outcome='refreshed'):,.0f} refreshed; {seconds:,.1f} s "
         f"({seconds / max(visits, 1) * 1e6:,.0f} µs per visit)"
     )
 

@@ -30,7 +30,7 @@ from models.eventtime import MS_PER_DAY, day_of, parse_ts
 
 __all__ = ["PassCost", "main", "measure"]
 
-OUTCOMES = ("evaluated", "skipped", "not_due")
+OUTCOMES = ("evaluated", "skipped", "refreshed", "not_due")
 
 
 @dataclass

@@ -35,7 +35,7 @@ everyone, as before).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from models.due import Due
@@ -54,6 +54,9 @@ class Planned:
     due: Due
     stats: CustomerStats | None = None
     kpis: Any = None
+    # the next learner refresh sample, which the pass takes without an evaluation
+    # (the plan leaves it out: models.due.plan, ``refresh=False``)
+    refresh_day: int | None = None
 
 
 @dataclass
@@ -124,6 +127,7 @@ class DueIndex:
         due: Due,
         stats: CustomerStats | None = None,
         kpis: Any = None,
+        refresh_day: int | None = None,
     ) -> None:
         """Keep the plan made after the pass evaluated the customer, with their
         statistics and KPI contribution as the pass left them."""
@@ -141,7 +145,14 @@ class DueIndex:
             members, flags, revenue, clv, log, tallies = kpis
             log = self._shared(tuple(self._shared(entry) for entry in log))
             kpis = (self._shared(members), flags, revenue, clv, log, tallies)
-        plans[customer_id] = Planned(due, stats, kpis)
+        plans[customer_id] = Planned(due, stats, kpis, refresh_day)
+
+    def refreshed(self, partition: int, customer_id: str, refresh_day: int | None) -> None:
+        """The pass took the customer's refresh sample; the next one is due then."""
+        plans = self.plans.get(partition)
+        entry = None if plans is None else plans.get(customer_id)
+        if plans is not None and entry is not None:
+            plans[customer_id] = replace(entry, refresh_day=refresh_day)
 
     def _shared(self, value: Any) -> Any:
         """``value``, or an equal one kept already: many customers have the same

@@ -474,7 +474,8 @@ class Metrics:
             "segmenter_sweep_customers_total",
             "Customers the daily pass visited, by what it did: evaluated (brought up to "
             "the pass's day), skipped (nothing can change before their due day: not even "
-            "read), not_due (evaluated that day already, or opted out).",
+            "read), refreshed (skipped, but the learner's weekly sample of them taken), "
+            "not_due (evaluated that day already, or opted out).",
             ["outcome"],
             registry=r,
         )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from models import customer
 from models.customer import CustomerState
-from models.due import plan
+from models.due import plan, refresh_day
 from models.eventtime import day_of
 from models.kpis import compact_contribution
 from models.processing import Result, churn_training_items
@@ -43,7 +43,7 @@ def review_chunk(
     them into its statistics (:meth:`Pipeline.review_partition`); the changed ones."""
     started = time.perf_counter()
     changed = 0
-    outcomes = {"evaluated": 0, "skipped": 0, "not_due": 0}
+    outcomes = {"evaluated": 0, "skipped": 0, "refreshed": 0, "not_due": 0}
     day = day_of(sweep.clock_ms)
     reviewed_through = pipeline.rt.reviewed_through(partition)
     processor = pipeline.rt.processor
@@ -56,10 +56,14 @@ def review_chunk(
         key = pipeline.customers.key_bytes(customer_id)
         skipped = index.skipped(partition, customer_id, day)
         if skipped is not None and skipped.stats is not None:
-            # Nothing can change for them before their due day: not even read.
+            # Nothing can change for them before their due day: not even read,
+            # unless the learner's weekly sample of them is due.
+            refresh = skipped.refresh_day
+            if refresh is not None and refresh <= day:
+                _refresh(pipeline, customer_id, partition, day, batch)
             sweep.add(skipped.stats)
             kpis.count(partition, key, skipped.kpis if ours else None)
-            outcomes["skipped"] += 1
+            outcomes["refreshed" if refresh is not None and refresh <= day else "skipped"] += 1
             continue
         state = decode_state(pipeline.customers.get(customer_id, partition))
         if state is None or customer.is_opted_out(state):
@@ -70,14 +74,20 @@ def review_chunk(
         due = processor.due_for_review(state, day, model_version)
         outcomes["evaluated" if due else "not_due"] += 1
         if due:
+            # (a planned customer is up to date through the day before their due day,
+            # but for the refresh samples of the days no pass evaluated)
+            since = index.since(partition, customer_id, day, reviewed_through)
             try:
+                refreshed = index.planned(partition, customer_id) is not None and (
+                    _take_refreshes(pipeline, customer_id, state, since)
+                )
                 result = processor.review(
                     customer_id,
                     state,
                     day,
                     pipeline.rt.assigner,
                     pipeline.rt.churn_params,
-                    index.since(partition, customer_id, day, reviewed_through),
+                    since,
                 )
             except Exception:  # one customer's bad state must not stop the sweep
                 log.exception("review failed for a customer of this partition")
@@ -85,7 +95,7 @@ def review_chunk(
                 continue
             _plan(pipeline, customer_id, partition, state, result, old_kpis)
             # (a KPI contribution that moved is written too: models.kpis)
-            if result.write or state.get("kc") is not old_kpis:
+            if result.write or refreshed or state.get("kc") is not old_kpis:
                 pipeline.customers.put(batch.customers, customer_id, partition, encode(state))
                 pipeline.count_kpis(customer_id, partition, old_kpis, state, batch)
                 pipeline.emit(result, None, batch)
@@ -99,6 +109,36 @@ def review_chunk(
         kpis.count(partition, key, state.get("kc") if ours else None)
     pipeline.rt.metrics.sweep_chunk(outcomes, time.perf_counter() - started)
     return changed
+
+
+def _refresh(pipeline: Pipeline, customer_id: str, partition: int, day: int, batch: Batch) -> None:
+    """A skipped customer's learner refresh samples due by ``day``: read, sampled, written."""
+    index = pipeline.rt.due_index
+    state = decode_state(pipeline.customers.get(customer_id, partition))
+    if state is None:  # (gone: an erasure forgets the plan first)
+        index.forget(partition, customer_id)
+        return
+    if _take_refreshes(pipeline, customer_id, state, day):
+        pipeline.customers.put(batch.customers, customer_id, partition, encode(state))
+    index.refreshed(partition, customer_id, refresh_day(state))
+
+
+def _take_refreshes(
+    pipeline: Pipeline, customer_id: str, state: CustomerState, through: int
+) -> bool:
+    """The learner refresh samples of a planned customer due on the days up to
+    ``through`` that no pass evaluated, each on its own day (the features read then),
+    as the evaluation of that day would have taken it; whether any was taken."""
+    taken = False
+    due = refresh_day(state)
+    while due is not None and due <= through:
+        result = pipeline.rt.processor.refresh(state, due)
+        if not result.write:
+            break
+        pipeline.add_training_sample(customer_id, result)
+        taken = True
+        due = refresh_day(state)
+    return taken
 
 
 def _plan(
@@ -139,11 +179,19 @@ def _plan(
             pipeline.rt.churn_params,
             reuse=previous if unmoved else None,
             look_ahead_days=0,
+            refresh=False,  # (taken without an evaluation: _refresh)
         )
     except Exception:  # no plan: the customer is evaluated at every pass, as before
         log.exception("could not plan the next review of a customer of this partition")
         return
-    index.record(partition, customer_id, due, customer_stats(state), counted(pipeline, state))
+    index.record(
+        partition,
+        customer_id,
+        due,
+        customer_stats(state),
+        counted(pipeline, state),
+        refresh_day(state),
+    )
 
 
 def counted(pipeline: Pipeline, state: CustomerState) -> Any:
