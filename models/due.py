@@ -111,8 +111,10 @@ How the daily pass uses it
 * Any event, privacy request, new churn model (its scores, snapshots and the
   CLV's models) or cluster model with other ids voids the plans it concerns.
   Refreshed centroids with the same ids do not (decided): a silent customer
-  meets them at their next due day, at most a week later given the refresh
-  samples.
+  meets them at their next due day, at the latest their next churn snapshot
+  (15 days with the default horizon). The weekly learner refresh sample is
+  taken without an evaluation (``plan(..., refresh=False)``,
+  :meth:`CustomerProcessor.refresh`).
 * A restart or backlog then costs ``O(events + changes)`` evaluations.
 
 Measured (``pytest -s tests/models/test_due.py``; 400 silent days after every

@@ -6,9 +6,11 @@ After the pass evaluates a customer silent for a week
 (:data:`streams.worker.pass_review.PLAN_AFTER_SILENT_DAYS`) it now asks
 :func:`models.due.plan` for the first day anything can
 change for them without a new event (a lifecycle or churn-level crossing, a
-window expiry, a churn snapshot, a learner refresh sample, a KPI move, a
-cluster move under the model of the moment) and keeps that day here. Passes
-before it skip the customer: no evaluation, no write. A pass on or after it
+window expiry, a churn snapshot, a KPI move, a cluster move under the model
+of the moment) and keeps that day here, with what the customer adds to the
+pass's statistics and KPI sums and their next learner refresh day. Passes
+before it skip the customer without reading them, except to take the weekly
+refresh sample on its day (no evaluation). A pass on or after the due day
 evaluates the customer from that day on (the days before it would change
 nothing) and plans again.
 
@@ -24,9 +26,10 @@ Entries are forgotten whenever the plan may no longer hold:
 
 Decided, not forced: a refreshed cluster model with the *same* cluster ids
 (the learner refits once per stream day) does not clear the index. A silent
-customer meets refreshed centroids at their next due day — at most a week
-later for anyone with behaviour, because the weekly learner refresh sample is
-a due day — instead of at the next pass. Their placement then answers the
+customer meets refreshed centroids at their next due day — at the latest
+their next churn snapshot (every ``SEGMENTER_CHURN_SNAPSHOT_EVERY_DAYS``, 15
+days with the default horizon), which is a due day — instead of at the next
+pass. Their placement then answers the
 same question as a customer's with events: the clusters as of their last
 evaluation. (Clearing daily would make every pass evaluate everyone again.)
 ``SEGMENTER_SWEEP_DUE_INDEX=false`` turns the index off (every pass evaluates
