@@ -344,6 +344,7 @@ def _touch_everything(m: Metrics) -> None:
     m.offset_gap("purchases", 1)
     m.requeued("purchases")
     m.set_events_held(3, 1)
+    m.sweep_chunk({"evaluated": 1, "skipped": 2}, 0.01)
     from models.kpis import Totals
 
     m.set_segment_kpis(
