@@ -323,7 +323,7 @@ def measure(
     per_topic = Counter(topic for topic, _, _ in records)
     results: dict[str, Any] = {"events": len(records), "per_topic": dict(per_topic)}
     with tempfile.TemporaryDirectory() as tmp:
-        app = _worker(Path(tmp) / "plain", model)
+        app = _worker(Path(tmp) / "plain", model, sweep_due_index=True)
         fetches = list(_fetches(records, "", batch_size, partitions))
         settle_heap()  # as `segmenter worker` does once the app is built
         results["plain_cpu_s"] = asyncio.run(_run(app, fetches))

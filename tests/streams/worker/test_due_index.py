@@ -176,7 +176,7 @@ def statistics(sweep: PartitionSweep) -> Any:
 
 
 async def test_an_event_makes_a_planned_customer_due_at_the_next_pass(make_app: Any) -> None:
-    app = make_app()
+    app = make_app(sweep_due_index=True)
     passes = Passes(app)
     feed = Feeder(app)
     t0 = 1_767_225_600_000  # 2026-01-01
@@ -201,7 +201,7 @@ async def test_an_event_makes_a_planned_customer_due_at_the_next_pass(make_app: 
 async def test_new_churn_models_other_cluster_ids_and_rebalances_void_every_plan(
     make_app: Any, cluster_model: dict[str, Any]
 ) -> None:
-    app = make_app()
+    app = make_app(sweep_due_index=True)
     rt = app.segmenter
     passes = Passes(app)
     records = history(customers=20, days=30, seed=3)
