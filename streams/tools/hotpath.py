@@ -35,7 +35,7 @@ from faust.types import TP
 from models.eventtime import MS_PER_DAY
 from streams.worker.gc_tuning import settle_heap
 
-__all__ = ["StageTimer", "main", "measure"]
+__all__ = ["StageTimer", "main", "measure", "pass_day"]
 
 # stage -> the stage that contains it ("" = the whole batch)
 STAGES = {
@@ -193,28 +193,33 @@ async def _run(app: Any, fetches: list[Any]) -> float:
     return time.thread_time() - started
 
 
-async def _daily_passes(app: Any, days: int) -> list[tuple[int, float]]:
-    """The daily passes of the ``days`` days after the last event over every
-    partition, as the clock-ticks agent runs them: (customers, CPU seconds) each."""
+async def pass_day(app: Any, day: int) -> int:
+    """The pass of ``day`` over every partition, as the clock-ticks agent runs it;
+    the customers it visited."""
     from streams.worker.sweep import PartitionSweep, partition_keys
 
     pipeline, rt = app.pipeline, app.segmenter
-    first_day = rt.clock.now_ms // MS_PER_DAY + 1
+    visited = 0
+    for partition in range(rt.settings.partitions):
+        keys, _ = partition_keys(pipeline.customers.table, partition, None, 10**9)
+        # (the memory:// store lists every partition's keys)
+        ours = [k for k in keys if pipeline.router.partition_of(k) == partition]
+        await pipeline.review_partition(ours, partition, PartitionSweep(clock_ms=day * MS_PER_DAY))
+        # (what streams.worker.daily_sweep.finish_sweep records of a complete pass)
+        rt.partition_stats.setdefault(partition, {})["reviewed_through"] = day
+        visited += len(ours)
+    await pipeline.drain()
+    return visited
+
+
+async def _daily_passes(app: Any, days: int) -> list[tuple[int, float]]:
+    """The daily passes of the ``days`` days after the last event: (customers, CPU
+    seconds) each."""
+    first_day = app.segmenter.clock.now_ms // MS_PER_DAY + 1
     passes = []
     for day in range(first_day, first_day + days):
-        customers = 0
         started = time.thread_time()
-        for partition in range(rt.settings.partitions):
-            keys, _ = partition_keys(pipeline.customers.table, partition, None, 10**9)
-            # (the memory:// store lists every partition's keys)
-            ours = [k for k in keys if pipeline.router.partition_of(k) == partition]
-            await pipeline.review_partition(
-                ours, partition, PartitionSweep(clock_ms=day * MS_PER_DAY)
-            )
-            # (what streams.worker.daily_sweep.finish_sweep records of a complete pass)
-            rt.partition_stats.setdefault(partition, {})["reviewed_through"] = day
-            customers += len(ours)
-        await pipeline.drain()
+        customers = await pass_day(app, day)
         passes.append((customers, time.thread_time() - started))
     return passes
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from models.eventtime import MS_PER_DAY, day_of, parse_ts
+from models.eventtime import day_of, parse_ts
 
 __all__ = ["PassCost", "main", "measure"]
 
@@ -63,33 +63,17 @@ def _event_day(value: bytes) -> int:
     return day_of(ts if type(ts) is int else parse_ts(ts))
 
 
-async def _pass(app: Any, day: int) -> int:
-    """The pass of ``day`` over every partition; the customers it visited."""
-    from streams.worker.sweep import PartitionSweep, partition_keys
-
-    pipeline, rt = app.pipeline, app.segmenter
-    visited = 0
-    for partition in range(rt.settings.partitions):
-        keys, _ = partition_keys(pipeline.customers.table, partition, None, 10**9)
-        ours = [k for k in keys if pipeline.router.partition_of(k) == partition]
-        await pipeline.review_partition(ours, partition, PartitionSweep(clock_ms=day * MS_PER_DAY))
-        rt.partition_stats.setdefault(partition, {})["reviewed_through"] = day
-        visited += len(ours)
-    await pipeline.drain()
-    return visited
-
-
 async def _replay(
     app: Any, by_day: dict[int, list[Any]], silent_days: int, cost: PassCost, partitions: int
 ) -> None:
-    from streams.tools.hotpath import _fetches, _run
+    from streams.tools.hotpath import _fetches, _run, pass_day
 
     first, last = min(by_day), max(by_day)
     for day in range(first, last + 1 + silent_days):
         if by_day.get(day):
             cost.events_cpu_s += await _run(app, list(_fetches(by_day[day], "", 1000, partitions)))
         started = time.thread_time()
-        visited = await _pass(app, day + 1)
+        visited = await pass_day(app, day + 1)
         spent = time.thread_time() - started
         if day <= last:
             cost.passes_cpu_s += spent

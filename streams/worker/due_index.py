@@ -39,6 +39,7 @@ everyone, as before).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -144,7 +145,8 @@ class DueIndex:
             self._size += 1
         if stats is not None:
             segments, level, row, spend = stats
-            stats = (self._shared(segments), level, row, spend)
+            segments = tuple((sys.intern(kind), sys.intern(name)) for kind, name in segments)
+            stats = (self._shared(segments), self._shared(level), row, spend)
         if kpis is not None:  # (models.kpis.compact_contribution)
             members, flags, revenue, clv, log, tallies = kpis
             log = self._shared(tuple(self._shared(entry) for entry in log))

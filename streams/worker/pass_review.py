@@ -58,12 +58,12 @@ def review_chunk(
         if skipped is not None and skipped.stats is not None:
             # Nothing can change for them before their due day: not even read,
             # unless the learner's weekly sample of them is due.
-            refresh = skipped.refresh_day
-            if refresh is not None and refresh <= day:
+            refresh_due = skipped.refresh_day is not None and skipped.refresh_day <= day
+            if refresh_due:
                 _refresh(pipeline, customer_id, partition, day, batch)
             sweep.add(skipped.stats)
             kpis.count(partition, key, skipped.kpis if ours else None)
-            outcomes["refreshed" if refresh is not None and refresh <= day else "skipped"] += 1
+            outcomes["refreshed" if refresh_due else "skipped"] += 1
             continue
         state = decode_state(pipeline.customers.get(customer_id, partition))
         if state is None or customer.is_opted_out(state):

@@ -17,7 +17,7 @@ from models.eventtime import day_of, parse_ts
 from models.experiments import Experiment
 from models.gamma_gamma import GammaGammaParams
 from models.kpis import KpiBook
-from models.processing import CustomerProcessor
+from models.processing import CustomerProcessor, assigner_signature
 from models.profile_policy import AttributePolicy
 from streams.settings import Settings
 from streams.worker.due_index import DueIndex
@@ -178,8 +178,6 @@ class Runtime:
         """Signature (cluster ids) of the model in use, ``None`` before the first."""
         if self.assigner is None:
             return None
-        from models.processing import assigner_signature
-
         return assigner_signature(self.assigner)
 
     def install_model(self, message: Any) -> bool:
@@ -211,7 +209,7 @@ class Runtime:
             if self.model_pace.as_of_ms != before:
                 self.wakeups.release.set()  # the held events of the next day may go
         if assigner is not None:
-            if self.assigner is None or sorted(self.assigner.ids) != sorted(assigner.ids):
+            if self.assigner_signature() != assigner_signature(assigner):
                 self.due_index.clear()  # everyone meets the new clusters at the next pass
             self.assigner = assigner
             published = (snapshot or {}).get("published_s")
