@@ -152,12 +152,11 @@ class Settings(BaseSettings):
         "while no newer model comes for 60 s (`docs/clustering.md`).",
     )
     sweep_due_index: bool = Field(
-        False,
-        description="`true`: the daily pass evaluates a customer silent for a week only "
+        True,
+        description="The daily pass evaluates a customer silent for a week only "
         "when something can change for them (a due day per customer, kept in memory; "
-        '`docs/ARCHITECTURE.md`, "Timers over the stream clock"). Off by default: a '
-        "stall of tests/integration/test_repartition.py with it on is not understood yet "
-        "(`docs/benchmark.md`).",
+        '`docs/ARCHITECTURE.md`, "Timers over the stream clock"); `false`: every pass '
+        "evaluates every customer.",
     )
     sweep_due_index_max_customers: int = Field(
         250_000,

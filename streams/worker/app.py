@@ -246,7 +246,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
         settings.logical_topic(topic), offsets
     )
 
-    install_daily_sweep(app, rt, pipeline, customers, ticks, clock_topic)
+    app.passes = install_daily_sweep(  # type: ignore[attr-defined]
+        app, rt, pipeline, customers, ticks, clock_topic
+    )
     install_learning(app, settings, rt, pipeline, training, models, outputs)
     _install_release_timer(app, settings, rt, pipeline)
     _install_lag_gauge(app, rt)

@@ -55,8 +55,8 @@ SWEEP_EVERY_SECONDS = 600.0  # also refresh segment statistics this often (wall 
 
 def install_daily_sweep(
     app: faust.App, rt: Runtime, pipeline: Pipeline, customers: Any, ticks: Any, clock_topic: Any
-) -> None:
-    """Register the clock-ticks agent and the clock timer on ``app``."""
+) -> Passes:
+    """Register the clock-ticks agent and the clock timer on ``app``; their passes."""
     passes = Passes()
     _install_pass_agent(app, rt, pipeline, customers, ticks, passes)
     _install_clock_timer(app, rt, pipeline, ticks, clock_topic, passes)
@@ -66,6 +66,8 @@ def install_daily_sweep(
         # Another worker may have changed these customers while they were not
         # ours: every pass after a rebalance evaluates everyone once more.
         rt.due_index.clear()
+
+    return passes
 
 
 @dataclass
@@ -99,6 +101,39 @@ class Passes:
             sent is not None and now - sent < START_PATIENCE_SECONDS
         )
 
+    def due(self, partition: int, day: int, model: str | None, now: float) -> bool:
+        """Whether a pass of ``partition`` at stream day ``day`` should start: the
+        day is later than the last pass's, the cluster model is another, or
+        ``SWEEP_EVERY_SECONDS`` have passed (``now``: monotonic s).
+
+        >>> passes = Passes(started={0: (12, 100.0, "km-1")})
+        >>> passes.due(0, 12, "km-1", now=101.0), passes.due(0, 13, "km-1", now=101.0)
+        (False, True)
+        >>> passes.due(0, 12, "km-2", now=101.0), passes.due(1, 12, "km-1", now=101.0)
+        (True, True)
+        """
+        last_day, started, seen_model = self.started.get(partition, (-1, 0.0, None))
+        return day > last_day or model != seen_model or now - started > SWEEP_EVERY_SECONDS
+
+    def began(self, partition: int, day: int) -> None:
+        """The pass of ``partition`` taken up by the agent runs at ``day``.
+
+        The clock loop asked for the day it saw; the pass takes the partition's
+        clock again when it starts, which may be a day earlier (an event read
+        meanwhile, a rerouted one say, holds the clock back). Recording the
+        day asked for would make the loop wait for the next one, and the
+        learner, which closes a day only once every partition's pass reached
+        it, with it: the workers stalled until the model pace gave up
+        (``streams.worker.model_pace``, 60 s).
+
+        >>> passes = Passes(started={0: (12, 100.0, "km-1")})
+        >>> passes.began(0, 11)
+        >>> passes.due(0, 12, "km-1", now=101.0)  # the day asked for is still to come
+        True
+        """
+        _, started, model = self.started.get(partition, (-1, 0.0, None))
+        self.started[partition] = (day, started, model)
+
 
 def _install_pass_agent(
     app: faust.App,
@@ -124,6 +159,7 @@ def _install_pass_agent(
                 await pipeline.drain()
                 sweep = PartitionSweep(clock_ms=pipeline.sweep_clock(partition))
                 sweeps[partition] = sweep
+                passes.began(partition, day_of(sweep.clock_ms))
                 rt.kpis.begin_pass(partition)  # the pass sums the KPIs again (models.kpis)
             try:
                 # Committed first, so every customer handled so far is listed.
@@ -172,20 +208,12 @@ def _install_clock_timer(
             # (customers move to its clusters), or every SWEEP_EVERY_SECONDS
             # (fresh segment statistics).
             model = rt.assigner_signature()
-            day, started, seen_model = last_pass.get(partition, (-1, 0.0, None))
             # (now is 0 while the partition's first events are still to come.)
             if partition in passes.running:
                 await ticks.send(value=GO_ON, partition=partition)
             elif not passes.busy(partition, wall) and (
                 not rt.kpis.derived(partition)  # new here: derive its KPI sums
-                or (
-                    now > 0
-                    and (
-                        day_of(now) > day
-                        or model != seen_model
-                        or wall - started > SWEEP_EVERY_SECONDS
-                    )
-                )
+                or (now > 0 and passes.due(partition, day_of(now), model, wall))
             ):
                 last_pass[partition] = (day_of(now), wall, model)
                 passes.starting[partition] = wall

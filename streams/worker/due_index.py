@@ -32,8 +32,7 @@ days with the default horizon), which is a due day — instead of at the next
 pass. Their placement then answers the
 same question as a customer's with events: the clusters as of their last
 evaluation. (Clearing daily would make every pass evaluate everyone again.)
-``SEGMENTER_SWEEP_DUE_INDEX=true`` turns the index on (off by default for now,
-docs/benchmark.md; off, every pass evaluates
+``SEGMENTER_SWEEP_DUE_INDEX=false`` turns the index off (every pass evaluates
 everyone, as before).
 """
 

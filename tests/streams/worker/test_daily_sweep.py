@@ -4,6 +4,7 @@ Faust's test context."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -63,3 +64,26 @@ async def test_a_tick_that_moves_on_an_ended_pass_starts_none(app: Any) -> None:
     assert rt.reviewed_through(0) == -1  # no pass
     await tick(app, START)
     assert rt.reviewed_through(0) == (T0 + DAY) // DAY
+
+
+async def test_a_pass_that_runs_a_day_earlier_than_asked_is_started_again(app: Any) -> None:
+    """The clock loop asks for a pass at the day it sees; the pass takes the
+    partition's clock again when it starts, and an event read meanwhile (a
+    rerouted one, say) may hold it a day back. The loop must ask again for the
+    day that was not reached: the learner closes a day only once every
+    partition's pass reached it, and the workers wait for the learner (the
+    two-worker rerouting test stalled 60 s a day on this)."""
+    rt = app.segmenter
+    passes = app.passes
+    await handled(app, T0 + DAY + 5)  # the partition's clock is in day 1
+    model = rt.assigner_signature()
+    day_asked = (T0 + 2 * DAY) // DAY
+    passes.started[0] = (day_asked, time.monotonic(), model)  # the loop saw day 2
+    await tick(app, START)
+    assert rt.reviewed_through(0) == day_asked - 1  # the pass reached day 1 only
+    assert passes.due(0, day_asked, model, time.monotonic())
+    # and once the pass of day 2 is done, none is due before day 3
+    await handled(app, T0 + 2 * DAY + 5, offset=1)
+    await tick(app, START)
+    assert rt.reviewed_through(0) == day_asked
+    assert not passes.due(0, day_asked, model, time.monotonic())
