@@ -124,15 +124,23 @@ class Passes:
         day asked for would make the loop wait for the next one, and the
         learner, which closes a day only once every partition's pass reached
         it, with it: the workers stalled until the model pace gave up
-        (``streams.worker.model_pace``, 60 s).
+        (``streams.worker.model_pace``, 60 s). A pass that runs at a later
+        day than asked (the clock moved on meanwhile) leaves the record as
+        it is: the loop still starts a pass when it sees that day, so every
+        stream day has a pass that starts in it (its statistics taken after
+        the day's first events; cheap with the due-day index).
 
         >>> passes = Passes(started={0: (12, 100.0, "km-1")})
         >>> passes.began(0, 11)
         >>> passes.due(0, 12, "km-1", now=101.0)  # the day asked for is still to come
         True
+        >>> passes = Passes(started={0: (12, 100.0, "km-1")})
+        >>> passes.began(0, 13)
+        >>> passes.due(0, 13, "km-1", now=101.0)
+        True
         """
-        _, started, model = self.started.get(partition, (-1, 0.0, None))
-        self.started[partition] = (day, started, model)
+        asked, started, model = self.started.get(partition, (-1, 0.0, None))
+        self.started[partition] = (min(asked, day), started, model)
 
 
 def _install_pass_agent(
