@@ -83,7 +83,8 @@ class Passes:
     running: dict[int, PartitionSweep] = field(default_factory=dict)
     # partition -> when (monotonic s) its start tick was sent
     starting: dict[int, float] = field(default_factory=dict)
-    # partition -> (stream day, wall time, model version) when its last pass started;
+    # partition -> (stream day, wall time, model version) when its last pass was asked
+    # for (the day: the earlier of the day asked for and the day it ran at, began);
     # a pass that fails is forgotten here, so the clock loop starts it again
     started: dict[int, tuple[int, float, str | None]] = field(default_factory=dict)
 
@@ -201,7 +202,6 @@ def _install_clock_timer(
     clock_topic: Any,
     passes: Passes,
 ) -> None:
-    last_pass = passes.started
 
     async def tick_and_publish_clock() -> None:
         rt.metrics.set_stream_clock(rt.clock.now_ms)
@@ -223,7 +223,7 @@ def _install_clock_timer(
                 not rt.kpis.derived(partition)  # new here: derive its KPI sums
                 or (now > 0 and passes.due(partition, day_of(now), model, wall))
             ):
-                last_pass[partition] = (day_of(now), wall, model)
+                passes.started[partition] = (day_of(now), wall, model)
                 passes.starting[partition] = wall
                 await ticks.send(value=START, partition=partition)
             message = rt.partition_record(partition)
