@@ -157,6 +157,9 @@ class KpiTracker:
     _clv_models: tuple[Any, Any] = field(default=(None, None), init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # (set here as well: mypyc's dataclasses leave an init=False default unset)
+        self._clv_cache = {}
+        self._clv_models = (None, None)
         self._by_segment = {}
         for experiment in self.experiments:
             self._by_segment.setdefault(experiment.segment_key, []).append(experiment)

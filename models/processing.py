@@ -200,6 +200,10 @@ class CustomerProcessor:
     jump_min_days: int = JUMP_MIN_DAYS
     _prior: ChurnModel | None = field(default=None, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # (set here as well: mypyc's dataclasses leave an init=False default unset)
+        self._prior = None
+
     def churn_model(self, churn_params: Any = None) -> ChurnModel:
         """The model to score with: the published one, else the prior."""
         if isinstance(churn_params, ChurnModel):

@@ -10,6 +10,13 @@ but without Kafka: outputs and changelog records go to stand-ins that
 acknowledge at once, tables use the ``memory://`` store. So the figures are the
 CPU cost of the per-event logic alone, the part a faster consumer cannot remove.
 
+A third run of the same history has evaluation (rules, clusters, churn, KPIs at
+an event) and the per-day catch-up replaced by ones that change nothing: the
+*floor*, what every event costs before anything is evaluated (parse and
+validation, privacy gate, event-time order, dedup, the feature update, state
+bookkeeping, the batch's commit). Its outputs are meaningless; its CPU bounds
+what any cheaper evaluation could gain.
+
 Each stage is timed by wrapping the function that implements it (a few hundred
 ns of wrapper cost each); stages nest (``evaluate`` includes rules, cluster
 assignment and churn), and the table says which stage contains which.
@@ -35,7 +42,7 @@ from faust.types import TP
 from models.eventtime import MS_PER_DAY
 from streams.worker.gc_tuning import settle_heap
 
-__all__ = ["StageTimer", "main", "measure", "pass_day"]
+__all__ = ["StageTimer", "main", "measure", "pass_day", "without_evaluation"]
 
 # stage -> the stage that contains it ("" = the whole batch)
 STAGES = {
@@ -247,6 +254,23 @@ def _train(records: list[tuple[str, bytes, bytes]], size: int, partitions: int) 
         return host.snapshot_message()
 
 
+def without_evaluation(app: Any) -> None:
+    """Replace the worker's evaluation and catch-up with ones that change nothing
+    (the floor's run; never in a worker)."""
+    from models.processing import Result
+
+    processor = app.segmenter.processor
+
+    def evaluate(customer_id: str, state: Any, *args: Any, **kwargs: Any) -> Result:
+        return Result("new", state)
+
+    def catch_up(customer_id: str, state: Any, *args: Any, **kwargs: Any) -> Result:
+        return Result("unchanged", state)
+
+    processor.evaluate = evaluate
+    processor.catch_up = catch_up
+
+
 def _with_topic(timer: StageTimer, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn(topic, ...)`` with the timer attributing nested stages to ``topic``."""
 
@@ -314,9 +338,12 @@ def measure(
     batch_size: int = 1_000,
     partitions: int = 4,
     pass_days: int = 28,
+    plain_only: bool = False,
 ) -> dict[str, Any]:
-    """Run the history through the worker's input handling twice: once plain (the
-    per-event CPU), once with every stage timed. Returns the figures."""
+    """Run the history through the worker's input handling: plain (the per-event
+    CPU), then the daily passes after it, then without evaluation (the floor), then
+    with every stage timed. Returns the figures; ``plain_only``: the first run only
+    (to compare builds or source trees whose objects cannot be patched, e.g. compiled)."""
     from streams.tools.bench import history_records
 
     end_ms = (int(time.time() * 1000) // MS_PER_DAY - 1) * MS_PER_DAY
@@ -332,11 +359,20 @@ def measure(
         fetches = list(_fetches(records, "", batch_size, partitions))
         settle_heap()  # as `segmenter worker` does once the app is built
         results["plain_cpu_s"] = asyncio.run(_run(app, fetches))
+        if plain_only:
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
+            return results
         results["passes"] = asyncio.run(_daily_passes(app, pass_days))
         # The same passes without the due-day index (every customer at every pass).
         app = _worker(Path(tmp) / "every", model, sweep_due_index=False)
         asyncio.run(_run(app, list(_fetches(records, "", batch_size, partitions))))
         results["passes_every"] = asyncio.run(_daily_passes(app, pass_days))
+        app = _worker(Path(tmp) / "floor", model)
+        without_evaluation(app)
+        fetches = list(_fetches(records, "", batch_size, partitions))
+        settle_heap()
+        results["floor_cpu_s"] = asyncio.run(_run(app, fetches))
         app = _worker(Path(tmp) / "timed", model)
         timer = StageTimer()
         _instrument(app, timer)
@@ -367,6 +403,29 @@ def _passes_line(indexed: list[tuple[int, float]], every: list[tuple[int, float]
     )
 
 
+def _plain_line(results: dict[str, Any]) -> str:
+    events, seconds = results["events"], results["plain_cpu_s"]
+    return (
+        f"{events:,} events; worker input handling without Kafka: "
+        f"**{seconds / events * 1e6:,.1f} µs per event** "
+        f"({events / seconds:,.0f} events per CPU-second)"
+    )
+
+
+def _floor_line(results: dict[str, Any]) -> str:
+    """The floor against the whole: what evaluation costs, what every event pays."""
+    events = results["events"]
+    plain = results["plain_cpu_s"] / events * 1e6
+    floor = results["floor_cpu_s"] / events * 1e6
+    evaluations = sum(n for (stage, _), n in results["calls"].items() if stage == "evaluate")
+    return (
+        f"without evaluation and catch-up (the floor every event pays, same history): "
+        f"**{floor:,.1f} µs per event** ({floor / plain:.0%} of the whole); "
+        f"evaluation and catch-up {plain - floor:,.1f} µs per event "
+        f"({evaluations:,} evaluations, {evaluations / events:.2f} per event)"
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     """The figures as markdown: µs per event of the topic, per stage."""
     events = results["events"]
@@ -374,10 +433,10 @@ def render(results: dict[str, Any]) -> str:
     topics = sorted(per_topic, key=lambda t: -per_topic[t])
     seconds = results["seconds"]
     lines = [
-        f"{events:,} events; worker input handling without Kafka: "
-        f"**{results['plain_cpu_s'] / events * 1e6:,.1f} µs per event** "
-        f"({events / results['plain_cpu_s']:,.0f} events per CPU-second; "
-        f"with stage timers {results['timed_cpu_s'] / events * 1e6:,.1f} µs)",
+        _plain_line(results)[:-1]
+        + f"; with stage timers {results['timed_cpu_s'] / events * 1e6:,.1f} µs)",
+        "",
+        _floor_line(results),
         "",
         _passes_line(results["passes"], results["passes_every"]),
         "",
@@ -410,10 +469,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--customers", type=int, default=1_500)
     parser.add_argument("--batch-size", type=int, default=1_000)
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="only the per-event CPU of the plain run (no passes, floor or stage timers)",
+    )
     args = parser.parse_args(argv)
     with contextlib.redirect_stdout(sys.stderr):
-        results = measure(args.customers, args.events, batch_size=args.batch_size)
-    print(render(results))
+        results = measure(
+            args.customers, args.events, batch_size=args.batch_size, plain_only=args.plain
+        )
+    print(_plain_line(results) if args.plain else render(results))
     return 0
 
 

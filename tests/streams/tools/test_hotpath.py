@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from streams.tools.hotpath import STAGES, measure, render
+import pytest
+
+from streams.tools.hotpath import STAGES, main, measure, render
 
 
 def test_every_event_is_handled_and_every_stage_is_timed() -> None:
@@ -32,6 +34,18 @@ def test_every_event_is_handled_and_every_stage_is_timed() -> None:
         assert 0 < passes[0][0] <= 300
     # The "state read" stage times the decode the event path does (the working set).
     assert calls.get(("state read", "purchases"), 0) > 0
+    # The floor run skips every evaluation, so it costs less than the whole.
+    assert 0 < results["floor_cpu_s"] < results["plain_cpu_s"]
     table = render(results)
     assert "µs per event" in table and "| parse |" in table
     assert "µs per customer" in table
+    assert "the floor every event pays" in table
+
+
+def test_the_plain_option_reports_the_per_event_cpu_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--plain", "--customers", "200", "--events", "2000", "--batch-size", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "2,000 events" in out and "µs per event" in out
+    assert "stage" not in out and "floor" not in out  # nothing else ran
