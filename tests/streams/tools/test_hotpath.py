@@ -36,6 +36,8 @@ def test_every_event_is_handled_and_every_stage_is_timed() -> None:
     assert calls.get(("state read", "purchases"), 0) > 0
     # The floor run skips every evaluation, so it costs less than the whole.
     assert 0 < results["floor_cpu_s"] < results["plain_cpu_s"]
+    # ... and the models' core (validation, dedup, features) is part of the floor.
+    assert 0 < results["core_cpu_s"] < results["floor_cpu_s"]
     table = render(results)
     assert "µs per event" in table and "| parse |" in table
     assert "µs per customer" in table
