@@ -103,6 +103,7 @@ class BenchConfig:
     duplicate_fraction: float = 0.005
     quick: bool = False
     profile: Path | None = None
+    floor: bool = False  # the worker evaluates nothing (streams.tools.floor_worker)
     keep: bool = False
     skip: frozenset[str] = frozenset()
     timeout: float = 900.0
@@ -218,14 +219,23 @@ def scrape_metrics(worker: WorkerProcess, attempts: int = 20) -> Samples:
     raise RuntimeError(f"/metrics kept failing\n{worker.log_tail()}")
 
 
-def worker_command(profile: Path | None = None) -> list[str]:
-    """``segmenter worker``, under pyinstrument when ``profile`` names its output."""
+FLOOR_LABEL = ", evaluating nothing: `--floor`, the floor, not a product figure"
+
+
+def worker_command(profile: Path | None = None, floor: bool = False) -> list[str]:
+    """``segmenter worker``, under pyinstrument when ``profile`` names its output;
+    ``floor``: the worker that evaluates nothing (:mod:`streams.tools.floor_worker`).
+
+    >>> worker_command()[1:], worker_command(floor=True)[1:]
+    (['worker'], ['-m', 'streams.tools.floor_worker', 'worker'])
+    """
+    worker = ["-m", "streams.tools.floor_worker", "worker"] if floor else [SEGMENTER, "worker"]
     if profile is None:
-        return [SEGMENTER, "worker"]
+        return [sys.executable, *worker] if floor else worker
     pyinstrument = str(Path(sys.executable).with_name("pyinstrument"))
     session = str(profile.with_suffix(".pyisession"))
     # A 5 ms sampling interval keeps the session small enough to render quickly.
-    return [pyinstrument, "-i", "0.005", "-r", "pyisession", "-o", session, SEGMENTER, "worker"]
+    return [pyinstrument, "-i", "0.005", "-r", "pyisession", "-o", session, *worker]
 
 
 def events_handled(samples: Samples) -> int:
@@ -765,7 +775,7 @@ class Run:
             data_dir=self.root / f"{name}-{len(self.workers)}",
             log_level=os.environ.get("SEGMENTER_BENCH_LOG_LEVEL", "info"),
         )
-        worker.command = worker_command(profile)
+        worker.command = worker_command(profile, self.config.floor)
         self.workers.append(worker)
         return worker.start()
 
@@ -1140,7 +1150,8 @@ def render_table(results: Results) -> str:
     if results.worker:
         w = results.worker
         lines.append(
-            f"| segmenter worker (1 process) | **{w.throughput.rate:,.0f} events/s** "
+            f"| segmenter worker (1 process{FLOOR_LABEL if results.config.floor else ''}) | "
+            f"**{w.throughput.rate:,.0f} events/s** "
             f"({w.throughput.events:,} in {w.throughput.seconds:.1f} s; "
             f"{_per_cpu(w.throughput)}; ready after {w.ready_seconds:.1f} s) |"
         )
@@ -1234,12 +1245,19 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
         help="run the throughput worker under pyinstrument; write PROFILE.txt/.html "
         "(the worker's rate is then not comparable)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="workers that evaluate nothing (streams.tools.floor_worker): what a cheaper "
+        "evaluation could at best reach; not a product figure",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the topics and data dirs")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {
         "skip": frozenset(s.strip() for s in args.skip.split(",") if s.strip()),
         "profile": args.profile,
+        "floor": args.floor,
         "keep": args.keep,
     }
     config = BenchConfig.for_args(

@@ -11,7 +11,9 @@ acknowledge at once, tables use the ``memory://`` store. So the figures are the
 CPU cost of the per-event logic alone, the part a faster consumer cannot remove.
 
 A third run of the same history has evaluation (rules, clusters, churn, KPIs at
-an event) and the per-day catch-up replaced by ones that change nothing: the
+an event) and the per-day catch-up replaced by ones that change nothing
+(:mod:`streams.tools.floor_worker`, which ``python -m streams.tools.bench --floor``
+runs end to end): the
 *floor*, what every event costs before anything is evaluated (parse and
 validation, privacy gate, event-time order, dedup, the feature update, state
 bookkeeping, the batch's commit). Its outputs are meaningless; its CPU bounds
@@ -43,9 +45,10 @@ from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from models.eventtime import MS_PER_DAY
+from streams.tools.floor_worker import evaluate_nothing
 from streams.worker.gc_tuning import settle_heap
 
-__all__ = ["StageTimer", "core_cpu", "main", "measure", "pass_day", "without_evaluation"]
+__all__ = ["StageTimer", "core_cpu", "main", "measure", "pass_day"]
 
 # stage -> the stage that contains it ("" = the whole batch)
 STAGES = {
@@ -283,23 +286,6 @@ def core_cpu(records: list[tuple[str, bytes, bytes]], now_ms: int, dedup_days: i
     return time.thread_time() - started
 
 
-def without_evaluation(app: Any) -> None:
-    """Replace the worker's evaluation and catch-up with ones that change nothing
-    (the floor's run; never in a worker)."""
-    from models.processing import Result
-
-    processor = app.segmenter.processor
-
-    def evaluate(customer_id: str, state: Any, *args: Any, **kwargs: Any) -> Result:
-        return Result("new", state)
-
-    def catch_up(customer_id: str, state: Any, *args: Any, **kwargs: Any) -> Result:
-        return Result("unchanged", state)
-
-    processor.evaluate = evaluate
-    processor.catch_up = catch_up
-
-
 def _with_topic(timer: StageTimer, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn(topic, ...)`` with the timer attributing nested stages to ``topic``."""
 
@@ -398,7 +384,7 @@ def measure(
         asyncio.run(_run(app, list(_fetches(records, "", batch_size, partitions))))
         results["passes_every"] = asyncio.run(_daily_passes(app, pass_days))
         app = _worker(Path(tmp) / "floor", model)
-        without_evaluation(app)
+        evaluate_nothing(app.segmenter.processor)
         fetches = list(_fetches(records, "", batch_size, partitions))
         settle_heap()
         results["floor_cpu_s"] = asyncio.run(_run(app, fetches))

@@ -28,6 +28,7 @@ from streams.tools.bench import (
     events_handled,
     histogram_buckets,
     histogram_quantile,
+    parse_args,
     parse_metrics,
     render_table,
     synthetic_records,
@@ -100,6 +101,35 @@ def test_the_table_holds_every_figure(tmp_path: Path) -> None:
     for figure in expected:
         assert figure in table, figure
     assert "--quick" in table
+    assert "evaluating nothing" not in table  # (a product figure)
+
+
+def test_the_floor_runs_workers_that_evaluate_nothing_and_says_so() -> None:
+    config = parse_args(["--floor", "--quick"])
+    assert config.floor
+    assert bench.worker_command(None, config.floor)[-3:] == [
+        "-m",
+        "streams.tools.floor_worker",
+        "worker",
+    ]
+    results = Results(config=config, command="python -m streams.tools.bench --floor")
+    results.facts = {"cpus": "2", "cpu": "test", "load_start": "1", "load_end": "2"}
+    results.worker = WorkerRun(Throughput(500, 2.0, 1.0), 3.0, 300_000, 280_000, 200_000)
+    assert "evaluating nothing" in render_table(results)
+
+
+def test_the_floor_worker_is_the_segmenter_command_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.tools.floor_worker", "worker", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "worker" in done.stdout.lower()
 
 
 @pytest.mark.integration
