@@ -151,13 +151,11 @@ class KpiTracker:
     clv_tolerance: float = 0.05
     _by_segment: dict[str, list[Experiment]] = field(init=False, repr=False)
     _names: frozenset[str] = field(init=False, repr=False)
-    _clv_cache: dict[tuple[Any, ...], float | None] = field(
-        default_factory=dict, init=False, repr=False
-    )
-    _clv_models: tuple[Any, Any] = field(default=(None, None), init=False, repr=False)
+    _clv_cache: dict[tuple[Any, ...], float | None] = field(init=False, repr=False)
+    _clv_models: tuple[Any, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # (set here as well: mypyc's dataclasses leave an init=False default unset)
+        # (here, not as the fields' defaults: mypyc's dataclasses leave those unset)
         self._clv_cache = {}
         self._clv_models = (None, None)
         self._by_segment = {}

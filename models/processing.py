@@ -198,10 +198,10 @@ class CustomerProcessor:
     tracking: ChurnTracking = field(default_factory=ChurnTracking)
     thresholds: LevelThresholds = DEFAULT_THRESHOLDS
     jump_min_days: int = JUMP_MIN_DAYS
-    _prior: ChurnModel | None = field(default=None, init=False, repr=False)
+    _prior: ChurnModel | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # (set here as well: mypyc's dataclasses leave an init=False default unset)
+        # (here, not as the field's default: mypyc's dataclasses leave those unset)
         self._prior = None
 
     def churn_model(self, churn_params: Any = None) -> ChurnModel:

@@ -260,15 +260,15 @@ def _train(records: list[tuple[str, bytes, bytes]], size: int, partitions: int) 
         return host.snapshot_message()
 
 
-def core_cpu(records: list[tuple[str, bytes, bytes]], now_ms: int, dedup_days: int = 7) -> float:
+def core_cpu(records: list[tuple[str, bytes, bytes]], now_ms: int, window_ms: int) -> float:
     """CPU seconds of validation, dedup and the feature update of ``records`` alone
-    (one state per key, no worker): the part of the floor the models do."""
+    (one state per key, no worker; ``window_ms`` the dedup window): the part of the
+    floor the models do."""
     from models import dedup, features
     from models.customer import new_state
     from schemas.validation import validate
 
     states: dict[bytes, Any] = {}
-    window_ms = dedup_days * MS_PER_DAY
     started = time.thread_time()
     for topic, key, value in records:
         try:
@@ -369,34 +369,36 @@ def measure(
     thresholds = gc.get_threshold()
     per_topic = Counter(topic for topic, _, _ in records)
     results: dict[str, Any] = {"events": len(records), "per_topic": dict(per_topic)}
-    with tempfile.TemporaryDirectory() as tmp:
-        app = _worker(Path(tmp) / "plain", model, sweep_due_index=True)
-        fetches = list(_fetches(records, "", batch_size, partitions))
-        settle_heap()  # as `segmenter worker` does once the app is built
-        results["plain_cpu_s"] = asyncio.run(_run(app, fetches))
-        if plain_only:
-            gc.unfreeze()
-            gc.set_threshold(*thresholds)
-            return results
-        results["passes"] = asyncio.run(_daily_passes(app, pass_days))
-        # The same passes without the due-day index (every customer at every pass).
-        app = _worker(Path(tmp) / "every", model, sweep_due_index=False)
-        asyncio.run(_run(app, list(_fetches(records, "", batch_size, partitions))))
-        results["passes_every"] = asyncio.run(_daily_passes(app, pass_days))
-        app = _worker(Path(tmp) / "floor", model)
-        evaluate_nothing(app.segmenter.processor)
-        fetches = list(_fetches(records, "", batch_size, partitions))
-        settle_heap()
-        results["floor_cpu_s"] = asyncio.run(_run(app, fetches))
-        results["core_cpu_s"] = core_cpu(records, int(time.time() * 1000))
-        app = _worker(Path(tmp) / "timed", model)
-        timer = StageTimer()
-        _instrument(app, timer)
-        fetches = list(_fetches(records, "", batch_size, partitions))
-        settle_heap()
-        results["timed_cpu_s"] = asyncio.run(_run(app, fetches))
-    gc.unfreeze()
-    gc.set_threshold(*thresholds)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            app = _worker(Path(tmp) / "plain", model, sweep_due_index=True)
+            fetches = list(_fetches(records, "", batch_size, partitions))
+            settle_heap()  # as `segmenter worker` does once the app is built
+            results["plain_cpu_s"] = asyncio.run(_run(app, fetches))
+            if plain_only:
+                return results
+            results["passes"] = asyncio.run(_daily_passes(app, pass_days))
+            # The same passes without the due-day index (every customer at every pass).
+            app = _worker(Path(tmp) / "every", model, sweep_due_index=False)
+            asyncio.run(_run(app, list(_fetches(records, "", batch_size, partitions))))
+            results["passes_every"] = asyncio.run(_daily_passes(app, pass_days))
+            app = _worker(Path(tmp) / "floor", model)
+            evaluate_nothing(app.segmenter.processor)
+            fetches = list(_fetches(records, "", batch_size, partitions))
+            settle_heap()
+            results["floor_cpu_s"] = asyncio.run(_run(app, fetches))
+            results["core_cpu_s"] = core_cpu(
+                records, int(time.time() * 1000), app.segmenter.processor.dedup_window_ms
+            )
+            app = _worker(Path(tmp) / "timed", model)
+            timer = StageTimer()
+            _instrument(app, timer)
+            fetches = list(_fetches(records, "", batch_size, partitions))
+            settle_heap()
+            results["timed_cpu_s"] = asyncio.run(_run(app, fetches))
+    finally:  # (settle_heap froze the heap and raised the thresholds)
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
     results["seconds"] = dict(timer.seconds)
     results["calls"] = dict(timer.calls)
     return results
@@ -419,12 +421,12 @@ def _passes_line(indexed: list[tuple[int, float]], every: list[tuple[int, float]
     )
 
 
-def _plain_line(results: dict[str, Any]) -> str:
+def _plain_line(results: dict[str, Any], more: str = "") -> str:
     events, seconds = results["events"], results["plain_cpu_s"]
     return (
         f"{events:,} events; worker input handling without Kafka: "
         f"**{seconds / events * 1e6:,.1f} µs per event** "
-        f"({events / seconds:,.0f} events per CPU-second)"
+        f"({events / seconds:,.0f} events per CPU-second{more})"
     )
 
 
@@ -452,8 +454,9 @@ def render(results: dict[str, Any]) -> str:
     topics = sorted(per_topic, key=lambda t: -per_topic[t])
     seconds = results["seconds"]
     lines = [
-        _plain_line(results)[:-1]
-        + f"; with stage timers {results['timed_cpu_s'] / events * 1e6:,.1f} µs)",
+        _plain_line(
+            results, f"; with stage timers {results['timed_cpu_s'] / events * 1e6:,.1f} µs"
+        ),
         "",
         _floor_line(results),
         "",

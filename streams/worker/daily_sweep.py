@@ -202,7 +202,6 @@ def _install_clock_timer(
     clock_topic: Any,
     passes: Passes,
 ) -> None:
-
     async def tick_and_publish_clock() -> None:
         rt.metrics.set_stream_clock(rt.clock.now_ms)
         wall = time.monotonic()
